@@ -1,0 +1,29 @@
+"""daskfuse: fit one scikit-learn model per data partition on dask, fuse them into one.
+
+Public names: :class:`FusedClassifier`, :class:`FusedRegressor`, and the submodules
+:mod:`daskfuse.partition` (data distribution) and :mod:`daskfuse.fusion` (model
+fusion).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import fusion, partition
+from .estimators import FusedClassifier, FusedRegressor
+from .exceptions import FusionError, PartitionError
+
+try:
+    __version__ = version("daskfuse")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "FusedClassifier",
+    "FusedRegressor",
+    "FusionError",
+    "PartitionError",
+    "__version__",
+    "fusion",
+    "partition",
+]

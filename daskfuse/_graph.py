@@ -1,0 +1,270 @@
+"""Task decomposition: one fit task per partition and a tree reduction of summaries.
+
+Every task function here is a module-level pure function, so graphs pickle to any
+scheduler (sync, threads, processes, distributed) and the dashboard groups tasks by
+the step word of their key: ``daskfuse-fit``, ``daskfuse-combine``,
+``daskfuse-finalize`` (and ``daskfuse-split`` / ``daskfuse-piece`` where rows are
+redistributed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import numpy as np
+import pandas as pd
+from dask import delayed
+from sklearn.base import clone, is_classifier
+from sklearn.utils import get_tags
+
+from .exceptions import PartitionError
+
+__all__ = ["FitSpec", "Node", "build_fit_graph", "fit_partition", "fit_prefix"]
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """What every fit task needs besides its rows (small; travels with each task)."""
+
+    estimator: Any
+    fuser: Any
+    classifier: bool
+    seeds: tuple | None = None
+    holdout: float = 0.0
+    allow_nan: bool = False
+
+
+@dataclass
+class Node:
+    """A fusion summary with the report rows of the partitions it covers."""
+
+    summary: Any
+    reports: list = field(default_factory=list)
+
+
+def fit_prefix(token):
+    """Key names of one fit: ``{step: key prefix}``."""
+    return {
+        step: f"daskfuse-{step}-{token}"
+        for step in ("data", "split", "piece", "fit", "combine", "finalize")
+    }
+
+
+def _worker_name():
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _as_numpy(part, what, index):
+    if isinstance(part, pd.DataFrame | pd.Series):
+        try:
+            return part.to_numpy(dtype=float if what == "X" else None)
+        except (TypeError, ValueError) as exc:
+            raise PartitionError(
+                index, f"{what} could not be converted to a numeric array ({exc})"
+            ) from exc
+    return np.asarray(part)
+
+
+def _concat(pieces, index):
+    xs, ys = [], []
+    for x, y in pieces:
+        xs.append(_as_numpy(x, "X", index))
+        ys.append(_as_numpy(y, "y", index))
+    X = xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0)
+    y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=0)
+    return X, y
+
+
+def _check_partition(X, y, index, spec):
+    if X.ndim != 2:
+        raise PartitionError(index, f"X must be 2-dimensional, got {X.ndim} dimensions")
+    if X.shape[0] != y.shape[0]:
+        raise PartitionError(
+            index,
+            f"X has {X.shape[0]} rows but y has {y.shape[0]}: X and y are not aligned",
+        )
+    if X.shape[0] == 0:
+        raise PartitionError(index, "the partition is empty (0 rows)")
+    if X.dtype.kind not in "biuf":
+        raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
+    if not spec.allow_nan and not np.isfinite(X).all():
+        raise PartitionError(index, "X contains NaN or infinity")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise PartitionError(index, "y contains NaN or infinity")
+    if y.dtype.kind == "O" and pd.isna(y).any():
+        raise PartitionError(index, "y contains missing values")
+
+
+def _split_holdout(n, fraction, seed):
+    rng = np.random.default_rng(seed)
+    n_hold = int(round(n * fraction))
+    if n_hold < 1 or n - n_hold < 1:
+        return None, None
+    order = rng.permutation(n)
+    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+def fit_partition(spec, index, *pieces):
+    """Fit a clone of ``spec.estimator`` on one partition and summarise it.
+
+    Runs on the worker that holds the partition's rows; only the summary and a
+    report row leave it.
+    """
+    start = time.perf_counter()
+    X, y = _concat(pieces, index)
+    _check_partition(X, y, index, spec)
+    estimator = clone(spec.estimator)
+    seed = None if spec.seeds is None else spec.seeds[index]
+    if seed is not None and "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+
+    X_fit, y_fit, X_hold, y_hold = X, y, None, None
+    if spec.holdout:
+        fit_idx, hold_idx = _split_holdout(len(X), spec.holdout, seed)
+        if fit_idx is None:
+            raise PartitionError(
+                index,
+                f"{len(X)} rows are too few to hold out {spec.holdout:.0%} for scoring",
+            )
+        X_fit, y_fit, X_hold, y_hold = X[fit_idx], y[fit_idx], X[hold_idx], y[hold_idx]
+
+    if spec.classifier:
+        labels, counts = np.unique(y_fit, return_counts=True)
+        if len(labels) < 2:
+            raise PartitionError(
+                index,
+                f"the partition holds a single class ({labels[0]!r}) and a classifier "
+                "needs at least 2; use partition='stratified' or 'random'",
+            )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            estimator.fit(X_fit, y_fit)
+    except Exception as exc:
+        raise PartitionError(
+            index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+    holdout_score = None if X_hold is None else float(estimator.score(X_hold, y_hold))
+    info = {
+        "index": index,
+        "n_rows": len(X_fit),
+        "holdout_score": holdout_score,
+    }
+    summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)
+    report = {
+        "partition": index,
+        "rows": int(len(X)),
+        "class_counts": (
+            {_py(label): int(c) for label, c in zip(labels, counts)}
+            if spec.classifier
+            else None
+        ),
+        "train_score": float(estimator.score(X_fit, y_fit)),
+        "holdout_score": holdout_score,
+        "weight": info.get("weight"),
+        "fit_seconds": time.perf_counter() - start,
+        "worker": _worker_name(),
+    }
+    return Node(summary, [report])
+
+
+def _py(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def combine_nodes(fuser, *nodes):
+    """One inner node of the reduction tree: combine any number of children."""
+    return Node(
+        fuser.combine([n.summary for n in nodes]),
+        [r for n in nodes for r in n.reports],
+    )
+
+
+def finalize_node(fuser, estimator, meta, node):
+    """The root: turn the combined summary into a plain fitted estimator."""
+    return fuser.finalize(node.summary, estimator, meta), node.reports
+
+
+def tree_reduce(leaves, fuser, split_every, prefix):
+    """Reduce ``leaves`` to one delayed ``Node`` with fan-in ``split_every``."""
+    level = 0
+    nodes = list(leaves)
+    while len(nodes) > 1:
+        level += 1
+        nodes = [
+            delayed(combine_nodes, pure=True)(
+                fuser, *nodes[i : i + split_every], dask_key_name=(prefix, level, j)
+            )
+            for j, i in enumerate(range(0, len(nodes), split_every))
+        ]
+    return nodes[0]
+
+
+def build_fit_graph(partitions, spec, meta, split_every, token):
+    """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
+
+    Parameters
+    ----------
+    partitions : list of list of (Delayed, Delayed)
+        For each partition, the ``(X, y)`` pieces that make it up.
+    spec : FitSpec
+    meta : dict
+        Fit-wide facts for ``finalize`` (``n_features_in_``, ``feature_names_in_``).
+    split_every : int
+        Fan-in of the reduction tree.
+    token : str
+        Deterministic token naming every key of this fit.
+    """
+    names = fit_prefix(token)
+    leaves = [
+        delayed(fit_partition, pure=True)(
+            spec, i, *pieces, dask_key_name=(names["fit"], i)
+        )
+        for i, pieces in enumerate(partitions)
+    ]
+    root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
+    return delayed(finalize_node, pure=True)(
+        spec.fuser, spec.estimator, meta, root, dask_key_name=names["finalize"]
+    )
+
+
+def compute_with_progress(graph, progress):
+    """Compute ``graph`` on the active scheduler, optionally with a progress bar."""
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    if progress and client is not None and hasattr(client, "compute"):
+        from distributed import progress as distributed_progress
+
+        future = client.compute(graph)
+        distributed_progress(future)
+        return future.result()
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return dask.compute(graph)[0]
+    return dask.compute(graph)[0]
+
+
+def estimator_allows_nan(estimator):
+    """Whether ``estimator`` says (through its tags) that it accepts NaN."""
+    try:
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def is_classifier_estimator(estimator):
+    return bool(is_classifier(estimator))

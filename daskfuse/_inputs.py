@@ -1,0 +1,174 @@
+"""Input handling: recognise numpy / pandas / dask inputs and align X with y."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+from dask.base import is_dask_collection
+
+__all__ = ["DaskBlocks", "dask_blocks", "is_dask_input", "seed_sequence"]
+
+
+def is_dask_input(obj):
+    return is_dask_collection(obj)
+
+
+def seed_sequence(random_state):
+    """A ``numpy.random.SeedSequence`` from a scikit-learn style ``random_state``.
+
+    Raises
+    ------
+    TypeError
+        ``random_state`` is not None, an int, a ``numpy.random.Generator`` or a
+        ``numpy.random.RandomState``.
+    """
+    if random_state is None:
+        return np.random.SeedSequence()
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be >= 0; got {random_state}")
+        return np.random.SeedSequence(int(random_state))
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(int(random_state.integers(2**63)))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.SeedSequence(int(random_state.randint(2**31)))
+    raise TypeError(
+        "random_state must be None, an int, a numpy.random.Generator or "
+        f"numpy.random.RandomState; got {type(random_state).__name__} {random_state!r}"
+    )
+
+
+@dataclass
+class DaskBlocks:
+    """Row blocks of a dask X and its aligned y."""
+
+    x_blocks: list
+    y_blocks: list | None
+    lengths: list | None
+    n_features: int
+    feature_names: np.ndarray | None
+
+
+def _known(chunks):
+    return not any(math.isnan(c) for c in chunks)
+
+
+def _feature_names(columns):
+    names = list(columns)
+    if names and all(isinstance(c, str) for c in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def _check_frame_dtypes(X):
+    bad = [str(c) for c, t in X.dtypes.items() if t.kind not in "biuf"]
+    if bad:
+        raise ValueError(
+            f"X must have numeric columns only; columns {bad} are not numeric "
+            f"(dtypes {[str(X.dtypes[c]) for c in X.columns if str(c) in bad]})"
+        )
+
+
+def _x_blocks(X):
+    if isinstance(X, da.Array):
+        if X.ndim != 2:
+            raise ValueError(
+                f"X must be 2-dimensional (n_samples, n_features); got a dask array with "
+                f"{X.ndim} dimension(s), shape {X.shape}"
+            )
+        if math.isnan(X.shape[1]):
+            raise ValueError("X has an unknown number of columns; call X.compute_chunk_sizes()")
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
+        if X.numblocks[1] > 1:
+            # one partition = one row block with all of its columns
+            X = X.rechunk({1: -1})
+        lengths = list(X.chunks[0]) if _known(X.chunks[0]) else None
+        return list(X.to_delayed().ravel()), lengths, int(X.shape[1]), None
+    if isinstance(X, dd.DataFrame):
+        _check_frame_dtypes(X)
+        return list(X.to_delayed()), None, len(X.columns), _feature_names(X.columns)
+    raise TypeError(
+        "X must be a numpy array, pandas DataFrame, dask array or dask DataFrame; "
+        f"got {type(X).__module__}.{type(X).__name__}"
+    )
+
+
+def _y_blocks(y, x_lengths, n_x_blocks):
+    if isinstance(y, dd.Series | dd.DataFrame):
+        blocks = list(y.to_delayed())
+        lengths = None
+    elif isinstance(y, da.Array):
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1- or 2-dimensional; got a {y.ndim}-D dask array")
+        if y.ndim == 2 and y.numblocks[1] > 1:
+            y = y.rechunk({1: -1})
+        lengths = list(y.chunks[0]) if _known(y.chunks[0]) else None
+        if lengths is not None and x_lengths is not None and lengths != x_lengths:
+            if sum(lengths) != sum(x_lengths):
+                raise ValueError(
+                    f"X has {sum(x_lengths)} rows but y has {sum(lengths)}: X and y must "
+                    "have the same number of rows"
+                )
+            y = y.rechunk({0: tuple(x_lengths)})
+            lengths = x_lengths
+        blocks = list(y.to_delayed().ravel())
+    elif isinstance(y, np.ndarray | list) or hasattr(y, "__array__"):
+        y = np.asarray(y)
+        if x_lengths is None:
+            raise ValueError(
+                "y is in memory but X is a dask collection of unknown chunk sizes, so y "
+                "cannot be aligned with X's blocks; pass y as a dask collection built "
+                "alongside X"
+            )
+        if len(y) != sum(x_lengths):
+            raise ValueError(
+                f"X has {sum(x_lengths)} rows but y has {len(y)}: X and y must have the "
+                "same number of rows"
+            )
+        y = da.from_array(y, chunks=(tuple(x_lengths),) + y.shape[1:])
+        return list(y.to_delayed().ravel())
+    else:
+        raise TypeError(f"y must be array-like or a dask collection; got {type(y).__name__}")
+    if len(blocks) != n_x_blocks:
+        raise ValueError(
+            f"X has {n_x_blocks} row blocks but y has {len(blocks)}, and their chunk sizes "
+            "are not both known, so they cannot be aligned; build X and y with the same "
+            "row chunks (or call compute_chunk_sizes() on both)"
+        )
+    return blocks
+
+
+def dask_blocks(X, y=None):
+    """Aligned row blocks of a dask ``X`` (and ``y``).
+
+    Raises
+    ------
+    ValueError
+        X is not 2-D, not numeric, or X and y cannot be aligned.
+    TypeError
+        X or y is of an unsupported type.
+    """
+    x_blocks, lengths, n_features, names = _x_blocks(X)
+    y_blocks = None if y is None else _y_blocks(y, lengths, len(x_blocks))
+    return DaskBlocks(x_blocks, y_blocks, lengths, n_features, names)
+
+
+def dask_to_array(X):
+    """A dask array of ``X`` with one column chunk (dask DataFrame columns in order)."""
+    if isinstance(X, dd.DataFrame):
+        _check_frame_dtypes(X)
+        return X.to_dask_array()
+    if isinstance(X, da.Array):
+        if X.ndim != 2:
+            raise ValueError(
+                f"X must be 2-dimensional (n_samples, n_features); got a dask array with "
+                f"{X.ndim} dimension(s)"
+            )
+        return X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
+    raise TypeError(f"X must be a dask array or dask DataFrame; got {type(X).__name__}")

@@ -1,0 +1,200 @@
+"""Parameter averaging: uniform (:class:`Average`) and weighted (:class:`Weighted`).
+
+The summary carries ``sum(w * theta)`` and ``sum(w)`` per coefficient row, never an
+average of averages, so the result does not depend on how the tree groups the
+partitions. Classifier rows are aligned by class label: a class that a partition never
+saw takes its row only from the partitions that did.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from functools import reduce
+
+import numpy as np
+
+from .._adapters import LinearAdapter, linear_estimator_names
+from ..exceptions import FusionError
+from .base import Fuser
+
+__all__ = ["Average", "ParameterSum", "Weighted"]
+
+
+@dataclass
+class ParameterSum:
+    """Weighted sums of parameters: the summary of the averaging fusers.
+
+    Attributes
+    ----------
+    classes : ndarray or None
+        Sorted class labels the rows of each array belong to (classifiers only).
+    sums : dict of str to ndarray
+        ``sum(w * theta)`` for each parameter.
+    weights : ndarray
+        ``sum(w)``: one per class row for classifiers, a scalar for regressors.
+    n_partitions : int
+        Partitions summed.
+    """
+
+    classes: np.ndarray | None
+    sums: dict
+    weights: np.ndarray
+    n_partitions: int = 1
+
+
+def _aligned(summary, classes):
+    """``summary``'s sums and weights laid out on the (larger) class list ``classes``."""
+    if summary.classes is None or np.array_equal(summary.classes, classes):
+        return summary.sums, summary.weights
+    rows = np.searchsorted(classes, summary.classes)
+    sums = {}
+    for name, value in summary.sums.items():
+        full = np.zeros((len(classes),) + value.shape[1:])
+        full[rows] = value
+        sums[name] = full
+    weights = np.zeros(len(classes))
+    weights[rows] = summary.weights
+    return sums, weights
+
+
+class _ParameterAveraging(Fuser):
+    requirement = (
+        "parameter averaging needs a linear model with coef_ and intercept_ "
+        f"({', '.join(linear_estimator_names())})"
+    )
+
+    def supports(self, estimator):
+        return LinearAdapter.supports(estimator)
+
+    def partition_weight(self, info):
+        raise NotImplementedError
+
+    def summarize(self, estimator, X, y, info):
+        w = float(self.partition_weight(info))
+        info["weight"] = w
+        classes, params = LinearAdapter.extract(estimator)
+        weights = np.asarray(w) if classes is None else np.full(len(classes), w)
+        return ParameterSum(classes, {k: w * v for k, v in params.items()}, weights)
+
+    def combine(self, summaries):
+        if summaries[0].classes is None:
+            classes = None
+        else:
+            classes = reduce(np.union1d, [s.classes for s in summaries])
+        aligned = [_aligned(s, classes) for s in summaries]
+        names = summaries[0].sums
+        return ParameterSum(
+            classes,
+            {k: sum(a[0][k] for a in aligned) for k in names},
+            sum(a[1] for a in aligned),
+            sum(s.n_partitions for s in summaries),
+        )
+
+    def finalize(self, summary, template, meta):
+        weights = np.asarray(summary.weights, dtype=float)
+        if np.any(weights <= 0):
+            if summary.classes is None:
+                raise FusionError(
+                    f"{self!r}: every partition got weight 0, nothing to average"
+                )
+            empty = summary.classes[weights <= 0]
+            raise FusionError(
+                f"{self!r}: the rows of class(es) {list(empty)} got total weight 0 "
+                "(every partition that saw them was weighted 0)"
+            )
+        params = {}
+        for name, total in summary.sums.items():
+            w = weights.reshape(weights.shape + (1,) * (total.ndim - weights.ndim))
+            params[name] = total / w
+        return LinearAdapter.build(template, summary.classes, params, meta)
+
+
+class Average(_ParameterAveraging):
+    """Uniform parameter averaging: every partition's model counts the same.
+
+    Examples
+    --------
+    >>> from daskfuse.fusion import Average
+    >>> Average()
+    Average()
+    """
+
+    name = "average"
+
+    def partition_weight(self, info):
+        return 1.0
+
+
+class Weighted(_ParameterAveraging):
+    """Weighted parameter averaging.
+
+    Parameters
+    ----------
+    by : {"rows", "score"} or array-like of shape (n_partitions,), default="rows"
+        ``"rows"`` weights each partition's model by the rows it was fitted on;
+        ``"score"`` by its score (accuracy or R², clipped at 0) on ``holdout`` of its
+        partition's rows, held out from its fit; an array gives the weight of each
+        partition, in partition order (non-negative, not all zero).
+    holdout : float, default=0.2
+        Fraction of each partition held out for ``by="score"``; ignored otherwise.
+
+    Examples
+    --------
+    >>> from daskfuse.fusion import Weighted
+    >>> Weighted(by="score", holdout=0.25)
+    Weighted(by='score', holdout=0.25)
+    """
+
+    name = "weighted"
+
+    def __init__(self, by="rows", *, holdout=0.2):
+        if isinstance(by, str):
+            if by not in ("rows", "score"):
+                raise ValueError(
+                    f"Weighted(by=...) must be 'rows', 'score' or an array of weights; "
+                    f"got {by!r}"
+                )
+        else:
+            weights = np.asarray(by, dtype=float)
+            if weights.ndim != 1 or weights.size == 0:
+                raise ValueError(
+                    "Weighted(by=...) weights must be a non-empty 1-D array, one per "
+                    f"partition; got shape {weights.shape}"
+                )
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError(
+                    f"Weighted(by=...) weights must be finite and >= 0; got {weights.tolist()}"
+                )
+            if not np.any(weights > 0):
+                raise ValueError("Weighted(by=...) weights are all zero")
+            by = tuple(weights.tolist())
+        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
+            raise ValueError(f"Weighted(holdout=...) must be in (0, 1); got {holdout!r}")
+        self.by = by
+        self.holdout_fraction = holdout
+
+    @property
+    def holdout(self):
+        return self.holdout_fraction if self.by == "score" else 0.0
+
+    def _params(self):
+        out = {"by": self.by}
+        if self.by == "score":
+            out["holdout"] = self.holdout_fraction
+        return out
+
+    def prepare(self, n_partitions):
+        if isinstance(self.by, tuple) and len(self.by) != n_partitions:
+            raise ValueError(
+                f"Weighted(by=...) has {len(self.by)} weights but the data has "
+                f"{n_partitions} partitions"
+            )
+        return self
+
+    def partition_weight(self, info):
+        if self.by == "rows":
+            return info["n_rows"]
+        if self.by == "score":
+            return max(info["holdout_score"], 0.0)
+        return self.by[info["index"]]

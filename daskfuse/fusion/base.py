@@ -1,0 +1,85 @@
+"""The Fuser protocol.
+
+A fusion strategy is a monoid over a small *summary* object, so that the tree
+reduction may group partitions in any way (any ``split_every``) and still give the
+same model:
+
+``summarize(fitted_estimator, X, y, info) -> summary``
+    on the worker that holds the partition; ``info`` holds ``index`` (partition
+    number), ``n_rows`` (rows the model was fitted on) and ``holdout_score``.
+``combine(summaries) -> summary``
+    every inner node of the tree, any fan-in; associative.
+``finalize(summary, template, meta) -> estimator``
+    the root: a plain fitted scikit-learn estimator.
+"""
+
+from __future__ import annotations
+
+from ..exceptions import FusionError
+
+__all__ = ["Fuser"]
+
+
+class Fuser:
+    """Base class of the fusion strategies.
+
+    Subclasses set ``name`` and implement :meth:`summarize`, :meth:`combine` and
+    :meth:`finalize`; :meth:`supports` says which estimators they can fuse.
+    """
+
+    #: the string that selects the strategy (``fusion="..."``)
+    name = None
+    #: fraction of each partition's rows held out from fitting to score the model
+    holdout = 0.0
+
+    def supports(self, estimator):
+        """Whether this strategy can fuse models like ``estimator``."""
+        raise NotImplementedError
+
+    def check_estimator(self, estimator, alternatives=()):
+        """Raise :class:`~daskfuse.exceptions.FusionError` if ``estimator`` cannot be fused.
+
+        Parameters
+        ----------
+        estimator : estimator
+            The unfitted template estimator.
+        alternatives : sequence of str
+            Names of the strategies that do apply, for the message.
+        """
+        if not self.supports(estimator):
+            can = ", ".join(map(repr, alternatives)) or "none"
+            raise FusionError(
+                f"fusion={self!r} cannot fuse {type(estimator).__name__}: {self.requirement}. "
+                f"Strategies that apply to {type(estimator).__name__}: {can}"
+            )
+
+    requirement = "not supported"
+
+    def prepare(self, n_partitions):
+        """Check the parameters that depend on the number of partitions."""
+        return self
+
+    def summarize(self, estimator, X, y, info):
+        raise NotImplementedError
+
+    def combine(self, summaries):
+        raise NotImplementedError
+
+    def finalize(self, summary, template, meta):
+        raise NotImplementedError
+
+    def _params(self):
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and repr(self) == repr(other)
+
+    def __hash__(self):
+        return hash(repr(self))
+
+    def __dask_tokenize__(self):
+        return ("daskfuse.Fuser", repr(self))

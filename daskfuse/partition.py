@@ -1,0 +1,285 @@
+"""Data distribution: how the training rows are laid over partitions.
+
+Horizontal partitioning (:class:`Rows`) gives every partition a subset of the rows
+with all of the features. The strategies:
+
+``"chunks"``
+    one partition per row block of the dask input, as it is chunked; no data moves.
+``"uniform"``
+    ``n_partitions`` contiguous parts of (almost) equal size.
+``"random"``
+    rows shuffled with ``random_state`` and dealt out to ``n_partitions`` parts of
+    (almost) equal size.
+``"stratified"``
+    like ``"random"``, but each class is dealt out separately, so that every
+    partition keeps the label proportions of the whole data.
+``"auto"``
+    ``"chunks"`` for a dask input when no ``n_partitions`` is given, else
+    ``"uniform"``.
+
+For dask inputs, ``"uniform"``, ``"random"`` and ``"stratified"`` split every row
+block on the worker that holds it (``daskfuse-split`` tasks) and each partition is
+gathered from its pieces by its fit task: rows move between workers once, the client
+never holds them.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+from dask import delayed
+
+__all__ = ["STRATEGIES", "Rows", "auto_n_partitions"]
+
+STRATEGIES = ("auto", "chunks", "uniform", "random", "stratified")
+
+#: ``n_partitions="auto"`` never makes partitions smaller than this many rows.
+MIN_ROWS_PER_AUTO_PARTITION = 50
+
+
+class Rows:
+    """Horizontal partitioning: split the rows, keep every feature in each part.
+
+    Parameters
+    ----------
+    n_partitions : int, "auto" or None, default=None
+        Number of partitions. ``None`` keeps the row blocks of a dask input and
+        means ``"auto"`` for an in-memory input. ``"auto"`` uses one partition per
+        thread of the active scheduler (the workers of a distributed ``Client``),
+        never making partitions of fewer than 50 rows.
+    strategy : {"auto", "chunks", "uniform", "random", "stratified"}, default="auto"
+        How rows are assigned to partitions; see the module documentation.
+
+    Examples
+    --------
+    >>> from daskfuse.partition import Rows
+    >>> Rows(8, strategy="stratified")
+    Rows(n_partitions=8, strategy='stratified')
+    """
+
+    def __init__(self, n_partitions=None, strategy="auto"):
+        self.n_partitions = n_partitions
+        self.strategy = strategy
+        self.validate()
+
+    def validate(self):
+        """Check the parameters; raise ``ValueError``/``TypeError`` naming the bad one."""
+        n = self.n_partitions
+        if not (
+            n is None
+            or (isinstance(n, str) and n == "auto")
+            or (isinstance(n, numbers.Integral) and not isinstance(n, bool))
+        ):
+            raise TypeError(
+                f"n_partitions must be a positive int, 'auto' or None; got {n!r}"
+            )
+        if isinstance(n, numbers.Integral) and n < 1:
+            raise ValueError(f"n_partitions must be >= 1; got {n}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; "
+                f"got {self.strategy!r}"
+            )
+        return self
+
+    def __repr__(self):
+        return f"Rows(n_partitions={self.n_partitions!r}, strategy={self.strategy!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Rows) and (self.n_partitions, self.strategy) == (
+            other.n_partitions,
+            other.strategy,
+        )
+
+    def __hash__(self):
+        return hash((Rows, self.n_partitions, self.strategy))
+
+    def __dask_tokenize__(self):
+        return ("daskfuse.Rows", self.n_partitions, self.strategy)
+
+
+@dataclass
+class RowPlan:
+    """The partitions of one fit: for each, the ``(X, y)`` pieces that make it up."""
+
+    partitions: list
+    strategy: str
+    n_rows: int | None
+
+
+def cluster_threads():
+    """Threads of the active scheduler: the workers of a ``Client`` if one is active."""
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    if client is not None and hasattr(client, "nthreads"):
+        threads = sum(client.nthreads().values())
+        if threads:
+            return threads
+    return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
+
+
+def auto_n_partitions(n_rows=None):
+    """The number of partitions that ``n_partitions="auto"`` means here and now.
+
+    Parameters
+    ----------
+    n_rows : int or None
+        Rows of the data when known; caps the count so that no partition gets
+        fewer than ``MIN_ROWS_PER_AUTO_PARTITION`` rows.
+    """
+    n = cluster_threads()
+    if n_rows is not None:
+        n = min(n, n_rows // MIN_ROWS_PER_AUTO_PARTITION)
+    return max(1, n)
+
+
+def assign_rows(strategy, y, n_partitions, rng, offset=0, total=None):
+    """Partition index of every row of one block.
+
+    Parameters
+    ----------
+    strategy : {"uniform", "random", "stratified"}
+    y : ndarray of shape (n_rows,) or (n_rows, n_outputs)
+        The block's labels (used by ``"stratified"``, and for the row count).
+    n_partitions : int
+    rng : numpy.random.Generator
+    offset, total : int
+        Position of the block's first row and number of rows of the whole data
+        (``"uniform"`` only).
+    """
+    n = len(y)
+    if strategy == "uniform":
+        return ((offset + np.arange(n)) * n_partitions) // total
+    ids = np.empty(n, dtype=np.intp)
+    if strategy == "random":
+        groups = [np.arange(n)]
+    else:
+        _, inverse = np.unique(np.asarray(y), return_inverse=True)
+        groups = [np.flatnonzero(inverse == k) for k in range(inverse.max(initial=-1) + 1)]
+    for rows in groups:
+        dealt = rng.permutation(rows)
+        ids[dealt] = (np.arange(len(dealt)) + rng.integers(n_partitions)) % n_partitions
+    return ids
+
+
+def split_block(X, y, strategy, n_partitions, seed, offset, total):
+    """Split one row block into ``n_partitions`` pieces (a ``daskfuse-split`` task)."""
+    ids = assign_rows(strategy, y, n_partitions, np.random.default_rng(seed), offset, total)
+    take = _take_rows
+    return [
+        (take(X, idx), take(y, idx))
+        for idx in (np.flatnonzero(ids == j) for j in range(n_partitions))
+    ]
+
+
+def _take_rows(data, idx):
+    return data.iloc[idx] if hasattr(data, "iloc") else data[idx]
+
+
+def _seeds(seed_sequence, n):
+    return [int(s.generate_state(1)[0]) for s in seed_sequence.spawn(n)]
+
+
+def resolve_strategy(rows, is_dask):
+    if rows.strategy != "auto":
+        return rows.strategy
+    return "chunks" if is_dask and rows.n_partitions is None else "uniform"
+
+
+def _resolve_count(rows, n_rows):
+    if isinstance(rows.n_partitions, numbers.Integral):
+        return int(rows.n_partitions)
+    return auto_n_partitions(n_rows)
+
+
+def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
+    """Partitions of in-memory ``X`` (ndarray) and ``y``: assigned on the client."""
+    strategy = resolve_strategy(rows, is_dask=False)
+    if strategy == "chunks":
+        raise ValueError(
+            "partition strategy 'chunks' needs a chunked (dask) input; got an in-memory "
+            f"{type(X).__name__}: use 'uniform', 'random' or 'stratified'"
+        )
+    n_rows = len(X)
+    n = _resolve_count(rows, n_rows)
+    if n > n_rows:
+        raise ValueError(
+            f"n_partitions={n} is larger than the number of rows ({n_rows}): "
+            "every partition needs at least one row"
+        )
+    rng = np.random.default_rng(seed_sequence.spawn(1)[0])
+    ids = assign_rows(strategy, y, n, rng, 0, n_rows)
+    partitions = []
+    for j in range(n):
+        idx = np.flatnonzero(ids == j)
+        if len(idx) == 0:
+            raise ValueError(
+                f"partition {j} would be empty with strategy={strategy!r} and "
+                f"n_partitions={n}; use fewer partitions"
+            )
+        pair = delayed(_pair, pure=True)(
+            X[idx], y[idx], dask_key_name=(data_prefix, j)
+        )
+        partitions.append([pair])
+    return RowPlan(partitions, strategy, n_rows)
+
+
+def _pair(X, y):
+    return X, y
+
+
+def _block_lengths(x_blocks, known):
+    if known is not None:
+        return list(known)
+    return list(dask.compute(*[delayed(len)(b) for b in x_blocks]))
+
+
+def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
+    """Partitions of a dask input given as matching lists of row blocks.
+
+    Parameters
+    ----------
+    x_blocks, y_blocks : list of Delayed
+        The row blocks of X and y, aligned block by block.
+    lengths : list of int or None
+        Rows per block, or None when unknown (they are computed if needed).
+    """
+    strategy = resolve_strategy(rows, is_dask=True)
+    n_blocks = len(x_blocks)
+    if strategy == "chunks":
+        if isinstance(rows.n_partitions, numbers.Integral) and rows.n_partitions != n_blocks:
+            raise ValueError(
+                f"n_partitions={rows.n_partitions} does not match the {n_blocks} row "
+                "blocks of X with strategy='chunks'; rechunk X or use 'uniform'"
+            )
+        n_rows = None if lengths is None else int(sum(lengths))
+        return RowPlan([[(xb, yb)] for xb, yb in zip(x_blocks, y_blocks)], strategy, n_rows)
+
+    if strategy == "uniform" or rows.n_partitions in (None, "auto"):
+        lengths = _block_lengths(x_blocks, lengths)
+    n_rows = None if lengths is None else int(sum(lengths))
+    n = _resolve_count(rows, n_rows)
+    if n_rows is not None and n > n_rows:
+        raise ValueError(
+            f"n_partitions={n} is larger than the number of rows ({n_rows}): "
+            "every partition needs at least one row"
+        )
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths else [0] * n_blocks
+    seeds = _seeds(seed_sequence, n_blocks)
+    pieces = [[] for _ in range(n)]
+    for i, (xb, yb) in enumerate(zip(x_blocks, y_blocks)):
+        split = delayed(split_block, pure=True, nout=n)(
+            xb, yb, strategy, n, seeds[i], int(offsets[i]), n_rows,
+            dask_key_name=(names["split"], i),
+        )
+        for j in range(n):
+            pieces[j].append(
+                delayed(operator.getitem, pure=True)(
+                    split, j, dask_key_name=(names["piece"], i, j)
+                )
+            )
+    return RowPlan(pieces, strategy, n_rows)
