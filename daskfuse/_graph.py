@@ -144,7 +144,7 @@ def fit_partition(spec, index, *pieces):
         if len(labels) < 2:
             raise PartitionError(
                 index,
-                f"the partition holds a single class ({labels[0]!r}) and a classifier "
+                f"the partition holds 1 class ({labels[0]}) and a classifier "
                 "needs at least 2; use partition='stratified' or 'random'",
             )
     try:
@@ -235,8 +235,11 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
         for i, pieces in enumerate(partitions)
     ]
     root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
+    # A tuple key: dask's key_split takes any 8-letter word starting with a-f (as
+    # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
+    # task group after its first element, so the group stays "daskfuse-finalize-...".
     return delayed(finalize_node, pure=True)(
-        spec.fuser, spec.estimator, meta, root, dask_key_name=names["finalize"]
+        spec.fuser, spec.estimator, meta, root, dask_key_name=(names["finalize"], 0)
     )
 
 

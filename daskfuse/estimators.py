@@ -225,8 +225,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 classes = np.unique(y)
                 if len(classes) < 2:
                     raise ValueError(
-                        f"y has a single class ({classes[0]!r}); a classifier needs "
-                        "samples of at least 2 classes"
+                        f"y holds 1 class ({classes[0]}); a classifier needs samples "
+                        "of at least 2 classes"
                     )
             meta = {
                 "n_features_in_": probe.n_features_in_,
@@ -270,7 +270,11 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             fuser,
             rows,
             split_every,
-            seeds.entropy,
+            # Fresh entropy (random_state=None) only matters where rows are shuffled;
+            # elsewhere the keys stay deterministic.
+            seeds.entropy
+            if self.random_state is not None or rows.strategy in ("random", "stratified")
+            else None,
         )
 
     def _multi_output(self):

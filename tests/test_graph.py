@@ -1,0 +1,137 @@
+"""The task graph: names, shape, locality, schedulers, lazy prediction."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from dask.utils import key_split
+from distributed import wait
+from distributed.utils import key_split_group
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
+
+from daskfuse import FusedClassifier, FusedRegressor
+
+
+def _keys(graph):
+    return set(dict(graph.__dask_graph__()))
+
+
+def _step(key):
+    return key_split(key)
+
+
+def test_key_names_are_deterministic_and_grouped(binary_data):
+    X, y = binary_data
+    Xd, yd = da.from_array(X, chunks=(500, -1)), da.from_array(y, chunks=500)
+    clf = FusedClassifier(LogisticRegression(), split_every=3)
+    keys = _keys(clf.fit_graph(Xd, yd))
+    assert keys == _keys(clf.fit_graph(Xd, yd))
+    assert keys == _keys(FusedClassifier(LogisticRegression(), split_every=3).fit_graph(Xd, yd))
+
+    ours = [k for k in keys if isinstance(k, tuple) and k[0].startswith("daskfuse-")]
+    # distributed names task groups after a tuple key's first element
+    groups = {key_split_group(k).rsplit("-", 1)[0] for k in ours}
+    assert groups == {"daskfuse-fit", "daskfuse-combine", "daskfuse-finalize"}
+    fits = sorted(k for k in ours if _step(k) == "daskfuse-fit")
+    assert [k[1] for k in fits] == list(range(8))
+    combines = sorted(k for k in ours if _step(k) == "daskfuse-combine")
+    # 8 leaves, fan-in 3: 3 nodes on level 1, 1 on level 2
+    assert [(k[1], k[2]) for k in combines] == [(1, 0), (1, 1), (1, 2), (2, 0)]
+    finalize = [k for k in ours if k[0].startswith("daskfuse-finalize-")]
+    assert finalize == [(finalize[0][0], 0)]
+    token = finalize[0][0].rsplit("-", 1)[1]
+    assert all(k[0].endswith(token) for k in ours)
+
+    other = _keys(FusedClassifier(LogisticRegression(C=0.5), split_every=3).fit_graph(Xd, yd))
+    assert not {k for k in other if str(k).startswith("('daskfuse-")} & set(ours)
+
+
+def test_fit_tasks_read_only_their_own_partition(binary_data):
+    X, y = binary_data
+    Xd, yd = da.from_array(X, chunks=(1000, -1)), da.from_array(y, chunks=1000)
+    graph = FusedClassifier(LogisticRegression()).fit_graph(Xd, yd)
+    deps = dask.core.get_dependencies
+    hlg = dict(graph.__dask_graph__())
+    x_blocks = [b.key for b in Xd.to_delayed().ravel()]
+    for key in hlg:
+        if _step(key) == "daskfuse-fit":
+            i = key[1]
+            data = {d for d in deps(hlg, key) if d != key}
+            assert x_blocks[i] in data
+            assert not (set(x_blocks) - {x_blocks[i]}) & data
+
+
+def test_fits_run_where_the_blocks_are(on_cluster, binary_data):
+    X, y = binary_data
+    Xd = da.from_array(X, chunks=(500, -1)).persist()
+    yd = da.from_array(y, chunks=500).persist()
+    wait([Xd, yd])
+    holders = on_cluster.who_has(Xd)
+    block_keys = [b.key for b in Xd.to_delayed().ravel()]
+    clf = FusedClassifier(LogisticRegression()).fit(Xd, yd)
+    report = clf.partition_report_
+    assert set(report["worker"]) <= set(on_cluster.nthreads())
+    local = [w in holders[k] for w, k in zip(report["worker"], block_keys)]
+    # the scheduler may move a task when a worker is idle; nearly all stay local
+    assert sum(local) >= len(local) - 2
+
+
+def test_processes_scheduler(binary_data):
+    X, y = binary_data
+    with dask.config.set(scheduler="processes", num_workers=2):
+        clf = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    reference = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    assert_allclose(clf.fused_estimator_.coef_, reference.fused_estimator_.coef_, rtol=1e-12)
+
+
+def test_the_issue_example_runs(on_cluster):
+    X = da.random.random((200_000, 20), chunks=(25_000, 20))
+    y = (X[:, 0] + X[:, 1] > 1).astype(int)
+    clf = FusedClassifier(SGDClassifier(random_state=0), fusion="weighted").fit(X, y)
+    assert type(clf.fused_estimator_) is SGDClassifier
+    pred = clf.predict(X)
+    assert isinstance(pred, da.Array)
+    assert pred.chunks[0] == X.chunks[0]
+    Xs, ys = dask.compute(X[:1000], y[:1000])
+    assert isinstance(clf.predict(Xs), np.ndarray)
+    assert_array_equal(pred[:1000].compute(), clf.predict(Xs))
+    score = clf.score(X, y)
+    assert isinstance(score, float) and score > 0.95
+    assert clf.n_partitions_ == 8
+    assert set(clf.partition_report_.columns) >= {
+        "partition", "rows", "class_counts", "train_score", "fit_seconds", "worker",
+    }
+
+
+def test_lazy_methods_match_in_memory(scheduler, multiclass_data):
+    X, y = multiclass_data
+    clf = FusedClassifier(LogisticRegression(), n_partitions=3).fit(X, y)
+    Xd = da.from_array(X, chunks=(700, -1))
+    ddf = dd.from_pandas(pd.DataFrame(X), npartitions=3, sort=False)
+    for method in ["predict", "predict_proba", "decision_function", "predict_log_proba"]:
+        expected = getattr(clf, method)(X)
+        lazy = getattr(clf, method)(Xd)
+        assert isinstance(lazy, da.Array)
+        assert_allclose(lazy.compute(), expected, err_msg=method)
+        assert_allclose(np.asarray(getattr(clf, method)(ddf).compute()), expected)
+    assert clf.score(Xd, da.from_array(y, chunks=700)) == pytest.approx(clf.score(X, y))
+
+
+def test_binary_decision_function_is_one_dimensional(binary_data):
+    X, y = binary_data
+    clf = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    out = clf.decision_function(da.from_array(X, chunks=(1000, -1)))
+    assert out.ndim == 1 and out.shape == (len(X),)
+
+
+def test_regressor_dask_score_is_r2(scheduler, regression_data):
+    X, y = regression_data
+    reg = FusedRegressor(Ridge(), n_partitions=3).fit(X, y)
+    lazy = reg.score(da.from_array(X, chunks=(400, -1)), da.from_array(y, chunks=400))
+    assert isinstance(lazy, float)
+    assert lazy == pytest.approx(reg.score(X, y), rel=1e-10)
