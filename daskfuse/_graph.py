@@ -147,6 +147,7 @@ def fit_partition(spec, index, *pieces):
                 f"the partition holds 1 class ({labels[0]}) and a classifier "
                 "needs at least 2; use partition='stratified' or 'random'",
             )
+    fit_start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
@@ -156,6 +157,7 @@ def fit_partition(spec, index, *pieces):
             index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
         ) from exc
 
+    fit_seconds = time.perf_counter() - fit_start
     holdout_score = None if X_hold is None else float(estimator.score(X_hold, y_hold))
     info = {
         "index": index,
@@ -174,10 +176,17 @@ def fit_partition(spec, index, *pieces):
         "train_score": float(estimator.score(X_fit, y_fit)),
         "holdout_score": holdout_score,
         "weight": info.get("weight"),
-        "fit_seconds": time.perf_counter() - start,
+        "n_iter": _n_iter(estimator),
+        "fit_seconds": fit_seconds,
+        "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
     }
     return Node(summary, [report])
+
+
+def _n_iter(estimator):
+    n_iter = getattr(estimator, "n_iter_", None)
+    return None if n_iter is None else int(np.max(n_iter))
 
 
 def _py(value):

@@ -471,7 +471,10 @@ _ATTRS_DOC = """
         Fan-in of the fusion tree used.
     partition_report_ : pandas.DataFrame
         One row per partition: ``partition``, ``rows``, ``class_counts``,
-        ``train_score``, ``holdout_score``, ``weight``, ``fit_seconds``, ``worker``.
+        ``train_score``, ``holdout_score``, ``weight`` (its weight in the fusion),
+        ``n_iter`` (the solver's iterations, where it reports them), ``fit_seconds``
+        (the estimator's ``fit``), ``task_seconds`` (the whole fit task) and
+        ``worker`` (the address of the worker that ran it).
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of str
