@@ -1,6 +1,7 @@
 """daskfuse: fit one scikit-learn model per data partition on dask, fuse them into one.
 
-Public names: :class:`FusedClassifier`, :class:`FusedRegressor`, and the submodules
+Public names: :class:`FusedClassifier`, :class:`FusedRegressor`,
+:class:`FusedTransformer`, :class:`FusedClusterer`, and the submodules
 :mod:`daskfuse.partition` (data distribution) and :mod:`daskfuse.fusion` (model
 fusion).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import fusion, partition
-from .estimators import FusedClassifier, FusedRegressor
+from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from .exceptions import FusionError, PartitionError
 
 try:
@@ -20,7 +21,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "FusedClassifier",
+    "FusedClusterer",
     "FusedRegressor",
+    "FusedTransformer",
     "FusionError",
     "PartitionError",
     "__version__",

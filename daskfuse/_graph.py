@@ -38,6 +38,7 @@ class FitSpec:
     seeds: tuple | None = None
     holdout: float = 0.0
     allow_nan: bool = False
+    classes: Any = None
 
 
 @dataclass
@@ -77,11 +78,11 @@ def _as_numpy(part, what, index):
 
 
 def _concat(pieces, index):
-    xs, ys = [], []
-    for x, y in pieces:
-        xs.append(_as_numpy(x, "X", index))
-        ys.append(_as_numpy(y, "y", index))
+    xs = [_as_numpy(x, "X", index) for x, _ in pieces]
     X = xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0)
+    if pieces[0][1] is None:
+        return X, None
+    ys = [_as_numpy(y, "y", index) for _, y in pieces]
     y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=0)
     return X, y
 
@@ -89,7 +90,7 @@ def _concat(pieces, index):
 def _check_partition(X, y, index, spec):
     if X.ndim != 2:
         raise PartitionError(index, f"X must be 2-dimensional, got {X.ndim} dimensions")
-    if X.shape[0] != y.shape[0]:
+    if y is not None and X.shape[0] != y.shape[0]:
         raise PartitionError(
             index,
             f"X has {X.shape[0]} rows but y has {y.shape[0]}: X and y are not aligned",
@@ -100,6 +101,8 @@ def _check_partition(X, y, index, spec):
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
     if not spec.allow_nan and not np.isfinite(X).all():
         raise PartitionError(index, "X contains NaN or infinity")
+    if y is None:
+        return
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
         raise PartitionError(index, "y contains NaN or infinity")
     if y.dtype.kind == "O" and pd.isna(y).any():
@@ -137,7 +140,9 @@ def fit_partition(spec, index, *pieces):
                 index,
                 f"{len(X)} rows are too few to hold out {spec.holdout:.0%} for scoring",
             )
-        X_fit, y_fit, X_hold, y_hold = X[fit_idx], y[fit_idx], X[hold_idx], y[hold_idx]
+        X_fit, X_hold = X[fit_idx], X[hold_idx]
+        if y is not None:
+            y_fit, y_hold = y[fit_idx], y[hold_idx]
 
     if spec.classifier:
         labels, counts = np.unique(y_fit, return_counts=True)
@@ -148,23 +153,35 @@ def fit_partition(spec, index, *pieces):
                 "needs at least 2; use partition='stratified' or 'random'",
             )
     fit_start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            estimator.fit(X_fit, y_fit)
-    except Exception as exc:
-        raise PartitionError(
-            index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
-        ) from exc
-
+    if spec.fuser.needs_fit:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                estimator.fit(X_fit, y_fit)
+        except Exception as exc:
+            raise PartitionError(
+                index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    else:
+        # the strategy summarises the rows themselves (sufficient statistics)
+        estimator = None
     fit_seconds = time.perf_counter() - fit_start
-    holdout_score = None if X_hold is None else float(estimator.score(X_hold, y_hold))
+    holdout_score = None if X_hold is None else _score(estimator, X_hold, y_hold)
     info = {
         "index": index,
         "n_rows": len(X_fit),
         "holdout_score": holdout_score,
+        "classes": spec.classes,
+        "seed": seed,
     }
-    summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)
+    try:
+        summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)
+    except PartitionError:
+        raise
+    except Exception as exc:
+        raise PartitionError(
+            index, f"{spec.fuser!r} could not summarise it: {type(exc).__name__}: {exc}"
+        ) from exc
     report = {
         "partition": index,
         "rows": int(len(X)),
@@ -173,7 +190,7 @@ def fit_partition(spec, index, *pieces):
             if spec.classifier
             else None
         ),
-        "train_score": float(estimator.score(X_fit, y_fit)),
+        "train_score": _score(estimator, X_fit, y_fit),
         "holdout_score": holdout_score,
         "weight": info.get("weight"),
         "n_iter": _n_iter(estimator),
@@ -182,6 +199,16 @@ def fit_partition(spec, index, *pieces):
         "worker": _worker_name(),
     }
     return Node(summary, [report])
+
+
+def _score(estimator, X, y):
+    """The estimator's own score (accuracy, R², -inertia ...) or None."""
+    if estimator is None or not hasattr(estimator, "score"):
+        return None
+    try:
+        return float(estimator.score(X) if y is None else estimator.score(X, y))
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _n_iter(estimator):

@@ -15,9 +15,12 @@ from dask.base import tokenize
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
+    ClusterMixin,
     MetaEstimatorMixin,
     RegressorMixin,
+    TransformerMixin,
     is_classifier,
+    is_clusterer,
     is_regressor,
 )
 from sklearn.utils import get_tags
@@ -36,7 +39,13 @@ from ._inputs import dask_blocks, dask_to_array, is_dask_input, seed_sequence
 from .fusion import resolve_fusion
 from .partition import STRATEGIES, Rows, plan_blocks, plan_in_memory
 
-__all__ = ["FusedClassifier", "FusedRegressor"]
+__all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
+
+
+def _dask_classes(y_blocks):
+    """The sorted class labels of a dask ``y``: one pass over its blocks."""
+    uniques = dask.compute(*[delayed(np.unique, pure=True)(yb) for yb in y_blocks])
+    return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
 
 
 def _estimator_has(attr):
@@ -54,11 +63,13 @@ def _apply_block(block, estimator, method, feature_names):
     return getattr(estimator, method)(block)
 
 
-def _score_block(estimator, X, y, classifier, feature_names):
+def _score_block(estimator, X, y, kind, feature_names):
     """Sufficient statistics of the score on one block (a ``daskfuse-score`` task)."""
+    if kind == "clusterer":
+        return float(_apply_block(X, estimator, "score", feature_names))
     pred = _apply_block(X, estimator, "predict", feature_names)
     y = np.asarray(y)
-    if classifier:
+    if kind == "classifier":
         return float(np.sum(pred == y)), len(y)
     y = y.reshape(len(y), -1).astype(float)
     pred = np.asarray(pred, dtype=float).reshape(y.shape)
@@ -125,6 +136,16 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 f"{type(self).__name__} needs a regressor as estimator; got "
                 f"{type(est).__name__}: use FusedClassifier for classifiers"
             )
+        if self._kind == "transformer" and not hasattr(est, "transform"):
+            raise TypeError(
+                f"{type(self).__name__} needs a transformer (an estimator with "
+                f"transform) as estimator; got {type(est).__name__}"
+            )
+        if self._kind == "clusterer" and not is_clusterer(est):
+            raise TypeError(
+                f"{type(self).__name__} needs a clusterer as estimator; got "
+                f"{type(est).__name__}"
+            )
 
     def _rows(self):
         n = self.n_partitions
@@ -161,7 +182,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         return int(s)
 
     # ------------------------------------------------------------------ fit
-    def fit_graph(self, X, y):
+    def fit_graph(self, X, y=None):
         """The lazy fit: a ``dask.delayed`` object computing to ``(model, reports)``.
 
         Validates the parameters and the data as :meth:`fit` does and builds the
@@ -172,8 +193,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         ----------
         X : array-like, pandas DataFrame, dask array or dask DataFrame
             Training data, shape (n_samples, n_features).
-        y : array-like, pandas Series, dask array or dask Series
-            Targets, aligned with the rows of ``X``.
+        y : array-like, pandas Series, dask array or dask Series, or None
+            Targets, aligned with the rows of ``X`` (None for transformers and
+            clusterers).
 
         Returns
         -------
@@ -191,8 +213,17 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             raise TypeError(f"verbose must be an int or bool; got {self.verbose!r}")
         seeds = seed_sequence(self.random_state)
         classifier = self._kind == "classifier"
+        supervised = self._kind in ("classifier", "regressor")
+        if not supervised:
+            y = None
+        elif y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         allow_nan = estimator_allows_nan(self.estimator)
         partition_seeds, fit_seeds = seeds.spawn(2)
+        token_parts = self._token_parts(fuser, rows, split_every, seeds)
+        classes = None
 
         if is_dask_input(X):
             blocks = dask_blocks(X, y)
@@ -200,7 +231,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 "n_features_in_": blocks.n_features,
                 "feature_names_in_": blocks.feature_names,
             }
-            token = tokenize(self._token_parts(fuser, rows, split_every, seeds), X, y)
+            if classifier and fuser.needs_classes:
+                classes = _dask_classes(blocks.y_blocks)
+            token = tokenize(token_parts, X, y)
             names = fit_prefix(token)
             plan = plan_blocks(
                 blocks.x_blocks, blocks.y_blocks, blocks.lengths, rows, partition_seeds, names
@@ -212,14 +245,17 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     "both as dask collections"
                 )
             probe = copy.copy(self)
-            X, y = validate_data(
-                probe,
-                X,
-                y,
-                ensure_all_finite=not allow_nan,
-                multi_output=not classifier and self._multi_output(),
-                y_numeric=not classifier,
-            )
+            if supervised:
+                X, y = validate_data(
+                    probe,
+                    X,
+                    y,
+                    ensure_all_finite=not allow_nan,
+                    multi_output=not classifier and self._multi_output(),
+                    y_numeric=not classifier,
+                )
+            else:
+                X = validate_data(probe, X, ensure_all_finite=not allow_nan)
             if classifier:
                 check_classification_targets(y)
                 classes = np.unique(y)
@@ -232,23 +268,22 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 "n_features_in_": probe.n_features_in_,
                 "feature_names_in_": getattr(probe, "feature_names_in_", None),
             }
-            token = tokenize(self._token_parts(fuser, rows, split_every, seeds), X, y)
+            token = tokenize(token_parts, X, y)
             names = fit_prefix(token)
             plan = plan_in_memory(X, y, rows, partition_seeds, names["data"])
 
         n = len(plan.partitions)
         fuser.prepare(n)
+        meta["classes"] = classes
+        meta["n_partitions"] = n
         spec = FitSpec(
             estimator=self.estimator,
             fuser=fuser,
             classifier=classifier,
-            seeds=(
-                None
-                if self.random_state is None
-                else tuple(int(s.generate_state(1)[0]) for s in fit_seeds.spawn(n))
-            ),
+            seeds=self._partition_seeds(fuser, fit_seeds, n),
             holdout=fuser.holdout,
             allow_nan=allow_nan,
+            classes=classes if fuser.needs_classes else None,
         )
         graph = build_fit_graph(plan.partitions, spec, meta, split_every, token)
         return {
@@ -260,6 +295,15 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             "split_every": split_every,
             "keys": names,
         }
+
+    def _partition_seeds(self, fuser, fit_seeds, n):
+        if fuser.shared_seed:
+            # one seed for every partition: the same initial parameters everywhere
+            seed = int(fit_seeds.generate_state(1)[0])
+            return (seed,) * n
+        if self.random_state is None:
+            return None
+        return tuple(int(s.generate_state(1)[0]) for s in fit_seeds.spawn(n))
 
     def _token_parts(self, fuser, rows, split_every, seeds):
         return (
@@ -287,7 +331,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit one model per partition as dask tasks and fuse them into one.
 
         A failed fit leaves the estimator unfitted, whatever it held before.
@@ -297,8 +341,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         X : array-like, pandas DataFrame, dask array or dask DataFrame
             Training data, shape (n_samples, n_features). Dask inputs stay on the
             workers: each partition is fitted where its rows are.
-        y : array-like, pandas Series, dask array or dask Series
-            Targets, aligned with the rows of ``X``.
+        y : array-like, pandas Series, dask array or dask Series, or None
+            Targets, aligned with the rows of ``X`` (ignored by transformers and
+            clusterers).
 
         Returns
         -------
@@ -399,14 +444,16 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             )
         model = delayed(self.fused_estimator_, pure=True)
         names = getattr(self, "feature_names_in_", None)
-        classifier = self._kind == "classifier"
+        y_blocks = blocks.y_blocks or [None] * len(blocks.x_blocks)
         parts = dask.compute(
             *[
-                delayed(_score_block, pure=True)(model, xb, yb, classifier, names)
-                for xb, yb in zip(blocks.x_blocks, blocks.y_blocks)
+                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names)
+                for xb, yb in zip(blocks.x_blocks, y_blocks)
             ]
         )
-        if classifier:
+        if self._kind == "clusterer":
+            return sum(parts)
+        if self._kind == "classifier":
             return sum(p[0] for p in parts) / sum(p[1] for p in parts)
         return _r2_from_parts(parts)
 
@@ -630,3 +677,152 @@ class FusedRegressor(RegressorMixin, _FusedBase):
             return float(self._dask_score(X, y))
         return float(super().score(X, y, sample_weight=sample_weight))
 
+
+
+class FusedTransformer(TransformerMixin, _FusedBase):
+    __doc__ = (
+        """Fit a transformer per data partition on dask and fuse them into one.
+
+    For scalers and decompositions (``StandardScaler``, ``MinMaxScaler``,
+    ``MaxAbsScaler``, ``PCA``, ``TruncatedSVD``) exact fusion merges sufficient
+    statistics, so the fused transformer equals the one fitted on all rows. It is
+    usable inside a scikit-learn ``Pipeline``.
+"""
+        + _PARAMS_DOC.format(kind="transformer")
+        + _ATTRS_DOC
+    )
+
+    _kind = "transformer"
+
+    def transform(self, X):
+        """Transform ``X`` with the fused transformer.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+
+        Returns
+        -------
+        X_new : ndarray or dask array
+        """
+        return self._delegate("transform", X)
+
+    @available_if(_estimator_has("inverse_transform"))
+    def inverse_transform(self, X):
+        """Map transformed data back with the fused transformer.
+
+        Parameters
+        ----------
+        X : array-like or dask array
+
+        Returns
+        -------
+        X_original : ndarray or dask array
+        """
+        check_is_fitted(self)
+        if is_dask_input(X):
+            model = delayed(self.fused_estimator_, pure=True)
+            Xa = dask_to_array(X)
+            return Xa.map_blocks(
+                _apply_block, model, "inverse_transform", None,
+                chunks=(Xa.chunks[0], (self.n_features_in_,)), dtype=float,
+            )
+        return self.fused_estimator_.inverse_transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of the fused transformer.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+        """
+        check_is_fitted(self)
+        return self.fused_estimator_.get_feature_names_out(input_features)
+
+
+class FusedClusterer(ClusterMixin, _FusedBase):
+    __doc__ = (
+        """Fit a clusterer per data partition on dask and fuse them into one.
+
+    ``KMeans`` and ``MiniBatchKMeans`` are fused by reclustering the partitions'
+    centroids weighted by their cluster sizes (never by averaging centroids, which
+    label permutation breaks).
+"""
+        + _PARAMS_DOC.format(kind="clusterer")
+        + _ATTRS_DOC
+        + """    labels_ : ndarray or dask array
+        Cluster of each training row (lazy for a dask input).
+"""
+    )
+
+    _kind = "clusterer"
+
+    def fit(self, X, y=None):
+        """Fit one clusterer per partition and fuse them into one.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+            Training data, shape (n_samples, n_features).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        super().fit(X, None)
+        self.labels_ = self.predict(X)
+        return self
+
+    @available_if(_estimator_has("predict"))
+    def predict(self, X):
+        """Nearest cluster of each sample.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+
+        Returns
+        -------
+        labels : ndarray or dask array
+        """
+        return self._delegate("predict", X)
+
+    @available_if(_estimator_has("transform"))
+    def transform(self, X):
+        """Distances to the fused cluster centres.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+
+        Returns
+        -------
+        distances : ndarray or dask array
+        """
+        return self._delegate("transform", X)
+
+    @available_if(_estimator_has("score"))
+    def score(self, X, y=None):
+        """The fused clusterer's score on ``X`` (for KMeans: minus the inertia).
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        if is_dask_input(X):
+            return float(self._dask_score(X, None))
+        check_is_fitted(self)
+        Xv = validate_data(self, X, reset=False)
+        return float(self.fused_estimator_.score(Xv))

@@ -137,21 +137,22 @@ def auto_n_partitions(n_rows=None):
     return max(1, n)
 
 
-def assign_rows(strategy, y, n_partitions, rng, offset=0, total=None):
+def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None):
     """Partition index of every row of one block.
 
     Parameters
     ----------
     strategy : {"uniform", "random", "stratified"}
-    y : ndarray of shape (n_rows,) or (n_rows, n_outputs)
-        The block's labels (used by ``"stratified"``, and for the row count).
+    n : int
+        Rows in the block.
+    y : ndarray of shape (n,) or None
+        The block's labels (``"stratified"`` only).
     n_partitions : int
     rng : numpy.random.Generator
     offset, total : int
         Position of the block's first row and number of rows of the whole data
         (``"uniform"`` only).
     """
-    n = len(y)
     if strategy == "uniform":
         return ((offset + np.arange(n)) * n_partitions) // total
     ids = np.empty(n, dtype=np.intp)
@@ -168,7 +169,9 @@ def assign_rows(strategy, y, n_partitions, rng, offset=0, total=None):
 
 def split_block(X, y, strategy, n_partitions, seed, offset, total):
     """Split one row block into ``n_partitions`` pieces (a ``daskfuse-split`` task)."""
-    ids = assign_rows(strategy, y, n_partitions, np.random.default_rng(seed), offset, total)
+    ids = assign_rows(
+        strategy, len(X), y, n_partitions, np.random.default_rng(seed), offset, total
+    )
     take = _take_rows
     return [
         (take(X, idx), take(y, idx))
@@ -177,7 +180,14 @@ def split_block(X, y, strategy, n_partitions, seed, offset, total):
 
 
 def _take_rows(data, idx):
+    if data is None:
+        return None
     return data.iloc[idx] if hasattr(data, "iloc") else data[idx]
+
+
+def _check_labels(strategy, y):
+    if strategy == "stratified" and y is None:
+        raise ValueError("partition strategy 'stratified' needs labels y; got y=None")
 
 
 def _seeds(seed_sequence, n):
@@ -199,6 +209,7 @@ def _resolve_count(rows, n_rows):
 def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
     """Partitions of in-memory ``X`` (ndarray) and ``y``: assigned on the client."""
     strategy = resolve_strategy(rows, is_dask=False)
+    _check_labels(strategy, y)
     if strategy == "chunks":
         raise ValueError(
             "partition strategy 'chunks' needs a chunked (dask) input; got an in-memory "
@@ -212,7 +223,7 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
             "every partition needs at least one row"
         )
     rng = np.random.default_rng(seed_sequence.spawn(1)[0])
-    ids = assign_rows(strategy, y, n, rng, 0, n_rows)
+    ids = assign_rows(strategy, n_rows, y, n, rng, 0, n_rows)
     partitions = []
     for j in range(n):
         idx = np.flatnonzero(ids == j)
@@ -222,7 +233,7 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
                 f"n_partitions={n}; use fewer partitions"
             )
         pair = delayed(_pair, pure=True)(
-            X[idx], y[idx], dask_key_name=(data_prefix, j)
+            X[idx], _take_rows(y, idx), dask_key_name=(data_prefix, j)
         )
         partitions.append([pair])
     return RowPlan(partitions, strategy, n_rows)
@@ -249,6 +260,9 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         Rows per block, or None when unknown (they are computed if needed).
     """
     strategy = resolve_strategy(rows, is_dask=True)
+    _check_labels(strategy, y_blocks)
+    if y_blocks is None:
+        y_blocks = [None] * len(x_blocks)
     n_blocks = len(x_blocks)
     if strategy == "chunks":
         if isinstance(rows.n_partitions, numbers.Integral) and rows.n_partitions != n_blocks:

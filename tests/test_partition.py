@@ -115,8 +115,8 @@ def test_stratified_keeps_label_proportions():
 def test_uniform_is_contiguous_and_random_shuffles():
     y = np.arange(10)
     rng = np.random.default_rng(0)
-    assert_array_equal(assign_rows("uniform", y, 3, rng, 0, 10), [0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
-    ids = assign_rows("random", y, 3, np.random.default_rng(0))
+    assert_array_equal(assign_rows("uniform", 10, y, 3, rng, 0, 10), [0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    ids = assign_rows("random", 10, None, 3, np.random.default_rng(0))
     assert sorted(np.bincount(ids)) == [3, 3, 4]
     assert not np.array_equal(ids, np.sort(ids))
 

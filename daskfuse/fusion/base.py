@@ -6,7 +6,9 @@ same model:
 
 ``summarize(fitted_estimator, X, y, info) -> summary``
     on the worker that holds the partition; ``info`` holds ``index`` (partition
-    number), ``n_rows`` (rows the model was fitted on) and ``holdout_score``.
+    number), ``n_rows`` (rows the model was fitted on), ``holdout_score``,
+    ``classes`` (the global class list, where the strategy asked for it) and
+    ``seed`` (the partition's seed, or None).
 ``combine(summaries) -> summary``
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``
@@ -31,6 +33,16 @@ class Fuser:
     name = None
     #: fraction of each partition's rows held out from fitting to score the model
     holdout = 0.0
+    #: whether each partition's estimator is fitted before ``summarize``; a strategy
+    #: that summarises the rows themselves (sufficient statistics) sets it False and
+    #: gets ``None`` for the estimator
+    needs_fit = True
+    #: whether the global class list must be known before the partitions are fitted
+    #: (it is then computed first, and passed as ``info["classes"]``)
+    needs_classes = False
+    #: whether every partition's estimator gets the same seed (and so, for models
+    #: with random initial parameters, the same starting point)
+    shared_seed = False
 
     def supports(self, estimator):
         """Whether this strategy can fuse models like ``estimator``."""
