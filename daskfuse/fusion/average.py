@@ -59,6 +59,7 @@ def _aligned(summary, classes):
 
 
 class _ParameterAveraging(Fuser):
+    from_models = True
     requirement = (
         "parameter averaging needs a linear model with coef_ and intercept_ "
         f"({', '.join(linear_estimator_names())})"

@@ -43,6 +43,9 @@ class Fuser:
     #: whether every partition's estimator gets the same seed (and so, for models
     #: with random initial parameters, the same starting point)
     shared_seed = False
+    #: whether ``summarize`` works from a fitted model alone (``X`` and ``y`` None),
+    #: so that :func:`daskfuse.fuse` can fuse models fitted elsewhere
+    from_models = False
 
     def supports(self, estimator):
         """Whether this strategy can fuse models like ``estimator``."""
