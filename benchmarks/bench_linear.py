@@ -27,6 +27,8 @@ persisted there (and gathered once into NumPy for the single-process anchors)
 before any timing starts, so no case pays for data generation or transfer of
 the raw data into the cluster. Each case is fitted ``--repeats`` times on a
 fresh clone of its estimator and the median wall-clock time is reported.
+Before each fit the script waits (untimed) until the scheduler has released
+every task of the previous fit, so no repeat can reuse a cached result.
 Accuracy is measured afterwards, outside the timed region, on a held-out test
 set drawn from the same distribution. The ratio columns are
 ``anchor_seconds / daskfuse_seconds``: above 1 means daskfuse fitted faster.
@@ -54,6 +56,9 @@ dask-ml notes (dask-ml 2025.1.0, scikit-learn 1.9)
 * ``dask_ml.linear_model.LogisticRegression.score`` returns a lazy 0-d dask
   array (it uses ``dask_glm.utils.accuracy_score``); scores are computed
   explicitly here.
+* ``Incremental`` builds the same graph keys on every ``fit``; a repeat fitted
+  right after the previous one can pick up its not yet released result (seen:
+  1.77 s, then 0.01 s twice). Hence the untimed barrier before every fit.
 * Accuracy is computed the same way for every case, from ``predict`` on the
   test set (dask predictions are computed), so these quirks do not matter for
   the reported numbers; the estimator's own ``score`` is recorded next to it
@@ -63,6 +68,7 @@ dask-ml notes (dask-ml 2025.1.0, scikit-learn 1.9)
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -288,6 +294,30 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
     return cases
 
 
+def _scheduler_task_count(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def settle(client: Any, target: int | None = None, timeout: float = 10.0) -> int:
+    """Wait until the scheduler holds no more than ``target`` tasks; return the count.
+
+    Results of a previous fit are released asynchronously. If a repeat submits a
+    graph with the same keys before they are gone (dask-ml's ``Incremental``
+    builds deterministic keys), it gets the old result back and times ~0 s. With
+    ``target=None`` wait until the count stops changing (to take a baseline).
+    """
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        n = client.run_on_scheduler(_scheduler_task_count)
+        done = n == last if target is None else n <= target
+        if done or time.monotonic() > deadline:
+            return n
+        last = n
+        time.sleep(0.1)
+
+
 def _as_float(value: Any) -> float:
     """A Python float from a float, NumPy scalar or lazy dask scalar."""
     if dask.is_dask_collection(value):
@@ -305,7 +335,7 @@ def _predict_labels(model: Any, case: Case, data: dict[str, Any]) -> np.ndarray:
     return np.asarray(pred).ravel()
 
 
-def run_case(case: Case, data: dict[str, Any], repeats: int) -> dict[str, Any]:
+def run_case(case: Case, data: dict[str, Any], repeats: int, client: Any) -> dict[str, Any]:
     """Fit ``case`` ``repeats`` times (timed), then score it once (untimed)."""
     from sklearn.base import clone
 
@@ -331,6 +361,10 @@ def run_case(case: Case, data: dict[str, Any], repeats: int) -> dict[str, Any]:
         model = None
         returned_none = False
         for _ in range(repeats):
+            model = returned = None  # drop the previous fit before the barrier
+            left = settle(client, data["baseline_tasks"])
+            if left > data["baseline_tasks"]:
+                result["tasks_left_before_fit"] = left - data["baseline_tasks"]
             est = clone(template)
             with warnings.catch_warnings(record=True) as wlist:
                 warnings.simplefilter("always")
@@ -479,6 +513,10 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _loads(values: list[float] | None) -> str:
+    return "—" if values is None else " / ".join(f"{v:.2f}" for v in values)
+
+
 def markdown_report(payload: dict[str, Any]) -> str:
     """Header with parameters and machine, then the table."""
     p, m = payload["parameters"], payload["machine"]
@@ -493,7 +531,8 @@ def markdown_report(payload: dict[str, Any]) -> str:
         f"- cluster: LocalCluster(n_workers={p['workers']}, threads_per_worker={p['threads']}, "
         f"processes=True); median of {p['repeats']} fit(s) per case",
         f"- machine: {m['cpu_count']} CPUs, {m['memory_gib']} GiB, {m['platform']}, "
-        f"load average at start {m['loadavg_at_start']}",
+        f"load average (1/5/15 min) at start {_loads(m.get('loadavg_at_start'))}, "
+        f"at end {_loads(m.get('loadavg_at_end'))} (other load on the machine skews timings)",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- {DATA_NOTE}",
         "- ratios are anchor_seconds / daskfuse_seconds on the same data: > 1 means daskfuse "
@@ -639,12 +678,13 @@ def main(argv: list[str] | None = None) -> int:
             "X_test_np": X_test_np,
             "y_test_np": y_test_np,
         }
+        data["baseline_tasks"] = settle(client)
         machine = machine_info(client)
         results = []
         for case in build_cases(args):
             repeats = case.repeats or args.repeats
             print(f"-> {case.key} [{case.dataset}] x{repeats} ...", end=" ", flush=True)
-            r = run_case(case, data, repeats)
+            r = run_case(case, data, repeats, client)
             results.append(r)
             if r["status"] == "ok":
                 print(f"{r['fit_seconds_median']:.2f} s, accuracy {r['accuracy']:.4f}", flush=True)
@@ -655,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         cluster.close()
 
+    if hasattr(os, "getloadavg"):
+        machine["loadavg_at_end"] = list(os.getloadavg())
     payload = {
         "benchmark": "linear",
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -678,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
             "admm_repeats": args.admm_repeats if args.with_admm else None,
             "true_coef": coef.tolist(),
             "true_intercept": intercept,
+            "baseline_scheduler_tasks": data["baseline_tasks"],
         },
         "oracle_accuracy": oracle,
         "machine": machine,
