@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import fusion, partition
 from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
+from ._fuse import fuse
 from .exceptions import FusionError, PartitionError
 
 try:
@@ -27,6 +28,7 @@ __all__ = [
     "FusionError",
     "PartitionError",
     "__version__",
+    "fuse",
     "fusion",
     "partition",
 ]

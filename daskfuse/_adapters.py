@@ -9,13 +9,14 @@ classes can be aligned row by row on the union of their classes.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
-from sklearn import linear_model, svm
+from sklearn import linear_model, neural_network, svm
 from sklearn.base import clone, is_classifier
 
-__all__ = ["LinearAdapter", "linear_estimator_names"]
+__all__ = ["LinearAdapter", "MLPAdapter", "adapter_for", "linear_estimator_names"]
 
 
 def _linear_classes():
@@ -57,6 +58,11 @@ def _is_multinomial(estimator):
 class LinearAdapter:
     """Reads and writes ``coef_``/``intercept_`` of the supported linear models."""
 
+    #: coefficient rows belong to classes and are aligned by label across partitions
+    aligns_classes = True
+    #: whether ``build`` needs one partition's fitted model to copy private state from
+    needs_carrier = False
+
     @staticmethod
     def supports(estimator):
         return type(estimator) in LINEAR_ESTIMATORS
@@ -90,7 +96,7 @@ class LinearAdapter:
         return classes, {"coef_": coef, "intercept_": intercept}
 
     @classmethod
-    def build(cls, template, classes, params, meta):
+    def build(cls, template, classes, params, meta, carrier=None):
         """A fitted clone of ``template`` carrying ``params``."""
         estimator = clone(template)
         coef, intercept = params["coef_"], params["intercept_"]
@@ -115,3 +121,51 @@ class LinearAdapter:
         if meta.get("feature_names_in_") is not None:
             estimator.feature_names_in_ = meta["feature_names_in_"]
         return estimator
+
+
+class MLPAdapter:
+    """Reads and writes the layer weights of ``MLPClassifier``/``MLPRegressor``.
+
+    Averaging is meaningful only between networks grown from the same initial
+    weights on the same output layer: every partition must see every class, and the
+    fit tasks get one shared seed (``shares_seed``).
+    """
+
+    aligns_classes = False
+    needs_carrier = True
+
+    @staticmethod
+    def supports(estimator):
+        return isinstance(estimator, neural_network.MLPClassifier | neural_network.MLPRegressor)
+
+    @staticmethod
+    def extract(estimator):
+        params = {f"coefs_{i}": np.asarray(c, float) for i, c in enumerate(estimator.coefs_)}
+        params.update(
+            {f"intercepts_{i}": np.asarray(b, float) for i, b in enumerate(estimator.intercepts_)}
+        )
+        classes = np.asarray(estimator.classes_) if is_classifier(estimator) else None
+        return classes, params
+
+    @staticmethod
+    def build(template, classes, params, meta, carrier=None):
+        # The output decoding of a fitted MLP (its label binarizer, output
+        # activation) is private state that only fit() sets up; every partition
+        # saw the same classes, so one partition's model carries it.
+        estimator = copy.deepcopy(carrier)
+        n_layers = sum(1 for k in params if k.startswith("coefs_"))
+        estimator.coefs_ = [params[f"coefs_{i}"] for i in range(n_layers)]
+        estimator.intercepts_ = [params[f"intercepts_{i}"] for i in range(n_layers)]
+        estimator.set_params(**template.get_params(deep=False))
+        return estimator
+
+
+ADAPTERS = (LinearAdapter, MLPAdapter)
+
+
+def adapter_for(estimator):
+    """The adapter that can average models like ``estimator``, or None."""
+    for adapter in ADAPTERS:
+        if adapter.supports(estimator):
+            return adapter
+    return None

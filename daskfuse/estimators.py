@@ -297,7 +297,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         }
 
     def _partition_seeds(self, fuser, fit_seeds, n):
-        if fuser.shared_seed:
+        if fuser.shares_seed(self.estimator):
             # one seed for every partition: the same initial parameters everywhere
             seed = int(fit_seeds.generate_state(1)[0])
             return (seed,) * n

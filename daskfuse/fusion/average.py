@@ -14,7 +14,7 @@ from functools import reduce
 
 import numpy as np
 
-from .._adapters import LinearAdapter, linear_estimator_names
+from .._adapters import adapter_for, linear_estimator_names
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -35,12 +35,17 @@ class ParameterSum:
         ``sum(w)``: one per class row for classifiers, a scalar for regressors.
     n_partitions : int
         Partitions summed.
+    carrier, carrier_index : estimator or None, int
+        For models whose private state only ``fit`` sets up (MLP), the fitted model
+        of the lowest-numbered partition summed, and that number.
     """
 
     classes: np.ndarray | None
     sums: dict
     weights: np.ndarray
     n_partitions: int = 1
+    carrier: object = None
+    carrier_index: int = 0
 
 
 def _aligned(summary, classes):
@@ -62,11 +67,15 @@ class _ParameterAveraging(Fuser):
     from_models = True
     requirement = (
         "parameter averaging needs a linear model with coef_ and intercept_ "
-        f"({', '.join(linear_estimator_names())})"
+        f"({', '.join(linear_estimator_names())}) or an MLPClassifier/MLPRegressor"
     )
 
     def supports(self, estimator):
-        return LinearAdapter.supports(estimator)
+        return adapter_for(estimator) is not None
+
+    def shares_seed(self, estimator):
+        # networks are averaged only when grown from the same initial weights
+        return not adapter_for(estimator).aligns_classes
 
     def partition_weight(self, info):
         raise NotImplementedError
@@ -74,22 +83,51 @@ class _ParameterAveraging(Fuser):
     def summarize(self, estimator, X, y, info):
         w = float(self.partition_weight(info))
         info["weight"] = w
-        classes, params = LinearAdapter.extract(estimator)
-        weights = np.asarray(w) if classes is None else np.full(len(classes), w)
-        return ParameterSum(classes, {k: w * v for k, v in params.items()}, weights)
+        adapter = adapter_for(estimator)
+        classes, params = adapter.extract(estimator)
+        if classes is None or not adapter.aligns_classes:
+            weights = np.asarray(w)
+        else:
+            weights = np.full(len(classes), w)
+        return ParameterSum(
+            classes,
+            {k: w * v for k, v in params.items()},
+            weights,
+            carrier=estimator if adapter.needs_carrier else None,
+            carrier_index=info["index"],
+        )
 
     def combine(self, summaries):
-        if summaries[0].classes is None:
+        first = summaries[0]
+        if first.classes is None:
             classes = None
+        elif first.weights.ndim == 0:
+            classes = first.classes
+            for s in summaries[1:]:
+                if not np.array_equal(s.classes, classes):
+                    raise FusionError(
+                        f"{self!r}: partitions saw different classes ({list(classes)} and "
+                        f"{list(s.classes)}); averaging these models needs every partition "
+                        "to see every class: use partition='stratified' or fusion='vote'"
+                    )
         else:
             classes = reduce(np.union1d, [s.classes for s in summaries])
         aligned = [_aligned(s, classes) for s in summaries]
-        names = summaries[0].sums
+        shapes = {k: v.shape for k, v in aligned[0][0].items()}
+        for sums, _ in aligned[1:]:
+            if {k: v.shape for k, v in sums.items()} != shapes:
+                raise FusionError(
+                    f"{self!r}: the partition models have differently shaped parameters "
+                    "and cannot be averaged"
+                )
+        carrier = min(summaries, key=lambda s: s.carrier_index)
         return ParameterSum(
             classes,
-            {k: sum(a[0][k] for a in aligned) for k in names},
+            {k: sum(a[0][k] for a in aligned) for k in shapes},
             sum(a[1] for a in aligned),
             sum(s.n_partitions for s in summaries),
+            carrier.carrier,
+            carrier.carrier_index,
         )
 
     def finalize(self, summary, template, meta):
@@ -108,7 +146,9 @@ class _ParameterAveraging(Fuser):
         for name, total in summary.sums.items():
             w = weights.reshape(weights.shape + (1,) * (total.ndim - weights.ndim))
             params[name] = total / w
-        return LinearAdapter.build(template, summary.classes, params, meta)
+        return adapter_for(template).build(
+            template, summary.classes, params, meta, summary.carrier
+        )
 
 
 class Average(_ParameterAveraging):

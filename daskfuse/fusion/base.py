@@ -70,6 +70,10 @@ class Fuser:
 
     requirement = "not supported"
 
+    def shares_seed(self, estimator):
+        """Whether every partition's ``estimator`` gets one shared seed."""
+        return self.shared_seed
+
     def prepare(self, n_partitions):
         """Check the parameters that depend on the number of partitions."""
         return self

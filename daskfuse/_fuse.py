@@ -1,0 +1,141 @@
+"""``fuse``: fuse models that were fitted elsewhere."""
+
+from __future__ import annotations
+
+import warnings
+from functools import reduce
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from .exceptions import FusionError
+from .fusion import FUSERS, resolve_fusion
+
+__all__ = ["fuse"]
+
+
+def _check_models(models):
+    if not models:
+        raise ValueError("models must hold at least one fitted estimator; got none")
+    kind = type(models[0])
+    for i, model in enumerate(models):
+        if not hasattr(model, "get_params"):
+            raise TypeError(f"models[{i}] is not a scikit-learn estimator: {model!r}")
+        if type(model) is not kind:
+            raise FusionError(
+                f"models must be of one type: models[0] is {kind.__name__}, "
+                f"models[{i}] is {type(model).__name__}"
+            )
+        check_is_fitted(model)
+    n_features = {getattr(m, "n_features_in_", None) for m in models}
+    if len(n_features) > 1:
+        raise FusionError(
+            f"models were fitted on different numbers of features: {sorted(n_features, key=str)}"
+        )
+    names = [getattr(m, "feature_names_in_", None) for m in models]
+    if any(n is not None for n in names) and not all(
+        n is not None and np.array_equal(n, names[0]) for n in names
+    ):
+        raise FusionError("models were fitted on different feature names")
+    if is_classifier(models[0]):
+        dtypes = {np.asarray(m.classes_).dtype.kind for m in models}
+        if len(dtypes) > 1 and not dtypes <= {"i", "u"}:
+            raise FusionError(
+                f"models' classes_ have incompatible label types (dtype kinds {sorted(dtypes)})"
+            )
+
+
+def _check_weights(weights, n):
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (n,):
+        raise ValueError(f"weights must have one entry per model ({n}); got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError(f"weights must be finite, >= 0 and not all zero; got {w.tolist()}")
+    return w
+
+
+def _warn_unshared_init(models):
+    if isinstance(models[0], MLPClassifier | MLPRegressor):
+        seeds = {m.random_state for m in models}
+        if len(seeds) != 1 or None in seeds or not isinstance(next(iter(seeds)), int):
+            warnings.warn(
+                "averaging MLPs is meaningful only when they were grown from one shared "
+                "initialisation (the same integer random_state and architecture); these "
+                f"models have random_state {[m.random_state for m in models]}. Use "
+                "fusion='vote', or fit them with daskfuse.FusedClassifier/FusedRegressor, "
+                "which share the initialisation",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def fuse(models, fusion="auto", *, weights=None):
+    """Fuse models that were already fitted (elsewhere) into one estimator.
+
+    Parameters
+    ----------
+    models : sequence of fitted estimators
+        Models of one type, fitted on the same features. Classifiers may have seen
+        different subsets of the classes.
+    fusion : str or daskfuse.fusion.Fuser, default="auto"
+        A strategy that can work from fitted models alone (``Fuser.from_models``):
+        parameter averaging (``"average"``, ``"weighted"``) and the others that say
+        so. ``"auto"`` picks as :class:`~daskfuse.FusedClassifier` does.
+    weights : array-like of shape (n_models,), default=None
+        Weight of each model (e.g. its number of training rows); None weighs them
+        equally.
+
+    Returns
+    -------
+    estimator : estimator
+        A plain fitted scikit-learn estimator.
+
+    Raises
+    ------
+    FusionError
+        The models are not compatible (type, features, label types) or the strategy
+        needs the training rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from daskfuse import fuse
+    >>> X = np.arange(20.0).reshape(10, 2)
+    >>> a = LinearRegression().fit(X, X @ [1.0, 1.0])
+    >>> b = LinearRegression().fit(X, X @ [1.0, 1.0] + 2)
+    >>> float(fuse([a, b], weights=[3, 1]).intercept_)
+    0.5
+    """
+    models = list(models)
+    _check_models(models)
+    w = _check_weights(weights, len(models))
+    fuser = resolve_fusion(fusion, models[0])
+    if not fuser.from_models:
+        able = [n for n, cls in FUSERS.items() if cls.from_models and cls().supports(models[0])]
+        raise FusionError(
+            f"fusion={fuser!r} needs the training rows, not only fitted models; "
+            f"strategies that fuse fitted {type(models[0]).__name__} models: "
+            f"{', '.join(map(repr, able)) or 'none'}. To fuse from data use "
+            "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
+        )
+    fuser.prepare(len(models))
+    _warn_unshared_init(models)
+    summaries = []
+    for i, (model, wi) in enumerate(zip(models, w)):
+        info = {"index": i, "n_rows": wi, "holdout_score": None, "classes": None, "seed": None}
+        summaries.append(fuser.summarize(model, None, None, info))
+    classes = None
+    if is_classifier(models[0]):
+        classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
+    meta = {
+        "n_features_in_": models[0].n_features_in_,
+        "feature_names_in_": getattr(models[0], "feature_names_in_", None),
+        "classes": classes,
+        "n_partitions": len(models),
+    }
+    return fuser.finalize(fuser.combine(summaries), models[0], meta)

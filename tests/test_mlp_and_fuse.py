@@ -1,0 +1,142 @@
+"""MLP averaging from a shared initialisation, and ``fuse`` of models fitted elsewhere."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+from daskfuse import FusedClassifier, FusedRegressor, FusionError, fuse
+from daskfuse.fusion import Weighted
+
+
+@pytest.fixture
+def mlp_data():
+    X, y = make_classification(6000, 10, n_informative=6, n_classes=3, random_state=0)
+    return X[:5000], y[:5000], X[5000:], y[5000:]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def test_mlp_partitions_share_the_initialisation(mlp_data):
+    X, y, X_test, y_test = mlp_data
+    mlp = MLPClassifier(hidden_layer_sizes=(32,), max_iter=200, random_state=0)
+    clf = FusedClassifier(mlp, n_partitions=4, partition="stratified", random_state=0)
+    clf.fit(X, y)
+    full = clone(mlp).fit(X, y).score(X_test, y_test)
+    fused = clf.fused_estimator_
+    assert type(fused) is MLPClassifier
+    assert fused.get_params() == mlp.get_params()
+    assert [c.shape for c in fused.coefs_] == [(10, 32), (32, 3)]
+    # one-shot averaging of networks trained apart loses a little against one network
+    # on all rows (0.888 against 0.925 when this was written) ...
+    assert clf.score(X_test, y_test) >= full - 0.06
+
+    # ... while networks grown from different initialisations average into noise
+    # (0.55 when this was written): the shared seed is what makes averaging work.
+    class Unshared(Weighted):
+        def shares_seed(self, estimator):
+            return False
+
+    apart = FusedClassifier(mlp, fusion=Unshared(), n_partitions=4,
+                            partition="stratified", random_state=0).fit(X, y)
+    assert apart.score(X_test, y_test) < clf.score(X_test, y_test) - 0.15
+
+
+def test_mlp_needs_every_class_in_every_partition(mlp_data):
+    X, y, _, _ = mlp_data
+    order = np.argsort(y, kind="stable")
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    with pytest.raises(FusionError, match="partitions saw different classes.*'stratified'"):
+        FusedClassifier(mlp, n_partitions=2).fit(X[order], y[order])
+
+
+def test_mlp_regressor(regression_data):
+    X, y = regression_data
+    mlp = MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    reg = FusedRegressor(mlp, n_partitions=3, random_state=0).fit(X[:2400], y[:2400])
+    assert type(reg.fused_estimator_) is MLPRegressor
+    assert reg.score(X[2400:], y[2400:]) > 0.9
+
+
+def test_fuse_weighted_models(binary_data):
+    X, y = binary_data
+    parts = np.array_split(np.arange(len(X)), 3)
+    models = [LogisticRegression().fit(X[p], y[p]) for p in parts]
+    sizes = [len(p) for p in parts]
+    fused = fuse(models, weights=sizes)
+    expected = sum(n * m.coef_ for n, m in zip(sizes, models)) / sum(sizes)
+    assert type(fused) is LogisticRegression
+    assert_allclose(fused.coef_, expected, rtol=1e-12)
+    assert_array_equal(fused.classes_, [0, 1])
+    # the same numbers as fitting the same partitions through the dask graph
+    clf = FusedClassifier(LogisticRegression(), n_partitions=3).fit(X, y)
+    assert_allclose(clf.fused_estimator_.coef_, fused.coef_, rtol=1e-10)
+    pickle.loads(pickle.dumps(fused)).predict(X)
+
+
+def test_fuse_uniform_by_default_and_string_classes():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    labels = np.array(["no", "yes", "maybe"])
+    a = SGDClassifier(random_state=0).fit(X[:150], labels[(X[:150, 0] > 0).astype(int)])
+    b = SGDClassifier(random_state=0).fit(X[150:], labels[np.digitize(X[150:, 0], [-0.3, 0.3])])
+    fused = fuse([a, b])
+    assert_array_equal(fused.classes_, ["maybe", "no", "yes"])
+    assert fused.coef_.shape == (3, 2)
+    assert set(fused.predict(X)) <= set(labels)
+
+
+@pytest.mark.parametrize(
+    "models, kwargs, exc, match",
+    [
+        ([], {}, ValueError, "at least one fitted estimator"),
+        ("mixed", {}, FusionError, "models must be of one type"),
+        ("features", {}, FusionError, "different numbers of features"),
+        ("unfitted", {}, Exception, "not fitted"),
+        ("two", {"weights": [1.0]}, ValueError, "one entry per model"),
+        ("two", {"weights": [-1.0, 2.0]}, ValueError, "finite, >= 0"),
+        ("knn", {}, FusionError, "KNeighborsClassifier"),
+    ],
+)
+def test_fuse_rejects_incompatible_models(models, kwargs, exc, match):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    y = X[:, 0] + 1
+    if models == "mixed":
+        models = [LinearRegression().fit(X, y), Ridge().fit(X, y)]
+    elif models == "features":
+        models = [LinearRegression().fit(X, y), LinearRegression().fit(X[:, :2], y)]
+    elif models == "unfitted":
+        models = [LinearRegression()]
+    elif models == "two":
+        models = [LinearRegression().fit(X, y), LinearRegression().fit(X, y)]
+    elif models == "knn":
+        yc = (y > 1).astype(int)
+        models = [KNeighborsClassifier().fit(X, yc), KNeighborsClassifier().fit(X, yc)]
+    with pytest.raises(exc, match=match):
+        fuse(models, **kwargs)
+
+
+def test_fuse_warns_on_mlps_without_a_shared_initialisation(mlp_data):
+    X, y, _, _ = mlp_data
+    models = [
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=s).fit(X, y)
+        for s in (0, 1)
+    ]
+    with pytest.warns(UserWarning, match="shared initialisation"):
+        fuse(models)
