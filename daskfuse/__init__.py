@@ -11,8 +11,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import fusion, partition
-from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from ._fuse import fuse
+from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from .exceptions import FusionError, PartitionError
 
 try:

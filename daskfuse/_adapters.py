@@ -111,6 +111,9 @@ class LinearAdapter:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     estimator.fit(np.zeros((len(classes), coef.shape[1])), classes)
+                # and, like scikit-learn's, keep a binary model's coef_ 1-D
+                coef = coef.reshape(estimator.coef_.shape)
+                intercept = intercept.reshape(np.shape(estimator.intercept_))
             else:
                 estimator.classes_ = np.asarray(classes)
         elif np.ndim(intercept) == 0:

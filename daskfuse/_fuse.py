@@ -11,7 +11,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from .exceptions import FusionError
-from .fusion import FUSERS, resolve_fusion
+from .fusion import available_fusions, resolve_fusion
 
 __all__ = ["fuse"]
 
@@ -108,15 +108,15 @@ def fuse(models, fusion="auto", *, weights=None):
     >>> X = np.arange(20.0).reshape(10, 2)
     >>> a = LinearRegression().fit(X, X @ [1.0, 1.0])
     >>> b = LinearRegression().fit(X, X @ [1.0, 1.0] + 2)
-    >>> float(fuse([a, b], weights=[3, 1]).intercept_)
+    >>> round(float(fuse([a, b], weights=[3, 1]).intercept_), 6)
     0.5
     """
     models = list(models)
     _check_models(models)
     w = _check_weights(weights, len(models))
-    fuser = resolve_fusion(fusion, models[0])
-    if not fuser.from_models:
-        able = [n for n, cls in FUSERS.items() if cls.from_models and cls().supports(models[0])]
+    fuser = resolve_fusion(fusion, models[0], from_models=True)
+    if not fuser.from_models_for(models[0]):
+        able = available_fusions(models[0], from_models=True)
         raise FusionError(
             f"fusion={fuser!r} needs the training rows, not only fitted models; "
             f"strategies that fuse fitted {type(models[0]).__name__} models: "
@@ -127,7 +127,14 @@ def fuse(models, fusion="auto", *, weights=None):
     _warn_unshared_init(models)
     summaries = []
     for i, (model, wi) in enumerate(zip(models, w)):
-        info = {"index": i, "n_rows": wi, "holdout_score": None, "classes": None, "seed": None}
+        info = {
+            "index": i,
+            "n_rows": wi,
+            "holdout_score": None,
+            "classes": None,
+            "seed": None,
+            "template": models[0],
+        }
         summaries.append(fuser.summarize(model, None, None, info))
     classes = None
     if is_classifier(models[0]):

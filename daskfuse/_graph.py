@@ -153,7 +153,7 @@ def fit_partition(spec, index, *pieces):
                 "needs at least 2; use partition='stratified' or 'random'",
             )
     fit_start = time.perf_counter()
-    if spec.fuser.needs_fit:
+    if spec.fuser.needs_fit_for(spec.estimator):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
@@ -173,6 +173,7 @@ def fit_partition(spec, index, *pieces):
         "holdout_score": holdout_score,
         "classes": spec.classes,
         "seed": seed,
+        "template": spec.estimator,
     }
     try:
         summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)

@@ -231,7 +231,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 "n_features_in_": blocks.n_features,
                 "feature_names_in_": blocks.feature_names,
             }
-            if classifier and fuser.needs_classes:
+            if classifier and fuser.needs_classes_for(self.estimator):
                 classes = _dask_classes(blocks.y_blocks)
             token = tokenize(token_parts, X, y)
             names = fit_prefix(token)
@@ -283,7 +283,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             seeds=self._partition_seeds(fuser, fit_seeds, n),
             holdout=fuser.holdout,
             allow_nan=allow_nan,
-            classes=classes if fuser.needs_classes else None,
+            classes=classes if fuser.needs_classes_for(self.estimator) else None,
         )
         graph = build_fit_graph(plan.partitions, spec, meta, split_every, token)
         return {

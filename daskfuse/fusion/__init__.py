@@ -9,19 +9,36 @@ from __future__ import annotations
 from ..exceptions import FusionError
 from .average import Average, Weighted
 from .base import Fuser
+from .exact import Exact
 
-__all__ = ["Average", "Fuser", "Weighted", "available_fusions", "resolve_fusion"]
+__all__ = ["Average", "Exact", "Fuser", "Weighted", "available_fusions", "resolve_fusion"]
 
 #: strategies selectable by name
-FUSERS = {"average": Average, "weighted": Weighted}
+FUSERS = {"average": Average, "weighted": Weighted, "exact": Exact}
+
+#: what ``fusion="auto"`` prefers, first that applies: exact statistics where they
+#: exist, then parameter averaging
+AUTO_ORDER = ("exact", "weighted")
 
 
-def available_fusions(estimator):
-    """Names of the strategies that can fuse models like ``estimator``."""
-    return [name for name, cls in FUSERS.items() if cls().supports(estimator)]
+def available_fusions(estimator, from_models=False):
+    """Names of the strategies that can fuse models like ``estimator``.
+
+    Parameters
+    ----------
+    estimator : estimator
+    from_models : bool, default=False
+        Only the strategies that fuse fitted models without their rows.
+    """
+    names = []
+    for name, cls in FUSERS.items():
+        fuser = cls()
+        if fuser.supports(estimator) and (not from_models or fuser.from_models_for(estimator)):
+            names.append(name)
+    return names
 
 
-def resolve_fusion(fusion, estimator):
+def resolve_fusion(fusion, estimator, from_models=False):
     """The :class:`Fuser` that ``fusion`` names for ``estimator``.
 
     Parameters
@@ -30,6 +47,9 @@ def resolve_fusion(fusion, estimator):
         ``"auto"``, a strategy name or a :class:`Fuser` instance.
     estimator : estimator
         The unfitted template; the strategy must apply to it.
+    from_models : bool, default=False
+        The models are already fitted and their rows are not at hand: ``"auto"``
+        picks among the strategies that fuse fitted models.
 
     Raises
     ------
@@ -38,16 +58,16 @@ def resolve_fusion(fusion, estimator):
     FusionError
         The strategy cannot fuse this kind of estimator.
     """
-    alternatives = available_fusions(estimator)
+    alternatives = available_fusions(estimator, from_models)
     if isinstance(fusion, Fuser):
         fuser = fusion
     elif isinstance(fusion, str) and fusion == "auto":
         if not alternatives:
             raise FusionError(
                 f"fusion='auto' found no strategy for {type(estimator).__name__}; "
-                f"strategies: {', '.join(FUSERS)}. {Average().requirement}"
+                f"strategies: {', '.join(FUSERS)}"
             )
-        fuser = FUSERS["weighted"]() if "weighted" in alternatives else FUSERS[alternatives[0]]()
+        fuser = FUSERS[next(n for n in AUTO_ORDER + tuple(FUSERS) if n in alternatives)]()
     elif isinstance(fusion, str) and fusion in FUSERS:
         fuser = FUSERS[fusion]()
     else:

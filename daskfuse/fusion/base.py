@@ -7,8 +7,14 @@ same model:
 ``summarize(fitted_estimator, X, y, info) -> summary``
     on the worker that holds the partition; ``info`` holds ``index`` (partition
     number), ``n_rows`` (rows the model was fitted on), ``holdout_score``,
-    ``classes`` (the global class list, where the strategy asked for it) and
-    ``seed`` (the partition's seed, or None).
+    ``classes`` (the global class list, where the strategy asked for it),
+    ``seed`` (the partition's seed, or None) and ``template`` (the unfitted
+    estimator, which tells the family when the fitted one is None).
+
+The class flags (``needs_fit``, ``needs_classes``, ``from_models``,
+``shared_seed``) are the defaults of the per-estimator hooks ``needs_fit_for``,
+``needs_classes_for``, ``from_models_for`` and ``shares_seed``, which a strategy
+serving several families overrides.
 ``combine(summaries) -> summary``
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``
@@ -73,6 +79,18 @@ class Fuser:
     def shares_seed(self, estimator):
         """Whether every partition's ``estimator`` gets one shared seed."""
         return self.shared_seed
+
+    def needs_fit_for(self, estimator):
+        """Whether each partition's ``estimator`` is fitted before ``summarize``."""
+        return self.needs_fit
+
+    def needs_classes_for(self, estimator):
+        """Whether the global class list must be known before fitting ``estimator``."""
+        return self.needs_classes
+
+    def from_models_for(self, estimator):
+        """Whether fitted models like ``estimator`` can be fused without their rows."""
+        return self.from_models
 
     def prepare(self, n_partitions):
         """Check the parameters that depend on the number of partitions."""
