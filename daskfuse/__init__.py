@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import fusion, partition
+from . import fusion, models, partition
 from ._fuse import fuse
 from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from .exceptions import FusionError, PartitionError
@@ -30,5 +30,6 @@ __all__ = [
     "__version__",
     "fuse",
     "fusion",
+    "models",
     "partition",
 ]

@@ -58,7 +58,10 @@ def _estimator_has(attr):
 
 
 def _apply_block(block, estimator, method, feature_names):
-    if feature_names is not None and not isinstance(block, pd.DataFrame):
+    # Fused models hold float64 parameters (statistics are merged in float64); some
+    # estimators (k-means) need the input in the dtype of their parameters.
+    block = np.asarray(block, dtype=np.float64)
+    if feature_names is not None:
         block = pd.DataFrame(block, columns=feature_names)
     return getattr(estimator, method)(block)
 
@@ -297,12 +300,17 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         }
 
     def _partition_seeds(self, fuser, fit_seeds, n):
-        if fuser.shares_seed(self.estimator):
-            # one seed for every partition: the same initial parameters everywhere
-            seed = int(fit_seeds.generate_state(1)[0])
-            return (seed,) * n
+        shared = fuser.shares_seed(self.estimator)
         if self.random_state is None:
-            return None
+            inner = self.estimator.get_params().get("random_state")
+            if not shared:
+                # every partition fits the estimator exactly as given
+                return None
+            if isinstance(inner, numbers.Integral) and not isinstance(inner, bool):
+                return (int(inner),) * n
+        if shared:
+            # one seed for every partition: the same initial parameters everywhere
+            return (int(fit_seeds.generate_state(1)[0]),) * n
         return tuple(int(s.generate_state(1)[0]) for s in fit_seeds.spawn(n))
 
     def _token_parts(self, fuser, rows, split_every, seeds):
@@ -385,8 +393,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             reset=False,
             ensure_all_finite=not estimator_allows_nan(self.estimator),
         )
-        named = getattr(self, "feature_names_in_", None) is not None
-        return getattr(estimator, method)(X if named and hasattr(X, "columns") else Xv)
+        return _apply_block(Xv, estimator, method, getattr(self, "feature_names_in_", None))
 
     def _delegate_dask(self, method, X):
         names = getattr(self, "feature_names_in_", None)
@@ -419,6 +426,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             chunks=(Xa.chunks[0], (probe.shape[1],)), dtype=probe.dtype, meta=probe[:0],
         )
 
+    @available_if(_estimator_has("predict"))
     def predict(self, X):
         """Predict with the fused model.
 
@@ -469,6 +477,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         tags.target_tags.single_output = inner.target_tags.single_output
         if tags.classifier_tags is not None and inner.classifier_tags is not None:
             tags.classifier_tags = copy.deepcopy(inner.classifier_tags)
+        if inner.transformer_tags is not None and hasattr(self, "transform"):
+            tags.transformer_tags = copy.deepcopy(inner.transformer_tags)
         return tags
 
 
@@ -480,9 +490,12 @@ _PARAMS_DOC = """
         changed). Parameter averaging supports the linear models of
         ``daskfuse.fusion.Weighted``.
     fusion : str or daskfuse.fusion.Fuser, default="auto"
-        How the partition models are fused: ``"average"``, ``"weighted"`` (by rows)
-        or a :class:`~daskfuse.fusion.Fuser`. ``"auto"`` picks weighted averaging
-        for linear models. The chosen strategy is ``fusion_``.
+        How the partition models are fused: ``"exact"`` (sufficient statistics),
+        ``"average"``, ``"weighted"`` (parameter averaging), ``"recluster"``
+        (k-means), ``"trees"`` (forests), ``"vote"``, ``"stack"``, or a
+        :class:`~daskfuse.fusion.Fuser`. ``"auto"`` picks, in this order, the first
+        that applies: exact, weighted, recluster, trees, vote (soft where the
+        estimator has ``predict_proba``). The chosen strategy is ``fusion_``.
     partition : None, str or daskfuse.partition.Rows, default=None
         How the rows are laid over partitions: a strategy name (``"chunks"``,
         ``"uniform"``, ``"random"``, ``"stratified"``) or a
@@ -794,6 +807,22 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         return self._delegate("predict", X)
 
     @available_if(_estimator_has("transform"))
+    def fit_transform(self, X, y=None):
+        """Fit, then return the distances of ``X`` to the fused cluster centres.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        distances : ndarray or dask array
+        """
+        return self.fit(X).transform(X)
+
+    @available_if(_estimator_has("transform"))
     def transform(self, X):
         """Distances to the fused cluster centres.
 
@@ -823,6 +852,4 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         """
         if is_dask_input(X):
             return float(self._dask_score(X, None))
-        check_is_fitted(self)
-        Xv = validate_data(self, X, reset=False)
-        return float(self.fused_estimator_.score(Xv))
+        return float(self._delegate("score", X))

@@ -115,8 +115,9 @@ BAD_DATA = [
     ("fusion that does not fit the estimator", _data,
      {"estimator": KNeighborsClassifier(), "fusion": "weighted"}, FusionError,
      r"cannot fuse KNeighborsClassifier: parameter averaging needs a linear model"),
-    ("auto fusion without a strategy", _data, {"estimator": KNeighborsClassifier()},
-     FusionError, "fusion='auto' found no strategy for KNeighborsClassifier"),
+    ("exact fusion of a model without sufficient statistics", _data,
+     {"estimator": KNeighborsClassifier(), "fusion": "exact"}, FusionError,
+     r"cannot fuse KNeighborsClassifier\(\): exact fusion merges sufficient statistics"),
     ("split_every 1", _data, {"split_every": 1}, ValueError, "split_every must be >= 2"),
     ("split_every not int", _data, {"split_every": 2.5}, TypeError,
      "split_every must be an int >= 2 or None"),
@@ -196,3 +197,12 @@ def test_predict_checks_features():
         reg.predict(da.from_array(X[:, :2]))
     with pytest.raises(NotFittedError):
         FusedRegressor(LinearRegression()).predict(X)
+
+
+def test_auto_without_a_strategy_names_the_estimator():
+    from sklearn.feature_selection import SelectKBest
+
+    from daskfuse import FusedTransformer
+
+    with pytest.raises(FusionError, match="fusion='auto' found no strategy for SelectKBest"):
+        FusedTransformer(SelectKBest(k=2)).fit(*_data())

@@ -12,7 +12,6 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDClassifier
-from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from daskfuse import FusedClassifier, FusedRegressor, FusionError, fuse
@@ -110,7 +109,7 @@ def test_fuse_uniform_by_default_and_string_classes():
         ("unfitted", {}, Exception, "not fitted"),
         ("two", {"weights": [1.0]}, ValueError, "one entry per model"),
         ("two", {"weights": [-1.0, 2.0]}, ValueError, "finite, >= 0"),
-        ("knn", {}, FusionError, "KNeighborsClassifier"),
+        ("two", {"fusion": "exact"}, FusionError, "needs the training rows.*'average'"),
     ],
 )
 def test_fuse_rejects_incompatible_models(models, kwargs, exc, match):
@@ -125,9 +124,6 @@ def test_fuse_rejects_incompatible_models(models, kwargs, exc, match):
         models = [LinearRegression()]
     elif models == "two":
         models = [LinearRegression().fit(X, y), LinearRegression().fit(X, y)]
-    elif models == "knn":
-        yc = (y > 1).astype(int)
-        models = [KNeighborsClassifier().fit(X, yc), KNeighborsClassifier().fit(X, yc)]
     with pytest.raises(exc, match=match):
         fuse(models, **kwargs)
 

@@ -6,19 +6,56 @@ finalize) and can be selected by object or by name (``fusion="weighted"``).
 
 from __future__ import annotations
 
+from sklearn.base import is_classifier
+
 from ..exceptions import FusionError
 from .average import Average, Weighted
 from .base import Fuser
+from .cluster import Recluster
+from .ensemble import Stack, Trees, Vote
 from .exact import Exact
 
-__all__ = ["Average", "Exact", "Fuser", "Weighted", "available_fusions", "resolve_fusion"]
+__all__ = [
+    "Average",
+    "Exact",
+    "Fuser",
+    "Recluster",
+    "Stack",
+    "Trees",
+    "Vote",
+    "Weighted",
+    "available_fusions",
+    "resolve_fusion",
+]
 
 #: strategies selectable by name
-FUSERS = {"average": Average, "weighted": Weighted, "exact": Exact}
+FUSERS = {
+    "average": Average,
+    "weighted": Weighted,
+    "exact": Exact,
+    "recluster": Recluster,
+    "trees": Trees,
+    "vote": Vote,
+    "stack": Stack,
+}
 
-#: what ``fusion="auto"`` prefers, first that applies: exact statistics where they
-#: exist, then parameter averaging
-AUTO_ORDER = ("exact", "weighted")
+#: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
+#: exist, parameter averaging for linear models and MLPs, reclustering for k-means,
+#: the union of trees for forests, and voting for every other estimator (stacking
+#: is never picked: it costs an extra fit per partition)
+AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "vote")
+
+
+def _auto(estimator, alternatives):
+    name = next((n for n in AUTO_ORDER if n in alternatives), None)
+    if name is None:
+        raise FusionError(
+            f"fusion='auto' found no strategy for {type(estimator).__name__}; "
+            f"strategies: {', '.join(FUSERS)}"
+        )
+    if name == "vote" and is_classifier(estimator) and hasattr(estimator, "predict_proba"):
+        return Vote(voting="soft")
+    return FUSERS[name]()
 
 
 def available_fusions(estimator, from_models=False):
@@ -62,12 +99,7 @@ def resolve_fusion(fusion, estimator, from_models=False):
     if isinstance(fusion, Fuser):
         fuser = fusion
     elif isinstance(fusion, str) and fusion == "auto":
-        if not alternatives:
-            raise FusionError(
-                f"fusion='auto' found no strategy for {type(estimator).__name__}; "
-                f"strategies: {', '.join(FUSERS)}"
-            )
-        fuser = FUSERS[next(n for n in AUTO_ORDER + tuple(FUSERS) if n in alternatives)]()
+        fuser = _auto(estimator, alternatives)
     elif isinstance(fusion, str) and fusion in FUSERS:
         fuser = FUSERS[fusion]()
     else:

@@ -426,7 +426,8 @@ def _svd(r, k):
     return s[:k], vt
 
 
-def _n_components(template, ratio, n_max):
+def _n_components(template, ratio, n_samples, n_features):
+    n_max = min(n_samples, n_features)
     n = template.n_components
     if n is None:
         # scikit-learn's arpack solver cannot return all min(n_samples, n_features)
@@ -435,7 +436,7 @@ def _n_components(template, ratio, n_max):
         if not 0 <= n <= n_max:
             raise FusionError(
                 f"PCA(n_components={n}) must be between 0 and min(n_samples, n_features)"
-                f"={n_max}"
+                f"={n_max} with n_samples={n_samples}, n_features={n_features}"
             )
         return int(n)
     # the fewest components whose cumulated explained variance ratio exceeds n
@@ -448,7 +449,7 @@ def _finalize_pca(summary, template, meta):
     s, components = _svd(summary.r, n_max)
     variance = s**2 / (n - 1)
     ratio = variance / variance.sum()
-    k = _n_components(template, ratio, n_max)
+    k = _n_components(template, ratio, n, p)
     pca = clone(template)
     pca.mean_ = summary.mean
     pca.n_samples_ = n

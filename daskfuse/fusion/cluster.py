@@ -1,0 +1,294 @@
+"""Clustering fusion: weighted reclustering of the partitions' centroids.
+
+Averaging centroids is wrong: cluster 0 of one partition need not be cluster 0 of
+another (label permutation), and a partition that holds two blobs in one cluster has a
+centroid between them. Instead each partition sends its centroids with their cluster
+sizes, and the root clusters those ``n_partitions * k`` weighted points into ``k``
+clusters: a weighted k-means on the centroids, which is the k-means of the data with
+every point moved to its local centroid.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.cluster import KMeans, MiniBatchKMeans
+
+from ..exceptions import FusionError
+from .base import Fuser
+
+__all__ = ["CentroidPart", "Centroids", "Recluster"]
+
+
+@dataclass
+class CentroidPart:
+    """One partition's clusters.
+
+    Attributes
+    ----------
+    index : int
+        The partition's index.
+    means : ndarray of shape (k, n_features)
+        Mean of the rows of each of its clusters (the model's ``cluster_centers_``
+        where its rows are not known).
+    sizes : ndarray of shape (k,)
+        Rows in each of its clusters.
+    within : float
+        Sum of the squared distances of its rows to their cluster's mean (the
+        model's ``inertia_`` where its rows are not known).
+    points : ndarray of shape (m, n_features)
+        The weighted points that stand for its rows in the reclustering: the means,
+        or two points per cluster (see :class:`Recluster`'s ``split``).
+    weights : ndarray of shape (m,)
+        Rows each point stands for.
+    n_steps : int or None
+        Mini-batch steps of its model (``MiniBatchKMeans``).
+    """
+
+    index: int
+    means: np.ndarray
+    sizes: np.ndarray
+    within: float
+    points: np.ndarray
+    weights: np.ndarray
+    n_steps: int | None = None
+
+
+@dataclass
+class Centroids:
+    """The summary of :class:`Recluster`: the clusters of the partitions covered."""
+
+    parts: list
+
+
+def _labels_and_inertia(estimator, X, index):
+    labels = getattr(estimator, "labels_", None)
+    if labels is not None and (X is None or len(labels) == len(X)):
+        return np.asarray(labels), float(estimator.inertia_)
+    if X is None:
+        # MiniBatchKMeans(compute_labels=False) keeps no labels_ and only an estimate
+        # of its inertia
+        raise FusionError(
+            f"partition {index}: {type(estimator).__name__} has no labels_, so its "
+            "cluster sizes are unknown; fit it with compute_labels=True"
+        )
+    return np.asarray(estimator.predict(X)), -float(estimator.score(X))
+
+
+def _principal_direction(centered):
+    """Unit vector of largest variance of the rows of ``centered`` (mean zero)."""
+    d = centered.shape[1]
+    if d <= 256:
+        _, vectors = np.linalg.eigh(centered.T @ centered)
+        return vectors[:, -1]
+    # power iteration: O(n * d) per step where an eigendecomposition is O(d^3)
+    v = np.random.default_rng(0).normal(size=d)
+    for _ in range(50):
+        v = centered.T @ (centered @ v)
+        norm = np.linalg.norm(v)
+        if norm == 0:
+            break
+        v /= norm
+    return v
+
+
+def _cluster_means(X, labels, centers, sizes):
+    """Mean of each cluster's rows (the model's centre for an empty cluster)."""
+    sums = np.zeros_like(centers, dtype=float)
+    np.add.at(sums, labels, X)
+    means = np.array(centers, dtype=float, copy=True)
+    filled = sizes > 0
+    means[filled] = sums[filled] / sizes[filled, None]
+    return means
+
+
+def _split_points(X, labels, means, sizes):
+    """Two weighted points per cluster, keeping its mean and its largest variance.
+
+    A cluster stands in the reclustering for its rows. Its centroid alone loses how
+    the rows spread: a local k-means stuck in a poor optimum may hold two blobs in
+    one cluster, whose centroid lies between them and, weighted by both blobs' rows,
+    drags a fused centre off. The points ``mean +- std * v`` along the cluster's
+    principal direction ``v``, each weighted by half its rows, have the same mean
+    and the same variance along ``v``: for a compact cluster they stay together,
+    for two merged blobs they land on the blobs.
+    """
+    points, weights = [], []
+    for j, (mean, n) in enumerate(zip(means, sizes)):
+        if n == 0:
+            continue
+        centered = X[labels == j] - mean
+        v = _principal_direction(centered)
+        std = np.sqrt(np.mean((centered @ v) ** 2))
+        points += [mean - std * v, mean + std * v]
+        weights += [n / 2, n / 2]
+    return np.asarray(points), np.asarray(weights, dtype=float)
+
+
+def _prime(template, centers):
+    """A fitted clone of ``template`` whose centres are exactly ``centers``.
+
+    ``predict``, ``transform`` and ``score`` read state that only ``fit`` sets
+    (``_n_threads``, ``_n_features_out``), so rather than touching private attributes
+    the clone is fitted for one iteration on the centres themselves, started from
+    them (each centre is its own cluster, so it stays put), and the centres are then
+    set to the exact values. The parameters changed for that fit (``init``,
+    ``n_init``, ``max_iter``, ``compute_labels``) are set back to the template's.
+    """
+    params = template.get_params()
+    priming = {"init": centers, "n_init": 1, "max_iter": 1}
+    if "compute_labels" in params:
+        # MiniBatchKMeans without labels estimates its inertia from the convergence
+        # monitor, which a single step never starts
+        priming["compute_labels"] = True
+    model = clone(template).set_params(**priming)
+    with warnings.catch_warnings():
+        # k points for k clusters: warnings about small batches or init sizes
+        warnings.simplefilter("ignore")
+        model.fit(centers)
+    model.set_params(**{name: params[name] for name in priming})
+    model.cluster_centers_ = np.array(centers, copy=True)
+    # labels_ of that priming fit label the centres, not the training rows: drop it
+    # (FusedClusterer.labels_ labels the training rows)
+    del model.labels_
+    return model
+
+
+class Recluster(Fuser):
+    """Weighted reclustering of the partitions' centroids (``KMeans``, ``MiniBatchKMeans``).
+
+    Each partition's model gives its ``cluster_centers_`` and the number of its rows
+    in each cluster; the root runs a weighted ``KMeans(n_clusters=k)`` on all those
+    centroids and returns a plain fitted clone of the template (``KMeans`` or
+    ``MiniBatchKMeans``, with the template's parameters) whose ``cluster_centers_``
+    are the reclustered centres. Combine concatenates; the root orders the centroids
+    by partition, so that the result does not depend on ``split_every``.
+
+    The fused model's ``inertia_`` is not the inertia of the training rows (they are
+    not at the root) but an upper bound on it: the sum, over every local cluster, of
+    its rows' squared distances to their mean plus its rows times the squared
+    distance from that mean to the nearest fused centre (equal when all of a local
+    cluster's rows keep that fused centre as their nearest). For already fitted
+    models (no rows) the models' centres and inertias stand in for the means, and
+    the bound is approximate. ``n_iter_`` is the reclustering's. It has no
+    ``labels_`` (the training rows' clusters are not known at the root;
+    :class:`~daskfuse.FusedClusterer` sets its own ``labels_`` by ``predict``). For a
+    ``MiniBatchKMeans``, ``n_steps_`` is the total of the partitions' steps, and a
+    later ``partial_fit`` starts from the fused centres with small counts.
+
+    With the partition's rows at hand (``split=True``, not for already fitted
+    models), each local cluster is sent as two half-weight points along its
+    principal direction rather than as its centroid (same mean, same largest
+    variance), so that a partition whose k-means merged two blobs into one cluster
+    does not drag a fused centre between them.
+
+    Parameters
+    ----------
+    split : bool, default=True
+        Send two points per local cluster (its mean plus and minus its standard
+        deviation along its principal direction) instead of its centroid. This reads
+        the partition's rows once more.
+    n_init : int, default=10
+        Initialisations of the weighted k-means on the centroids (it is small:
+        ``n_partitions * k`` points).
+    random_state : int or None, default=0
+        Seed of the reclustering; an int makes the fused model reproducible.
+
+    Examples
+    --------
+    >>> from daskfuse.fusion.cluster import Recluster
+    >>> Recluster(n_init=5)
+    Recluster(split=True, n_init=5, random_state=0)
+    """
+
+    name = "recluster"
+    from_models = True
+    requirement = "reclustering needs a KMeans or MiniBatchKMeans model"
+
+    def __init__(self, split=True, n_init=10, random_state=0):
+        if not isinstance(split, bool):
+            raise ValueError(f"Recluster(split=...) must be True or False; got {split!r}")
+        if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 1:
+            raise ValueError(f"Recluster(n_init=...) must be an int >= 1; got {n_init!r}")
+        if random_state is not None and (
+            not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool)
+        ):
+            raise ValueError(
+                f"Recluster(random_state=...) must be an int or None; got {random_state!r}"
+            )
+        self.split = split
+        self.n_init = int(n_init)
+        self.random_state = random_state
+
+    def _params(self):
+        return {"split": self.split, "n_init": self.n_init, "random_state": self.random_state}
+
+    def supports(self, estimator):
+        return isinstance(estimator, KMeans | MiniBatchKMeans)
+
+    def summarize(self, estimator, X, y, info):
+        centers = np.asarray(estimator.cluster_centers_, dtype=float)
+        labels, inertia = _labels_and_inertia(estimator, X, info["index"])
+        sizes = np.bincount(labels, minlength=len(centers)).astype(float)
+        if X is None:
+            means, within = centers, inertia
+        else:
+            X = np.asarray(X, dtype=float)
+            # the rows' own means, not the model's centres: MiniBatchKMeans' centres
+            # (and a KMeans stopped by tol) are not quite the means of the rows they
+            # label, and the inertia bound of finalize needs the means
+            means = _cluster_means(X, labels, centers, sizes)
+            within = float(((X - means[labels]) ** 2).sum())
+        if self.split and X is not None:
+            points, weights = _split_points(X, labels, means, sizes)
+        else:
+            points, weights = means, sizes
+        info["weight"] = float(sizes.sum())
+        part = CentroidPart(
+            info["index"],
+            means,
+            sizes,
+            within,
+            points,
+            weights,
+            getattr(estimator, "n_steps_", None),
+        )
+        return Centroids([part])
+
+    def combine(self, summaries):
+        return Centroids([p for s in summaries for p in s.parts])
+
+    def finalize(self, summary, template, meta):
+        parts = sorted(summary.parts, key=lambda p: p.index)
+        points = np.concatenate([p.points for p in parts])
+        weights = np.concatenate([p.weights for p in parts])
+        # an empty local cluster says nothing about the data
+        keep = weights > 0
+        k = template.get_params()["n_clusters"]
+        n_distinct = len(np.unique(points[keep], axis=0))
+        if n_distinct < k:
+            raise FusionError(
+                f"{self!r}: the partitions' clusters give {n_distinct} distinct points "
+                f"in all, fewer than n_clusters={k}"
+            )
+        recluster = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
+        recluster.fit(points[keep], sample_weight=weights[keep])
+        centers = recluster.cluster_centers_
+        fused = _prime(template, centers)
+        # A row x of local cluster j (mean m_j, n_j rows) is no farther from its
+        # nearest fused centre than from c_j, the one nearest m_j, and
+        # sum_j |x - c_j|^2 = SS_j + n_j |m_j - c_j|^2 exactly, m_j being the mean.
+        means = np.concatenate([p.means for p in parts])
+        sizes = np.concatenate([p.sizes for p in parts])
+        moved = ((means[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).min(axis=1)
+        fused.inertia_ = float(sum(p.within for p in parts) + sizes @ moved)
+        fused.n_iter_ = int(recluster.n_iter_)
+        if isinstance(fused, MiniBatchKMeans) and all(p.n_steps is not None for p in parts):
+            fused.n_steps_ = int(sum(p.n_steps for p in parts))
+        if meta.get("feature_names_in_") is not None:
+            fused.feature_names_in_ = meta["feature_names_in_"]
+        return fused

@@ -1,0 +1,217 @@
+"""Clustering fusion: weighted reclustering of the partitions' centroids."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans, MiniBatchKMeans
+from sklearn.datasets import make_blobs
+
+from daskfuse import FusedClusterer, FusionError
+from daskfuse.fusion.cluster import Recluster
+
+K = 8
+
+
+@pytest.fixture
+def blobs():
+    """Eight overlapping blobs: local k-means runs do get stuck in poor optima."""
+    X, blob = make_blobs(
+        n_samples=6000, centers=K, n_features=4, cluster_std=1.5, random_state=0
+    )
+    return X, blob
+
+
+def _by_blob(X, blob, n_partitions=4):
+    """A dask array whose row blocks each hold only one or two blobs (skewed)."""
+    order = np.argsort(blob, kind="stable")
+    return da.from_array(X[order], chunks=(len(X) // n_partitions, -1))
+
+
+def _inertia(X, centers):
+    return ((X[:, None, :] - centers[None]) ** 2).sum(axis=2).min(axis=1).sum()
+
+
+def _modules(obj):
+    """Top-level modules of the classes and functions a pickle of ``obj`` refers to."""
+    found = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            found.add(module.split(".")[0])
+            return super().find_class(module, name)
+
+    Recorder(io.BytesIO(pickle.dumps(obj))).load()
+    return found
+
+
+@pytest.mark.parametrize("layout", ["random", "by-blob"])
+@pytest.mark.parametrize("estimator, bound", [(KMeans(K), 1.01), (MiniBatchKMeans(K), 1.02)])
+def test_fused_inertia_is_within_bound_of_kmeans_on_all_rows(
+    scheduler, blobs, layout, estimator, bound
+):
+    X, blob = blobs
+    if layout == "random":
+        data = X
+        model = FusedClusterer(
+            estimator, fusion=Recluster(), n_partitions=4, partition="random", random_state=0
+        ).fit(data)
+    else:
+        data = _by_blob(X, blob)
+        model = FusedClusterer(estimator, fusion=Recluster(), random_state=0).fit(data)
+    reference = KMeans(n_clusters=K, random_state=0).fit(X).inertia_
+    fused = model.fused_estimator_
+    inertia = -fused.score(X)
+
+    # KMeans: within 1% of scikit-learn's KMeans on all rows (1.0000 to 1.0006 over
+    # 30 seeds); MiniBatchKMeans partitions: within 2% (at most 1.0094 over 30 seeds)
+    assert inertia <= bound * reference
+    assert type(fused) is type(estimator)
+    assert fused.cluster_centers_.shape == (K, X.shape[1])
+    assert model.n_partitions_ == 4
+    assert_array_equal(np.asarray(model.labels_), fused.predict(np.asarray(data)))
+    # inertia_ is an upper bound on the training rows' inertia under the fused centres
+    assert inertia <= fused.inertia_ * (1 + 1e-12)
+    assert_allclose(inertia, _inertia(X, fused.cluster_centers_), rtol=1e-10)
+    assert not hasattr(fused, "labels_")
+
+
+def test_recluster_finds_every_blob_despite_label_permutation(blobs):
+    X, blob = blobs
+    model = FusedClusterer(KMeans(K), fusion=Recluster(), random_state=0).fit(_by_blob(X, blob))
+    truth = np.array([X[blob == b].mean(axis=0) for b in range(K)])
+    centers = model.fused_estimator_.cluster_centers_
+    distance = np.sqrt(((truth[:, None] - centers[None]) ** 2).sum(axis=2))
+    # one fused centre near each blob, and a different one for each blob
+    assert distance.min(axis=1).max() < 0.3
+    assert len(set(distance.argmin(axis=1))) == K
+
+
+def test_splitting_clusters_repairs_partitions_stuck_in_poor_optima(blobs):
+    X, _ = blobs
+    reference = KMeans(n_clusters=K, random_state=0).fit(X).inertia_
+
+    def fused_inertia(split):
+        model = FusedClusterer(
+            KMeans(K),
+            fusion=Recluster(split=split),
+            n_partitions=4,
+            partition="random",
+            random_state=0,
+        ).fit(X)
+        return -model.score(X) / reference
+
+    # with these seeds two of the four partitions merge two blobs into one cluster;
+    # their centroids alone drag a fused centre between the blobs
+    assert fused_inertia(split=False) > 1.03
+    assert fused_inertia(split=True) < 1.002
+
+
+@pytest.mark.parametrize(
+    "estimator", [KMeans(K, random_state=1), MiniBatchKMeans(K, random_state=1)]
+)
+def test_recluster_does_not_depend_on_split_every(blobs, estimator):
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(750, -1))
+    fitted = [
+        FusedClusterer(estimator, fusion=Recluster(), split_every=s).fit(Xd).fused_estimator_
+        for s in (2, 3, 8)
+    ]
+    for other in fitted[1:]:
+        assert_allclose(other.cluster_centers_, fitted[0].cluster_centers_, rtol=1e-12)
+        assert other.inertia_ == pytest.approx(fitted[0].inertia_, rel=1e-12)
+
+
+def test_fused_clusterer_is_plain_and_picklable(on_cluster, blobs):
+    X, _ = blobs
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    model = FusedClusterer(
+        MiniBatchKMeans(K, random_state=0), fusion=Recluster(), n_partitions=3
+    ).fit(frame)
+    fused = model.fused_estimator_
+    assert _modules(fused) <= {"sklearn", "numpy", "builtins", "copyreg", "_codecs"}
+    assert_array_equal(fused.feature_names_in_, ["a", "b", "c", "d"])
+    restored = pickle.loads(pickle.dumps(fused))
+    assert_array_equal(restored.predict(frame), model.predict(frame))
+    assert_allclose(restored.transform(frame), model.transform(frame))
+    assert restored.score(frame) == fused.score(frame)
+    # the template's parameters, not those of the priming fit
+    assert restored.get_params() == MiniBatchKMeans(K, random_state=0).get_params()
+    # the partitions' mini-batch steps in all, not the single step of the priming fit
+    assert fused.n_steps_ >= 3 * 2
+
+
+def test_recluster_fuses_already_fitted_models(blobs):
+    X, _ = blobs
+    fuser = Recluster()
+    parts = np.array_split(np.arange(len(X)), 3)
+    # without the rows, clusters cannot be split: the local fits must be good ones
+    models = [KMeans(K, n_init=10, random_state=i).fit(X[rows]) for i, rows in enumerate(parts)]
+    summaries = [
+        fuser.summarize(
+            m,
+            None,
+            None,
+            {"index": i, "n_rows": len(r), "holdout_score": None, "classes": None, "seed": None},
+        )
+        for i, (m, r) in enumerate(zip(models, parts))
+    ]
+    summary = fuser.combine([summaries[2], fuser.combine(summaries[:2])])
+    fused = fuser.finalize(summary, KMeans(K), {"n_features_in_": 4})
+    reference = KMeans(n_clusters=K, random_state=0).fit(X).inertia_
+    assert -fused.score(X) <= 1.01 * reference
+    assert fused.n_features_in_ == 4
+
+
+def test_cluster_sizes_come_from_predict_without_labels(blobs):
+    X, _ = blobs
+    model = FusedClusterer(
+        MiniBatchKMeans(K, compute_labels=False, random_state=0),
+        fusion=Recluster(),
+        n_partitions=2,
+    ).fit(X)
+    assert model.partition_report_["weight"].tolist() == [3000.0, 3000.0]
+    with pytest.raises(FusionError, match="compute_labels=True"):
+        Recluster().summarize(
+            MiniBatchKMeans(K, compute_labels=False, random_state=0).fit(X),
+            None,
+            None,
+            {"index": 0, "n_rows": len(X), "holdout_score": None, "classes": None, "seed": None},
+        )
+
+
+@pytest.mark.parametrize(
+    "estimator", [BisectingKMeans(3), AgglomerativeClustering(3)], ids=lambda e: type(e).__name__
+)
+def test_recluster_rejects_other_clusterers(blobs, estimator):
+    X, _ = blobs
+    with pytest.raises(FusionError, match="KMeans or MiniBatchKMeans"):
+        FusedClusterer(estimator, fusion=Recluster(), n_partitions=2).fit(X)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_init": 0}, "n_init"),
+        ({"n_init": 1.5}, "n_init"),
+        ({"random_state": "zero"}, "random_state"),
+        ({"split": "yes"}, "split"),
+    ],
+)
+def test_recluster_parameters_are_checked(params, match):
+    with pytest.raises(ValueError, match=match):
+        Recluster(**params)
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+def test_too_few_clusters_in_all_partitions(blobs):
+    X, _ = blobs
+    one = np.repeat(X[:1], 40, axis=0)
+    with pytest.raises(FusionError, match="distinct points in all, fewer than n_clusters=3"):
+        FusedClusterer(KMeans(3), fusion=Recluster(), n_partitions=2).fit(one)
