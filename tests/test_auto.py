@@ -1,0 +1,58 @@
+"""``fusion="auto"``: the right strategy per family, and clear errors for the wrong one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.decomposition import PCA
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDClassifier
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer, FusionError
+from daskfuse.fusion import Exact, Recluster, Trees, Vote, Weighted, available_fusions
+
+
+@pytest.mark.parametrize(
+    "meta, estimator, expected",
+    [
+        (FusedRegressor, LinearRegression(), Exact()),
+        (FusedRegressor, Ridge(), Exact()),
+        (FusedClassifier, GaussianNB(), Exact()),
+        (FusedTransformer, StandardScaler(), Exact()),
+        (FusedTransformer, PCA(n_components=2), Exact()),
+        (FusedClassifier, LogisticRegression(), Weighted()),
+        (FusedClassifier, SGDClassifier(), Weighted()),
+        (FusedClassifier, MLPClassifier(max_iter=20), Weighted()),
+        (FusedClusterer, KMeans(3, n_init=1), Recluster()),
+        (FusedClusterer, MiniBatchKMeans(3, n_init=1), Recluster()),
+        (FusedRegressor, RandomForestRegressor(n_estimators=3), Trees()),
+        (FusedClassifier, KNeighborsClassifier(), Vote(voting="soft")),
+        (FusedClassifier, GradientBoostingClassifier(n_estimators=5), Vote(voting="soft")),
+        (FusedClassifier, SVC(), Vote(voting="hard")),
+        (FusedRegressor, KNeighborsRegressor(), Vote()),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, type) else v.__name__,
+)
+def test_auto_picks_the_family_strategy(meta, estimator, expected):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) if meta is FusedClassifier else X @ [1, 2, 0, 1.0]
+    fitted = meta(estimator, n_partitions=2, random_state=0).fit(X, y)
+    assert fitted.fusion_ == expected
+    assert repr(fitted.fusion_) == repr(expected)
+
+
+def test_explicit_strategy_that_cannot_apply_lists_those_that_can():
+    with pytest.raises(FusionError) as err:
+        FusedClassifier(SVC(), fusion="weighted").fit(np.eye(4), [0, 1, 0, 1])
+    message = str(err.value)
+    assert "cannot fuse SVC" in message
+    assert "Strategies that apply to SVC: 'vote', 'stack'" in message
+    assert available_fusions(SVC()) == ["vote", "stack"]
+    assert available_fusions(SVC(), from_models=True) == ["vote"]
