@@ -16,7 +16,10 @@ def client():
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # a random loopback port: 8787 may be taken on a shared machine, and
+            # None still binds the scheduler's HTTP routes on 0.0.0.0:8787
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
             memory_limit="2GiB",
         ) as cluster,
         Client(cluster, set_as_default=False) as c,
