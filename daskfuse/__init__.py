@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import fusion, models, partition
+from . import fusion, models, partition, persist
 from ._fuse import fuse
 from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from .exceptions import FusionError, PartitionError
+from .persist import load, save
 
 try:
     __version__ = version("daskfuse")
@@ -30,6 +31,9 @@ __all__ = [
     "__version__",
     "fuse",
     "fusion",
+    "load",
     "models",
     "partition",
+    "persist",
+    "save",
 ]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
+from dask import delayed
 from dask.base import is_dask_collection
 
 __all__ = ["DaskBlocks", "dask_blocks", "is_dask_input", "seed_sequence"]
@@ -154,9 +155,50 @@ def dask_blocks(X, y=None):
     TypeError
         X or y is of an unsupported type.
     """
+    if isinstance(X, dd.DataFrame) and isinstance(y, dd.Series | dd.DataFrame):
+        return _frame_blocks(X, y)
     x_blocks, lengths, n_features, names = _x_blocks(X)
     y_blocks = None if y is None else _y_blocks(y, lengths, len(x_blocks))
     return DaskBlocks(x_blocks, y_blocks, lengths, n_features, names)
+
+
+_TARGET = "__daskfuse_target__"
+
+
+def _frame_blocks(X, y):
+    """Row blocks of a dask DataFrame X and its dask y, split from one joined frame.
+
+    dask's optimiser may partition ``ddf[features]`` and ``ddf[target]`` differently
+    (it merges small parquet pieces by the size of the columns read), so X and y are
+    joined first and every block is cut into X and y on the worker that holds it.
+    """
+    _check_frame_dtypes(X)
+    try:
+        if isinstance(y, dd.Series):
+            joined = X.assign(**{_TARGET: y})
+            y_columns = _TARGET
+        else:
+            renamed = y.rename(columns={c: f"{_TARGET}{i}" for i, c in enumerate(y.columns)})
+            joined = dd.concat([X, renamed], axis=1)
+            y_columns = list(renamed.columns)
+    except (ValueError, NotImplementedError) as exc:
+        raise ValueError(
+            f"X has {X.npartitions} partitions and y has {y.npartitions}, and they cannot be "
+            f"aligned ({exc}); build X and y from one dask DataFrame"
+        ) from exc
+    blocks = joined.to_delayed()
+    columns = list(X.columns)
+    return DaskBlocks(
+        [delayed(_select, pure=True)(b, columns) for b in blocks],
+        [delayed(_select, pure=True)(b, y_columns) for b in blocks],
+        None,
+        len(columns),
+        _feature_names(X.columns),
+    )
+
+
+def _select(frame, columns):
+    return frame[columns]
 
 
 def dask_to_array(X):

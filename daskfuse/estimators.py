@@ -444,7 +444,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
 
     def _dask_score(self, X, y):
         check_is_fitted(self)
-        blocks = dask_blocks(dask_to_array(X) if isinstance(X, dd.DataFrame) else X, y)
+        blocks = dask_blocks(X, y)
         if blocks.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {blocks.n_features} features, but {type(self).__name__} is "

@@ -154,3 +154,17 @@ def test_rows_object_and_shortcut_agree(binary_data):
     assert_array_equal(a.fit(X, y).fused_estimator_.coef_, b.fit(X, y).fused_estimator_.coef_)
     assert a.partition_ == Rows(5, "random")
     assert repr(a.partition_) == "Rows(n_partitions=5, strategy='random')"
+
+
+def test_parquet_columns_of_one_frame_align(tmp_path, binary_data):
+    """dask may partition ddf[features] and ddf[target] differently; fit still aligns."""
+    X, y = binary_data
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(label=y)
+    for i, rows in enumerate(np.array_split(np.arange(len(frame)), 8)):
+        frame.iloc[rows].to_parquet(tmp_path / f"part-{i}.parquet")
+    ddf = dd.read_parquet(tmp_path)
+    features = [c for c in ddf.columns if c != "label"]
+    clf = FusedClassifier(LogisticRegression()).fit(ddf[features], ddf["label"])
+    assert clf.partition_report_["rows"].sum() == len(X)
+    assert list(clf.feature_names_in_) == features
+    assert clf.score(ddf[features], ddf["label"]) > 0.85
