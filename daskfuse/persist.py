@@ -1,0 +1,476 @@
+"""Save and load fitted models safely, with skops.
+
+:func:`save` writes a fitted model (a daskfuse meta-estimator such as
+:class:`~daskfuse.FusedClassifier`, a plain result of :mod:`daskfuse.models`, or any
+plain scikit-learn estimator) in the `skops <https://skops.readthedocs.io>`_ format: a
+zip archive of JSON and numpy arrays, never a pickle. :func:`load` reads it back
+without running code from the file: before anything is built, it lists the types the
+file names and refuses the file if one of them is not on daskfuse's allow-list
+(:func:`trusted_types`) or in the ``trusted=`` argument.
+
+What the allow-list holds:
+
+* the types that daskfuse itself produces: its meta-estimators
+  (:mod:`daskfuse.estimators`), its fused result models (:mod:`daskfuse.models`), its
+  fusion strategies (the :class:`~daskfuse.fusion.Fuser` classes of
+  :mod:`daskfuse.fusion`) and :class:`~daskfuse.partition.Rows`, computed from those
+  modules (a class defined elsewhere, a subclass included, is not on it);
+* the optimizer objects of scikit-learn's ``sklearn.neural_network`` (the
+  ``_optimizer`` of the MLP models that weighted fusion builds: plain Python objects
+  holding arrays);
+* ``sklearn.tree._tree.Tree``, the node storage of the forests that
+  :class:`~daskfuse.fusion.Trees` builds. skops does not trust it by default because a
+  crafted file could hold node indices out of range; :func:`load` therefore checks
+  every tree it loads (children after their parent and inside the tree, split
+  features inside the model's features) before returning the model.
+
+skops itself trusts the scikit-learn estimators, numpy arrays and dtypes, and the
+Python builtins (dicts, lists, numbers, strings).
+
+Two attributes are stored differently from how they are held in memory:
+
+* a pandas DataFrame attribute of the model (``partition_report_``) is saved as a
+  plain dictionary (column names, column dtypes, and each column as a list of Python
+  values) and rebuilt as a DataFrame by :func:`load`, so that no pandas internals and
+  no pickle are in the file;
+* an attribute holding a lazy dask collection (``FusedClusterer.labels_`` after a fit
+  on dask data: a graph over the training rows, not part of the model) is not saved;
+  the loaded model lacks it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import numbers
+import os
+import pkgutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ModelFileError",
+    "UntrustedTypesError",
+    "load",
+    "save",
+    "trusted_types",
+]
+
+#: marks a DataFrame attribute stored as a plain dictionary
+FRAME_MARKER = "__daskfuse_frame__"
+FRAME_VERSION = 1
+
+#: the node storage of scikit-learn's trees, which skops does not trust by default;
+#: :func:`load` checks every tree after loading
+TREE_TYPE = "sklearn.tree._tree.Tree"
+
+#: the scikit-learn modules whose public classes of the given base fused models hold,
+#: beyond skops's defaults: the MLP's optimizer (``_optimizer``)
+_SKLEARN_EXTRA = (
+    ("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),
+)
+
+#: the modules whose public classes daskfuse produces
+_MODULES = ("daskfuse.estimators", "daskfuse.models", "daskfuse.partition")
+
+
+class ModelFileError(ValueError):
+    """The file is not a model saved by :func:`save` (or by ``skops.io.dump``)."""
+
+
+class UntrustedTypesError(ModelFileError):
+    """The file names types that daskfuse does not trust; nothing of it was built.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    types : list of str
+        The fully qualified names of the types that are not trusted.
+    """
+
+    def __init__(self, path, types):
+        self.path = path
+        self.types = sorted(types)
+        super().__init__(
+            f"{path} holds types that daskfuse does not trust: {self.types}; nothing "
+            "was loaded. If you know where the file comes from, review these types "
+            "(skops.io.visualize shows where they are in the file) and load it with "
+            f"daskfuse.load(path, trusted={self.types!r})"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.types))
+
+
+# ------------------------------------------------------------------ allow-list
+def _type_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _public_classes(module, bases):
+    for name, obj in vars(module).items():
+        if (
+            isinstance(obj, type)
+            and not name.startswith("_")
+            and obj.__module__ == module.__name__
+            and issubclass(obj, bases)
+        ):
+            yield obj
+
+
+def trusted_types():
+    """The types that :func:`load` trusts besides skops's defaults.
+
+    Computed from daskfuse's modules: the public estimator classes of
+    :mod:`daskfuse.estimators` and :mod:`daskfuse.models`, the public
+    :class:`~daskfuse.fusion.Fuser` classes of the modules of :mod:`daskfuse.fusion`,
+    :class:`~daskfuse.partition.Rows`, the optimizer classes of scikit-learn's MLP
+    models, and ``sklearn.tree._tree.Tree`` (checked on load). Only classes defined
+    in those modules count: a subclass defined elsewhere is not trusted.
+
+    Returns
+    -------
+    names : list of str
+        Sorted fully qualified type names, as skops names them.
+
+    Examples
+    --------
+    >>> from daskfuse.persist import trusted_types
+    >>> "daskfuse.estimators.FusedClassifier" in trusted_types()
+    True
+    >>> "daskfuse.fusion.average.Weighted" in trusted_types()
+    True
+    """
+    from sklearn.base import BaseEstimator
+
+    from . import fusion
+    from .fusion.base import Fuser
+    from .partition import Rows
+
+    names = {_type_name(Rows), TREE_TYPE}
+    for module_name, base_name in _SKLEARN_EXTRA:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # pragma: no cover - another scikit-learn layout
+            continue
+        names.update(_type_name(c) for c in _public_classes(module, getattr(module, base_name)))
+    for module_name in _MODULES:
+        module = importlib.import_module(module_name)
+        names.update(_type_name(c) for c in _public_classes(module, BaseEstimator))
+    for info in pkgutil.iter_modules(fusion.__path__, prefix=f"{fusion.__name__}."):
+        module = importlib.import_module(info.name)
+        names.update(_type_name(c) for c in _public_classes(module, Fuser))
+    return sorted(names)
+
+
+def _trusted_argument(trusted):
+    if trusted is None:
+        return []
+    if trusted is True or isinstance(trusted, bool):
+        raise TypeError(
+            "trusted must be a list of type names (or types), not a bool: review the "
+            "types named by the error of daskfuse.load and pass those you trust"
+        )
+    items = [trusted] if isinstance(trusted, str | type) else list(trusted)
+    names = []
+    for item in items:
+        if isinstance(item, type):
+            names.append(_type_name(item))
+        elif isinstance(item, str):
+            names.append(item)
+        else:
+            raise TypeError(
+                f"trusted must hold type names (str) or types; got {type(item).__name__} "
+                f"{item!r}"
+            )
+    return names
+
+
+# ------------------------------------------------------------------ DataFrames
+def _plain(value):
+    """``value`` as builtins that skops stores without extra types (recursively)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    # anything else stays as it is: skops stores it if it can, and load() refuses it
+    # if its type is not trusted
+    return value
+
+
+def _frame_to_state(frame):
+    return {
+        FRAME_MARKER: FRAME_VERSION,
+        "columns": [_plain(c) for c in frame.columns],
+        "dtypes": [str(t) for t in frame.dtypes],
+        "index": _plain(frame.index.tolist()),
+        "data": [_plain(frame.iloc[:, i].tolist()) for i in range(frame.shape[1])],
+    }
+
+
+def _is_frame_state(value):
+    return isinstance(value, dict) and value.get(FRAME_MARKER) == FRAME_VERSION
+
+
+def _frame_from_state(state):
+    columns = list(state["columns"])
+    frame = pd.DataFrame(
+        {i: pd.Series(col, dtype=object) for i, col in enumerate(state["data"])},
+        index=list(state["index"]),
+    )
+    frame.columns = columns
+    if list(frame.index) == list(range(len(frame))):
+        frame = frame.reset_index(drop=True)
+    for i, dtype in enumerate(state["dtypes"]):
+        if dtype == "object":
+            continue
+        try:
+            frame.isetitem(i, frame.iloc[:, i].astype(dtype))
+        except (TypeError, ValueError):
+            # keep what pandas infers; the values are right either way
+            frame.isetitem(i, frame.iloc[:, i].infer_objects())
+    return frame
+
+
+def _persistable(model):
+    """A shallow copy of ``model`` holding only what :func:`save` stores."""
+    import dask
+
+    state = getattr(model, "__dict__", None)
+    if state is None:
+        return model
+    changes = {}
+    for name, value in state.items():
+        if isinstance(value, pd.DataFrame):
+            changes[name] = _frame_to_state(value)
+        elif dask.is_dask_collection(value):
+            changes[name] = None
+    if not changes:
+        return model
+    out = copy.copy(model)
+    for name, value in changes.items():
+        if value is None:
+            delattr(out, name)
+        else:
+            setattr(out, name, value)
+    return out
+
+
+def _restore_frames(model):
+    state = getattr(model, "__dict__", None)
+    if state is None:
+        return model
+    for name, value in list(state.items()):
+        if _is_frame_state(value):
+            setattr(model, name, _frame_from_state(value))
+    return model
+
+
+# ------------------------------------------------------------------ tree checks
+def _check_tree(tree, n_features, where):
+    """Raise :class:`ModelFileError` unless every index in ``tree`` is in range."""
+    count, capacity = int(tree.node_count), int(tree.capacity)
+    problem = None
+    if not 0 < count <= capacity:
+        problem = f"node_count {count} outside 1..{capacity}"
+    elif n_features is not None and int(tree.n_features) != n_features:
+        problem = f"n_features {tree.n_features} differs from the model's {n_features}"
+    else:
+        left = np.asarray(tree.children_left)
+        right = np.asarray(tree.children_right)
+        feature = np.asarray(tree.feature)
+        index = np.arange(count)
+        leaf = left == -1
+        inner = ~leaf
+        if np.any(right[leaf] != -1):
+            problem = "a leaf with a right child"
+        elif np.any((left[inner] <= index[inner]) | (left[inner] >= count)) or np.any(
+            (right[inner] <= index[inner]) | (right[inner] >= count)
+        ):
+            # scikit-learn numbers a node's children after the node itself
+            problem = "child node indices out of range"
+        elif np.any((feature[inner] < 0) | (feature[inner] >= tree.n_features)):
+            problem = "split features out of range"
+    if problem is not None:
+        raise ModelFileError(f"{where}: corrupt decision tree ({problem})")
+
+
+def _check_trees(obj, where, n_features=None, seen=None):
+    """Check every ``sklearn.tree._tree.Tree`` reachable from ``obj``."""
+    from sklearn.tree._tree import Tree
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Tree):
+        _check_tree(obj, n_features, where)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _check_trees(value, where, n_features, seen)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            _check_trees(value, where, n_features, seen)
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            for value in obj.ravel():
+                _check_trees(value, where, n_features, seen)
+    elif hasattr(obj, "__dict__") and hasattr(obj, "get_params"):
+        n = getattr(obj, "n_features_in_", n_features)
+        n = int(n) if isinstance(n, numbers.Integral) else n_features
+        for value in vars(obj).values():
+            _check_trees(value, where, n, seen)
+
+
+# ------------------------------------------------------------------ public API
+def _check_model(model, what):
+    if not (hasattr(model, "get_params") and hasattr(model, "fit")):
+        raise TypeError(
+            f"{what} must be a scikit-learn estimator (a daskfuse model or a plain "
+            f"scikit-learn estimator); got {type(model).__name__}"
+        )
+
+
+def save(model, path):
+    """Write a fitted model to ``path`` in the skops format (no pickle).
+
+    Parameters
+    ----------
+    model : estimator
+        A daskfuse meta-estimator (:class:`~daskfuse.FusedClassifier`,
+        :class:`~daskfuse.FusedRegressor`, :class:`~daskfuse.FusedTransformer`,
+        :class:`~daskfuse.FusedClusterer`), a model of :mod:`daskfuse.models`, or a
+        plain scikit-learn estimator. It is not changed.
+    path : str or os.PathLike
+        The file to write (replaced if it exists); ``.skops`` is the usual suffix.
+
+    Notes
+    -----
+    A DataFrame attribute (``partition_report_``) is stored as a plain dictionary of
+    columns and rebuilt by :func:`load`; an attribute holding a lazy dask collection
+    (``FusedClusterer.labels_`` after a fit on dask data) is left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from daskfuse import FusedClassifier
+    >>> from daskfuse.persist import load, save
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> clf = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save(clf, os.path.join(folder, "model.skops"))
+    ...     same = load(os.path.join(folder, "model.skops"))
+    >>> bool((same.predict(X) == clf.predict(X)).all())
+    True
+    >>> len(same.partition_report_)
+    2
+    """
+    import skops.io
+
+    _check_model(model, "model")
+    skops.io.dump(_persistable(model), os.fspath(path))
+
+
+def load(path, trusted=None):
+    """Read a model written by :func:`save`, without running code from the file.
+
+    The types named in the file are checked before anything is built: those that
+    skops trusts by default (scikit-learn estimators, numpy, builtins), those of
+    :func:`trusted_types` and those in ``trusted`` are allowed; any other type makes
+    the load fail with :class:`UntrustedTypesError`, which names them.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save` (or by ``skops.io.dump``).
+    trusted : list of str or type, default=None
+        More types to trust, by fully qualified name (as the error names them) or as
+        types. Pass only types that you have reviewed: a trusted type's code runs
+        when the model is built.
+
+    Returns
+    -------
+    model : estimator
+        The model; a DataFrame attribute saved by :func:`save` is a DataFrame again.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    UntrustedTypesError
+        The file names types that are not trusted; nothing was built.
+    ModelFileError
+        The file is not a skops file, is corrupt, or does not hold an estimator.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from daskfuse.persist import load, save
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save(StandardScaler().fit([[0.0], [2.0]]), os.path.join(folder, "s.skops"))
+    ...     scaler = load(os.path.join(folder, "s.skops"))
+    >>> scaler.mean_
+    array([1.])
+    """
+    import skops.io
+
+    path = os.fspath(path)
+    extra = _trusted_argument(trusted)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path} is a directory, not a model file")
+    try:
+        found = skops.io.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{path} is not a model file written by daskfuse.save (a skops file): "
+            f"{_reason(exc)}"
+        ) from None
+    allowed = set(trusted_types()) | set(extra)
+    untrusted = sorted(set(found) - allowed)
+    if untrusted:
+        raise UntrustedTypesError(path, untrusted)
+    try:
+        model = skops.io.load(path, trusted=sorted(set(found)))
+    except (ImportError, AttributeError, KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: cannot build the model: {_reason(exc)}") from None
+    if not (hasattr(model, "get_params") and hasattr(model, "fit")):
+        raise ModelFileError(
+            f"{path} holds a {type(model).__name__}, not a scikit-learn estimator"
+        )
+    _restore_frames(model)
+    _check_trees(model, path)
+    return model
+
+
+def _reason(exc):
+    text = str(exc).strip().splitlines()
+    text = text[0] if text else ""
+    name = type(exc).__name__
+    if isinstance(exc, KeyError):
+        return f"missing entry {text}"
+    return f"{name}: {text}" if text else name
+
+

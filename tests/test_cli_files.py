@@ -1,0 +1,371 @@
+"""``daskfuse fit / predict / report`` on CSV and parquet files, as real processes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.linear_model import Ridge, SGDClassifier
+from sklearn.preprocessing import FunctionTransformer
+
+from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor
+from daskfuse.cli import main
+from daskfuse.persist import load, save
+
+TIMEOUT = 180
+FEATURES = ["a", "b", "c", "d"]
+SGD = "sklearn.linear_model.SGDClassifier"
+
+
+def command(*args):
+    return [sys.executable, "-m", "daskfuse", *map(str, args)]
+
+
+def cli_env():
+    # wide enough that no table row wraps, whatever the terminal of the test run
+    return {**os.environ, "COLUMNS": "120"}
+
+
+def run_cli(*args, timeout=TIMEOUT):
+    """``python -m daskfuse ARGS``, stdout a pipe (not a terminal)."""
+    return subprocess.run(command(*args), capture_output=True, text=True,
+                          timeout=timeout, env=cli_env())
+
+
+def run_all(cases):
+    """Run several ``python -m daskfuse`` commands at once: {name: (status, out, err)}.
+
+    Most of a short command's time is starting Python and importing dask and
+    scikit-learn; started together, the commands share that wait.
+    """
+    procs = {
+        name: subprocess.Popen(command(*args), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=cli_env())
+        for name, args in cases.items()
+    }
+    results = {}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=TIMEOUT)
+        results[name] = (p.returncode, out, err)
+    return results
+
+
+def table_row(stdout, first):
+    """The cells of the table row whose first cell is ``first``."""
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|┃]", line)]
+        cells = [c for c in cells if c]
+        if cells and cells[0] == first:
+            return cells
+    raise AssertionError(f"no table row {first!r} in:\n{stdout}")
+
+
+def one_error_line(stderr, command_name):
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"daskfuse {command_name}: error: "), stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------ data files
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A parquet directory of 4 part files, 3 CSVs for a glob, one CSV file."""
+    root = tmp_path_factory.mktemp("cli-files")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 4))
+    frame = pd.DataFrame(X, columns=FEATURES)
+    frame["label"] = (X[:, 0] + X[:, 1] - 0.5 * X[:, 2] > 0).astype(int)
+    (root / "pq").mkdir()
+    for i in range(4):
+        frame.iloc[i * 300:(i + 1) * 300].to_parquet(root / "pq" / f"part-{i}.parquet")
+    (root / "pq" / "_SUCCESS").write_text("")  # what Spark leaves: skipped
+
+    reg = pd.DataFrame(rng.normal(size=(900, 3)), columns=["x1", "x2", "x3"])
+    reg["value"] = reg.to_numpy() @ [1.5, -2.0, 0.5] + 0.7 + 0.1 * rng.normal(size=900)
+    (root / "csv").mkdir()
+    for i in range(3):
+        reg.iloc[i * 300:(i + 1) * 300].to_csv(root / "csv" / f"part-{i}.csv", index=False)
+
+    blobs = np.concatenate([rng.normal(c, 0.3, size=(100, 2)) for c in (-3, 0, 3)])
+    points = pd.DataFrame(blobs, columns=["u", "v"])
+    points["id"] = np.arange(len(points))
+    points.to_csv(root / "points.csv", index=False)
+    (root / "notes.txt").write_text("not data")
+    (root / "empty").mkdir()
+    return {"root": root, "frame": frame, "reg": reg, "points": points}
+
+
+@pytest.fixture(scope="module")
+def parquet_fit(files):
+    """``daskfuse fit`` of a parquet directory on its own LocalCluster (1 worker)."""
+    root = files["root"]
+    model, report = root / "sgd.skops", root / "sgd.json"
+    proc = run_cli(
+        "fit", root / "pq", "--target", "label", "--estimator", SGD,
+        "--params", '{"random_state": 0}', "--fusion", "weighted", "--partitions", "6",
+        "--workers", "1", "--out", model, "--report", report,
+    )
+    return proc, model, report
+
+
+# ------------------------------------------------------------------ fit
+def test_fit_parquet_directory_gives_the_in_process_model(parquet_fit, files):
+    proc, model_path, _ = parquet_fit
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Starting a LocalCluster: 1 worker process(es)" in proc.stdout
+    assert "no progress bar: stdout is not a terminal" in proc.stdout
+    assert "\r" not in proc.stdout
+    assert "Partition report (6 partitions)" in proc.stdout
+    assert f"Model written to {model_path}" in proc.stdout
+
+    loaded = load(model_path)
+    frame = files["frame"]
+    X, y = frame[FEATURES], frame["label"]
+    here = FusedClassifier(SGDClassifier(random_state=0), fusion="weighted",
+                           n_partitions=6).fit(X, y)
+    assert type(loaded) is FusedClassifier
+    np.testing.assert_allclose(loaded.fused_estimator_.coef_, here.fused_estimator_.coef_,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(loaded.predict(X), here.predict(X))
+    assert list(loaded.feature_names_in_) == FEATURES
+    assert loaded.partition_report_["rows"].tolist() == [200] * 6
+
+
+def test_fit_report_json_has_one_row_per_partition(parquet_fit):
+    proc, model_path, report_path = parquet_fit
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    assert len(report["partitions"]) == report["n_partitions"] == 6
+    assert [p["partition"] for p in report["partitions"]] == list(range(6))
+    assert sum(p["rows"] for p in report["partitions"]) == report["rows"] == 1200
+    assert report["partitions"][0]["class_counts"].keys() == {"0", "1"}
+    assert report["fusion"] == "weighted"
+    assert report["fusion_repr"] == "Weighted(by='rows')"
+    assert report["estimator"] == SGD and report["params"] == {"random_state": 0}
+    assert report["fit_seconds"] > 0
+    assert report["score_name"] == "accuracy" and 0.9 <= report["train_score"] <= 1
+    assert report["classes"] == [0, 1] and report["features"] == FEATURES
+    assert report["model"] == str(model_path.resolve())
+
+
+@pytest.fixture(scope="module")
+def scheduler_fits(client, files):
+    """Two ``daskfuse fit`` runs on the shared cluster (``--scheduler``), at once."""
+    root = files["root"]
+    address = client.scheduler.address
+    runs = run_all({
+        "ridge": ("fit", root / "csv" / "part-*.csv", "--target", "value",
+                  "--estimator", "sklearn.linear_model.Ridge", "--fusion", "exact",
+                  "--scheduler", address, "--out", root / "ridge.skops"),
+        "kmeans": ("fit", root / "points.csv", "--drop", "id",
+                   "--estimator", "sklearn.cluster.KMeans",
+                   "--params", '{"n_clusters": 3, "n_init": 2, "random_state": 0}',
+                   "--scheduler", address, "--out", root / "km.skops"),
+    })
+    return runs, address
+
+
+def test_fit_csv_glob_on_a_running_scheduler(scheduler_fits, files):
+    runs, address = scheduler_fits
+    status, out, err = runs["ridge"]
+    assert status == 0, err
+    assert f"Connected to the dask scheduler at {address}" in out
+    assert "Starting a LocalCluster" not in out
+    loaded = load(files["root"] / "ridge.skops")
+    assert type(loaded) is FusedRegressor
+    assert loaded.n_partitions_ == 3  # one per file
+    reg = files["reg"]
+    X, y = reg[["x1", "x2", "x3"]], reg["value"]
+    here = FusedRegressor(Ridge(), fusion="exact", n_partitions=3).fit(X, y)
+    np.testing.assert_allclose(loaded.fused_estimator_.coef_, here.fused_estimator_.coef_,
+                               rtol=1e-8)
+    np.testing.assert_allclose(loaded.predict(X), here.predict(X), rtol=1e-8)
+
+
+def test_fit_clusterer_on_a_csv_file(scheduler_fits, files):
+    status, _, err = scheduler_fits[0]["kmeans"]
+    assert status == 0, err
+    loaded = load(files["root"] / "km.skops")
+    assert type(loaded) is FusedClusterer and loaded.fusion_.name == "recluster"
+    assert list(loaded.feature_names_in_) == ["u", "v"]  # --drop id
+    points = files["points"][["u", "v"]]
+    here = FusedClusterer(KMeans(n_clusters=3, n_init=2, random_state=0),
+                          n_partitions=1).fit(points)
+    np.testing.assert_array_equal(loaded.predict(points), here.predict(points))
+    assert len(np.unique(loaded.predict(points))) == 3
+
+
+# ------------------------------------------------------------------ predict, report
+@pytest.fixture(scope="module")
+def process_runs(parquet_fit, files):
+    """``predict``, ``report`` and error cases of the saved model, as processes, at once."""
+    proc, model, _ = parquet_fit
+    assert proc.returncode == 0, proc.stderr
+    root = files["root"]
+    return run_all({
+        "predict": ("predict", model, root / "pq", "--target", "label",
+                    "--out", root / "pred.csv"),
+        "report": ("report", model),
+        "missing-file": ("fit", root / "nope.parquet", "--target", "label",
+                         "--estimator", SGD, "--out", root / "x.skops"),
+        "no-such-module": ("fit", root / "pq", "--target", "label",
+                           "--estimator", "no.such.Module", "--out", root / "x.skops"),
+        "not-a-model": ("predict", root / "points.csv", root / "pq",
+                        "--out", root / "p.csv"),
+    })
+
+
+def test_predict_writes_one_row_per_input_row(process_runs, parquet_fit, files):
+    status, out, err = process_runs["predict"]
+    assert status == 0, err
+    assert "Wrote 1,200 rows of predict output" in out
+    written = pd.read_csv(files["root"] / "pred.csv")
+    assert list(written.columns) == ["prediction"] and len(written) == 1200
+    frame = files["frame"]
+    np.testing.assert_array_equal(written["prediction"],
+                                  load(parquet_fit[1]).predict(frame[FEATURES]))
+
+
+def test_predict_to_parquet_in_process(parquet_fit, files, capsys):
+    proc, model_path, _ = parquet_fit
+    assert proc.returncode == 0, proc.stderr
+    root = files["root"]
+    out = root / "scores.parquet"
+    # the label column is left out because the model names its feature columns
+    status = main(["predict", str(model_path), str(root / "pq" / "*.parquet"),
+                   "--method", "decision_function", "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    written = pd.read_parquet(out)
+    assert list(written.columns) == ["decision_function"] and len(written) == 1200
+    np.testing.assert_allclose(
+        written["decision_function"],
+        load(model_path).decision_function(files["frame"][FEATURES]),
+    )
+    assert not [p for p in os.listdir(root) if ".tmp-" in p]
+
+
+def test_report_prints_the_partition_table(process_runs):
+    status, out, err = process_runs["report"]
+    assert status == 0, err
+    assert "Estimator:   SGDClassifier(random_state=0)" in out
+    assert "Fusion:      Weighted(by='rows')" in out
+    assert "Classes:     0, 1" in out
+    assert "Features:    4: a, b, c, d" in out
+    assert "Partition report (6 partitions)" in out
+    for partition in range(6):
+        cells = table_row(out, str(partition))
+        assert cells[1] == "200"
+        assert 0.5 <= float(cells[3]) <= 1
+
+
+# ------------------------------------------------------------------ errors
+def touch(path, X):
+    with open(path, "w") as f:
+        f.write("ran")
+    return X
+
+
+@pytest.mark.parametrize(
+    ("case", "command_name", "message"),
+    [
+        ("missing-file", "fit", "no such file or directory: "),
+        ("no-such-module", "fit", "--estimator no.such.Module: cannot import no.such"),
+        ("not-a-model", "predict", "is not a model file written by daskfuse.save"),
+    ],
+)
+def test_errors_in_a_process_are_one_line(process_runs, case, command_name, message):
+    status, out, err = process_runs[case]
+    assert status == 2
+    line = one_error_line(err, command_name)
+    assert message in line
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["fit", "{root}/nothing-*.csv", "--target", "label"], 2,
+         "no files match {root}/nothing-*.csv"),
+        (["fit", "{root}/empty", "--target", "label"], 2,
+         "{root}/empty holds no data files (.csv, .parquet, .pq)"),
+        (["fit", "{root}/notes.txt", "--target", "label"], 2,
+         "cannot tell the format of {root}/notes.txt"),
+        (["fit", "{root}/pq", "--target", "lable"], 2,
+         "--target 'lable' is not a column of {root}/pq; its columns: a, b, c, d, label"),
+        (["fit", "{root}/pq"], 2,
+         "--target is required to fit a classifier (SGDClassifier); the columns of"),
+        (["fit", "{root}/pq", "--target", "label", "--estimator", "os.path.join"], 2,
+         "--estimator os.path.join is not a scikit-learn estimator class"),
+        (["fit", "{root}/pq", "--target", "label", "--estimator", "sklearn.linear_model.Nope"],
+         2, "--estimator sklearn.linear_model.Nope: module sklearn.linear_model has no 'Nope'"),
+        (["fit", "{root}/pq", "--target", "label", "--params", "{'alpha': 1}"], 2,
+         "--params is not valid JSON: Expecting property name enclosed in double quotes: "
+         "line 1 column 2 (char 1)"),
+        (["fit", "{root}/pq", "--target", "label", "--params", "[1, 2]"], 2,
+         "--params must be a JSON object"),
+        (["fit", "{root}/pq", "--target", "label", "--params", '{"alhpa": 0.1}'], 2,
+         "--params rejected by SGDClassifier: SGDClassifier.__init__() got an unexpected "
+         "keyword argument 'alhpa'; its parameters: alpha,"),
+        (["fit", "{root}/pq", "--target", "label", "--params", '{"loss": "nope"}'], 2,
+         "--params rejected by SGDClassifier: The 'loss' parameter of SGDClassifier must be"),
+        (["fit", "{root}/pq", "--target", "label", "--fusion", "exact"], 1,
+         "fusion=Exact() cannot fuse SGDClassifier()"),
+        (["fit", "{root}/pq", "--target", "label", "--out", "{root}/no/dir/m.skops"], 2,
+         "--out {root}/no/dir/m.skops: no such directory"),
+        (["report", "{root}/missing.skops"], 2, "no such model file: {root}/missing.skops"),
+        (["report", "{root}/points.csv"], 2,
+         "{root}/points.csv is not a model file written by daskfuse.save (a skops file)"),
+        (["predict", "{root}/missing.skops", "{root}/pq", "--out", "{root}/p.txt"], 2,
+         "--out {root}/p.txt: expected a name ending in .csv, .parquet, .pq"),
+    ],
+)
+def test_errors_are_one_line_before_any_work(files, capsys, args, status, message):
+    root = str(files["root"])
+    args = [a.replace("{root}", root) for a in args]
+    if args[0] == "fit":
+        if "--estimator" not in args:
+            args += ["--estimator", SGD]
+        if "--out" not in args:
+            args += ["--out", f"{root}/x.skops"]
+    assert main(args) == status
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err, args[0])
+    assert message.replace("{root}", root) in line
+    assert captured.out == ""  # nothing started, nothing fitted
+
+
+def test_scheduler_and_workers_exclude_each_other(files, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(files["root"] / "pq"), "--target", "label", "--estimator", SGD,
+              "--scheduler", "tcp://127.0.0.1:1", "--workers", "2", "--out", "m.skops"])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "daskfuse fit: error: argument --workers: not allowed with argument --scheduler"
+
+
+def test_untrusted_model_is_refused_until_trusted(files, capsys):
+    root = files["root"]
+    marker = root / "marker"
+    path = root / "partial.skops"
+    save(FunctionTransformer(functools.partial(touch, str(marker))).fit([[0.0]]), path)
+    assert main(["report", str(path)]) == 2
+    line = one_error_line(capsys.readouterr().err, "report")
+    assert "holds types that daskfuse does not trust: ['functools.partial'" in line
+    assert "--trust functools.partial --trust " in line
+    assert not marker.exists()
+    name = f"{touch.__module__}.{touch.__qualname__}"
+    assert main(["report", str(path), "--trust", "functools.partial", "--trust", name]) == 0
+    out = capsys.readouterr().out
+    assert "FunctionTransformer" in out and "No partition report" in out
+    assert not marker.exists()

@@ -1,0 +1,342 @@
+"""daskfuse.persist: skops files for every fusion family, and safe loading."""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+import zipfile
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
+
+from daskfuse import (
+    FusedClassifier,
+    FusedClusterer,
+    FusedRegressor,
+    FusedTransformer,
+    fuse,
+)
+from daskfuse.fusion import FUSERS
+from daskfuse.models import FusedVotingClassifier
+from daskfuse.persist import (
+    ModelFileError,
+    UntrustedTypesError,
+    load,
+    save,
+    trusted_types,
+)
+
+#: what the foreign types below did while a file was loaded
+EVENTS = []
+
+
+def type_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    labels = np.where(y == 1, "yes", "no")
+    return X, y, frame, labels
+
+
+def fit_case(name, data):
+    X, y, frame, labels = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "weighted-sgd":  # feature names, a DataFrame input
+            return FusedClassifier(
+                SGDClassifier(random_state=0), fusion="weighted", n_partitions=3
+            ).fit(frame, y), frame
+        if name == "exact-gaussiannb":
+            return FusedClassifier(GaussianNB(), fusion="exact", n_partitions=3).fit(X, y), X
+        if name == "exact-pca":
+            return FusedTransformer(PCA(n_components=2), n_partitions=3).fit(X), X
+        if name == "exact-ridge":
+            model = FusedRegressor(Ridge(), fusion="exact", n_partitions=3)
+            return model.fit(X, X @ [1.0, 2.0, 3.0, 4.0]), X
+        if name == "recluster-kmeans":
+            return FusedClusterer(
+                KMeans(n_clusters=3, n_init=2, random_state=0), n_partitions=3
+            ).fit(X), X
+        if name == "trees-forest":
+            return FusedClassifier(
+                RandomForestClassifier(n_estimators=4, random_state=0),
+                fusion="trees", n_partitions=3,
+            ).fit(X, y), X
+        if name == "vote-svc":  # string labels
+            return FusedClassifier(
+                SVC(kernel="linear"), fusion="vote", n_partitions=3
+            ).fit(X, labels), X
+        if name == "stack-logistic":
+            return FusedClassifier(
+                LogisticRegression(), fusion="stack", n_partitions=3, random_state=0
+            ).fit(X, y), X
+        if name == "weighted-mlp":  # the MLP's optimizer objects
+            return FusedClassifier(
+                MLPClassifier((4,), max_iter=30, random_state=0),
+                fusion="weighted", n_partitions=2, random_state=0,
+            ).fit(X, y), X
+    raise AssertionError(name)
+
+
+CASES = [
+    "weighted-sgd",
+    "exact-gaussiannb",
+    "exact-pca",
+    "exact-ridge",
+    "recluster-kmeans",
+    "trees-forest",
+    "vote-svc",
+    "stack-logistic",
+    "weighted-mlp",
+]
+
+OUTPUTS = ("predict", "predict_proba", "decision_function", "transform")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_fusion_family_round_trips(case, data, tmp_path):
+    model, X = fit_case(case, data)
+    path = tmp_path / "model.skops"
+    save(model, path)
+    # a skops zip of JSON and arrays: no pickle inside
+    with zipfile.ZipFile(path) as z:
+        assert "schema.json" in z.namelist()
+        assert not any(n.endswith((".pkl", ".pickle")) for n in z.namelist())
+    # the file needs no trust beyond daskfuse's own list
+    assert set(skops.io.get_untrusted_types(file=path)) <= set(trusted_types())
+
+    loaded = load(path)
+    assert type(loaded) is type(model)
+    assert type(loaded.fused_estimator_) is type(model.fused_estimator_)
+    compared = 0
+    for method in OUTPUTS:
+        if hasattr(model, method):
+            np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(model, method)(X))
+            compared += 1
+    assert compared
+    assert loaded.fusion_ == model.fusion_
+    assert loaded.partition_ == model.partition_
+    assert loaded.n_partitions_ == model.n_partitions_
+    assert loaded.n_features_in_ == model.n_features_in_
+    if hasattr(model, "classes_"):
+        np.testing.assert_array_equal(loaded.classes_, model.classes_)
+    if hasattr(model, "feature_names_in_"):
+        np.testing.assert_array_equal(loaded.feature_names_in_, model.feature_names_in_)
+    # the partition report is a DataFrame again, with the same values and dtypes
+    assert isinstance(loaded.partition_report_, pd.DataFrame)
+    pd.testing.assert_frame_equal(loaded.partition_report_, model.partition_report_)
+    # save did not touch the model
+    assert isinstance(model.partition_report_, pd.DataFrame)
+
+
+def test_partition_report_is_stored_as_plain_columns(data, tmp_path):
+    model, _ = fit_case("vote-svc", data)
+    path = tmp_path / "model.skops"
+    save(model, path)
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+    report = schema["content"]["content"]["partition_report_"]
+    assert report["__class__"] == "dict"
+    text = json.dumps(report)
+    assert "pandas" not in text and "DataFrame" not in text
+    counts = load(path).partition_report_["class_counts"][0]
+    assert set(counts) == {"no", "yes"}
+    assert sum(counts.values()) == model.partition_report_["rows"][0]
+
+
+def test_clusterer_fitted_on_dask_data_leaves_out_its_lazy_labels(data, tmp_path):
+    X = data[0]
+    model = FusedClusterer(KMeans(n_clusters=3, n_init=2, random_state=0)).fit(
+        da.from_array(X, chunks=200)
+    )
+    assert isinstance(model.labels_, da.Array)
+    save(model, tmp_path / "km.skops")
+    loaded = load(tmp_path / "km.skops")
+    assert not hasattr(loaded, "labels_")
+    assert isinstance(model.labels_, da.Array)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda X, y: LogisticRegression().fit(X, y),
+        lambda X, y: RandomForestRegressor(n_estimators=3, random_state=0).fit(X, y),
+        lambda X, y: StandardScaler().fit(X),
+        lambda X, y: fuse(
+            [LogisticRegression().fit(X[:300], y[:300]),
+             LogisticRegression().fit(X[300:], y[300:])],
+            fusion="vote",
+        ),
+    ],
+    ids=["logistic", "forest-regressor", "scaler", "fuse-vote"],
+)
+def test_plain_estimators_round_trip(make, data, tmp_path):
+    X, y, _, _ = data
+    model = make(X, y)
+    save(model, tmp_path / "plain.skops")
+    loaded = load(tmp_path / "plain.skops")
+    assert type(loaded) is type(model)
+    method = "predict" if hasattr(model, "predict") else "transform"
+    np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(model, method)(X))
+    if isinstance(model, FusedVotingClassifier):
+        assert len(loaded.estimators_) == 2
+
+
+# ------------------------------------------------------------------ foreign types
+class Sneaky(ClassifierMixin, BaseEstimator):
+    """A classifier of this test module: not a type daskfuse trusts."""
+
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        self.model_ = LogisticRegression(C=self.C).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def __setstate__(self, state):
+        EVENTS.append("Sneaky.__setstate__")
+        super().__setstate__(state)
+
+
+class MyFusedClassifier(FusedClassifier):
+    """A subclass of a trusted daskfuse class, defined elsewhere: not trusted."""
+
+
+def touch(path, X):
+    with open(path, "w") as f:
+        f.write("ran")
+    return X
+
+
+def test_a_foreign_estimator_class_is_refused_and_not_run(data, tmp_path):
+    X, y, _, _ = data
+    model = FusedClassifier(Sneaky(), fusion="vote", n_partitions=2).fit(X, y)
+    path = tmp_path / "sneaky.skops"
+    save(model, path)
+    EVENTS.clear()
+    with pytest.raises(UntrustedTypesError) as exc:
+        load(path)
+    assert exc.value.types == [type_name(Sneaky)]
+    message = str(exc.value)
+    assert type_name(Sneaky) in message and "trusted=" in message
+    assert "nothing was loaded" in message
+    assert EVENTS == []  # no code of the file's types ran
+    # an explicit trust, after review, loads it
+    loaded = load(path, trusted=[type_name(Sneaky)])
+    assert EVENTS  # now Sneaky's code did run
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert load(path, trusted=[Sneaky]).n_partitions_ == 2  # a type works too
+
+
+def test_a_subclass_of_a_daskfuse_class_is_not_trusted(data, tmp_path):
+    X, y, _, _ = data
+    model = MyFusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    save(model, tmp_path / "sub.skops")
+    with pytest.raises(UntrustedTypesError, match="MyFusedClassifier"):
+        load(tmp_path / "sub.skops")
+    assert type_name(MyFusedClassifier) not in trusted_types()
+
+
+def test_a_functools_partial_is_refused_and_not_called(data, tmp_path):
+    X = data[0]
+    marker = tmp_path / "marker"
+    model = FunctionTransformer(functools.partial(touch, str(marker))).fit(X)
+    assert not marker.exists()
+    path = tmp_path / "partial.skops"
+    save(model, path)
+    with pytest.raises(UntrustedTypesError) as exc:
+        load(path)
+    assert set(exc.value.types) == {"functools.partial", type_name(touch)}
+    assert not marker.exists()
+    loaded = load(path, trusted=exc.value.types)
+    assert not marker.exists()  # building the partial did not call it
+    loaded.transform(X)
+    assert marker.read_text() == "ran"
+
+
+def test_trusted_types_come_from_daskfuse_modules():
+    names = trusted_types()
+    for cls in FUSERS.values():
+        assert type_name(cls) in names
+    for name in ("FusedClassifier", "FusedRegressor", "FusedTransformer", "FusedClusterer"):
+        assert f"daskfuse.estimators.{name}" in names
+    for name in ("FusedVotingClassifier", "FusedVotingRegressor",
+                 "FusedStackingClassifier", "FusedStackingRegressor"):
+        assert f"daskfuse.models.{name}" in names
+    assert "daskfuse.partition.Rows" in names
+    assert "sklearn.tree._tree.Tree" in names
+    # nothing private, nothing of other packages but the scikit-learn types daskfuse
+    # models hold
+    assert all(n.startswith(("daskfuse.", "sklearn.")) for n in names)
+    assert not any(n.rsplit(".", 1)[1].startswith("_") for n in names)
+    assert type_name(Sneaky) not in names
+
+
+# ------------------------------------------------------------------ broken files
+def test_corrupt_trees_are_refused(data, tmp_path):
+    X, y, _, _ = data
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    tree.tree_.children_left[0] = 10**6
+    save(tree, tmp_path / "children.skops")
+    with pytest.raises(ModelFileError, match="corrupt decision tree.*child node"):
+        load(tmp_path / "children.skops")
+
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
+    forest.estimators_[1].tree_.feature[0] = 40
+    save(forest, tmp_path / "feature.skops")
+    with pytest.raises(ModelFileError, match="split features out of range"):
+        load(tmp_path / "feature.skops")
+
+
+def test_files_that_are_not_models(data, tmp_path):
+    text = tmp_path / "data.csv"
+    text.write_text("a,b\n1,2\n")
+    with pytest.raises(ModelFileError, match="not a model file written by daskfuse.save"):
+        load(text)
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(ModelFileError, match="not a model file"):
+        load(tmp_path / "other.zip")
+    skops.io.dump({"a": 1}, tmp_path / "dict.skops")
+    with pytest.raises(ModelFileError, match="holds a dict, not a scikit-learn estimator"):
+        load(tmp_path / "dict.skops")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load(tmp_path / "missing.skops")
+    with pytest.raises(ModelFileError, match="is a directory"):
+        load(tmp_path)
+
+
+def test_bad_arguments(data, tmp_path):
+    X, y, _, _ = data
+    save(LogisticRegression().fit(X, y), tmp_path / "m.skops")
+    with pytest.raises(TypeError, match="not a bool"):
+        load(tmp_path / "m.skops", trusted=True)
+    with pytest.raises(TypeError, match="must hold type names"):
+        load(tmp_path / "m.skops", trusted=[3])
+    with pytest.raises(TypeError, match="must be a scikit-learn estimator"):
+        save({"not": "a model"}, tmp_path / "x.skops")
