@@ -94,10 +94,9 @@ Results go to ``benchmarks/results/families.json`` and ``families.md``
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
-import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -105,19 +104,12 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _common as common
 import dask
-import dask.array as da
 import numpy as np
-from bench_linear import RESULTS_DIR, _fmt, _loads, machine_info, settle
-
-DATA_NOTE = (
-    "Data are generated and persisted in the cluster before timing (and gathered "
-    "once as NumPy for the single-process anchors): only fit() is timed."
-)
 
 # ------------------------------------------------------------------------ datasets
 
@@ -175,9 +167,17 @@ def make_params(generator: str, n_features: int, seed: int) -> dict[str, Any]:
     raise ValueError(generator)
 
 
-def _block(generator: str, params: dict[str, Any], n: int, n_features: int, seed_key: list[int]):
-    """One row block: ``n`` rows of features plus a last column holding the target."""
-    rng = np.random.default_rng(seed_key)
+def _block(
+    n: int,
+    block: int,
+    *,
+    generator: str,
+    params: dict[str, Any],
+    n_features: int,
+    seed_key: list[int],
+):
+    """Row block ``block``: ``n`` rows of features plus a last column holding the target."""
+    rng = np.random.default_rng([*seed_key, block])
     if generator == "linear":
         x = rng.standard_normal((n, n_features)) @ params["mix"] + params["mu"]
         y = x @ params["coef"] + params["intercept"] + params["noise"] * rng.standard_normal(n)
@@ -197,37 +197,29 @@ def _block(generator: str, params: dict[str, Any], n: int, n_features: int, seed
     return np.column_stack([x, y])
 
 
-def make_dask_data(
-    generator: str,
-    params: dict[str, Any],
-    n_rows: int,
-    n_features: int,
-    chunk_rows: int,
-    seed_key: list[int],
-) -> tuple[da.Array, da.Array]:
-    """Lazily generate ``X`` (float64) and ``y`` with row chunks of ``chunk_rows``.
-
-    ``y`` is float64 for the linear data and int64 otherwise.
-    """
-    sizes = [chunk_rows] * (n_rows // chunk_rows)
-    if n_rows % chunk_rows:
-        sizes.append(n_rows % chunk_rows)
-    blocks = [
-        da.from_delayed(
-            dask.delayed(_block)(generator, params, n, n_features, [*seed_key, i]),
-            shape=(n, n_features + 1),
-            dtype=np.float64,
-        )
-        for i, n in enumerate(sizes)
-    ]
-    z = da.concatenate(blocks, axis=0)
-    y = z[:, n_features]
-    return z[:, :n_features], (y if generator == "linear" else y.astype(np.int64))
-
-
 # --------------------------------------------------------------------------- cases
 
 FAMILIES = ("linear", "nb", "scaler-pca", "kmeans", "rf", "svc", "mlp")
+#: imported in every worker (and the driver) before any timing
+WARM_MODULES = (
+    "sklearn.linear_model",
+    "sklearn.naive_bayes",
+    "sklearn.preprocessing",
+    "sklearn.decomposition",
+    "sklearn.cluster",
+    "sklearn.ensemble",
+    "sklearn.svm",
+    "sklearn.neural_network",
+    "dask_ml.linear_model",
+    "dask_ml.naive_bayes",
+    "dask_ml.preprocessing",
+    "dask_ml.decomposition",
+    "dask_ml.cluster",
+    "daskfuse",
+    "daskfuse.fusion.exact",
+    "daskfuse.fusion.cluster",
+    "daskfuse.fusion.ensemble",
+)
 
 #: fusion name -> (module, class) used when daskfuse.fusion.FUSERS does not register it
 FUSER_CLASSES = {
@@ -530,40 +522,28 @@ def materialize(model: Any) -> list[str]:
     return sorted(lazy)
 
 
-def time_fits(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline: int):
-    """Fit ``case`` ``repeats`` times on fresh clones; return (last model, timing record)."""
-    from sklearn.base import clone
+def fit_case(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline: int):
+    """Fit ``case`` ``repeats`` times on fresh clones; return (last model, timing record).
 
+    Computing lazily fitted attributes (:func:`materialize`) is part of the timed fit.
+    """
     X, y = (ds["X_np"], ds["y_np"]) if case.on == "numpy" else (ds["X"], ds["y"])
     fit_args = (X, y) if case.supervised else (X,)
     template = case.make(ds)
-    rec: dict[str, Any] = {"fit_seconds": [], "estimator": repr(template)[:300]}
-    caught: list[str] = []
-    model = None
-    for _ in range(repeats):
-        model = returned = None  # drop the previous fit before the barrier
-        left = settle(client, baseline)
-        if left > baseline:
-            rec["tasks_left_before_fit"] = left - baseline
-        est = clone(template)
-        with warnings.catch_warnings(record=True) as wlist:
-            warnings.simplefilter("always")
-            t0 = time.perf_counter()
-            returned = est.fit(*fit_args)
-            t1 = time.perf_counter()
-            lazy = materialize(est)
-            t2 = time.perf_counter()
-        caught += [f"{w.category.__name__}: {w.message}"[:200] for w in wlist]
-        rec["fit_seconds"].append(t2 - t0)
-        if lazy:
-            rec.setdefault("lazy_fit_seconds", []).append(t1 - t0)
-            rec["lazy_attributes"] = lazy
-        if returned is None:
-            rec["fit_returned_none"] = True
-        model = est if returned is None else returned
-    rec["fit_seconds_median"] = statistics.median(rec["fit_seconds"])
-    if caught:
-        rec["warnings"] = sorted(set(caught))
+    model, times = common.time_fits(
+        template, fit_args, repeats, client, baseline, finish=materialize
+    )
+    rec: dict[str, Any] = {"fit_seconds": times.seconds, "estimator": repr(template)[:300]}
+    if times.tasks_left:
+        rec["tasks_left_before_fit"] = times.tasks_left
+    if times.unfinished_seconds:
+        rec["lazy_fit_seconds"] = times.unfinished_seconds
+        rec["lazy_attributes"] = times.finished
+    if times.returned_none:
+        rec["fit_returned_none"] = True
+    rec["fit_seconds_median"] = times.median
+    if times.warnings:
+        rec["warnings"] = sorted(set(times.warnings))
     return model, rec
 
 
@@ -682,19 +662,12 @@ def run_family(
     results: dict[str, dict[str, Any]] = {}
     for case in cases:
         ds = data[case.dataset]
-        res: dict[str, Any] = {
-            "key": case.key,
-            "family": case.family,
-            "group": case.group,
-            "label": case.label,
-            "library": case.library,
-            "fit_on": case.on,
-            "dataset": case.dataset,
-            "rows": ds["rows"],
-            "partitions": ds["partitions"] if case.on == "dask" else 1,
-            "reference": case.reference,
-            "status": "ok",
-        }
+        res = common.new_result(
+            case,
+            ds,
+            head={"family": case.family, "group": case.group},
+            tail={"reference": case.reference},
+        )
         if case.library == "daskfuse":
             try:
                 by_name = isinstance(case.make(ds).fusion, str)
@@ -704,14 +677,12 @@ def run_family(
         n = min(repeats) if case.slow else repeats[0]
         print(f"-> {case.key} [{case.dataset}] x{n} ...", end=" ", flush=True)
         try:
-            model, rec = time_fits(case, ds, n, client, baseline)
+            model, rec = fit_case(case, ds, n, client, baseline)
             res.update(rec)
             models[case.key] = model
             print(f"{rec['fit_seconds_median']:.2f} s", end="", flush=True)
         except Exception as exc:  # a failing case must not stop the run
-            res["status"] = "error"
-            res["error"] = f"{type(exc).__name__}: {exc}"
-            res["traceback"] = traceback.format_exc(limit=8)
+            res.update(common.error_fields(exc))
             print(f"ERROR {res['error'][:200]}", flush=True)
         else:
             print(flush=True)
@@ -825,8 +796,8 @@ def _ratio_cell(r: dict[str, Any]) -> str:
     if not ratios:
         return "—"
     if len(ratios) == 1:
-        return _fmt(next(iter(ratios.values())))
-    return "; ".join(f"{k.rsplit('-', 1)[-1]} {_fmt(v)}" for k, v in ratios.items())
+        return common.fmt(next(iter(ratios.values())))
+    return "; ".join(f"{k.rsplit('-', 1)[-1]} {common.fmt(v)}" for k, v in ratios.items())
 
 
 def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
@@ -848,7 +819,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
         if r.get("lazy_attributes"):
             notes.append(
                 "fit() left " + ", ".join(r["lazy_attributes"]) + " lazy; computing them is "
-                f"timed (lazy fit() alone {_fmt(statistics.median(r['lazy_fit_seconds']))} s)"
+                f"timed (lazy fit() alone {common.fmt(statistics.median(r['lazy_fit_seconds']))} s)"
             )
         if r.get("fit_returned_none"):
             notes.append("fit() returned None")
@@ -865,11 +836,11 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
             f"{r['rows']:,}",
             str(metrics.get("n_partitions", r["partitions"])),
-            _fmt(r.get("fit_seconds_median")),
-            ", ".join(f"{t:.2f}" for t in r.get("fit_seconds", [])) or "—",
+            common.fmt(r.get("fit_seconds_median")),
+            common.fmt_times(r.get("fit_seconds", [])),
             *[_cell(metrics.get(key), spec) for _, key, spec in cols],
             _ratio_cell(r),
-            note.replace("|", "\\|").replace("\n", " ")[:240],
+            common.md_cell(note, 240),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -877,25 +848,20 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
 
 def markdown_report(payload: dict[str, Any]) -> str:
     """Header with parameters, machine and data sets, then one table per family."""
-    p, m = payload["parameters"], payload["machine"]
+    p = payload["parameters"]
     slow_keys = [r["key"] for r in payload["results"] if r["key"] in p["slow_cases"]]
     n_slow = min(p["repeats"], p["slow_repeats"])
     slow = f" ({', '.join(slow_keys)}: {n_slow})" if slow_keys and n_slow < p["repeats"] else ""
     lines = [
         "# Model-family benchmark" + (" (quick)" if p["quick"] else ""),
         "",
-        f"- run: {payload['timestamp']} ({payload['wall_seconds']:.0f} s wall in all)",
-        f"- cluster: LocalCluster(n_workers={p['workers']}, threads_per_worker={p['threads']}, "
-        f"processes=True); median of {p['repeats']} fit(s) per case{slow}",
-        f"- machine: {m['cpu_count']} CPUs, {m['memory_gib']} GiB, {m['platform']}, "
-        f"load average (1/5/15 min) at start {_loads(m.get('loadavg_at_start'))}, "
-        f"at end {_loads(m.get('loadavg_at_end'))} (other load on the machine skews timings)",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        "- fusers registered by name: " + ", ".join(p["fusers_registered"]),
-        f"- {DATA_NOTE}",
-        "- ratios are anchor_seconds / daskfuse_seconds on the same data: > 1 means daskfuse "
-        "fitted faster. Fidelity columns compare with the scikit-learn fit of the same model "
-        "(`max rel.` = max over entries of abs(a - b) / abs(b)).",
+        *common.header_lines(
+            payload,
+            cluster_suffix=slow,
+            notes=["- fusers registered by name: " + ", ".join(p["fusers_registered"])],
+            ratio_note=" Fidelity columns compare with the scikit-learn fit of the same model "
+            "(`max rel.` = max over entries of abs(a - b) / abs(b)).",
+        ),
         "",
         "| data set | generator | rows x features | partitions | held-out rows |",
         "|---|---|---|---|---|",
@@ -916,33 +882,6 @@ def markdown_report(payload: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- main
-
-
-def _warm_workers() -> None:
-    """Import the libraries in each worker so no case pays for the first import."""
-    for mod in (
-        "sklearn.linear_model",
-        "sklearn.naive_bayes",
-        "sklearn.preprocessing",
-        "sklearn.decomposition",
-        "sklearn.cluster",
-        "sklearn.ensemble",
-        "sklearn.svm",
-        "sklearn.neural_network",
-        "dask_ml.linear_model",
-        "dask_ml.naive_bayes",
-        "dask_ml.preprocessing",
-        "dask_ml.decomposition",
-        "dask_ml.cluster",
-        "daskfuse",
-        "daskfuse.fusion.exact",
-        "daskfuse.fusion.cluster",
-        "daskfuse.fusion.ensemble",
-    ):
-        try:
-            importlib.import_module(mod)
-        except Exception:  # a missing module fails in its own case
-            pass
 
 
 def _key_value(text: str) -> tuple[str, int]:
@@ -992,9 +931,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rf-trees", type=int, default=100, help="trees in all (forest case)")
     parser.add_argument("--mlp-hidden", type=int, default=32, help="MLP hidden units")
     parser.add_argument("--mlp-max-iter", type=int, default=30, help="MLP max_iter (epochs)")
-    parser.add_argument("--workers", type=int, default=2, help="LocalCluster n_workers")
-    parser.add_argument("--threads", type=int, default=1, help="LocalCluster threads_per_worker")
-    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    common.add_run_args(parser)
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument(
         "--out",
@@ -1008,7 +945,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.repeats < 1 or args.slow_repeats < 1:
         parser.error("--repeats and --slow-repeats must be positive")
     if args.out is None:
-        args.out = RESULTS_DIR / ("families_quick.json" if args.quick else "families.json")
+        args.out = common.RESULTS_DIR / ("families_quick.json" if args.quick else "families.json")
     sizes = {}
     for name, (gen, feats, rows, chunk, test) in DATASETS.items():
         if args.quick:
@@ -1033,33 +970,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def prepare(name: str, spec: dict[str, Any], seed: int, client: Any) -> dict[str, Any]:
     """Generate, persist and gather one data set and its held-out rows."""
-    from distributed import wait
-
     index = list(DATASETS).index(name)
-    params = make_params(spec["generator"], spec["features"], seed)
+    gen, n_features = spec["generator"], spec["features"]
+    params = make_params(gen, n_features, seed)
+
+    def persisted(rows: int, chunk: int, part: int) -> tuple[Any, Any, Any, Any]:
+        block = functools.partial(
+            _block,
+            generator=gen,
+            params=params,
+            n_features=n_features,
+            seed_key=[seed, index, part],
+        )
+        # y is float64 for the linear data and int64 otherwise
+        y_dtype = None if gen == "linear" else np.int64
+        return common.persist_and_gather(
+            client, *common.make_dask_data(block, rows, n_features, chunk, y_dtype)
+        )
+
     ds: dict[str, Any] = {"rows": spec["rows"], "params": params}
-    X, y = make_dask_data(
-        spec["generator"], params, spec["rows"], spec["features"], spec["chunk"], [seed, index, 0]
-    )
-    X, y = client.persist([X, y])
-    wait([X, y])
+    X, y, ds["X_np"], ds["y_np"] = persisted(spec["rows"], spec["chunk"], 0)
     ds.update(X=X, y=y, partitions=X.numblocks[0])
-    ds["X_np"], ds["y_np"] = (np.asarray(a) for a in client.gather(client.compute([X, y])))
     if spec["test_rows"]:
-        Xt, yt = make_dask_data(
-            spec["generator"],
-            params,
-            spec["test_rows"],
-            spec["features"],
-            min(spec["chunk"], spec["test_rows"]),
-            [seed, index, 1],
-        )
-        Xt, yt = client.persist([Xt, yt])
-        wait([Xt, yt])
-        ds.update(X_test=Xt, y_test=yt)
-        ds["X_test_np"], ds["y_test_np"] = (
-            np.asarray(a) for a in client.gather(client.compute([Xt, yt]))
-        )
+        test = persisted(spec["test_rows"], min(spec["chunk"], spec["test_rows"]), 1)
+        ds.update(zip(("X_test", "y_test", "X_test_np", "y_test_np"), test))
     return ds
 
 
@@ -1071,8 +1005,6 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases:
             print(f"{c.family:11s} {c.key:24s} {c.library:13s} {c.label}")
         return 0
-    from distributed import Client, LocalCluster
-
     import daskfuse.fusion
 
     t_start = time.perf_counter()
@@ -1080,18 +1012,8 @@ def main(argv: list[str] | None = None) -> int:
         {c.dataset for c in cases} | {all_cases[c.reference].dataset for c in cases if c.reference},
         key=list(DATASETS).index,
     )
-    cluster = LocalCluster(
-        n_workers=args.workers,
-        threads_per_worker=args.threads,
-        processes=True,
-        dashboard_address=":0",
-    )
-    client = Client(cluster)
     results: list[dict[str, Any]] = []
-    try:
-        print(f"cluster: {cluster}", flush=True)
-        client.run(_warm_workers)
-        _warm_workers()
+    with common.local_cluster(args.workers, args.threads, WARM_MODULES) as client:
         data = {}
         for name in needed:
             t0 = time.perf_counter()
@@ -1103,9 +1025,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(prepared in {time.perf_counter() - t0:.1f} s)",
                 flush=True,
             )
-        print(DATA_NOTE, flush=True)
-        baseline = settle(client)
-        machine = machine_info(client)
+        print(common.DATA_NOTE, flush=True)
+        baseline = common.settle(client)
+        machine = common.machine_info(client)
         for fam in FAMILIES:
             fam_cases = [c for c in cases if c.family == fam]
             if fam_cases:
@@ -1113,48 +1035,28 @@ def main(argv: list[str] | None = None) -> int:
                 results += run_family(
                     fam_cases, all_cases, data, (args.repeats, args.slow_repeats), client, baseline
                 )
-    finally:
-        client.close()
-        cluster.close()
 
-    if hasattr(os, "getloadavg"):
-        machine["loadavg_at_end"] = list(os.getloadavg())
-    payload = {
-        "benchmark": "families",
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - t_start,
-        "note": DATA_NOTE,
-        "ratio_definition": "anchor_seconds / daskfuse_seconds (median fit seconds, same data)",
-        "parameters": {
-            "quick": args.quick,
-            "repeats": args.repeats,
-            "slow_repeats": args.slow_repeats,
-            "slow_cases": sorted(SLOW_CASES),
-            "workers": args.workers,
-            "threads": args.threads,
-            "seed": args.seed,
-            "only": args.only,
-            "rf_trees": args.rf_trees,
-            "mlp_hidden": args.mlp_hidden,
-            "mlp_max_iter": args.mlp_max_iter,
-            "fusers_registered": sorted(daskfuse.fusion.FUSERS),
-            "datasets": {
-                n: {**{k: v for k, v in args.sizes[n].items()}, "partitions": data[n]["partitions"]}
-                for n in needed
-            },
-            "baseline_scheduler_tasks": baseline,
+    parameters = {
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "slow_repeats": args.slow_repeats,
+        "slow_cases": sorted(SLOW_CASES),
+        "workers": args.workers,
+        "threads": args.threads,
+        "seed": args.seed,
+        "only": args.only,
+        "rf_trees": args.rf_trees,
+        "mlp_hidden": args.mlp_hidden,
+        "mlp_max_iter": args.mlp_max_iter,
+        "fusers_registered": sorted(daskfuse.fusion.FUSERS),
+        "datasets": {
+            n: {**{k: v for k, v in args.sizes[n].items()}, "partitions": data[n]["partitions"]}
+            for n in needed
         },
-        "machine": machine,
-        "results": results,
+        "baseline_scheduler_tasks": baseline,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    md_path = args.out.with_suffix(".md")
-    report = markdown_report(payload)
-    md_path.write_text(report)
-    print()
-    print(report)
-    print(f"wrote {args.out} and {md_path}")
+    payload = common.make_payload("families", t_start, parameters, machine, results)
+    common.write_outputs(args.out, payload, markdown_report(payload), json_default=str)
     return 0
 
 

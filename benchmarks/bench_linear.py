@@ -68,27 +68,19 @@ dask-ml notes (dask-ml 2025.1.0, scikit-learn 1.9)
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
-import json
-import os
-import platform
-import statistics
+import functools
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import _common as common
 import dask
 import dask.array as da
 import numpy as np
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 DEFAULTS = {
     "rows": 2_000_000,
@@ -104,17 +96,21 @@ QUICK_DEFAULTS = {
 }
 
 DASKFUSE_KEYS = ("daskfuse-sgd", "daskfuse-logreg")
-DATA_NOTE = (
-    "Data are generated and persisted in the cluster before timing (and gathered "
-    "once as NumPy for the single-process anchors): only fit() is timed."
+#: imported in every worker (and the driver) before any timing
+WARM_MODULES = (
+    "sklearn.linear_model",
+    "dask_ml.linear_model",
+    "dask_ml.wrappers",
+    "dask_ml.ensemble",
+    "daskfuse",
 )
 
 
 # --------------------------------------------------------------------------- data
 
 
-def _make_block(n: int, coef: np.ndarray, intercept: float, seed: int, stream: int, block: int):
-    """One row block: ``n`` rows of features plus a last column of 0/1 labels.
+def _make_block(n: int, block: int, *, coef: np.ndarray, intercept: float, seed: int, stream: int):
+    """Row block ``block``: ``n`` rows of features plus a last column of 0/1 labels.
 
     Features are standard normal; labels follow a logistic link on the fixed
     linear rule ``X @ coef + intercept``, so the best possible accuracy is < 1.
@@ -136,19 +132,8 @@ def make_data(
     stream: int,
 ) -> tuple[da.Array, da.Array]:
     """Lazily generate ``X`` (float64) and ``y`` (int64) with row chunks of ``chunk_rows``."""
-    sizes = [chunk_rows] * (n_rows // chunk_rows)
-    if n_rows % chunk_rows:
-        sizes.append(n_rows % chunk_rows)
-    blocks = [
-        da.from_delayed(
-            dask.delayed(_make_block)(n, coef, intercept, seed, stream, i),
-            shape=(n, n_features + 1),
-            dtype=np.float64,
-        )
-        for i, n in enumerate(sizes)
-    ]
-    z = da.concatenate(blocks, axis=0)
-    return z[:, :n_features], z[:, n_features].astype(np.int64)
+    block = functools.partial(_make_block, coef=coef, intercept=intercept, seed=seed, stream=stream)
+    return common.make_dask_data(block, n_rows, n_features, chunk_rows)
 
 
 # -------------------------------------------------------------------------- cases
@@ -259,63 +244,22 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
     if args.with_admm:
         # ADMM is slow (618 s measured on 200,000 x 20): its own small data set, with the
         # daskfuse cases re-run on that same data so its ratios compare like with like.
-        cases += [
-            Case(
-                "daskfuse-sgd",
-                "FusedClassifier(SGDClassifier), weighted",
-                "daskfuse",
-                "dask",
-                fused(sgd),
-                dataset="admm",
-                repeats=args.admm_repeats,
-            ),
-            Case(
-                "daskfuse-logreg",
-                "FusedClassifier(LogisticRegression), weighted",
-                "daskfuse",
-                "dask",
-                fused(sk_logreg),
-                dataset="admm",
-                repeats=args.admm_repeats,
-            ),
+        on_admm = {"dataset": "admm", "repeats": args.admm_repeats}
+        cases += [replace(c, **on_admm) for c in cases if c.key in DASKFUSE_KEYS]
+        cases.append(
             Case(
                 "daskml-logreg-admm",
                 "LogisticRegression(solver='admm') (default)",
                 "dask-ml",
                 "dask",
                 dml_logreg("admm"),
-                dataset="admm",
-                repeats=args.admm_repeats,
-            ),
-        ]
+                **on_admm,
+            )
+        )
     if args.only:
         wanted = set(args.only)
         cases = [c for c in cases if c.key in wanted]
     return cases
-
-
-def _scheduler_task_count(dask_scheduler: Any) -> int:
-    return len(dask_scheduler.tasks)
-
-
-def settle(client: Any, target: int | None = None, timeout: float = 10.0) -> int:
-    """Wait until the scheduler holds no more than ``target`` tasks; return the count.
-
-    Results of a previous fit are released asynchronously. If a repeat submits a
-    graph with the same keys before they are gone (dask-ml's ``Incremental``
-    builds deterministic keys), it gets the old result back and times ~0 s. With
-    ``target=None`` wait until the count stops changing (to take a baseline).
-    """
-    gc.collect()
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        n = client.run_on_scheduler(_scheduler_task_count)
-        done = n == last if target is None else n <= target
-        if done or time.monotonic() > deadline:
-            return n
-        last = n
-        time.sleep(0.1)
 
 
 def _as_float(value: Any) -> float:
@@ -337,47 +281,29 @@ def _predict_labels(model: Any, case: Case, data: dict[str, Any]) -> np.ndarray:
 
 def run_case(case: Case, data: dict[str, Any], repeats: int, client: Any) -> dict[str, Any]:
     """Fit ``case`` ``repeats`` times (timed), then score it once (untimed)."""
-    from sklearn.base import clone
-
     ds = data["datasets"][case.dataset]
-    result: dict[str, Any] = {
-        "key": case.key,
-        "label": case.label,
-        "library": case.library,
-        "fit_on": case.on,
-        "dataset": case.dataset,
-        "rows": ds["rows"],
-        "partitions": ds["partitions"] if case.on == "dask" else 1,
-        "status": "ok",
-    }
+    result = common.new_result(case, ds)
     if case.on == "numpy":
         X, y = ds["X_np"], ds["y_np"]
     else:
         X, y = ds["X"], ds["y"]
-    times: list[float] = []
-    caught: list[str] = []
+    times = common.FitTimes()
     try:
-        template = case.make()
-        model = None
-        returned_none = False
-        for _ in range(repeats):
-            model = returned = None  # drop the previous fit before the barrier
-            left = settle(client, data["baseline_tasks"])
-            if left > data["baseline_tasks"]:
-                result["tasks_left_before_fit"] = left - data["baseline_tasks"]
-            est = clone(template)
-            with warnings.catch_warnings(record=True) as wlist:
-                warnings.simplefilter("always")
-                t0 = time.perf_counter()
-                returned = est.fit(X, y, **case.fit_kwargs)
-                times.append(time.perf_counter() - t0)
-            caught += [f"{w.category.__name__}: {w.message}"[:200] for w in wlist]
-            # dask-ml's BlockwiseVotingClassifier.fit returns None; keep our own reference.
-            returned_none = returned_none or returned is None
-            model = est if returned is None else returned
-        result["fit_returned_none"] = returned_none
-        result["fit_seconds"] = times
-        result["fit_seconds_median"] = statistics.median(times)
+        model, _ = common.time_fits(
+            case.make(),
+            (X, y),
+            repeats,
+            client,
+            data["baseline_tasks"],
+            fit_kwargs=case.fit_kwargs,
+            times=times,
+        )
+        if times.tasks_left:
+            result["tasks_left_before_fit"] = times.tasks_left
+        # dask-ml's BlockwiseVotingClassifier.fit returns None: time_fits keeps the model.
+        result["fit_returned_none"] = times.returned_none
+        result["fit_seconds"] = times.seconds
+        result["fit_seconds_median"] = times.median
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -399,13 +325,13 @@ def run_case(case: Case, data: dict[str, Any], repeats: int, client: Any) -> dic
             if getattr(model, "n_partitions_", None) is not None:
                 result["partitions"] = int(model.n_partitions_)
     except Exception as exc:  # a failing case must not stop the run
-        result["status"] = "error"
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        result["traceback"] = traceback.format_exc(limit=8)
-        if times:
-            result["fit_seconds"] = times
-    if caught:
-        result["warnings"] = sorted(set(caught))
+        if times.tasks_left:
+            result["tasks_left_before_fit"] = times.tasks_left
+        result.update(common.error_fields(exc))
+        if times.seconds:
+            result["fit_seconds"] = times.seconds
+    if times.warnings:
+        result["warnings"] = sorted(set(times.warnings))
     return result
 
 
@@ -429,59 +355,6 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 # ------------------------------------------------------------------------- output
 
 
-def _version(module: str) -> str | None:
-    try:
-        return getattr(importlib.import_module(module), "__version__", "unknown")
-    except Exception:  # a missing package is reported as None
-        return None
-
-
-def machine_info(client: Any) -> dict[str, Any]:
-    """CPU, memory, load, BLAS threads of the driver and package versions."""
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": {
-            name: _version(mod)
-            for name, mod in [
-                ("daskfuse", "daskfuse"),
-                ("dask", "dask"),
-                ("distributed", "distributed"),
-                ("scikit-learn", "sklearn"),
-                ("dask-ml", "dask_ml"),
-                ("dask-glm", "dask_glm"),
-                ("numpy", "numpy"),
-                ("pandas", "pandas"),
-            ]
-        },
-    }
-    try:
-        import psutil
-
-        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except Exception:
-        info["memory_gib"] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["driver_threadpools"] = [
-            {"api": p.get("internal_api"), "num_threads": p.get("num_threads")}
-            for p in threadpool_info()
-        ]
-    except Exception:
-        info["driver_threadpools"] = None
-    workers = client.scheduler_info().get("workers", {})
-    info["workers"] = len(workers)
-    info["threads_per_worker"] = sorted({w.get("nthreads") for w in workers.values()})
-    return info
-
-
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     head = (
@@ -502,42 +375,26 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                 on="driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
                 rows=r["rows"],
                 parts=r["partitions"],
-                med=_fmt(r.get("fit_seconds_median")),
-                all=", ".join(f"{t:.2f}" for t in r.get("fit_seconds", [])) or "—",
-                acc=_fmt(r.get("accuracy"), 4),
-                r1=_fmt(ratios.get("vs_daskfuse-sgd")),
-                r2=_fmt(ratios.get("vs_daskfuse-logreg")),
-                note=note.replace("|", "\\|").replace("\n", " ")[:160],
+                med=common.fmt(r.get("fit_seconds_median")),
+                all=common.fmt_times(r.get("fit_seconds", [])),
+                acc=common.fmt(r.get("accuracy"), 4),
+                r1=common.fmt(ratios.get("vs_daskfuse-sgd")),
+                r2=common.fmt(ratios.get("vs_daskfuse-logreg")),
+                note=common.md_cell(note, 160),
             )
         )
     return "\n".join(lines)
 
 
-def _loads(values: list[float] | None) -> str:
-    return "—" if values is None else " / ".join(f"{v:.2f}" for v in values)
-
-
 def markdown_report(payload: dict[str, Any]) -> str:
     """Header with parameters and machine, then the table."""
-    p, m = payload["parameters"], payload["machine"]
-    v = m["versions"]
-    lines = [
-        "# Linear benchmark",
-        "",
-        f"- run: {payload['timestamp']} ({payload['wall_seconds']:.0f} s wall in all)",
+    p = payload["parameters"]
+    data = (
         f"- data: {p['rows']:,} x {p['features']} float64, row chunks of {p['chunks']:,} "
         f"({p['partitions']} partitions); held-out test {p['test_rows']:,} rows; "
-        f"oracle (true rule) test accuracy {payload['oracle_accuracy']:.4f}",
-        f"- cluster: LocalCluster(n_workers={p['workers']}, threads_per_worker={p['threads']}, "
-        f"processes=True); median of {p['repeats']} fit(s) per case",
-        f"- machine: {m['cpu_count']} CPUs, {m['memory_gib']} GiB, {m['platform']}, "
-        f"load average (1/5/15 min) at start {_loads(m.get('loadavg_at_start'))}, "
-        f"at end {_loads(m.get('loadavg_at_end'))} (other load on the machine skews timings)",
-        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- {DATA_NOTE}",
-        "- ratios are anchor_seconds / daskfuse_seconds on the same data: > 1 means daskfuse "
-        "fitted faster.",
-    ]
+        f"oracle (true rule) test accuracy {payload['oracle_accuracy']:.4f}"
+    )
+    lines = ["# Linear benchmark", "", *common.header_lines(payload, data=[data])]
     if p.get("with_admm"):
         lines.append(
             f"- ADMM rows use their own data set: {p['admm_rows']:,} rows in "
@@ -549,21 +406,6 @@ def markdown_report(payload: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _warm_workers() -> None:
-    """Import the libraries in each worker so no case pays for the first import."""
-    for mod in (
-        "sklearn.linear_model",
-        "dask_ml.linear_model",
-        "dask_ml.wrappers",
-        "dask_ml.ensemble",
-        "daskfuse",
-    ):
-        try:
-            importlib.import_module(mod)
-        except Exception:  # a missing module fails in its own case
-            pass
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -583,9 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 200,000 rows in 25,000-row chunks, 1 repeat",
     )
-    parser.add_argument("--workers", type=int, default=2, help="LocalCluster n_workers")
-    parser.add_argument("--threads", type=int, default=1, help="LocalCluster threads_per_worker")
-    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    common.add_run_args(parser)
     parser.add_argument(
         "--with-admm",
         action="store_true",
@@ -611,7 +451,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.out is None:
-        args.out = RESULTS_DIR / ("linear_quick.json" if args.quick else "linear.json")
+        args.out = common.RESULTS_DIR / ("linear_quick.json" if args.quick else "linear.json")
     if args.rows < 1 or args.chunks < 1 or args.repeats < 1 or args.test_rows < 1:
         parser.error("--rows, --chunks, --repeats and --test-rows must be positive")
     return args
@@ -619,7 +459,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from distributed import Client, LocalCluster, wait
 
     t_start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -627,41 +466,23 @@ def main(argv: list[str] | None = None) -> int:
     coef *= 2.5 / np.linalg.norm(coef)  # logit scale: noisy labels, oracle accuracy ~0.81
     intercept = 0.25
 
-    cluster = LocalCluster(
-        n_workers=args.workers,
-        threads_per_worker=args.threads,
-        processes=True,
-        dashboard_address=":0",
-    )
-    client = Client(cluster)
-    try:
-        print(f"cluster: {cluster}", flush=True)
-        client.run(_warm_workers)
-        _warm_workers()
+    with common.local_cluster(args.workers, args.threads, WARM_MODULES) as client:
 
         def dataset(rows: int, chunk_rows: int, stream: int) -> dict[str, Any]:
-            X, y = make_data(rows, args.features, chunk_rows, coef, intercept, args.seed, stream)
-            X, y = client.persist([X, y])
-            wait([X, y])
-            return {"X": X, "y": y, "rows": rows, "partitions": X.numblocks[0]}
+            X, y, X_np, y_np = common.persist_and_gather(
+                client,
+                *make_data(rows, args.features, chunk_rows, coef, intercept, args.seed, stream),
+            )
+            return dict(X=X, y=y, X_np=X_np, y_np=y_np, rows=rows, partitions=X.numblocks[0])
 
         t0 = time.perf_counter()
         main_ds = dataset(args.rows, args.chunks, stream=0)
-        main_ds["X_np"], main_ds["y_np"] = (
-            np.asarray(a) for a in client.gather(client.compute([main_ds["X"], main_ds["y"]]))
-        )
         test = dataset(args.test_rows, min(args.chunks, args.test_rows), stream=1)
-        X_test_np, y_test_np = (
-            np.asarray(a) for a in client.gather(client.compute([test["X"], test["y"]]))
-        )
         datasets = {"main": main_ds}
         if args.with_admm:
             admm_chunk = -(-args.admm_rows // main_ds["partitions"])
-            admm = dataset(args.admm_rows, admm_chunk, stream=2)
-            admm["X_np"], admm["y_np"] = (
-                np.asarray(a) for a in client.gather(client.compute([admm["X"], admm["y"]]))
-            )
-            datasets["admm"] = admm
+            datasets["admm"] = dataset(args.admm_rows, admm_chunk, stream=2)
+        X_test_np, y_test_np = test["X_np"], test["y_np"]
         oracle = float(np.mean((X_test_np @ coef + intercept > 0) == y_test_np))
         print(
             f"data: {args.rows:,} x {args.features} in {main_ds['partitions']} partitions, "
@@ -669,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             f"oracle test accuracy {oracle:.4f} (prepared in {time.perf_counter() - t0:.1f} s)",
             flush=True,
         )
-        print(DATA_NOTE, flush=True)
+        print(common.DATA_NOTE, flush=True)
 
         data = {
             "datasets": datasets,
@@ -678,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             "X_test_np": X_test_np,
             "y_test_np": y_test_np,
         }
-        data["baseline_tasks"] = settle(client)
-        machine = machine_info(client)
+        data["baseline_tasks"] = common.settle(client)
+        machine = common.machine_info(client)
         results = []
         for case in build_cases(args):
             repeats = case.repeats or args.repeats
@@ -691,49 +512,30 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"ERROR {r['error'][:200]}", flush=True)
         add_ratios(results)
-    finally:
-        client.close()
-        cluster.close()
 
-    if hasattr(os, "getloadavg"):
-        machine["loadavg_at_end"] = list(os.getloadavg())
-    payload = {
-        "benchmark": "linear",
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - t_start,
-        "note": DATA_NOTE,
-        "ratio_definition": "anchor_seconds / daskfuse_seconds (median fit seconds, same data)",
-        "parameters": {
-            "rows": args.rows,
-            "features": args.features,
-            "chunks": args.chunks,
-            "partitions": main_ds["partitions"],
-            "repeats": args.repeats,
-            "test_rows": args.test_rows,
-            "workers": args.workers,
-            "threads": args.threads,
-            "seed": args.seed,
-            "quick": args.quick,
-            "with_admm": args.with_admm,
-            "admm_rows": args.admm_rows if args.with_admm else None,
-            "admm_partitions": datasets["admm"]["partitions"] if args.with_admm else None,
-            "admm_repeats": args.admm_repeats if args.with_admm else None,
-            "true_coef": coef.tolist(),
-            "true_intercept": intercept,
-            "baseline_scheduler_tasks": data["baseline_tasks"],
-        },
-        "oracle_accuracy": oracle,
-        "machine": machine,
-        "results": results,
+    parameters = {
+        "rows": args.rows,
+        "features": args.features,
+        "chunks": args.chunks,
+        "partitions": main_ds["partitions"],
+        "repeats": args.repeats,
+        "test_rows": args.test_rows,
+        "workers": args.workers,
+        "threads": args.threads,
+        "seed": args.seed,
+        "quick": args.quick,
+        "with_admm": args.with_admm,
+        "admm_rows": args.admm_rows if args.with_admm else None,
+        "admm_partitions": datasets["admm"]["partitions"] if args.with_admm else None,
+        "admm_repeats": args.admm_repeats if args.with_admm else None,
+        "true_coef": coef.tolist(),
+        "true_intercept": intercept,
+        "baseline_scheduler_tasks": data["baseline_tasks"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    md_path = args.out.with_suffix(".md")
-    report = markdown_report(payload)
-    md_path.write_text(report)
-    print()
-    print(report)
-    print(f"wrote {args.out} and {md_path}")
+    payload = common.make_payload(
+        "linear", t_start, parameters, machine, results, oracle_accuracy=oracle
+    )
+    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 
