@@ -1,0 +1,412 @@
+"""Helpers shared by the benchmark scripts (``bench_linear.py``, ``bench_families.py``).
+
+The scripts run as ``python benchmarks/bench_*.py``: their own folder is then first on
+``sys.path`` (and, through it, on the spawned workers' path), so they import this module
+as ``_common``. It holds what both do the same way: the results folder, the cluster and
+its warm-up, data generation in row blocks, the untimed barrier and the timing loop
+around ``fit``, machine information, the common JSON fields and markdown header lines,
+and small formatting helpers.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from distributed import Client, LocalCluster, wait
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+DATA_NOTE = (
+    "Data are generated and persisted in the cluster before timing (and gathered "
+    "once as NumPy for the single-process anchors): only fit() is timed."
+)
+RATIO_DEFINITION = "anchor_seconds / daskfuse_seconds (median fit seconds, same data)"
+RATIO_LINE = (
+    "- ratios are anchor_seconds / daskfuse_seconds on the same data: > 1 means daskfuse "
+    "fitted faster."
+)
+
+#: (name shown, module imported) for the versions recorded with every run
+VERSION_MODULES = (
+    ("daskfuse", "daskfuse"),
+    ("dask", "dask"),
+    ("distributed", "distributed"),
+    ("scikit-learn", "sklearn"),
+    ("dask-ml", "dask_ml"),
+    ("dask-glm", "dask_glm"),
+    ("numpy", "numpy"),
+    ("pandas", "pandas"),
+)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_dask_data(
+    block: Callable[[int, int], np.ndarray],
+    n_rows: int,
+    n_features: int,
+    chunk_rows: int,
+    y_dtype: Any = np.int64,
+) -> tuple[da.Array, da.Array]:
+    """Lazily generate ``X`` (float64) and ``y`` with row chunks of ``chunk_rows``.
+
+    ``block(n, i)`` returns the ``i``-th row block: ``n`` rows of ``n_features``
+    feature columns plus a last column holding the target. ``y`` is that column cast
+    to ``y_dtype`` (``None`` keeps it float64).
+    """
+    sizes = [chunk_rows] * (n_rows // chunk_rows)
+    if n_rows % chunk_rows:
+        sizes.append(n_rows % chunk_rows)
+    blocks = [
+        da.from_delayed(
+            dask.delayed(block)(n, i),
+            shape=(n, n_features + 1),
+            dtype=np.float64,
+        )
+        for i, n in enumerate(sizes)
+    ]
+    z = da.concatenate(blocks, axis=0)
+    y = z[:, n_features]
+    return z[:, :n_features], (y if y_dtype is None else y.astype(y_dtype))
+
+
+def persist_and_gather(client: Any, X: da.Array, y: da.Array) -> tuple[Any, Any, Any, Any]:
+    """Persist ``X`` and ``y`` in the cluster, wait for them, and gather NumPy copies.
+
+    Returns ``(X, y, X_np, y_np)`` with ``X`` and ``y`` the persisted dask arrays.
+    """
+    X, y = client.persist([X, y])
+    wait([X, y])
+    X_np, y_np = (np.asarray(a) for a in client.gather(client.compute([X, y])))
+    return X, y, X_np, y_np
+
+
+# ------------------------------------------------------------------------ cluster
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except Exception:  # a missing module fails in its own case
+            pass
+
+
+def warm_workers(client: Any, modules: Sequence[str]) -> None:
+    """Import ``modules`` in each worker and here, so no case pays for the first import."""
+    client.run(_import_all, tuple(modules))
+    _import_all(modules)
+
+
+@contextmanager
+def local_cluster(workers: int, threads: int, warm: Sequence[str]) -> Iterator[Any]:
+    """A client of a fresh ``LocalCluster`` (worker processes), warmed up with ``warm``."""
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
+        processes=True,
+        dashboard_address=":0",
+    )
+    client = Client(cluster)
+    try:
+        print(f"cluster: {cluster}", flush=True)
+        warm_workers(client, warm)
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _scheduler_task_count(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def settle(client: Any, target: int | None = None, timeout: float = 10.0) -> int:
+    """Wait until the scheduler holds no more than ``target`` tasks; return the count.
+
+    Results of a previous fit are released asynchronously. If a repeat submits a
+    graph with the same keys before they are gone (dask-ml's ``Incremental``
+    builds deterministic keys), it gets the old result back and times ~0 s. With
+    ``target=None`` wait until the count stops changing (to take a baseline).
+    """
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        n = client.run_on_scheduler(_scheduler_task_count)
+        done = n == last if target is None else n <= target
+        if done or time.monotonic() > deadline:
+            return n
+        last = n
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------- timing
+
+
+@dataclass
+class FitTimes:
+    """What :func:`time_fits` measured; filled in place, so it survives a failing fit."""
+
+    seconds: list[float] = field(default_factory=list)
+    #: the fit alone, without ``finish``; only for fits where ``finish`` returned something
+    unfinished_seconds: list[float] = field(default_factory=list)
+    #: what ``finish`` returned last (when it returned something)
+    finished: Any = None
+    #: tasks above the baseline still held before a fit (the last repeat that had any)
+    tasks_left: int | None = None
+    returned_none: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def time_fits(
+    template: Any,
+    fit_args: tuple[Any, ...],
+    repeats: int,
+    client: Any,
+    baseline: int,
+    *,
+    fit_kwargs: dict[str, Any] | None = None,
+    finish: Callable[[Any], Any] | None = None,
+    times: FitTimes | None = None,
+) -> tuple[Any, FitTimes]:
+    """Fit ``repeats`` fresh clones of ``template``; return (the last model, the times).
+
+    Before each fit (untimed) wait until the scheduler is back to ``baseline`` tasks.
+    Only ``fit(*fit_args, **fit_kwargs)`` is timed, plus ``finish(model)`` when given
+    (e.g. computing lazily fitted attributes; when it returns something truthy, the
+    time of the fit alone goes to ``unfinished_seconds``). The warnings of every
+    completed fit are collected. A model whose ``fit`` returned None (dask-ml's
+    ``BlockwiseVotingClassifier``) is kept by our own reference. Pass ``times`` to keep
+    what was measured when a fit raises.
+    """
+    from sklearn.base import clone
+
+    times = FitTimes() if times is None else times
+    model = None
+    for _ in range(repeats):
+        model = returned = None  # drop the previous fit before the barrier
+        left = settle(client, baseline)
+        if left > baseline:
+            times.tasks_left = left - baseline
+        est = clone(template)
+        finished = None
+        with warnings.catch_warnings(record=True) as wlist:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            returned = est.fit(*fit_args, **(fit_kwargs or {}))
+            t1 = time.perf_counter()
+            if finish is not None:
+                finished = finish(est)
+            t2 = time.perf_counter() if finish is not None else t1
+        times.warnings += [f"{w.category.__name__}: {w.message}"[:200] for w in wlist]
+        times.seconds.append(t2 - t0)
+        if finished:
+            times.unfinished_seconds.append(t1 - t0)
+            times.finished = finished
+        times.returned_none = times.returned_none or returned is None
+        model = est if returned is None else returned
+    return model, times
+
+
+def new_result(
+    case: Any,
+    ds: dict[str, Any],
+    head: dict[str, Any] | None = None,
+    tail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The first fields of a case's result, ``head`` after its key, ``tail`` before its status.
+
+    ``case`` has ``key``, ``label``, ``library``, ``on`` ("dask" or "numpy") and ``dataset``;
+    ``ds`` (its data set) ``rows`` and ``partitions``.
+    """
+    return {
+        "key": case.key,
+        **(head or {}),
+        "label": case.label,
+        "library": case.library,
+        "fit_on": case.on,
+        "dataset": case.dataset,
+        "rows": ds["rows"],
+        "partitions": ds["partitions"] if case.on == "dask" else 1,
+        **(tail or {}),
+        "status": "ok",
+    }
+
+
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """The result fields of a case that raised (call it in the ``except`` block)."""
+    return {
+        "status": "error",
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exc(limit=8),
+    }
+
+
+# ------------------------------------------------------------------------- output
+
+
+def version(module: str) -> str | None:
+    """``module.__version__`` ("unknown" without one), None where it does not import."""
+    try:
+        return getattr(importlib.import_module(module), "__version__", "unknown")
+    except Exception:  # a missing package is reported as None
+        return None
+
+
+def loadavg() -> list[float] | None:
+    """The 1/5/15-minute load averages, None where the platform has none."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def machine_info(client: Any) -> dict[str, Any]:
+    """CPU, memory, load, BLAS threads of the driver and package versions."""
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": loadavg(),
+        "versions": {name: version(mod) for name, mod in VERSION_MODULES},
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:
+        info["memory_gib"] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["driver_threadpools"] = [
+            {"api": p.get("internal_api"), "num_threads": p.get("num_threads")}
+            for p in threadpool_info()
+        ]
+    except Exception:
+        info["driver_threadpools"] = None
+    workers = client.scheduler_info().get("workers", {})
+    info["workers"] = len(workers)
+    info["threads_per_worker"] = sorted({w.get("nthreads") for w in workers.values()})
+    return info
+
+
+def make_payload(
+    benchmark: str,
+    t_start: float,
+    parameters: dict[str, Any],
+    machine: dict[str, Any],
+    results: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The JSON document of a run; ``extra`` goes between parameters and machine.
+
+    Also records the load average at the end in ``machine`` (where there is one).
+    """
+    if hasattr(os, "getloadavg"):
+        machine["loadavg_at_end"] = loadavg()
+    return {
+        "benchmark": benchmark,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_seconds": time.perf_counter() - t_start,
+        "note": DATA_NOTE,
+        "ratio_definition": RATIO_DEFINITION,
+        "parameters": parameters,
+        **extra,
+        "machine": machine,
+        "results": results,
+    }
+
+
+def write_outputs(
+    out: Path, payload: dict[str, Any], report: str, json_default: Any = None
+) -> None:
+    """Write the JSON to ``out`` and the markdown ``report`` next to it; print the report."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
+    md_path = out.with_suffix(".md")
+    md_path.write_text(report)
+    print()
+    print(report)
+    print(f"wrote {out} and {md_path}")
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals, a dash for None."""
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def loads(values: Iterable[float] | None) -> str:
+    """Load averages as ``a / b / c``, a dash for None."""
+    return "—" if values is None else " / ".join(f"{v:.2f}" for v in values)
+
+
+def fmt_times(seconds: Iterable[float]) -> str:
+    """Every fit time, comma separated, a dash for none."""
+    return ", ".join(f"{t:.2f}" for t in seconds) or "—"
+
+
+def md_cell(text: str, limit: int) -> str:
+    """``text`` as one markdown table cell: pipes escaped, one line, at most ``limit`` chars."""
+    return text.replace("|", "\\|").replace("\n", " ")[:limit]
+
+
+def header_lines(
+    payload: dict[str, Any],
+    *,
+    data: Sequence[str] = (),
+    cluster_suffix: str = "",
+    notes: Sequence[str] = (),
+    ratio_note: str = "",
+) -> list[str]:
+    """The bullet lines every report starts with (after its title).
+
+    In order: the run, ``data``, the cluster (``cluster_suffix`` after the repeats),
+    the machine, the versions, ``notes``, the data note and the ratio definition
+    (``ratio_note`` appended).
+    """
+    p, m = payload["parameters"], payload["machine"]
+    return [
+        f"- run: {payload['timestamp']} ({payload['wall_seconds']:.0f} s wall in all)",
+        *data,
+        f"- cluster: LocalCluster(n_workers={p['workers']}, threads_per_worker={p['threads']}, "
+        f"processes=True); median of {p['repeats']} fit(s) per case{cluster_suffix}",
+        f"- machine: {m['cpu_count']} CPUs, {m['memory_gib']} GiB, {m['platform']}, "
+        f"load average (1/5/15 min) at start {loads(m.get('loadavg_at_start'))}, "
+        f"at end {loads(m.get('loadavg_at_end'))} (other load on the machine skews timings)",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        *notes,
+        f"- {DATA_NOTE}",
+        RATIO_LINE + ratio_note,
+    ]
+
+
+# ------------------------------------------------------------------------ options
+
+
+def add_run_args(parser: Any) -> None:
+    """The options every script has: cluster size and data seed."""
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster n_workers")
+    parser.add_argument("--threads", type=int, default=1, help="LocalCluster threads_per_worker")
+    parser.add_argument("--seed", type=int, default=0, help="data seed")
