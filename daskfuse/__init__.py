@@ -15,6 +15,7 @@ from ._fuse import fuse
 from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from .exceptions import FusionError, PartitionError
 from .persist import load, save
+from .plot import plot_fusion
 
 try:
     __version__ = version("daskfuse")
@@ -35,5 +36,6 @@ __all__ = [
     "models",
     "partition",
     "persist",
+    "plot_fusion",
     "save",
 ]

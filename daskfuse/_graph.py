@@ -288,7 +288,9 @@ def compute_with_progress(graph, progress):
         from distributed import progress as distributed_progress
 
         future = client.compute(graph)
-        distributed_progress(future)
+        # a text bar everywhere: in Jupyter, distributed's default is an ipywidgets
+        # widget, which needs ipywidgets and shows only when displayed
+        distributed_progress(future, notebook=False)
         return future.result()
     if progress:
         from dask.diagnostics import ProgressBar
