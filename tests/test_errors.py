@@ -114,7 +114,7 @@ BAD_DATA = [
      r"fusion must be 'auto', one of 'average', 'weighted'.*got 'magic'"),
     ("fusion that does not fit the estimator", _data,
      {"estimator": KNeighborsClassifier(), "fusion": "weighted"}, FusionError,
-     r"cannot fuse KNeighborsClassifier: parameter averaging needs a linear model"),
+     r"cannot fuse KNeighborsClassifier\(\): parameter averaging needs a linear model"),
     ("exact fusion of a model without sufficient statistics", _data,
      {"estimator": KNeighborsClassifier(), "fusion": "exact"}, FusionError,
      r"cannot fuse KNeighborsClassifier\(\): exact fusion merges sufficient statistics"),

@@ -67,12 +67,17 @@ class Fuser:
         alternatives : sequence of str
             Names of the strategies that do apply, for the message.
         """
-        if not self.supports(estimator):
+        reason = self.unsupported_reason(estimator)
+        if reason is not None:
             can = ", ".join(map(repr, alternatives)) or "none"
             raise FusionError(
-                f"fusion={self!r} cannot fuse {type(estimator).__name__}: {self.requirement}. "
+                f"fusion={self!r} cannot fuse {estimator!r}: {reason}. "
                 f"Strategies that apply to {type(estimator).__name__}: {can}"
             )
+
+    def unsupported_reason(self, estimator):
+        """Why this strategy cannot fuse ``estimator``, or None when it can."""
+        return None if self.supports(estimator) else self.requirement
 
     requirement = "not supported"
 

@@ -773,25 +773,10 @@ class Exact(Fuser):
         family = _family(estimator)
         return family is not None and family.check(estimator) is None
 
-    def check_estimator(self, estimator, alternatives=()):
-        """Raise :class:`~daskfuse.exceptions.FusionError` if ``estimator`` cannot be fused.
-
-        Parameters
-        ----------
-        estimator : estimator
-            The unfitted template estimator.
-        alternatives : sequence of str
-            Names of the strategies that do apply, for the message.
-        """
+    def unsupported_reason(self, estimator):
+        """Why ``estimator`` (or its parameters) cannot be fused exactly, or None."""
         family = _family(estimator)
-        reason = self.requirement if family is None else family.check(estimator)
-        if reason is not None:
-            name = type(estimator).__name__
-            can = ", ".join(map(repr, alternatives)) or "none"
-            raise FusionError(
-                f"fusion={self!r} cannot fuse {estimator!r}: {reason}. "
-                f"Strategies that apply to {name}: {can}"
-            )
+        return self.requirement if family is None else family.check(estimator)
 
     def needs_fit_for(self, estimator):
         """Whether each partition's ``estimator`` must be fitted before :meth:`summarize`.
