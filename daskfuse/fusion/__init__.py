@@ -14,14 +14,18 @@ from .base import Fuser
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
 from .exact import Exact
+from .robust import Krum, Median, TrimmedMean
 
 __all__ = [
     "Average",
     "Exact",
     "Fuser",
+    "Krum",
+    "Median",
     "Recluster",
     "Stack",
     "Trees",
+    "TrimmedMean",
     "Vote",
     "Weighted",
     "available_fusions",
@@ -37,6 +41,9 @@ FUSERS = {
     "trees": Trees,
     "vote": Vote,
     "stack": Stack,
+    "median": Median,
+    "trimmed_mean": TrimmedMean,
+    "krum": Krum,
 }
 
 #: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
