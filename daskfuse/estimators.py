@@ -465,6 +465,14 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             return sum(p[0] for p in parts) / sum(p[1] for p in parts)
         return _r2_from_parts(parts)
 
+    def _score(self, X, y, sample_weight, in_memory_score):
+        """A dask input is scored block by block on the workers, else in memory."""
+        if is_dask_input(X):
+            if sample_weight is not None:
+                raise ValueError("sample_weight is not supported with dask inputs in score")
+            return float(self._dask_score(X, y))
+        return float(in_memory_score(X, y, sample_weight=sample_weight))
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
@@ -634,11 +642,7 @@ class FusedClassifier(ClassifierMixin, _FusedBase):
         -------
         score : float
         """
-        if is_dask_input(X):
-            if sample_weight is not None:
-                raise ValueError("sample_weight is not supported with dask inputs in score")
-            return float(self._dask_score(X, y))
-        return float(super().score(X, y, sample_weight=sample_weight))
+        return self._score(X, y, sample_weight, super().score)
 
 
 class FusedRegressor(RegressorMixin, _FusedBase):
@@ -684,11 +688,7 @@ class FusedRegressor(RegressorMixin, _FusedBase):
         -------
         score : float
         """
-        if is_dask_input(X):
-            if sample_weight is not None:
-                raise ValueError("sample_weight is not supported with dask inputs in score")
-            return float(self._dask_score(X, y))
-        return float(super().score(X, y, sample_weight=sample_weight))
+        return self._score(X, y, sample_weight, super().score)
 
 
 

@@ -81,6 +81,11 @@ class _ParameterAveraging(Fuser):
         raise NotImplementedError
 
     def summarize(self, estimator, X, y, info):
+        return self._parameters(estimator, info, scaled=True)
+
+    def _parameters(self, estimator, info, scaled):
+        """One partition's parameters as a ``ParameterSum``: ``w * theta`` when
+        ``scaled``, else ``theta`` itself (for the robust fusers' root statistics)."""
         w = float(self.partition_weight(info))
         info["weight"] = w
         adapter = adapter_for(estimator)
@@ -89,9 +94,10 @@ class _ParameterAveraging(Fuser):
             weights = np.asarray(w)
         else:
             weights = np.full(len(classes), w)
+        factor = w if scaled else 1.0
         return ParameterSum(
             classes,
-            {k: w * v for k, v in params.items()},
+            {k: factor * np.asarray(v, dtype=float) for k, v in params.items()},
             weights,
             carrier=estimator if adapter.needs_carrier else None,
             carrier_index=info["index"],

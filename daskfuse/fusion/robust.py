@@ -26,7 +26,7 @@ import numpy as np
 
 from .._adapters import adapter_for
 from ..exceptions import FusionError
-from .average import ParameterSum, _aligned, _ParameterAveraging
+from .average import _aligned, _ParameterAveraging
 
 __all__ = ["Krum", "Median", "PartitionParameters", "TrimmedMean"]
 
@@ -60,21 +60,7 @@ class _RobustFusion(_ParameterAveraging):
         return info["n_rows"] if self.weighted else 1.0
 
     def summarize(self, estimator, X, y, info):
-        w = float(self.partition_weight(info))
-        info["weight"] = w
-        adapter = adapter_for(estimator)
-        classes, params = adapter.extract(estimator)
-        if classes is None or not adapter.aligns_classes:
-            weights = np.asarray(w)
-        else:
-            weights = np.full(len(classes), w)
-        part = ParameterSum(
-            classes,
-            {k: np.array(v, dtype=float) for k, v in params.items()},
-            weights,
-            carrier=estimator if adapter.needs_carrier else None,
-            carrier_index=info["index"],
-        )
+        part = self._parameters(estimator, info, scaled=False)
         return PartitionParameters([part], [info["index"]])
 
     def combine(self, summaries):
