@@ -15,8 +15,15 @@ import warnings
 import numpy as np
 from sklearn import linear_model, neural_network, svm
 from sklearn.base import clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["LinearAdapter", "MLPAdapter", "adapter_for", "linear_estimator_names"]
+__all__ = [
+    "LinearAdapter",
+    "MLPAdapter",
+    "adapter_for",
+    "linear_estimator_names",
+    "parameter_change",
+]
 
 
 def _linear_classes():
@@ -43,6 +50,53 @@ LINEAR_ESTIMATORS = _linear_classes()
 def linear_estimator_names():
     """Names of the estimators whose parameters can be averaged."""
     return [c.__name__ for c in LINEAR_ESTIMATORS]
+
+
+#: linear models trained by stochastic passes that accept a starting point (``coef_init``)
+_SGD_FAMILY = (
+    linear_model.SGDClassifier,
+    linear_model.SGDRegressor,
+    linear_model.Perceptron,
+    linear_model.PassiveAggressiveClassifier,
+    linear_model.PassiveAggressiveRegressor,
+)
+
+
+def _quiet_fit(estimator, X, y, **kwargs):
+    # a local round stops after a few passes on purpose: no convergence warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        return estimator.fit(X, y, **kwargs)
+
+
+def _continued_rate(template, steps):
+    """Learning-rate parameters that go on from ``steps`` earlier SGD updates.
+
+    ``fit`` restarts the schedule at ``t = 1``; for the decaying schedules the rate
+    reached after ``steps`` updates is nearly constant over one more local pass, so
+    that pass runs at that constant rate.
+    """
+    params = template.get_params()
+    schedule = params.get("learning_rate")
+    if not steps or schedule not in ("optimal", "invscaling"):
+        return {}
+    if schedule == "optimal":
+        eta = 1.0 / (params["alpha"] * steps)
+    else:
+        eta = params["eta0"] / steps ** params["power_t"]
+    return {"learning_rate": "constant", "eta0": float(eta)}
+
+
+def _pull(value, anchor, proximal):
+    """The proximal map of ``proximal / 2 * |w - anchor|^2`` (unit step) at ``value``."""
+    return (np.asarray(value, dtype=float) + proximal * anchor) / (1.0 + proximal)
+
+
+def parameter_change(previous, current):
+    """Relative L2 change ``|current - previous| / |previous|`` of two parameter dicts."""
+    num = sum(float(np.sum((current[k] - previous[k]) ** 2)) for k in previous)
+    den = sum(float(np.sum(previous[k] ** 2)) for k in previous)
+    return float(np.sqrt(num / max(den, 1e-300)))
 
 
 def _is_multinomial(estimator):
@@ -126,6 +180,85 @@ class LinearAdapter:
         return estimator
 
 
+    @staticmethod
+    def rounds_reason(estimator):
+        """Why ``estimator`` cannot train further rounds from a fused model, or None."""
+        if isinstance(estimator, _SGD_FAMILY):
+            return None
+        if isinstance(estimator, linear_model.LogisticRegression):
+            if estimator.solver == "liblinear":
+                return "LogisticRegression(solver='liblinear') cannot warm start"
+            return None
+        return (
+            f"{type(estimator).__name__} is solved in one go (no warm start); rounds "
+            "apply to SGDClassifier, SGDRegressor, Perceptron, PassiveAggressive*, "
+            "LogisticRegression and MLP*"
+        )
+
+    @staticmethod
+    def proximal_reason(estimator):
+        """Why a proximal term cannot be used with ``estimator``, or None."""
+        if isinstance(estimator, _SGD_FAMILY):
+            return None
+        return (
+            f"{type(estimator).__name__}'s solver runs to its own optimum and cannot "
+            "take a proximal step between passes; proximal applies to the SGD family "
+            "and MLP*"
+        )
+
+    @classmethod
+    def start(cls, init, present):
+        """``coef_init``/``intercept_init`` of a partition holding classes ``present``.
+
+        ``init`` is the fused model; its per-class rows are cut down to the classes the
+        partition holds (and a pair of rows to one binary row, as ``build`` does).
+        """
+        classes, params = cls.extract(init)
+        coef, intercept = params["coef_"], params["intercept_"]
+        if classes is None:
+            return coef, intercept
+        rows = np.searchsorted(classes, present)
+        coef, intercept = coef[rows], intercept[rows]
+        if len(present) == 2:
+            s = cls.row_scale(init)
+            coef = ((coef[1] - coef[0]) / (2 * s))[np.newaxis, :]
+            intercept = np.array([(intercept[1] - intercept[0]) / (2 * s)])
+        return coef, intercept
+
+    @classmethod
+    def local_fit(cls, template, init, X, y, epochs, proximal=0.0, steps=None):
+        """Train ``template`` on one partition starting from the fused model ``init``.
+
+        The SGD family runs ``epochs`` passes from ``coef_init``; with ``proximal`` >
+        0 every pass is followed by the proximal map of ``proximal/2 |w - w_init|^2``
+        (FedProx's term, by operator splitting). ``steps`` (the updates a partition
+        made in earlier rounds) continues a decaying learning-rate schedule, which a
+        fresh ``fit`` would restart at its largest step. LogisticRegression warm
+        starts its solver and runs at most ``epochs`` iterations.
+        """
+        estimator = clone(template)
+        present = np.unique(y) if is_classifier(template) else None
+        coef0, intercept0 = cls.start(init, present)
+        if isinstance(template, linear_model.LogisticRegression):
+            estimator.set_params(warm_start=True, max_iter=epochs)
+            estimator.coef_ = coef0.copy()
+            estimator.intercept_ = intercept0.copy()
+            return _quiet_fit(estimator, X, y)
+        passes, per_pass = (epochs, 1) if proximal else (1, epochs)
+        estimator.set_params(max_iter=per_pass, **_continued_rate(template, steps))
+        if "tol" in estimator.get_params():
+            estimator.set_params(tol=None)
+        coef, intercept = coef0, intercept0
+        for _ in range(passes):
+            _quiet_fit(estimator, X, y, coef_init=coef, intercept_init=intercept)
+            coef, intercept = estimator.coef_, estimator.intercept_
+            if proximal:
+                coef = _pull(coef, coef0.reshape(np.shape(coef)), proximal)
+                intercept = _pull(intercept, intercept0.reshape(np.shape(intercept)), proximal)
+                estimator.coef_, estimator.intercept_ = coef, intercept
+        return estimator
+
+
 class MLPAdapter:
     """Reads and writes the layer weights of ``MLPClassifier``/``MLPRegressor``.
 
@@ -159,6 +292,40 @@ class MLPAdapter:
         n_layers = sum(1 for k in params if k.startswith("coefs_"))
         estimator.coefs_ = [params[f"coefs_{i}"] for i in range(n_layers)]
         estimator.intercepts_ = [params[f"intercepts_{i}"] for i in range(n_layers)]
+        estimator.set_params(**template.get_params(deep=False))
+        return estimator
+
+
+    @staticmethod
+    def rounds_reason(estimator):
+        return None
+
+    @staticmethod
+    def proximal_reason(estimator):
+        return None
+
+    @classmethod
+    def local_fit(cls, template, init, X, y, epochs, proximal=0.0, steps=None):
+        """Train on one partition from the fused network ``init`` (warm start).
+
+        ``epochs`` passes (solver iterations); with ``proximal`` > 0 each pass is
+        followed by the proximal map toward ``init``'s weights.
+        """
+        estimator = copy.deepcopy(init)
+        passes, per_pass = (epochs, 1) if proximal else (1, epochs)
+        estimator.set_params(warm_start=True, max_iter=per_pass)
+        _, anchor = cls.extract(init)
+        for _ in range(passes):
+            _quiet_fit(estimator, X, y)
+            if proximal:
+                estimator.coefs_ = [
+                    _pull(c, anchor[f"coefs_{i}"], proximal)
+                    for i, c in enumerate(estimator.coefs_)
+                ]
+                estimator.intercepts_ = [
+                    _pull(b, anchor[f"intercepts_{i}"], proximal)
+                    for i, b in enumerate(estimator.intercepts_)
+                ]
         estimator.set_params(**template.get_params(deep=False))
         return estimator
 

@@ -25,7 +25,14 @@ from sklearn.utils import get_tags
 
 from .exceptions import PartitionError
 
-__all__ = ["FitSpec", "Node", "build_fit_graph", "fit_partition", "fit_prefix"]
+__all__ = [
+    "FitSpec",
+    "Node",
+    "build_fit_graph",
+    "build_score_graph",
+    "fit_partition",
+    "fit_prefix",
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class FitSpec:
     holdout: float = 0.0
     allow_nan: bool = False
     classes: Any = None
+    local_epochs: int = 1
+    proximal: float = 0.0
 
 
 @dataclass
@@ -53,7 +62,9 @@ def fit_prefix(token):
     """Key names of one fit: ``{step: key prefix}``."""
     return {
         step: f"daskfuse-{step}-{token}"
-        for step in ("data", "split", "piece", "fit", "combine", "finalize")
+        for step in (
+            "data", "split", "piece", "fit", "combine", "finalize", "global", "score"
+        )
     }
 
 
@@ -118,15 +129,25 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def fit_partition(spec, index, *pieces):
+def fit_partition(spec, index, previous, *pieces):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
 
     Runs on the worker that holds the partition's rows; only the summary and a
-    report row leave it.
+    report row leave it. ``previous`` is None in the first pass, else the previous
+    pass's ``(fused model, feedback, steps)``: the model is scored on the partition's
+    rows (``start_score``) and the estimator is trained from the feedback
+    (``fuser.local_fit``); ``steps`` is the mean number of updates (iterations x
+    rows) each partition has made so far.
     """
     start = time.perf_counter()
     X, y = _concat(pieces, index)
     _check_partition(X, y, index, spec)
+    start_score = None
+    if previous is not None:
+        with warnings.catch_warnings():
+            # a model fitted on named columns, scored on this partition's array
+            warnings.simplefilter("ignore", category=UserWarning)
+            start_score = _score(previous[0], X, y)
     estimator = clone(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
     if seed is not None and "random_state" in estimator.get_params():
@@ -153,7 +174,26 @@ def fit_partition(spec, index, *pieces):
                 "needs at least 2; use partition='stratified' or 'random'",
             )
     fit_start = time.perf_counter()
-    if spec.fuser.needs_fit_for(spec.estimator):
+    if previous is not None:
+        context = {
+            "index": index,
+            "seed": seed,
+            "classes": spec.classes,
+            "local_epochs": spec.local_epochs,
+            "proximal": spec.proximal,
+            "steps": previous[2],
+        }
+        try:
+            estimator = spec.fuser.local_fit(spec.estimator, previous[1], X_fit, y_fit, context)
+        except PartitionError:
+            raise
+        except Exception as exc:
+            raise PartitionError(
+                index,
+                f"{type(spec.estimator).__name__} could not train from the fused model: "
+                f"{type(exc).__name__}: {exc}",
+            ) from exc
+    elif spec.fuser.needs_fit_for(spec.estimator):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
@@ -192,6 +232,7 @@ def fit_partition(spec, index, *pieces):
             else None
         ),
         "train_score": _score(estimator, X_fit, y_fit),
+        "start_score": start_score,
         "holdout_score": holdout_score,
         "weight": info.get("weight"),
         "n_iter": _n_iter(estimator),
@@ -229,9 +270,21 @@ def combine_nodes(fuser, *nodes):
     )
 
 
-def finalize_node(fuser, estimator, meta, node):
-    """The root: turn the combined summary into a plain fitted estimator."""
-    return fuser.finalize(node.summary, estimator, meta), node.reports
+def finalize_node(fuser, estimator, meta, node, with_feedback=False):
+    """The root: turn the combined summary into a plain fitted estimator.
+
+    With ``with_feedback``, also what the next pass sends back to the partitions.
+    """
+    fused = fuser.finalize(node.summary, estimator, meta)
+    if with_feedback:
+        return fused, node.reports, fuser.feedback(fused, node.summary)
+    return fused, node.reports
+
+
+def score_partition(model, *pieces):
+    """``(score, rows)`` of ``model`` on one partition (a ``daskfuse-score`` task)."""
+    X, y = _concat(pieces, None)
+    return _score(model, X, y), len(X)
 
 
 def tree_reduce(leaves, fuser, split_every, prefix):
@@ -249,7 +302,9 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     return nodes[0]
 
 
-def build_fit_graph(partitions, spec, meta, split_every, token):
+def build_fit_graph(
+    partitions, spec, meta, split_every, token, previous=None, with_feedback=False
+):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
     Parameters
@@ -263,11 +318,18 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
         Fan-in of the reduction tree.
     token : str
         Deterministic token naming every key of this fit.
+    previous : tuple or None
+        For a later pass, the previous pass's ``(fused model, feedback, steps)``: one
+        ``daskfuse-global`` node that every fit task depends on.
+    with_feedback : bool
+        Whether the root also returns the feedback for a next pass.
     """
     names = fit_prefix(token)
+    if previous is not None:
+        previous = delayed(previous, name=names["global"], traverse=False)
     leaves = [
         delayed(fit_partition, pure=True)(
-            spec, i, *pieces, dask_key_name=(names["fit"], i)
+            spec, i, previous, *pieces, dask_key_name=(names["fit"], i)
         )
         for i, pieces in enumerate(partitions)
     ]
@@ -276,7 +338,26 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
     # task group after its first element, so the group stays "daskfuse-finalize-...".
     return delayed(finalize_node, pure=True)(
-        spec.fuser, spec.estimator, meta, root, dask_key_name=(names["finalize"], 0)
+        spec.fuser,
+        spec.estimator,
+        meta,
+        root,
+        with_feedback,
+        dask_key_name=(names["finalize"], 0),
+    )
+
+
+def build_score_graph(partitions, model, token):
+    """``score_partition`` of ``model`` on every partition, as one ``Delayed`` list."""
+    names = fit_prefix(token)
+    model = delayed(model, name=names["global"], traverse=False)
+    return delayed(list)(
+        [
+            delayed(score_partition, pure=True)(
+                model, *pieces, dask_key_name=(names["score"], i)
+            )
+            for i, pieces in enumerate(partitions)
+        ]
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import time
 import warnings
 
 import dask
@@ -31,11 +32,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._graph import (
     FitSpec,
     build_fit_graph,
+    build_score_graph,
     compute_with_progress,
     estimator_allows_nan,
     fit_prefix,
 )
 from ._inputs import dask_blocks, dask_to_array, is_dask_input, seed_sequence
+from .exceptions import FusionError
 from .fusion import resolve_fusion
 from .partition import STRATEGIES, Rows, plan_blocks, plan_in_memory
 
@@ -99,6 +102,18 @@ def _r2_from_parts(parts):
     return float(np.mean(r2))
 
 
+def _mean_score(parts, total=False):
+    """The row-weighted mean (``total``: the sum) of ``(score, rows)`` pairs, or None
+    if a score is missing."""
+    parts = list(parts)
+    if not parts or any(score is None for score, _ in parts):
+        return None
+    if total:
+        return float(sum(score for score, _ in parts))
+    rows = sum(n for _, n in parts)
+    return float(sum(score * n for score, n in parts) / rows)
+
+
 class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     _kind = None
 
@@ -110,6 +125,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         partition=None,
         n_partitions=None,
         split_every=None,
+        rounds=1,
+        tol=1e-4,
+        local_epochs=1,
+        proximal=0.0,
         random_state=None,
         verbose=0,
     ):
@@ -118,6 +137,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self.partition = partition
         self.n_partitions = n_partitions
         self.split_every = split_every
+        self.rounds = rounds
+        self.tol = tol
+        self.local_epochs = local_epochs
+        self.proximal = proximal
         self.random_state = random_state
         self.verbose = verbose
 
@@ -184,6 +207,35 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"split_every must be >= 2 (the fan-in of the fusion tree); got {s}")
         return int(s)
 
+    def _check_rounds(self, fuser):
+        """Validate rounds, tol, local_epochs, proximal; the number of passes to run."""
+        checks = (
+            ("rounds", self.rounds, numbers.Integral, 1, "an int >= 1"),
+            ("local_epochs", self.local_epochs, numbers.Integral, 1, "an int >= 1"),
+            ("tol", self.tol, numbers.Real, 0, "a float >= 0"),
+            ("proximal", self.proximal, numbers.Real, 0, "a float >= 0"),
+        )
+        for name, value, kind, low, expected in checks:
+            if not isinstance(value, kind) or isinstance(value, bool) or not value >= low:
+                raise ValueError(f"{name} must be {expected}; got {value!r}")
+        name = type(self.estimator).__name__
+        if self.rounds > 1:
+            reason = fuser.rounds_reason(self.estimator)
+            if reason is not None:
+                raise FusionError(
+                    f"rounds={self.rounds} cannot be used with fusion={fuser!r} and "
+                    f"{name}: {reason}"
+                )
+        if self.proximal > 0:
+            reason = fuser.proximal_reason(self.estimator)
+            if self.rounds == 1 or reason is not None:
+                raise ValueError(
+                    f"proximal={self.proximal!r} needs rounds > 1 and an estimator that "
+                    f"takes a proximal step; got rounds={self.rounds} with {name}"
+                    + ("" if reason is None else f" ({reason})")
+                )
+        return int(fuser.passes(int(self.rounds)))
+
     # ------------------------------------------------------------------ fit
     def fit_graph(self, X, y=None):
         """The lazy fit: a ``dask.delayed`` object computing to ``(model, reports)``.
@@ -203,13 +255,15 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         graph : dask.delayed.Delayed
-            Computes to the fused estimator and the list of partition reports.
+            Computes to the fused estimator and the list of partition reports. With
+            ``rounds`` > 1 (or a strategy with feedback passes) it is the first pass.
         """
         return self._prepare(X, y)["graph"]
 
     def _prepare(self, X, y):
         self._check_estimator()
         fuser = resolve_fusion(self.fusion, self.estimator)
+        passes = self._check_rounds(fuser)
         rows = self._rows()
         split_every = self._split_every()
         if not isinstance(self.verbose, numbers.Integral):
@@ -287,6 +341,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             holdout=fuser.holdout,
             allow_nan=allow_nan,
             classes=classes if fuser.needs_classes_for(self.estimator) else None,
+            local_epochs=int(self.local_epochs),
+            proximal=float(self.proximal),
         )
         graph = build_fit_graph(plan.partitions, spec, meta, split_every, token)
         return {
@@ -297,7 +353,62 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             "rows": rows,
             "split_every": split_every,
             "keys": names,
+            "spec": spec,
+            "token": token,
+            "passes": passes,
         }
+
+    def _run_passes(self, prepared):
+        """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
+
+        Returns the fused model, the last pass's partition reports and the history
+        (None for one pass). Between passes the partitions stay persisted where
+        they are, and only the fused model (the feedback) travels to them.
+        """
+        if prepared["passes"] == 1:
+            fused, reports = compute_with_progress(prepared["graph"], self.verbose)
+            return fused, reports, None
+        fuser, spec, meta = prepared["fuser"], prepared["spec"], prepared["meta"]
+        pieces = [p for part in prepared["plan"].partitions for p in part]
+        persisted = iter(dask.persist(*pieces))
+        partitions = [[next(persisted) for _ in part] for part in prepared["plan"].partitions]
+        history, previous, steps = [], None, 0.0
+        # a clusterer's score (minus the inertia) adds up over partitions
+        total = self._kind == "clusterer"
+        for r in range(prepared["passes"]):
+            start = time.perf_counter()
+            graph = build_fit_graph(
+                partitions,
+                spec,
+                meta,
+                prepared["split_every"],
+                tokenize(prepared["token"], "pass", r),
+                previous=previous,
+                with_feedback=True,
+            )
+            fused, reports, feedback = compute_with_progress(graph, self.verbose)
+            change = None if previous is None else float(fuser.change(previous[1], feedback))
+            if history:
+                history[-1]["train_score"] = _mean_score(
+                    [(row["start_score"], row["rows"]) for row in reports], total
+                )
+            history.append(
+                {
+                    "round": r + 1,
+                    "train_score": None,
+                    "change": change,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            steps += float(np.mean([(row["n_iter"] or 0) * row["rows"] for row in reports]))
+            previous = (fused, feedback, steps)
+            if change is not None and change <= self.tol:
+                break
+        scores = dask.compute(
+            build_score_graph(partitions, fused, tokenize(prepared["token"], "score"))
+        )[0]
+        history[-1]["train_score"] = _mean_score(scores, total)
+        return fused, reports, pd.DataFrame(history)
 
     def _partition_seeds(self, fuser, fit_seeds, n):
         shared = fuser.shares_seed(self.estimator)
@@ -361,11 +472,14 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self._clear_fitted()
         try:
             prepared = self._prepare(X, y)
-            fused, reports = compute_with_progress(prepared["graph"], self.verbose)
+            fused, reports, history = self._run_passes(prepared)
         except BaseException:
             self._clear_fitted()
             raise
         meta = prepared["meta"]
+        self.n_rounds_ = 1 if history is None else len(history)
+        if history is not None:
+            self.history_ = history
         self.fused_estimator_ = fused
         self.fusion_ = prepared["fuser"]
         self.partition_ = Rows(len(prepared["plan"].partitions), prepared["plan"].strategy)
@@ -515,6 +629,26 @@ _PARAMS_DOC = """
     split_every : int or None, default=None
         Fan-in of the fusion tree (>= 2); None reads the dask config key
         ``daskfuse.split-every`` (default 8).
+    rounds : int, default=1
+        Fusion rounds (FedAvg-style). After each fusion the fused model goes back to
+        every partition, which trains ``local_epochs`` more from it (a warm start),
+        and the results are fused again, until the relative parameter change falls
+        to ``tol`` or ``rounds`` rounds have run. The partitions stay persisted on
+        their workers between rounds. For the SGD family, Perceptron,
+        PassiveAggressive*, LogisticRegression and MLP* with a parameter-averaging
+        fusion, and for KMeans/MiniBatchKMeans with ``"recluster"``.
+    tol : float, default=1e-4
+        Stop the rounds when the relative change of the fused parameters
+        (``|theta_r - theta_{{r-1}}| / |theta_{{r-1}}|``) is at most ``tol``.
+    local_epochs : int, default=1
+        What a partition trains in each round after the first: passes over its rows
+        (SGD family, MLP*), solver iterations (LogisticRegression) or k-means
+        iterations.
+    proximal : float, default=0.0
+        FedProx-style proximal strength ``mu``: after every local pass the
+        parameters take the proximal step of ``mu / 2 * |theta - theta_global|^2``
+        toward the fused model, which keeps skewed partitions from drifting apart
+        (SGD family and MLP*; needs ``rounds`` > 1).
     random_state : int, numpy Generator or None, default=None
         Seeds the row shuffle of ``"random"``/``"stratified"`` partitioning and,
         when given, each partition's estimator (one derived seed per partition), so
@@ -539,10 +673,19 @@ _ATTRS_DOC = """
         Fan-in of the fusion tree used.
     partition_report_ : pandas.DataFrame
         One row per partition: ``partition``, ``rows``, ``class_counts``,
-        ``train_score``, ``holdout_score``, ``weight`` (its weight in the fusion),
+        ``train_score``, ``start_score`` (in the last of several rounds, the
+        previous round's fused model scored on the partition's rows; else None),
+        ``holdout_score``, ``weight`` (its weight in the fusion),
         ``n_iter`` (the solver's iterations, where it reports them), ``fit_seconds``
         (the estimator's ``fit``), ``task_seconds`` (the whole fit task) and
         ``worker`` (the address of the worker that ran it).
+    n_rounds_ : int
+        Fusion rounds run (1 without ``rounds``).
+    history_ : pandas.DataFrame
+        With more than one round: one row per round, ``round``, ``train_score``
+        (the fused model's score on all training rows, computed on the workers),
+        ``change`` (relative parameter change from the previous round) and
+        ``seconds``.
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of str

@@ -14,7 +14,7 @@ from functools import reduce
 
 import numpy as np
 
-from .._adapters import adapter_for, linear_estimator_names
+from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -79,6 +79,27 @@ class _ParameterAveraging(Fuser):
 
     def partition_weight(self, info):
         raise NotImplementedError
+
+    def rounds_reason(self, estimator):
+        return adapter_for(estimator).rounds_reason(estimator)
+
+    def proximal_reason(self, estimator):
+        return adapter_for(estimator).proximal_reason(estimator)
+
+    def local_fit(self, template, feedback, X, y, info):
+        return adapter_for(template).local_fit(
+            template,
+            feedback,
+            X,
+            y,
+            info["local_epochs"],
+            info["proximal"],
+            info.get("steps"),
+        )
+
+    def change(self, previous, current):
+        adapter = adapter_for(previous)
+        return parameter_change(adapter.extract(previous)[1], adapter.extract(current)[1])
 
     def summarize(self, estimator, X, y, info):
         return self._parameters(estimator, info, scaled=True)

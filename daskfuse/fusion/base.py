@@ -19,6 +19,12 @@ serving several families overrides.
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``
     the root: a plain fitted scikit-learn estimator.
+
+Several passes (``rounds`` of the meta-estimators, a cascade's feedback passes):
+after a pass, ``feedback(fused, summary)`` is what goes back to every partition
+(by default the fused model), ``local_fit(template, feedback, X, y, info)`` trains
+a partition's model from it in the next pass, and ``change(previous, current)``
+measures how far two passes' feedback differ (the loop stops below ``tol``).
 """
 
 from __future__ import annotations
@@ -100,6 +106,37 @@ class Fuser:
     def prepare(self, n_partitions):
         """Check the parameters that depend on the number of partitions."""
         return self
+
+    # ------------------------------------------------------------ several passes
+    def passes(self, rounds):
+        """The most passes to run, given the meta-estimator's ``rounds``."""
+        return rounds
+
+    def rounds_reason(self, estimator):
+        """Why ``estimator``'s fused model cannot go back for more rounds, or None."""
+        return (
+            f"{self!r} fuses in one pass; rounds > 1 need a parameter-averaging "
+            "strategy (average, weighted, median, trimmed_mean, krum) or recluster"
+        )
+
+    def proximal_reason(self, estimator):
+        """Why a proximal term cannot be used with ``estimator``, or None."""
+        return f"{self!r} has no proximal term"
+
+    def feedback(self, fused, summary):
+        """What the next pass sends to every partition (default: the fused model)."""
+        return fused
+
+    def local_fit(self, template, feedback, X, y, info):
+        """Fit a partition's model in a later pass, starting from ``feedback``.
+
+        ``info`` holds ``seed``, ``classes``, ``local_epochs`` and ``proximal``.
+        """
+        raise NotImplementedError
+
+    def change(self, previous, current):
+        """How far two passes' feedback differ (relative; the loop stops below tol)."""
+        raise NotImplementedError
 
     def summarize(self, estimator, X, y, info):
         raise NotImplementedError

@@ -15,8 +15,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
 
 from ..exceptions import FusionError
 from .base import Fuser
@@ -229,6 +231,30 @@ class Recluster(Fuser):
 
     def supports(self, estimator):
         return isinstance(estimator, KMeans | MiniBatchKMeans)
+
+    def rounds_reason(self, estimator):
+        return None
+
+    def local_fit(self, template, feedback, X, y, info):
+        """Run ``local_epochs`` k-means iterations from the fused centres."""
+        estimator = clone(template).set_params(
+            init=np.asarray(feedback.cluster_centers_, dtype=float),
+            n_init=1,
+            max_iter=info["local_epochs"],
+        )
+        if info.get("seed") is not None:
+            estimator.set_params(random_state=info["seed"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=ConvergenceWarning)
+            return estimator.fit(X)
+
+    def change(self, previous, current):
+        """Relative move of the centres, matched one to one (the labels may permute)."""
+        a = np.asarray(previous.cluster_centers_, dtype=float)
+        b = np.asarray(current.cluster_centers_, dtype=float)
+        cost = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+        rows, cols = linear_sum_assignment(cost)
+        return float(np.sqrt(cost[rows, cols].sum() / max((a**2).sum(), 1e-300)))
 
     def summarize(self, estimator, X, y, info):
         centers = np.asarray(estimator.cluster_centers_, dtype=float)
