@@ -214,7 +214,8 @@ class LinearAdapter:
         partition holds (and a pair of rows to one binary row, as ``build`` does).
         """
         classes, params = cls.extract(init)
-        coef, intercept = params["coef_"], params["intercept_"]
+        # copies: SGD trains its coef_init array in place, and ``init`` is shared
+        coef, intercept = params["coef_"].copy(), params["intercept_"].copy()
         if classes is None:
             return coef, intercept
         rows = np.searchsorted(classes, present)
@@ -248,10 +249,10 @@ class LinearAdapter:
         estimator.set_params(max_iter=per_pass, **_continued_rate(template, steps))
         if "tol" in estimator.get_params():
             estimator.set_params(tol=None)
-        coef, intercept = coef0, intercept0
+        coef, intercept = coef0.copy(), intercept0.copy()
         for _ in range(passes):
             _quiet_fit(estimator, X, y, coef_init=coef, intercept_init=intercept)
-            coef, intercept = estimator.coef_, estimator.intercept_
+            coef, intercept = estimator.coef_.copy(), estimator.intercept_.copy()
             if proximal:
                 coef = _pull(coef, coef0.reshape(np.shape(coef)), proximal)
                 intercept = _pull(intercept, intercept0.reshape(np.shape(intercept)), proximal)

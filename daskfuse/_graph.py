@@ -183,8 +183,11 @@ def fit_partition(spec, index, previous, *pieces):
             "proximal": spec.proximal,
             "steps": previous[2],
         }
+        template = spec.estimator
+        if seed is not None and "random_state" in template.get_params():
+            template = clone(template).set_params(random_state=seed)
         try:
-            estimator = spec.fuser.local_fit(spec.estimator, previous[1], X_fit, y_fit, context)
+            estimator = spec.fuser.local_fit(template, previous[1], X_fit, y_fit, context)
         except PartitionError:
             raise
         except Exception as exc:

@@ -33,7 +33,7 @@ import dask
 import numpy as np
 from dask import delayed
 
-__all__ = ["STRATEGIES", "Rows", "auto_n_partitions"]
+__all__ = ["STRATEGIES", "Rows", "auto_n_partitions", "label_skewed_order"]
 
 STRATEGIES = ("auto", "chunks", "uniform", "random", "stratified")
 
@@ -297,3 +297,59 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
                 )
             )
     return RowPlan(pieces, strategy, n_rows)
+
+
+def label_skewed_order(y, n_partitions, dominance=0.8, random_state=None):
+    """A row order that gives each contiguous part one dominant class (non-IID data).
+
+    Cut into ``n_partitions`` equal contiguous parts (``partition="uniform"``), part
+    ``j`` holds a fraction ``dominance`` of rows of class ``classes[j % n_classes]``
+    and shares the rest equally among the other classes. Use it to study fusion
+    under label skew, where one-shot averaging is at its weakest.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    n_partitions : int
+        Number of parts.
+    dominance : float, default=0.8
+        Fraction of each part taken by its dominant class, in [1 / n_classes, 1].
+    random_state : int, numpy Generator or None, default=None
+        Seeds the choice of rows within each class.
+
+    Returns
+    -------
+    order : ndarray of int
+        Row indices (each used at most once; rows that do not fit are left out).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from daskfuse.partition import label_skewed_order
+    >>> y = np.repeat([0, 1], 50)
+    >>> order = label_skewed_order(y, 2, dominance=0.8, random_state=0)
+    >>> [int((y[part] == 0).sum()) for part in np.split(order, 2)]
+    [40, 10]
+    """
+    y = np.asarray(y)
+    classes = np.unique(y)
+    if not (isinstance(n_partitions, numbers.Integral) and n_partitions >= 1):
+        raise ValueError(f"n_partitions must be an int >= 1; got {n_partitions!r}")
+    if not 1.0 / len(classes) <= dominance <= 1.0:
+        raise ValueError(
+            f"dominance must be in [1/{len(classes)}, 1] for {len(classes)} classes; "
+            f"got {dominance!r}"
+        )
+    rng = np.random.default_rng(random_state)
+    pools = {c: list(rng.permutation(np.flatnonzero(y == c))) for c in classes}
+    size = len(y) // n_partitions
+    order = []
+    for j in range(n_partitions):
+        main = classes[j % len(classes)]
+        wanted = {c: (size - int(dominance * size)) // max(len(classes) - 1, 1) for c in classes}
+        wanted[main] = int(dominance * size)
+        for c in classes:
+            order += pools[c][: wanted[c]]
+            pools[c] = pools[c][wanted[c] :]
+    return np.asarray(order, dtype=np.intp)

@@ -238,7 +238,7 @@ class Recluster(Fuser):
     def local_fit(self, template, feedback, X, y, info):
         """Run ``local_epochs`` k-means iterations from the fused centres."""
         estimator = clone(template).set_params(
-            init=np.asarray(feedback.cluster_centers_, dtype=float),
+            init=np.array(feedback.cluster_centers_, dtype=float),  # a copy: never the shared model
             n_init=1,
             max_iter=info["local_epochs"],
         )
