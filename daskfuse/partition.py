@@ -321,7 +321,9 @@ def label_skewed_order(y, n_partitions, dominance=0.8, random_state=None):
     Returns
     -------
     order : ndarray of int
-        Row indices (each used at most once; rows that do not fit are left out).
+        Row indices, each used at most once. Every part gets the same number of
+        rows, the largest for which no class runs out; the rows left over are left
+        out (so the class balance of the result differs from that of ``y``).
 
     Examples
     --------
@@ -343,13 +345,21 @@ def label_skewed_order(y, n_partitions, dominance=0.8, random_state=None):
         )
     rng = np.random.default_rng(random_state)
     pools = {c: list(rng.permutation(np.flatnonzero(y == c))) for c in classes}
-    size = len(y) // n_partitions
+    k = len(classes)
+    mains = [classes[j % k] for j in range(n_partitions)]
+    # the largest part size for which no class runs out of rows
+    other = (1 - dominance) / max(k - 1, 1)
+    share = {
+        c: mains.count(c) * dominance + (n_partitions - mains.count(c)) * other
+        for c in classes
+    }
+    size = int(min(len(pools[c]) / share[c] for c in classes if share[c] > 0))
+    n_main = int(round(dominance * size))
+    n_other = (size - n_main) // max(k - 1, 1)
     order = []
-    for j in range(n_partitions):
-        main = classes[j % len(classes)]
-        wanted = {c: (size - int(dominance * size)) // max(len(classes) - 1, 1) for c in classes}
-        wanted[main] = int(dominance * size)
+    for main in mains:
         for c in classes:
-            order += pools[c][: wanted[c]]
-            pools[c] = pools[c][wanted[c] :]
+            take = n_main if c == main else n_other
+            order += pools[c][:take]
+            pools[c] = pools[c][take:]
     return np.asarray(order, dtype=np.intp)
