@@ -118,11 +118,12 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def fit_partition(spec, index, *pieces):
+def fit_partition(spec, index, *pieces, secret=None):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
 
     Runs on the worker that holds the partition's rows; only the summary and a
-    report row leave it.
+    report row leave it. ``secret`` is this partition's entry of
+    ``spec.fuser.partition_secrets`` (None for most strategies).
     """
     start = time.perf_counter()
     X, y = _concat(pieces, index)
@@ -174,6 +175,7 @@ def fit_partition(spec, index, *pieces):
         "classes": spec.classes,
         "seed": seed,
         "template": spec.estimator,
+        "secret": secret,
     }
     try:
         summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)
@@ -199,7 +201,7 @@ def fit_partition(spec, index, *pieces):
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
     }
-    return Node(summary, [report])
+    return Node(summary, [spec.fuser.public_report(report)])
 
 
 def _score(estimator, X, y):
@@ -265,9 +267,16 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
         Deterministic token naming every key of this fit.
     """
     names = fit_prefix(token)
+    # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
+    # every graph and passed to their own partition's task only
+    secrets = spec.fuser.partition_secrets(len(partitions))
     leaves = [
         delayed(fit_partition, pure=True)(
-            spec, i, *pieces, dask_key_name=(names["fit"], i)
+            spec,
+            i,
+            *pieces,
+            **({} if secrets is None else {"secret": secrets[i]}),
+            dask_key_name=(names["fit"], i),
         )
         for i, pieces in enumerate(partitions)
     ]

@@ -379,6 +379,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             self.feature_names_in_ = meta["feature_names_in_"]
         if hasattr(fused, "classes_"):
             self.classes_ = fused.classes_
+        # differentially private strategies account for what this fit released
+        privacy_spent = getattr(prepared["fuser"], "privacy_spent", None)
+        if privacy_spent is not None:
+            self.privacy_spent_ = privacy_spent(1)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -547,6 +551,9 @@ _ATTRS_DOC = """
         Number of features seen in fit.
     feature_names_in_ : ndarray of str
         Column names seen in fit, when X had string column names.
+    privacy_spent_ : tuple of (float, float)
+        ``(epsilon, delta)`` spent by the fit, for differentially private fusion
+        (:class:`~daskfuse.fusion.DP`) only.
 """
 
 

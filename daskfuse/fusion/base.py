@@ -8,8 +8,9 @@ same model:
     on the worker that holds the partition; ``info`` holds ``index`` (partition
     number), ``n_rows`` (rows the model was fitted on), ``holdout_score``,
     ``classes`` (the global class list, where the strategy asked for it),
-    ``seed`` (the partition's seed, or None) and ``template`` (the unfitted
-    estimator, which tells the family when the fitted one is None).
+    ``seed`` (the partition's seed, or None), ``template`` (the unfitted
+    estimator, which tells the family when the fitted one is None) and ``secret``
+    (this partition's share of :meth:`Fuser.partition_secrets`, or None).
 
 The class flags (``needs_fit``, ``needs_classes``, ``from_models``,
 ``shared_seed``) are the defaults of the per-estimator hooks ``needs_fit_for``,
@@ -19,6 +20,14 @@ serving several families overrides.
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``
     the root: a plain fitted scikit-learn estimator.
+
+Three optional hooks serve the privacy strategies (their defaults do nothing):
+``partition_secrets(n)`` draws per-fit secrets on the client, one per partition,
+each handed only to that partition's fit task (``info["secret"]``);
+``summarize_failed(index, secret)`` is what a partition whose fit failed sends
+instead of a summary, when the strategy needs one (secure aggregation: its mask
+seeds); ``public_report(report)`` strips what a partition's report row must not
+reveal.
 """
 
 from __future__ import annotations
@@ -100,6 +109,30 @@ class Fuser:
     def prepare(self, n_partitions):
         """Check the parameters that depend on the number of partitions."""
         return self
+
+    def partition_secrets(self, n_partitions):
+        """Per-fit secrets, one per partition, or None (the default: none needed).
+
+        Called on the client each time a fit graph is built; entry ``i`` travels
+        only with partition ``i``'s fit task, as ``info["secret"]``.
+        """
+        return None
+
+    def summarize_failed(self, index, secret):
+        """The summary a partition whose fit failed contributes, or None (drop it).
+
+        Parameters
+        ----------
+        index : int
+            The failed partition's number.
+        secret : object or None
+            Its entry of :meth:`partition_secrets`.
+        """
+        return None
+
+    def public_report(self, report):
+        """The partition's report row as it may leave the partition (default: all)."""
+        return report
 
     def summarize(self, estimator, X, y, info):
         raise NotImplementedError
