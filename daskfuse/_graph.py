@@ -20,6 +20,7 @@ import dask
 import numpy as np
 import pandas as pd
 from dask import delayed
+from dask.base import tokenize
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
 
@@ -266,10 +267,15 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
     token : str
         Deterministic token naming every key of this fit.
     """
-    names = fit_prefix(token)
     # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
     # every graph and passed to their own partition's task only
     secrets = spec.fuser.partition_secrets(len(partitions))
+    if secrets is not None:
+        # the tasks' values then differ from graph to graph, so their keys must too:
+        # a cluster that still holds a key from another graph would otherwise mix
+        # summaries masked with different seeds
+        token = tokenize(token, os.urandom(16))
+    names = fit_prefix(token)
     leaves = [
         delayed(fit_partition, pure=True)(
             spec,
