@@ -125,20 +125,22 @@ def fuse(models, fusion="auto", *, weights=None):
         )
     fuser.prepare(len(models))
     _warn_unshared_init(models)
+    classes = None
+    if is_classifier(models[0]):
+        classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
+    secrets = fuser.partition_secrets(len(models))
     summaries = []
     for i, (model, wi) in enumerate(zip(models, w)):
         info = {
             "index": i,
             "n_rows": wi,
             "holdout_score": None,
-            "classes": None,
+            "classes": classes if fuser.needs_classes_for(models[0]) else None,
             "seed": None,
             "template": models[0],
+            "secret": None if secrets is None else secrets[i],
         }
         summaries.append(fuser.summarize(model, None, None, info))
-    classes = None
-    if is_classifier(models[0]):
-        classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
     meta = {
         "n_features_in_": models[0].n_features_in_,
         "feature_names_in_": getattr(models[0], "feature_names_in_", None),

@@ -20,6 +20,7 @@ import dask
 import numpy as np
 import pandas as pd
 from dask import delayed
+from dask.base import tokenize
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
 
@@ -129,7 +130,7 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def fit_partition(spec, index, previous, *pieces):
+def fit_partition(spec, index, previous, *pieces, secret=None):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
 
     Runs on the worker that holds the partition's rows; only the summary and a
@@ -137,7 +138,8 @@ def fit_partition(spec, index, previous, *pieces):
     pass's ``(fused model, feedback, steps)``: the model is scored on the partition's
     rows (``start_score``) and the estimator is trained from the feedback
     (``fuser.local_fit``); ``steps`` is the mean number of updates (iterations x
-    rows) each partition has made so far.
+    rows) each partition has made so far. ``secret`` is this partition's entry of
+    ``spec.fuser.partition_secrets`` (None for most strategies).
     """
     start = time.perf_counter()
     X, y = _concat(pieces, index)
@@ -217,6 +219,9 @@ def fit_partition(spec, index, previous, *pieces):
         "classes": spec.classes,
         "seed": seed,
         "template": spec.estimator,
+        "secret": secret,
+        # the previous pass's fused model (None in the first pass)
+        "init": None if previous is None else previous[0],
     }
     try:
         summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)
@@ -243,7 +248,7 @@ def fit_partition(spec, index, previous, *pieces):
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
     }
-    return Node(summary, [report])
+    return Node(summary, [spec.fuser.public_report(report)])
 
 
 def _score(estimator, X, y):
@@ -327,12 +332,25 @@ def build_fit_graph(
     with_feedback : bool
         Whether the root also returns the feedback for a next pass.
     """
+    # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
+    # every graph and passed to their own partition's task only
+    secrets = spec.fuser.partition_secrets(len(partitions))
+    if secrets is not None:
+        # the tasks' values then differ from graph to graph, so their keys must too:
+        # a cluster that still holds a key from another graph would otherwise mix
+        # summaries masked with different seeds
+        token = tokenize(token, os.urandom(16))
     names = fit_prefix(token)
     if previous is not None:
         previous = delayed(previous, name=names["global"], traverse=False)
     leaves = [
         delayed(fit_partition, pure=True)(
-            spec, i, previous, *pieces, dask_key_name=(names["fit"], i)
+            spec,
+            i,
+            previous,
+            *pieces,
+            **({} if secrets is None else {"secret": secrets[i]}),
+            dask_key_name=(names["fit"], i),
         )
         for i, pieces in enumerate(partitions)
     ]

@@ -380,7 +380,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             graph = build_fit_graph(
                 partitions,
                 spec,
-                meta,
+                {**meta, "round": r},
                 prepared["split_every"],
                 tokenize(prepared["token"], "pass", r),
                 previous=previous,
@@ -400,14 +400,19 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     "seconds": time.perf_counter() - start,
                 }
             )
-            steps += float(np.mean([(row["n_iter"] or 0) * row["rows"] for row in reports]))
+            # updates per partition so far (where a private strategy hides the
+            # iteration counts: one pass in the first round, local_epochs later)
+            epochs = spec.local_epochs if r else 1
+            steps += float(np.mean([(row["n_iter"] or epochs) * row["rows"] for row in reports]))
             previous = (fused, feedback, steps)
             if change is not None and change <= self.tol:
                 break
-        scores = dask.compute(
-            build_score_graph(partitions, fused, tokenize(prepared["token"], "score"))
-        )[0]
-        history[-1]["train_score"] = _mean_score(scores, total)
+        if fuser.public_report({"train_score": 0.0})["train_score"] is not None:
+            # (a strategy that keeps partition scores private gets no score pass)
+            scores = dask.compute(
+                build_score_graph(partitions, fused, tokenize(prepared["token"], "score"))
+            )[0]
+            history[-1]["train_score"] = _mean_score(scores, total)
         return fused, reports, pd.DataFrame(history)
 
     def _partition_seeds(self, fuser, fit_seeds, n):
@@ -493,6 +498,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             self.feature_names_in_ = meta["feature_names_in_"]
         if hasattr(fused, "classes_"):
             self.classes_ = fused.classes_
+        # differentially private strategies account for what this fit released
+        privacy_spent = getattr(prepared["fuser"], "privacy_spent", None)
+        if privacy_spent is not None:
+            self.privacy_spent_ = privacy_spent(self.n_rounds_)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -614,7 +623,8 @@ _PARAMS_DOC = """
     fusion : str or daskfuse.fusion.Fuser, default="auto"
         How the partition models are fused: ``"exact"`` (sufficient statistics),
         ``"average"``, ``"weighted"`` (parameter averaging), ``"recluster"``
-        (k-means), ``"trees"`` (forests), ``"vote"``, ``"stack"``, or a
+        (k-means), ``"trees"`` (forests), ``"vote"``, ``"stack"``, ``"secure"``
+        (secure aggregation), ``"dp"`` (differential privacy), or a
         :class:`~daskfuse.fusion.Fuser`. ``"auto"`` picks, in this order, the first
         that applies: exact, weighted, recluster, trees, vote (soft where the
         estimator has ``predict_proba``). The chosen strategy is ``fusion_``.
@@ -690,6 +700,10 @@ _ATTRS_DOC = """
         Number of features seen in fit.
     feature_names_in_ : ndarray of str
         Column names seen in fit, when X had string column names.
+    privacy_spent_ : tuple of (float, float)
+        ``(epsilon, delta)`` spent by the fit (composed over its rounds), for
+        differentially private fusion
+        (:class:`~daskfuse.fusion.DP`) only.
 """
 
 

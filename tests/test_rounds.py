@@ -233,3 +233,33 @@ def test_perceptron_rounds_and_a_partition_missing_a_class(multiclass_data):
     assert list(clf.classes_) == [0, 1, 2]
     assert clf.n_rounds_ == 3
     assert clf.score(X, y) > 0.6
+
+
+def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data):
+    """Masked rounds give the plain rounds' model; DP accounts for every round."""
+    from daskfuse.fusion import DP, Secure
+
+    X, y = multiclass_data
+
+    def fit(fusion):
+        return FusedClassifier(
+            LogisticRegression(),
+            fusion=fusion,
+            n_partitions=3,
+            rounds=3,
+            tol=0,
+            local_epochs=3,
+            random_state=0,
+        ).fit(X, y)
+
+    plain, masked = fit("weighted"), fit(Secure("weighted"))
+    np.testing.assert_allclose(
+        masked.fused_estimator_.coef_, plain.fused_estimator_.coef_, rtol=0, atol=1e-9
+    )
+    # per-partition scores stay private under secure aggregation
+    assert masked.history_["train_score"].isna().all()
+    dp = DP(epsilon=2.0, clip=50.0, random_state=0)
+    private = fit(dp)
+    assert private.n_rounds_ == 3
+    assert private.privacy_spent_ == pytest.approx(dp.privacy_spent(3))
+    assert private.privacy_spent_[0] > dp.privacy_spent(1)[0]

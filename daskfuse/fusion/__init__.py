@@ -14,15 +14,19 @@ from .base import Fuser
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
 from .exact import Exact
+from .privacy import DP
 from .robust import Krum, Median, TrimmedMean
+from .secure import Secure
 
 __all__ = [
     "Average",
+    "DP",
     "Exact",
     "Fuser",
     "Krum",
     "Median",
     "Recluster",
+    "Secure",
     "Stack",
     "Trees",
     "TrimmedMean",
@@ -44,12 +48,15 @@ FUSERS = {
     "median": Median,
     "trimmed_mean": TrimmedMean,
     "krum": Krum,
+    "secure": Secure,
+    "dp": DP,
 }
 
 #: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
 #: exist, parameter averaging for linear models and MLPs, reclustering for k-means,
 #: the union of trees for forests, and voting for every other estimator (stacking
-#: is never picked: it costs an extra fit per partition)
+#: is never picked: it costs an extra fit per partition; nor are the privacy
+#: strategies "secure" and "dp", which the user must ask for)
 AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "vote")
 
 

@@ -8,8 +8,9 @@ same model:
     on the worker that holds the partition; ``info`` holds ``index`` (partition
     number), ``n_rows`` (rows the model was fitted on), ``holdout_score``,
     ``classes`` (the global class list, where the strategy asked for it),
-    ``seed`` (the partition's seed, or None) and ``template`` (the unfitted
-    estimator, which tells the family when the fitted one is None).
+    ``seed`` (the partition's seed, or None), ``template`` (the unfitted
+    estimator, which tells the family when the fitted one is None) and ``secret``
+    (this partition's share of :meth:`Fuser.partition_secrets`, or None).
 
 The class flags (``needs_fit``, ``needs_classes``, ``from_models``,
 ``shared_seed``) are the defaults of the per-estimator hooks ``needs_fit_for``,
@@ -25,13 +26,21 @@ after a pass, ``feedback(fused, summary)`` is what goes back to every partition
 (by default the fused model), ``local_fit(template, feedback, X, y, info)`` trains
 a partition's model from it in the next pass, and ``change(previous, current)``
 measures how far two passes' feedback differ (the loop stops below ``tol``).
+
+Three optional hooks serve the privacy strategies (their defaults do nothing):
+``partition_secrets(n)`` draws per-fit secrets on the client, one per partition,
+each handed only to that partition's fit task (``info["secret"]``);
+``summarize_failed(index, secret)`` is what a partition whose fit failed sends
+instead of a summary, when the strategy needs one (secure aggregation: its mask
+seeds); ``public_report(report)`` strips what a partition's report row must not
+reveal.
 """
 
 from __future__ import annotations
 
 from ..exceptions import FusionError
 
-__all__ = ["Fuser"]
+__all__ = ["Fuser", "WrappingFuser"]
 
 
 class Fuser:
@@ -138,6 +147,30 @@ class Fuser:
         """How far two passes' feedback differ (relative; the loop stops below tol)."""
         raise NotImplementedError
 
+    def partition_secrets(self, n_partitions):
+        """Per-fit secrets, one per partition, or None (the default: none needed).
+
+        Called on the client each time a fit graph is built; entry ``i`` travels
+        only with partition ``i``'s fit task, as ``info["secret"]``.
+        """
+        return None
+
+    def summarize_failed(self, index, secret):
+        """The summary a partition whose fit failed contributes, or None (drop it).
+
+        Parameters
+        ----------
+        index : int
+            The failed partition's number.
+        secret : object or None
+            Its entry of :meth:`partition_secrets`.
+        """
+        return None
+
+    def public_report(self, report):
+        """The partition's report row as it may leave the partition (default: all)."""
+        return report
+
     def summarize(self, estimator, X, y, info):
         raise NotImplementedError
 
@@ -162,3 +195,25 @@ class Fuser:
 
     def __dask_tokenize__(self):
         return ("daskfuse.Fuser", repr(self))
+
+
+class WrappingFuser(Fuser):
+    """A strategy around an ``inner`` one (``self.inner``) that trains as it does.
+
+    The passes of several rounds are the inner strategy's: ``rounds_reason``,
+    ``proximal_reason``, ``local_fit`` and ``change`` go to ``self.inner``.
+    """
+
+    inner = None
+
+    def rounds_reason(self, estimator):
+        return self.inner.rounds_reason(estimator)
+
+    def proximal_reason(self, estimator):
+        return self.inner.proximal_reason(estimator)
+
+    def local_fit(self, template, feedback, X, y, info):
+        return self.inner.local_fit(template, feedback, X, y, info)
+
+    def change(self, previous, current):
+        return self.inner.change(previous, current)

@@ -1,0 +1,403 @@
+"""Differential privacy for parameter averaging: :class:`DP`.
+
+Each partition's parameter vector (or, when a previous global model is given as
+``info["init"]``, its update from that model) is clipped to an L2 norm bound, the
+clipped vectors are averaged, and Gaussian noise calibrated to ``(epsilon, delta)``
+is added once, at the root (central differential privacy).
+
+Guarantee
+---------
+Neighbouring inputs differ in the *content* of one partition: its rows are
+replaced by any other rows, or removed (its clipped update becomes 0). The number
+of partitions and their weights (row counts for ``"weighted"``) are public, and so
+is the fit's structure. Under that relation the weighted sum of clipped updates
+moves by at most ``clip * w_max`` (``w_max`` the largest partition weight), so
+the released model, and everything computed from it, is ``(epsilon, delta)``-
+differentially private per release. The noise is calibrated with the analytic
+Gaussian mechanism (Balle & Wang, 2018), which is exact: a Gaussian mechanism with
+sensitivity ``D`` and noise ``sigma`` is ``mu``-Gaussian-DP with ``mu = D / sigma``
+(Dong, Roth & Su, 2019), and ``k`` releases (rounds of iterative fusion) compose to
+``sqrt(k) * mu``-GDP, which :meth:`DP.privacy_spent` converts back to
+``(epsilon, delta)``.
+
+What it does not protect: the partitions' models before the root (the workers
+that run ``combine``/``finalize`` see clipped, un-noised sums; wrap the strategy in
+:class:`~daskfuse.fusion.Secure` so that they see only masked sums), and anything
+reported outside the model (the partition report drops its per-partition scores,
+class counts and iteration counts under this strategy, but keeps row counts and
+timings). A fixed ``random_state`` makes the noise reproducible, and so removable
+by anyone who knows it: use it for experiments only.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special
+from sklearn.base import is_classifier
+
+from .._adapters import adapter_for, linear_estimator_names
+from ..exceptions import FusionError
+from .average import Average, ParameterSum, Weighted, _aligned
+from .base import WrappingFuser
+
+__all__ = ["DP", "NoisySum", "gaussian_epsilon", "gaussian_mu"]
+
+#: report fields computed from a partition's rows, withheld by the privacy strategies
+PRIVATE_REPORT_FIELDS = (
+    "class_counts",
+    "train_score",
+    "start_score",
+    "holdout_score",
+    "n_iter",
+)
+
+
+def _gdp_delta(epsilon, mu):
+    """The smallest delta for which a ``mu``-GDP mechanism is ``(epsilon, delta)``-DP."""
+    if mu <= 0:
+        return 0.0
+    a = special.ndtr(-epsilon / mu + mu / 2)
+    b = math.exp(epsilon + special.log_ndtr(-epsilon / mu - mu / 2))
+    return max(float(a - b), 0.0)
+
+
+def gaussian_mu(epsilon, delta):
+    """The largest ``mu = sensitivity / sigma`` that keeps a Gaussian mechanism
+    ``(epsilon, delta)``-DP (the analytic Gaussian mechanism).
+
+    Parameters
+    ----------
+    epsilon : float
+        > 0.
+    delta : float
+        In (0, 1).
+
+    Returns
+    -------
+    mu : float
+        The noise standard deviation is ``sensitivity / mu``.
+
+    Examples
+    --------
+    >>> from daskfuse.fusion.privacy import gaussian_epsilon, gaussian_mu
+    >>> mu = gaussian_mu(1.0, 1e-5)
+    >>> round(mu, 4)
+    0.2681
+    >>> round(gaussian_epsilon(mu, 1e-5), 6)
+    1.0
+    """
+    hi = 1.0
+    while _gdp_delta(epsilon, hi) < delta:
+        hi *= 2
+    return float(
+        optimize.brentq(lambda mu: _gdp_delta(epsilon, mu) - delta, 0.0, hi, xtol=1e-14)
+    )
+
+
+def gaussian_epsilon(mu, delta):
+    """The epsilon at which a ``mu``-GDP mechanism is ``(epsilon, delta)``-DP.
+
+    Parameters
+    ----------
+    mu : float
+        ``sensitivity / sigma`` (for ``k`` composed releases, ``sqrt(k)`` times
+        one release's).
+    delta : float
+        In (0, 1).
+
+    Returns
+    -------
+    epsilon : float
+    """
+    if _gdp_delta(0.0, mu) <= delta:
+        return 0.0
+    hi = 1.0
+    while _gdp_delta(hi, mu) > delta:
+        hi *= 2
+    return float(
+        optimize.brentq(lambda eps: _gdp_delta(eps, mu) - delta, 0.0, hi, xtol=1e-12)
+    )
+
+
+@dataclass
+class NoisySum(ParameterSum):
+    """The summary of :class:`DP`: weighted sums of clipped updates.
+
+    On top of :class:`~daskfuse.fusion.average.ParameterSum` (whose ``weights`` is
+    the scalar sum of the partition weights, and whose rows are laid out on the
+    global class list):
+
+    Attributes
+    ----------
+    weight_max : float
+        The largest partition weight summed (the sensitivity is ``clip`` times it).
+    init : dict of str to ndarray or None
+        The parameters the updates are taken from (None: zero).
+    """
+
+    weight_max: float = 0.0
+    init: dict | None = None
+
+
+def _init_params(init, classes):
+    """The previous global model's parameters, on the class list ``classes``."""
+    if init is None:
+        return None
+    if isinstance(init, dict):
+        return {k: np.asarray(v, dtype=float) for k, v in init.items()}
+    adapter = adapter_for(init)
+    if adapter is None:
+        raise FusionError(
+            f"DP: info['init'] must be a fitted model of the estimator's family or None; "
+            f"got {type(init).__name__}"
+        )
+    init_classes, params = adapter.extract(init)
+    part = ParameterSum(
+        None if classes is None else init_classes,
+        params,
+        np.ones(0 if init_classes is None else len(init_classes)),
+    )
+    sums, _ = _aligned(part, classes)
+    return {k: np.asarray(v, dtype=float) for k, v in sums.items()}
+
+
+class DP(WrappingFuser):
+    """Differentially private parameter averaging (clipping and Gaussian noise).
+
+    Every partition's parameters (its update from ``info["init"]``, the previous
+    global model, when iterative fusion gives one) form one vector, clipped to
+    L2 norm ``clip``; the root averages the clipped vectors with the weights of
+    ``inner`` and adds Gaussian noise of standard deviation
+    ``clip * noise_multiplier * w_max / sum(w)`` to every parameter, where
+    ``noise_multiplier = 1 / gaussian_mu(epsilon, delta)`` (analytic Gaussian
+    mechanism). The fused model is then ``(epsilon, delta)``-DP with respect to
+    replacing or removing one partition's rows; :meth:`privacy_spent` composes
+    several releases. Classifier coefficient rows are laid out on the global class
+    list; a class that a partition never saw contributes a zero row there, so
+    prefer ``partition="stratified"``.
+
+    See :mod:`daskfuse.fusion.privacy` for the exact guarantee and its limits.
+
+    Parameters
+    ----------
+    inner : {"average", "weighted"}, Average or Weighted, default="average"
+        The averaging: uniform, or weighted by rows (partition sizes are then
+        public) or by a given array. ``Weighted(by="score")`` is refused: holdout
+        scores are private.
+    epsilon : float, default=1.0
+        Privacy budget of one release (one fused model), > 0.
+    delta : float, default=1e-5
+        In (0, 1); well below 1 / (number of partitions).
+    clip : float, default=1.0
+        L2 bound on each partition's parameter vector (update), > 0. Larger than
+        the typical norm wastes noise; smaller biases the average towards ``init``.
+    random_state : int or None, default=None
+        None draws the noise from fresh OS entropy at each fit. An int makes it
+        reproducible (tests, experiments), and void as privacy against anyone who
+        knows the int.
+
+    Attributes
+    ----------
+    noise_multiplier : float
+        Noise standard deviation on the weighted sum, in units of ``clip * w_max``.
+
+    Examples
+    --------
+    >>> from daskfuse.fusion import DP
+    >>> dp = DP(epsilon=2.0, delta=1e-6, clip=5.0)
+    >>> dp
+    DP(inner=Average(), epsilon=2.0, delta=1e-06, clip=5.0)
+    >>> eps, delta = dp.privacy_spent(4)   # four rounds
+    >>> bool(eps < 4 * 2.0)
+    True
+    """
+
+    name = "dp"
+    requirement = (
+        "differentially private averaging needs a linear model with coef_ and "
+        f"intercept_ ({', '.join(linear_estimator_names())})"
+    )
+
+    def __init__(self, inner="average", *, epsilon=1.0, delta=1e-5, clip=1.0,
+                 random_state=None):
+        self.inner = _averaging(inner, "DP")
+        if self.inner.holdout:
+            raise ValueError(
+                "DP(inner=...) cannot weight by holdout scores (they are computed from "
+                "the private rows); use 'average', Weighted(by='rows') or an array of "
+                f"public weights; got {self.inner!r}"
+            )
+        self.epsilon = _positive("DP(epsilon=...)", epsilon)
+        if (isinstance(delta, bool) or not isinstance(delta, numbers.Real)
+                or not 0 < delta < 1):
+            raise ValueError(f"DP(delta=...) must be a number in (0, 1); got {delta!r}")
+        self.delta = float(delta)
+        self.clip = _positive("DP(clip=...)", clip)
+        if random_state is not None and (
+            isinstance(random_state, bool)
+            or not isinstance(random_state, numbers.Integral)
+            or random_state < 0
+        ):
+            raise ValueError(
+                f"DP(random_state=...) must be None or an int >= 0; got {random_state!r}"
+            )
+        self.random_state = None if random_state is None else int(random_state)
+        self._mu = gaussian_mu(self.epsilon, self.delta)
+
+    @property
+    def noise_multiplier(self):
+        return 1.0 / self._mu
+
+    @property
+    def holdout(self):
+        return 0.0
+
+    def _params(self):
+        out = {"inner": self.inner, "epsilon": self.epsilon, "delta": self.delta,
+               "clip": self.clip}
+        if self.random_state is not None:
+            out["random_state"] = self.random_state
+        return out
+
+    def supports(self, estimator):
+        adapter = adapter_for(estimator)
+        # an MLP's fused model is built on one partition's fitted network (its
+        # private output state), which would be released without noise
+        return adapter is not None and not adapter.needs_carrier
+
+    def shares_seed(self, estimator):
+        return self.inner.shares_seed(estimator)
+
+    def needs_classes_for(self, estimator):
+        # one fixed layout (the global classes) for every partition's vector
+        return bool(is_classifier(estimator))
+
+    def from_models_for(self, estimator):
+        return True
+
+    def prepare(self, n_partitions):
+        self.inner.prepare(n_partitions)
+        return self
+
+    def public_report(self, report):
+        report = self.inner.public_report(dict(report))
+        report.update(dict.fromkeys(PRIVATE_REPORT_FIELDS))
+        return report
+
+    def privacy_spent(self, n_releases=1):
+        """The ``(epsilon, delta)`` spent by ``n_releases`` fused models.
+
+        Parameters
+        ----------
+        n_releases : int, default=1
+            Releases composed (rounds of iterative fusion, refits on the same data).
+
+        Returns
+        -------
+        epsilon, delta : float
+            ``n_releases`` compose as ``sqrt(n_releases) * mu``-GDP, converted at
+            this strategy's ``delta``.
+        """
+        if (isinstance(n_releases, bool) or not isinstance(n_releases, numbers.Integral)
+                or n_releases < 0):
+            raise ValueError(f"n_releases must be an int >= 0; got {n_releases!r}")
+        if n_releases == 0:
+            return 0.0, 0.0
+        if n_releases == 1:
+            return self.epsilon, self.delta
+        return gaussian_epsilon(math.sqrt(n_releases) * self._mu, self.delta), self.delta
+
+    # ------------------------------------------------------------------ protocol
+    def summarize(self, estimator, X, y, info):
+        part = self.inner._parameters(estimator, info, scaled=False)
+        w = float(info["weight"])
+        classes = None
+        if part.classes is not None:
+            classes = info.get("classes")
+            if classes is None:
+                classes = part.classes
+        theta, _ = _aligned(part, classes) if classes is not None else (part.sums, None)
+        init = _init_params(info.get("init"), classes)
+        update = {
+            k: np.asarray(v, dtype=float) - (0.0 if init is None else init[k])
+            for k, v in theta.items()
+        }
+        norm = math.sqrt(sum(float(np.sum(v**2)) for v in update.values()))
+        factor = 1.0 if norm <= self.clip else self.clip / norm
+        return NoisySum(
+            classes,
+            {k: w * factor * v for k, v in update.items()},
+            np.asarray(w),
+            weight_max=w,
+            init=init,
+        )
+
+    def combine(self, summaries):
+        total = self.inner.combine(summaries)
+        return NoisySum(
+            total.classes,
+            total.sums,
+            total.weights,
+            total.n_partitions,
+            weight_max=max(s.weight_max for s in summaries),
+            init=summaries[0].init,
+        )
+
+    def noise_std(self, summary):
+        """Standard deviation of the noise :meth:`finalize` adds to each parameter.
+
+        Parameters
+        ----------
+        summary : NoisySum
+            The combined summary of every partition.
+        """
+        return self.clip * self.noise_multiplier * summary.weight_max / float(summary.weights)
+
+    def _rng(self, meta):
+        if self.random_state is None:
+            return np.random.default_rng()
+        # one stream per round, so that rounds never reuse their noise
+        return np.random.default_rng(
+            np.random.SeedSequence(self.random_state, spawn_key=(int(meta.get("round", 0)),))
+        )
+
+    def finalize(self, summary, template, meta):
+        total = float(summary.weights)
+        if total <= 0:
+            raise FusionError(f"{self!r}: every partition got weight 0, nothing to average")
+        std = self.noise_std(summary)
+        rng = self._rng(meta)
+        params = {}
+        for name, value in summary.sums.items():
+            base = 0.0 if summary.init is None else summary.init[name]
+            params[name] = base + value / total + rng.normal(0.0, std, size=np.shape(value))
+        return adapter_for(template).build(template, summary.classes, params, meta)
+
+
+def _averaging(inner, owner):
+    """``inner`` as an Average or Weighted instance."""
+    if isinstance(inner, str):
+        choices = {"average": Average, "weighted": Weighted}
+        if inner not in choices:
+            raise ValueError(
+                f"{owner}(inner=...) must be 'average', 'weighted' or an Average/Weighted "
+                f"instance; got {inner!r}"
+            )
+        return choices[inner]()
+    if isinstance(inner, Average | Weighted):
+        return inner
+    raise ValueError(
+        f"{owner}(inner=...) must be 'average', 'weighted' or an Average/Weighted "
+        f"instance; got {inner!r}"
+    )
+
+
+def _positive(what, value):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{what} must be a finite number > 0; got {value!r}")
+    return float(value)

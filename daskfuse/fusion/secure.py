@@ -1,0 +1,411 @@
+"""Secure aggregation for parameter averaging: :class:`Secure`.
+
+Each partition's summary (its weighted parameter sums and its weights) is encoded in
+fixed point and masked with pairwise additive masks that cancel in the sum over all
+partitions, so the ``combine`` tasks only ever add masked vectors and the root
+recovers the exact sum, never one partition's parameters.
+
+Protocol
+--------
+* On the client, each time a fit graph is built, a fresh 256-bit master secret
+  derives one seed ``s_ij`` per pair of partitions (BLAKE2b keyed by the master).
+  Partition ``i``'s fit task receives only its own ``n - 1`` seeds; the master
+  never leaves the client.
+* Every value ``x`` is encoded as the integer ``round(x * 2**60)``, split into three
+  40-bit limbs held in 64-bit words (``|x| < 2**59``, resolution ``2**-60``, so
+  sums of up to ``2**22`` partitions never overflow). Partition ``i`` adds
+  ``sum_{j>i} PRG(s_ij) - sum_{j<i} PRG(s_ij)`` modulo ``2**64`` to its words,
+  with SHAKE-256 as the PRG: each masked word is uniformly distributed, whatever
+  the value. Integer addition is exact and associative, so the unmasked total is
+  the exact sum of the encoded values, whatever the tree (``split_every``).
+* A partition whose fit fails contributes no masked summary; instead its task
+  sends its own seeds (:meth:`Secure.summarize_failed`), and the root subtracts
+  the masks that pair each surviving partition with a failed one. Those masks hide
+  no one's parameters (the failed partition's are not in the sum), and the masks
+  between survivors stay. A partition that sends neither is an error.
+
+Threat model
+------------
+Honest-but-curious parties that follow the protocol and look at what they are
+given, without colluding:
+
+* the **scheduler** holds the graph, and with it every partition's seeds, but
+  never task results: workers exchange results directly, and only the fused model
+  is gathered through it. It learns nothing about a partition's parameters.
+* a **worker** holds the rows, seeds and unmasked parameters of the partitions
+  whose fit tasks it runs, and the masked summaries its ``combine`` tasks receive.
+  The masks of a partition it did not fit include seeds it never saw, so it learns
+  no other partition's parameters, only the sum of all the partitions that are not
+  its own (which the fused model with its own partitions reveals anyway). The
+  ``finalize`` task holds only the total.
+* the **client** holds the master secret but receives only the fused model and the
+  partition report (which withholds per-partition scores, class counts, weights
+  and iteration counts under this strategy).
+
+Limits: a scheduler colluding with a worker can unmask everything (the seeds come
+from the client through the graph; a key agreement between partitions, as in
+Bonawitz et al. 2017, would remove the scheduler from the trusted parties and is not
+implemented); in-memory inputs travel in the graph, so the scheduler sees their
+rows (load the data on the workers as dask collections); with one surviving
+partition the fused model is that partition's; the graph carries ``n * (n - 1)``
+seeds (32 bytes each), and each fit task computes ``n - 1`` mask streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as _secrets
+from dataclasses import dataclass, field, replace
+from functools import reduce
+
+import numpy as np
+from sklearn.base import is_classifier
+
+from .._adapters import adapter_for, linear_estimator_names
+from ..exceptions import FusionError
+from .average import ParameterSum, _aligned
+from .base import WrappingFuser
+from .privacy import DP, PRIVATE_REPORT_FIELDS, _averaging
+
+__all__ = ["MaskedSum", "PairSeeds", "Secure"]
+
+#: fixed point: values are integers in units of 2**-FRACTION_BITS, in LIMBS limbs of
+#: LIMB_BITS bits each, one 64-bit word per limb
+FRACTION_BITS = 60
+LIMB_BITS = 40
+LIMBS = 3
+#: encoded values must stay below this magnitude
+MAX_ABS = 2.0 ** (LIMB_BITS * LIMBS - FRACTION_BITS - 1)
+_DOMAIN = b"daskfuse-secure-mask-v1"
+
+
+class PairSeeds:
+    """One partition's pairwise mask seeds (its entry of ``Secure.partition_secrets``).
+
+    Attributes
+    ----------
+    index : int
+        The partition.
+    seeds : tuple of bytes or None
+        ``seeds[j]`` is the seed shared with partition ``j`` (None at ``index``).
+    """
+
+    __slots__ = ("index", "seeds")
+
+    def __init__(self, index, seeds):
+        self.index = index
+        self.seeds = seeds
+
+    def __reduce__(self):
+        return (PairSeeds, (self.index, self.seeds))
+
+    def __repr__(self):
+        # never print the seeds (task reprs end up in logs and on the dashboard)
+        return f"PairSeeds(partition={self.index}, peers={len(self.seeds) - 1})"
+
+
+@dataclass
+class MaskedSum:
+    """The summary of :class:`Secure`.
+
+    Attributes
+    ----------
+    words : ndarray of uint64 or None
+        The masked fixed-point encoding of the inner summary's sums and weights,
+        summed modulo 2**64 over ``included``; None when no partition is included.
+    layout : tuple of (str, tuple)
+        Name and shape of each encoded array, in order (``"weights"`` last).
+    shell : ParameterSum or None
+        The inner summary with its sums and weights zeroed: classes and the inner
+        strategy's public fields (combined by the inner strategy).
+    included : tuple of int
+        Partitions whose masked summaries are in ``words``.
+    released : dict of int to PairSeeds
+        Failed partitions and their seeds, for removing their masks at the root.
+    """
+
+    words: np.ndarray | None
+    layout: tuple | None
+    shell: ParameterSum | None
+    included: tuple = ()
+    released: dict = field(default_factory=dict)
+
+
+def _prg(seed, n_words):
+    """``n_words`` uniform 64-bit words from ``seed`` (SHAKE-256)."""
+    stream = hashlib.shake_256(_DOMAIN + seed).digest(8 * n_words)
+    return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
+
+
+def _mask(pair_seeds, n_words):
+    """Partition ``i``'s mask: ``sum_{j>i} PRG(s_ij) - sum_{j<i} PRG(s_ij)`` mod 2**64."""
+    mask = np.zeros(n_words, dtype=np.uint64)
+    for j, seed in enumerate(pair_seeds.seeds):
+        if seed is None:
+            continue
+        if j > pair_seeds.index:
+            mask += _prg(seed, n_words)
+        else:
+            mask -= _prg(seed, n_words)
+    return mask
+
+
+def encode(values):
+    """Fixed-point limbs of a float array: int64 of shape ``(values.size, LIMBS)``.
+
+    The value is ``sum_k limb_k * 2**(LIMB_BITS * k - FRACTION_BITS)``; the split is
+    exact down to ``2**-FRACTION_BITS`` (every step is a power-of-two scaling or the
+    fractional part of a non-negative float).
+    """
+    x = np.asarray(values, dtype=float).reshape(-1)
+    magnitude = np.abs(x)
+    top = LIMB_BITS * (LIMBS - 1) - FRACTION_BITS
+    y = np.ldexp(magnitude, -top)
+    limbs = []
+    for _ in range(LIMBS - 1):
+        whole = np.floor(y)
+        limbs.append(whole)
+        y = np.ldexp(y - whole, LIMB_BITS)
+    limbs.append(np.rint(y))
+    out = np.stack(limbs[::-1], axis=1).astype(np.int64)
+    out[x < 0] *= -1
+    return out
+
+
+def decode(limbs):
+    """Floats from (summed) fixed-point limbs, the inverse of :func:`encode`."""
+    s = np.array(limbs, dtype=np.int64).reshape(-1, LIMBS)
+
+    def normalise(s):
+        # carry so that every limb but the top one lies in [0, 2**LIMB_BITS)
+        for k in range(LIMBS - 1):
+            carry = s[:, k] >> LIMB_BITS
+            s[:, k] -= carry << LIMB_BITS
+            s[:, k + 1] += carry
+        return s
+
+    s = normalise(s)
+    negative = s[:, -1] < 0
+    s[negative] *= -1
+    s = normalise(s)
+    # a sum of non-negative terms, largest first: no cancellation
+    out = np.zeros(len(s))
+    for k in range(LIMBS - 1, -1, -1):
+        out += np.ldexp(s[:, k].astype(float), LIMB_BITS * k - FRACTION_BITS)
+    return np.where(negative, -out, out)
+
+
+class Secure(WrappingFuser):
+    """Secure aggregation around a parameter-averaging strategy.
+
+    Every partition's summary of ``inner`` is masked with pairwise additive masks
+    that cancel in the sum over all partitions: ``combine`` tasks only add masked
+    vectors, and the root unmasks the exact total. The fused model equals the one
+    ``inner`` gives without masking (to the fixed-point resolution, ``2**-60``).
+    A partition whose fit fails sends its mask seeds instead of a summary
+    (:meth:`summarize_failed`), and the root removes the masks it shared with the
+    others. See :mod:`daskfuse.fusion.secure` for the protocol, the threat model and
+    its limits.
+
+    Parameters
+    ----------
+    inner : {"weighted", "average"}, Average, Weighted or DP, default="weighted"
+        The averaging that is computed under the masks. With a
+        :class:`~daskfuse.fusion.DP`, the workers see only masked clipped updates
+        and the root adds the noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> from daskfuse import FusedRegressor
+    >>> from daskfuse.fusion import Secure
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 3))
+    >>> y = X @ [1.0, 2.0, 3.0]
+    >>> plain = FusedRegressor(Ridge(), n_partitions=4, fusion="weighted").fit(X, y)
+    >>> masked = FusedRegressor(Ridge(), n_partitions=4, fusion=Secure()).fit(X, y)
+    >>> bool(np.allclose(masked.fused_estimator_.coef_, plain.fused_estimator_.coef_,
+    ...                  rtol=1e-12, atol=0))
+    True
+    """
+
+    name = "secure"
+    requirement = (
+        "secure aggregation needs a linear model with coef_ and intercept_ "
+        f"({', '.join(linear_estimator_names())})"
+    )
+
+    def __init__(self, inner="weighted"):
+        self.inner = inner if isinstance(inner, DP) else _averaging(inner, "Secure")
+
+    def _params(self):
+        return {"inner": self.inner}
+
+    @property
+    def holdout(self):
+        return self.inner.holdout
+
+    @property
+    def privacy_spent(self):
+        """The inner :class:`~daskfuse.fusion.DP`'s ``privacy_spent`` (absent otherwise)."""
+        return self.inner.privacy_spent
+
+    def supports(self, estimator):
+        adapter = adapter_for(estimator)
+        # an MLP's fused model is built on one partition's fitted network, which
+        # would travel to the root unmasked
+        return adapter is not None and not adapter.needs_carrier
+
+    def shares_seed(self, estimator):
+        return self.inner.shares_seed(estimator)
+
+    def needs_classes_for(self, estimator):
+        # every masked vector needs one fixed layout: rows for the global classes
+        return bool(is_classifier(estimator))
+
+    def from_models_for(self, estimator):
+        return self.inner.from_models_for(estimator)
+
+    def prepare(self, n_partitions):
+        self.inner.prepare(n_partitions)
+        return self
+
+    def public_report(self, report):
+        report = self.inner.public_report(dict(report))
+        # a partition's weight (rows or score) is one of the masked values
+        report.update(dict.fromkeys(PRIVATE_REPORT_FIELDS + ("weight",)))
+        return report
+
+    def partition_secrets(self, n_partitions):
+        """Fresh pairwise seeds: entry ``i`` holds partition ``i``'s ``n - 1`` seeds."""
+        master = _secrets.token_bytes(32)
+        pair = {}
+        for i in range(n_partitions):
+            for j in range(i + 1, n_partitions):
+                pair[i, j] = hashlib.blake2b(
+                    f"{i},{j}".encode(), key=master, digest_size=32
+                ).digest()
+        return [
+            PairSeeds(
+                i,
+                tuple(
+                    None if i == j else pair[min(i, j), max(i, j)]
+                    for j in range(n_partitions)
+                ),
+            )
+            for i in range(n_partitions)
+        ]
+
+    def _check_secret(self, index, secret):
+        if not isinstance(secret, PairSeeds) or secret.index != index:
+            raise FusionError(
+                f"{self!r}: partition {index} got no mask seeds (info['secret'] is "
+                f"{type(secret).__name__}); the fit graph must pass each partition its "
+                "entry of Secure.partition_secrets(n_partitions)"
+            )
+
+    # ------------------------------------------------------------------ protocol
+    def summarize(self, estimator, X, y, info):
+        index = info["index"]
+        secret = info.get("secret")
+        self._check_secret(index, secret)
+        inner = self.inner.summarize(estimator, X, y, info)
+        classes = inner.classes
+        if classes is not None and info.get("classes") is not None:
+            classes = np.asarray(info["classes"])
+        sums, weights = _aligned(inner, classes) if classes is not None else (
+            inner.sums, inner.weights
+        )
+        arrays = [(k, np.asarray(v, dtype=float)) for k, v in sorted(sums.items())]
+        arrays.append(("weights", np.asarray(weights, dtype=float)))
+        flat = np.concatenate([v.reshape(-1) for _, v in arrays])
+        if not np.all(np.isfinite(flat)) or np.any(np.abs(flat) >= MAX_ABS):
+            raise FusionError(
+                f"{self!r}: partition {index}'s parameters are not finite or exceed the "
+                f"fixed-point range (|value| < 2**{int(np.log2(MAX_ABS))})"
+            )
+        limbs = encode(flat).reshape(-1).view(np.uint64)
+        words = limbs + _mask(secret, limbs.size)
+        shell = replace(
+            inner,
+            classes=classes,
+            sums={k: np.zeros_like(v) for k, v in arrays[:-1]},
+            weights=np.zeros_like(arrays[-1][1]),
+        )
+        return MaskedSum(
+            words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {}
+        )
+
+    def summarize_failed(self, index, secret):
+        """What a failed partition sends: its seeds, so the root can remove its masks.
+
+        Parameters
+        ----------
+        index : int
+            The failed partition.
+        secret : PairSeeds
+            Its entry of :meth:`partition_secrets`.
+        """
+        self._check_secret(index, secret)
+        return MaskedSum(None, None, None, (), {index: secret})
+
+    def combine(self, summaries):
+        included = [i for s in summaries for i in s.included]
+        released = {}
+        for s in summaries:
+            released.update(s.released)
+        repeated = sorted({i for i in included if included.count(i) > 1})
+        both = sorted(set(included) & set(released))
+        if repeated or both:
+            raise FusionError(
+                f"{self!r}: partition(s) {repeated or both} arrived twice (as a masked "
+                "summary and as released seeds, or twice); refusing to combine, which "
+                "could unmask them"
+            )
+        live = [s for s in summaries if s.words is not None]
+        if not live:
+            return MaskedSum(None, None, None, (), released)
+        layout = live[0].layout
+        for s in live[1:]:
+            if s.layout != layout:
+                raise FusionError(
+                    f"{self!r}: the partitions' masked summaries have different layouts "
+                    f"({layout} and {s.layout}) and cannot be added"
+                )
+        words = reduce(np.add, [s.words for s in live])
+        shell = self.inner.combine([s.shell for s in live])
+        return MaskedSum(words, layout, shell, tuple(sorted(included)), released)
+
+    def finalize(self, summary, template, meta):
+        n = meta.get("n_partitions")
+        covered = set(summary.included) | set(summary.released)
+        expected = set(range(n)) if n is not None else covered
+        missing = sorted(expected - covered)
+        if missing:
+            raise FusionError(
+                f"{self!r}: partition(s) {missing} sent neither a masked summary nor "
+                "their mask seeds, so the masks they share with the others cannot be "
+                "removed (a failed partition's task must send "
+                "Secure.summarize_failed(index, secret))"
+            )
+        if summary.words is None:
+            raise FusionError(f"{self!r}: every partition failed, nothing to average")
+        words = summary.words.copy()
+        for m, seeds in summary.released.items():
+            for i in summary.included:
+                stream = _prg(seeds.seeds[i], words.size)
+                # partition i added +PRG(s_im) when m > i, -PRG(s_im) when m < i
+                if m > i:
+                    words -= stream
+                else:
+                    words += stream
+        values = decode(words.view(np.int64))
+        arrays, start = {}, 0
+        for name, shape in summary.layout:
+            size = int(np.prod(shape, dtype=int))
+            arrays[name] = values[start : start + size].reshape(shape)
+            start += size
+        weights = arrays.pop("weights")
+        total = replace(summary.shell, sums=arrays, weights=weights)
+        return self.inner.finalize(total, template, meta)
