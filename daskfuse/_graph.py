@@ -23,7 +23,7 @@ from dask import delayed
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
 
-from .exceptions import PartitionError
+from .exceptions import FusionError, PartitionError
 
 __all__ = ["FitSpec", "Node", "build_fit_graph", "fit_partition", "fit_prefix"]
 
@@ -39,6 +39,10 @@ class FitSpec:
     holdout: float = 0.0
     allow_nan: bool = False
     classes: Any = None
+    #: "raise": a failing partition fails the fit; "skip": it is left out of the fusion
+    on_error: str = "raise"
+    #: fewest partitions that must survive for ``finalize`` to fuse (with "skip")
+    min_partitions: int = 1
 
 
 @dataclass
@@ -122,9 +126,44 @@ def fit_partition(spec, index, *pieces):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
 
     Runs on the worker that holds the partition's rows; only the summary and a
-    report row leave it.
+    report row leave it. With ``spec.on_error == "skip"`` a partition that cannot be
+    fitted or summarised gives a ``Node`` with no summary and a report row saying
+    why (``skipped=True``, ``error``), and the fusion goes on without it.
     """
     start = time.perf_counter()
+    if spec.on_error != "skip":
+        return _fit_partition(spec, index, pieces, start)
+    try:
+        return _fit_partition(spec, index, pieces, start)
+    except Exception as exc:
+        error = exc if isinstance(exc, PartitionError) else PartitionError(
+            index, f"{type(exc).__name__}: {exc}"
+        )
+        return Node(None, [_skipped_report(index, pieces, error, start)])
+
+
+def _skipped_report(index, pieces, error, start):
+    try:
+        rows = int(sum(len(x) for x, _ in pieces))
+    except TypeError:
+        rows = None
+    return {
+        "partition": index,
+        "rows": rows,
+        "class_counts": None,
+        "train_score": None,
+        "holdout_score": None,
+        "weight": None,
+        "n_iter": None,
+        "fit_seconds": None,
+        "task_seconds": time.perf_counter() - start,
+        "worker": _worker_name(),
+        "skipped": True,
+        "error": error.detail,
+    }
+
+
+def _fit_partition(spec, index, pieces, start):
     X, y = _concat(pieces, index)
     _check_partition(X, y, index, spec)
     estimator = clone(spec.estimator)
@@ -146,7 +185,7 @@ def fit_partition(spec, index, *pieces):
 
     if spec.classifier:
         labels, counts = np.unique(y_fit, return_counts=True)
-        if len(labels) < 2:
+        if len(labels) < 2 and not getattr(spec.fuser, "single_class_partitions", False):
             raise PartitionError(
                 index,
                 f"the partition holds 1 class ({labels[0]}) and a classifier "
@@ -198,6 +237,8 @@ def fit_partition(spec, index, *pieces):
         "fit_seconds": fit_seconds,
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
+        "skipped": False,
+        "error": None,
     }
     return Node(summary, [report])
 
@@ -222,15 +263,36 @@ def _py(value):
 
 
 def combine_nodes(fuser, *nodes):
-    """One inner node of the reduction tree: combine any number of children."""
+    """One inner node of the reduction tree: combine any number of children.
+
+    Children without a summary (skipped partitions) are left out; when every child
+    lacks one, so does the node.
+    """
+    summaries = [n.summary for n in nodes if n.summary is not None]
     return Node(
-        fuser.combine([n.summary for n in nodes]),
+        fuser.combine(summaries) if summaries else None,
         [r for n in nodes for r in n.reports],
     )
 
 
-def finalize_node(fuser, estimator, meta, node):
-    """The root: turn the combined summary into a plain fitted estimator."""
+def finalize_node(fuser, estimator, meta, node, min_partitions=1):
+    """The root: turn the combined summary into a plain fitted estimator.
+
+    Raises
+    ------
+    FusionError
+        Fewer than ``min_partitions`` partitions were fitted (the others were
+        skipped); the message names every skipped partition and its error.
+    """
+    skipped = [r for r in node.reports if r.get("skipped")]
+    fitted = len(node.reports) - len(skipped)
+    if node.summary is None or fitted < min_partitions:
+        reasons = "; ".join(f"partition {r['partition']}: {r['error']}" for r in skipped)
+        raise FusionError(
+            f"only {fitted} of {len(node.reports)} partitions could be fitted, and "
+            f"min_partitions={min_partitions} are needed to fuse; {len(skipped)} "
+            f"skipped ({reasons})"
+        )
     return fuser.finalize(node.summary, estimator, meta), node.reports
 
 
@@ -276,7 +338,8 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
     # task group after its first element, so the group stays "daskfuse-finalize-...".
     return delayed(finalize_node, pure=True)(
-        spec.fuser, spec.estimator, meta, root, dask_key_name=(names["finalize"], 0)
+        spec.fuser, spec.estimator, meta, root, spec.min_partitions,
+        dask_key_name=(names["finalize"], 0),
     )
 
 

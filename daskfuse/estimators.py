@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 
@@ -111,6 +112,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         n_partitions=None,
         split_every=None,
         random_state=None,
+        on_error="raise",
+        min_partitions=1,
         verbose=0,
     ):
         self.estimator = estimator
@@ -119,6 +122,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self.n_partitions = n_partitions
         self.split_every = split_every
         self.random_state = random_state
+        self.on_error = on_error
+        self.min_partitions = min_partitions
         self.verbose = verbose
 
     # ------------------------------------------------------------------ params
@@ -184,6 +189,34 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"split_every must be >= 2 (the fan-in of the fusion tree); got {s}")
         return int(s)
 
+    def _check_on_error(self):
+        if not (isinstance(self.on_error, str) and self.on_error in ("raise", "skip")):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {self.on_error!r}")
+        m = self.min_partitions
+        if isinstance(m, bool) or not isinstance(m, numbers.Real):
+            raise TypeError(
+                "min_partitions must be an int >= 1 or a float in (0, 1] (a fraction of "
+                f"the partitions); got {m!r}"
+            )
+        if isinstance(m, numbers.Integral):
+            if m < 1:
+                raise ValueError(f"min_partitions must be >= 1; got {m}")
+        elif not 0 < m <= 1:
+            raise ValueError(
+                f"min_partitions as a fraction of the partitions must be in (0, 1]; got {m!r}"
+            )
+
+    def _min_partitions(self, n):
+        """``min_partitions`` as a count of the ``n`` partitions."""
+        m = self.min_partitions
+        if isinstance(m, numbers.Integral):
+            if m > n:
+                raise ValueError(
+                    f"min_partitions={m} is larger than the number of partitions ({n})"
+                )
+            return int(m)
+        return max(1, math.ceil(m * n - 1e-9))
+
     # ------------------------------------------------------------------ fit
     def fit_graph(self, X, y=None):
         """The lazy fit: a ``dask.delayed`` object computing to ``(model, reports)``.
@@ -212,6 +245,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         fuser = resolve_fusion(self.fusion, self.estimator)
         rows = self._rows()
         split_every = self._split_every()
+        self._check_on_error()
         if not isinstance(self.verbose, numbers.Integral):
             raise TypeError(f"verbose must be an int or bool; got {self.verbose!r}")
         seeds = seed_sequence(self.random_state)
@@ -277,6 +311,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
 
         n = len(plan.partitions)
         fuser.prepare(n)
+        min_partitions = self._min_partitions(n)
         meta["classes"] = classes
         meta["n_partitions"] = n
         spec = FitSpec(
@@ -287,6 +322,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             holdout=fuser.holdout,
             allow_nan=allow_nan,
             classes=classes if fuser.needs_classes_for(self.estimator) else None,
+            on_error=self.on_error,
+            min_partitions=min_partitions,
         )
         graph = build_fit_graph(plan.partitions, spec, meta, split_every, token)
         return {
@@ -327,6 +364,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             seeds.entropy
             if self.random_state is not None or rows.strategy in ("random", "stratified")
             else None,
+            self.on_error,
+            self.min_partitions,
         )
 
     def _multi_output(self):
@@ -362,24 +401,46 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         try:
             prepared = self._prepare(X, y)
             fused, reports = compute_with_progress(prepared["graph"], self.verbose)
+            fitted = self._fitted_attributes(prepared, fused, reports)
         except BaseException:
             self._clear_fitted()
             raise
-        meta = prepared["meta"]
-        self.fused_estimator_ = fused
-        self.fusion_ = prepared["fuser"]
-        self.partition_ = Rows(len(prepared["plan"].partitions), prepared["plan"].strategy)
-        self.n_partitions_ = len(prepared["plan"].partitions)
-        self.split_every_ = prepared["split_every"]
-        self.partition_report_ = pd.DataFrame(reports).sort_values("partition").reset_index(
-            drop=True
-        )
-        self.n_features_in_ = meta["n_features_in_"]
-        if meta["feature_names_in_"] is not None:
-            self.feature_names_in_ = meta["feature_names_in_"]
-        if hasattr(fused, "classes_"):
-            self.classes_ = fused.classes_
+        # set only once everything is computed: a failed fit leaves no attribute half-set
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        skipped = self.partition_report_.loc[self.partition_report_["skipped"]]
+        if len(skipped):
+            warnings.warn(
+                f"{type(self).__name__}: {len(skipped)} of {self.n_partitions_} partitions "
+                "were skipped (on_error='skip') and left out of the fusion: "
+                + "; ".join(
+                    f"partition {p}: {e}" for p, e in zip(skipped["partition"], skipped["error"])
+                ),
+                UserWarning,
+                stacklevel=2,
+            )
         return self
+
+    @staticmethod
+    def _fitted_attributes(prepared, fused, reports):
+        meta = prepared["meta"]
+        n = len(prepared["plan"].partitions)
+        report = pd.DataFrame(reports).sort_values("partition").reset_index(drop=True)
+        out = {
+            "fused_estimator_": fused,
+            "fusion_": prepared["fuser"],
+            "partition_": Rows(n, prepared["plan"].strategy),
+            "n_partitions_": n,
+            "n_partitions_skipped_": int(report["skipped"].sum()),
+            "split_every_": prepared["split_every"],
+            "partition_report_": report,
+            "n_features_in_": meta["n_features_in_"],
+        }
+        if meta["feature_names_in_"] is not None:
+            out["feature_names_in_"] = meta["feature_names_in_"]
+        if hasattr(fused, "classes_"):
+            out["classes_"] = fused.classes_
+        return out
 
     # ------------------------------------------------------------------ predict
     def _delegate(self, method, X):
@@ -519,6 +580,18 @@ _PARAMS_DOC = """
         Seeds the row shuffle of ``"random"``/``"stratified"`` partitioning and,
         when given, each partition's estimator (one derived seed per partition), so
         that results are reproducible.
+    on_error : {{"raise", "skip"}}, default="raise"
+        What a partition that cannot be fitted or summarised (NaN rows, a single
+        class, an estimator error ...) does: ``"raise"`` fails the fit with a
+        :class:`~daskfuse.PartitionError` naming the partition; ``"skip"`` leaves it
+        out of the fusion, marks it in ``partition_report_`` (``skipped``, ``error``)
+        and warns. Errors outside the fit tasks (reading or splitting the data) and
+        lost workers are not partition errors: dask reruns tasks of a lost worker.
+    min_partitions : int or float, default=1
+        With ``on_error="skip"``, the fewest partitions that must be fitted for the
+        fusion to go on, else the fit raises a :class:`~daskfuse.FusionError` naming
+        the skipped partitions: an int >= 1 (at most the number of partitions), or a
+        float in (0, 1], a fraction of the partitions (rounded up).
     verbose : int, default=0
         Show a progress bar while fitting (``distributed.progress`` under a
         ``Client``, dask's ``ProgressBar`` otherwise).
@@ -534,15 +607,18 @@ _ATTRS_DOC = """
     partition_ : daskfuse.partition.Rows
         The partitioning used (resolved count and strategy).
     n_partitions_ : int
-        Number of partitions fitted.
+        Number of partitions, skipped ones included.
+    n_partitions_skipped_ : int
+        Partitions left out of the fusion (``on_error="skip"``).
     split_every_ : int
         Fan-in of the fusion tree used.
     partition_report_ : pandas.DataFrame
         One row per partition: ``partition``, ``rows``, ``class_counts``,
         ``train_score``, ``holdout_score``, ``weight`` (its weight in the fusion),
         ``n_iter`` (the solver's iterations, where it reports them), ``fit_seconds``
-        (the estimator's ``fit``), ``task_seconds`` (the whole fit task) and
-        ``worker`` (the address of the worker that ran it).
+        (the estimator's ``fit``), ``task_seconds`` (the whole fit task),
+        ``worker`` (the address of the worker that ran it), ``skipped`` (left out
+        of the fusion by ``on_error="skip"``) and ``error`` (why, else missing).
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of str
@@ -789,7 +865,11 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         self : object
         """
         super().fit(X, None)
-        self.labels_ = self.predict(X)
+        try:
+            self.labels_ = self.predict(X)
+        except BaseException:
+            self._clear_fitted()
+            raise
         return self
 
     @available_if(_estimator_has("predict"))

@@ -764,6 +764,8 @@ class Exact(Fuser):
     needs_classes = True
     #: the linear and decomposition families need the rows
     from_models = False
+    #: per-class statistics merge by label, so a partition may hold one class only
+    single_class_partitions = True
     requirement = (
         "exact fusion merges sufficient statistics of "
         f"{', '.join(exact_estimator_names())}"
