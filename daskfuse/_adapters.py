@@ -10,11 +10,12 @@ classes can be aligned row by row on the union of their classes.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 from sklearn import linear_model, neural_network, svm
 from sklearn.base import clone, is_classifier
+
+from ._quiet import quiet_warnings
 
 __all__ = ["LinearAdapter", "MLPAdapter", "adapter_for", "linear_estimator_names"]
 
@@ -108,8 +109,7 @@ class LinearAdapter:
             if isinstance(template, linear_model.RidgeClassifier):
                 # RidgeClassifier derives classes_ from a private label binarizer
                 # that only fit() sets up: prime it on one row per class.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with quiet_warnings():
                     estimator.fit(np.zeros((len(classes), coef.shape[1])), classes)
                 # and, like scikit-learn's, keep a binary model's coef_ 1-D
                 coef = coef.reshape(estimator.coef_.shape)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from dask import delayed
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
 
+from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
 
 __all__ = ["FitSpec", "Node", "build_fit_graph", "fit_partition", "fit_prefix"]
@@ -194,8 +194,7 @@ def _fit_partition(spec, index, pieces, start):
     fit_start = time.perf_counter()
     if spec.fuser.needs_fit_for(spec.estimator):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
+            with quiet_warnings(UserWarning):
                 estimator.fit(X_fit, y_fit)
         except Exception as exc:
             raise PartitionError(

@@ -11,13 +11,13 @@ every point moved to its local centroid.
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -146,9 +146,8 @@ def _prime(template, centers):
         # monitor, which a single step never starts
         priming["compute_labels"] = True
     model = clone(template).set_params(**priming)
-    with warnings.catch_warnings():
+    with quiet_warnings():
         # k points for k clusters: warnings about small batches or init sizes
-        warnings.simplefilter("ignore")
         model.fit(centers)
     model.set_params(**{name: params[name] for name in priming})
     model.cluster_centers_ = np.array(centers, copy=True)

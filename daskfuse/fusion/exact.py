@@ -53,6 +53,7 @@ from sklearn.naive_bayes import (
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils.extmath import svd_flip
 
+from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -376,8 +377,7 @@ def _finalize_linear(summary, template, meta):
         # classes_ is a property over a label binarizer that only fit() sets up:
         # prime it on one row per class, then put the fused parameters in place
         classes = np.asarray(meta["classes"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_warnings():
             estimator.fit(np.zeros((len(classes), p)), classes)
     if isinstance(template, LinearRegression):
         # lstsq on R gives X's singular values and rank: X and R differ by an
