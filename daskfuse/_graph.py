@@ -122,8 +122,24 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def fit_partition(spec, index, *pieces):
+def _pieces(args):
+    """``(X, y)`` pieces from the fit task's arguments: pairs, or an X then its y."""
+    args = iter(args)
+    return [arg if isinstance(arg, tuple) else (arg, next(args)) for arg in args]
+
+
+def _task_args(pieces):
+    # an (X, y) piece of two collections goes as two arguments, never as a tuple:
+    # dask optimises the whole input graph once per call for collections nested in
+    # a tuple, which made building the graph quadratic in the number of blocks
+    return [a for p in pieces for a in (p if isinstance(p, tuple) else (p,))]
+
+
+def fit_partition(spec, index, *args):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
+
+    ``args`` are the partition's pieces: each an ``(X, y)`` pair or an ``X``
+    followed by its ``y`` (None without targets).
 
     Runs on the worker that holds the partition's rows; only the summary and a
     report row leave it. With ``spec.on_error == "skip"`` a partition that cannot be
@@ -131,6 +147,7 @@ def fit_partition(spec, index, *pieces):
     why (``skipped=True``, ``error``), and the fusion goes on without it.
     """
     start = time.perf_counter()
+    pieces = _pieces(args)
     if spec.on_error != "skip":
         return _fit_partition(spec, index, pieces, start)
     try:
@@ -328,7 +345,7 @@ def build_fit_graph(partitions, spec, meta, split_every, token):
     names = fit_prefix(token)
     leaves = [
         delayed(fit_partition, pure=True)(
-            spec, i, *pieces, dask_key_name=(names["fit"], i)
+            spec, i, *_task_args(pieces), dask_key_name=(names["fit"], i)
         )
         for i, pieces in enumerate(partitions)
     ]
