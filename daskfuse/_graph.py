@@ -21,7 +21,9 @@ import pandas as pd
 from dask import delayed
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
+from sklearn.utils.multiclass import check_classification_targets
 
+from ._inputs import check_dense, check_label_types
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
 
@@ -71,6 +73,10 @@ def _worker_name():
 
 
 def _as_numpy(part, what, index):
+    try:
+        check_dense(part, what, blocks=True)
+    except TypeError as exc:
+        raise PartitionError(index, str(exc)) from None
     if isinstance(part, pd.DataFrame | pd.Series):
         try:
             return part.to_numpy(dtype=float if what == "X" else None)
@@ -104,7 +110,13 @@ def _check_partition(X, y, index, spec):
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
     if not spec.allow_nan and not np.isfinite(X).all():
-        raise PartitionError(index, "X contains NaN or infinity")
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=0))
+        raise PartitionError(
+            index,
+            f"X contains NaN or infinity (in column(s) {bad[:10].tolist()}); "
+            f"{type(spec.estimator).__name__} needs finite values: impute or drop them, "
+            "or pass on_error='skip' to leave the partition out",
+        )
     if y is None:
         return
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
@@ -201,6 +213,11 @@ def _fit_partition(spec, index, pieces, start):
             y_fit, y_hold = y[fit_idx], y[hold_idx]
 
     if spec.classifier:
+        try:
+            check_label_types(y_fit)
+            check_classification_targets(y_fit)
+        except ValueError as exc:
+            raise PartitionError(index, str(exc)) from None
         labels, counts = np.unique(y_fit, return_counts=True)
         if len(labels) < 2 and not getattr(spec.fuser, "single_class_partitions", False):
             raise PartitionError(

@@ -36,16 +36,31 @@ from ._graph import (
     estimator_allows_nan,
     fit_prefix,
 )
-from ._inputs import dask_blocks, dask_to_array, is_dask_input, seed_sequence
+from ._inputs import (
+    check_dense,
+    check_frame_columns,
+    check_label_types,
+    dask_blocks,
+    dask_to_array,
+    is_dask_input,
+    seed_sequence,
+)
 from .fusion import resolve_fusion
 from .partition import STRATEGIES, Rows, plan_blocks, plan_in_memory
 
 __all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
 
 
+def _block_classes(y):
+    check_label_types(y)
+    return np.unique(np.asarray(y))
+
+
 def _dask_classes(y_blocks):
     """The sorted class labels of a dask ``y``: one pass over its blocks."""
-    uniques = dask.compute(*[delayed(np.unique, pure=True)(yb) for yb in y_blocks])
+    uniques = dask.compute(*[delayed(_block_classes, pure=True)(yb) for yb in y_blocks])
+    labels = np.concatenate([np.asarray(u, dtype=object) for u in uniques])
+    check_label_types(labels)
     return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
 
 
@@ -281,6 +296,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     "X is in memory but y is a dask collection; pass both in memory or "
                     "both as dask collections"
                 )
+            check_dense(X)
+            check_frame_columns(X)
+            if classifier:
+                check_label_types(y)
             probe = copy.copy(self)
             if supervised:
                 X, y = validate_data(
@@ -448,6 +467,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         estimator = self.fused_estimator_
         if is_dask_input(X):
             return self._delegate_dask(method, X)
+        check_dense(X)
         Xv = validate_data(
             self,
             X,

@@ -603,8 +603,12 @@ def _finalize_standard_scaler(summary, template, meta):
     n = summary.n
     # one count for all features unless NaNs made them differ, as scikit-learn keeps it
     scaler.n_samples_seen_ = n if np.ndim(n) == 0 or np.ptp(n) else n[0]
-    scaler.mean_ = summary.mean
-    scaler.var_ = None if summary.m2 is None else summary.m2 / np.where(n > 0, n, 1)
+    # a feature with no value at all (all NaN) has NaN statistics, as in scikit-learn
+    unseen = np.asarray(n) == 0
+    scaler.mean_ = None if summary.mean is None else np.where(unseen, np.nan, summary.mean)
+    scaler.var_ = (
+        None if summary.m2 is None else np.where(unseen, np.nan, summary.m2 / np.where(n > 0, n, 1))
+    )
     scaler.scale_ = None
     if template.with_std:
         var, mean, seen = scaler.var_, scaler.mean_, scaler.n_samples_seen_
