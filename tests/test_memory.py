@@ -21,6 +21,8 @@ MEMORY_LIMIT = "400MiB"
 N_WORKERS = 2
 
 
+# 2.4 GiB generated and fitted: about 75 CPU-seconds, too long for the default run
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_fit_data_three_times_the_cluster_memory():
     limit = N_WORKERS * parse_bytes(MEMORY_LIMIT)
