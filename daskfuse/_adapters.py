@@ -10,12 +10,13 @@ classes can be aligned row by row on the union of their classes.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 from sklearn import linear_model, neural_network, svm
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
+
+from ._quiet import quiet_warnings
 
 __all__ = [
     "LinearAdapter",
@@ -64,8 +65,7 @@ _SGD_FAMILY = (
 
 def _quiet_fit(estimator, X, y, **kwargs):
     # a local round stops after a few passes on purpose: no convergence warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=ConvergenceWarning)
+    with quiet_warnings(ConvergenceWarning):
         return estimator.fit(X, y, **kwargs)
 
 
@@ -162,8 +162,7 @@ class LinearAdapter:
             if isinstance(template, linear_model.RidgeClassifier):
                 # RidgeClassifier derives classes_ from a private label binarizer
                 # that only fit() sets up: prime it on one row per class.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with quiet_warnings():
                     estimator.fit(np.zeros((len(classes), coef.shape[1])), classes)
                 # and, like scikit-learn's, keep a binary model's coef_ 1-D
                 coef = coef.reshape(estimator.coef_.shape)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +22,11 @@ from dask import delayed
 from dask.base import tokenize
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
+from sklearn.utils.multiclass import check_classification_targets
 
-from .exceptions import PartitionError
+from ._inputs import check_dense, check_label_types
+from ._quiet import quiet_warnings
+from .exceptions import FusionError, PartitionError
 
 __all__ = [
     "FitSpec",
@@ -49,6 +51,10 @@ class FitSpec:
     classes: Any = None
     local_epochs: int = 1
     proximal: float = 0.0
+    #: "raise": a failing partition fails the fit; "skip": it is left out of the fusion
+    on_error: str = "raise"
+    #: fewest partitions that must survive for ``finalize`` to fuse (with "skip")
+    min_partitions: int = 1
 
 
 @dataclass
@@ -79,6 +85,10 @@ def _worker_name():
 
 
 def _as_numpy(part, what, index):
+    try:
+        check_dense(part, what, blocks=True)
+    except TypeError as exc:
+        raise PartitionError(index, str(exc)) from None
     if isinstance(part, pd.DataFrame | pd.Series):
         try:
             return part.to_numpy(dtype=float if what == "X" else None)
@@ -112,7 +122,13 @@ def _check_partition(X, y, index, spec):
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
     if not spec.allow_nan and not np.isfinite(X).all():
-        raise PartitionError(index, "X contains NaN or infinity")
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=0))
+        raise PartitionError(
+            index,
+            f"X contains NaN or infinity (in column(s) {bad[:10].tolist()}); "
+            f"{type(spec.estimator).__name__} needs finite values: impute or drop them, "
+            "or pass on_error='skip' to leave the partition out",
+        )
     if y is None:
         return
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
@@ -130,8 +146,24 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def fit_partition(spec, index, previous, *pieces, secret=None):
+def _pieces(args):
+    """``(X, y)`` pieces from the fit task's arguments: pairs, or an X then its y."""
+    args = iter(args)
+    return [arg if isinstance(arg, tuple) else (arg, next(args)) for arg in args]
+
+
+def _task_args(pieces):
+    # an (X, y) piece of two collections goes as two arguments, never as a tuple:
+    # dask optimises the whole input graph once per call for collections nested in
+    # a tuple, which made building the graph quadratic in the number of blocks
+    return [a for p in pieces for a in (p if isinstance(p, tuple) else (p,))]
+
+
+def fit_partition(spec, index, previous, *args, secret=None):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
+
+    ``args`` are the partition's pieces: each an ``(X, y)`` pair or an ``X``
+    followed by its ``y`` (None without targets).
 
     Runs on the worker that holds the partition's rows; only the summary and a
     report row leave it. ``previous`` is None in the first pass, else the previous
@@ -140,15 +172,56 @@ def fit_partition(spec, index, previous, *pieces, secret=None):
     (``fuser.local_fit``); ``steps`` is the mean number of updates (iterations x
     rows) each partition has made so far. ``secret`` is this partition's entry of
     ``spec.fuser.partition_secrets`` (None for most strategies).
+
+    With ``spec.on_error == "skip"`` a partition that cannot be fitted or summarised
+    gives a ``Node`` whose summary is what the strategy wants from a failed
+    partition (``summarize_failed``, usually None) and a report row saying why
+    (``skipped=True``, ``error``), and the fusion goes on without it.
     """
     start = time.perf_counter()
+    pieces = _pieces(args)
+    if spec.on_error != "skip":
+        return _fit_partition(spec, index, previous, pieces, secret, start)
+    try:
+        return _fit_partition(spec, index, previous, pieces, secret, start)
+    except Exception as exc:
+        error = exc if isinstance(exc, PartitionError) else PartitionError(
+            index, f"{type(exc).__name__}: {exc}"
+        )
+        # secure aggregation: a failed partition hands over what removes its masks
+        summary = spec.fuser.summarize_failed(index, secret)
+        return Node(summary, [_skipped_report(index, pieces, error, start)])
+
+
+def _skipped_report(index, pieces, error, start):
+    try:
+        rows = int(sum(len(x) for x, _ in pieces))
+    except TypeError:
+        rows = None
+    return {
+        "partition": index,
+        "rows": rows,
+        "class_counts": None,
+        "train_score": None,
+        "start_score": None,
+        "holdout_score": None,
+        "weight": None,
+        "n_iter": None,
+        "fit_seconds": None,
+        "task_seconds": time.perf_counter() - start,
+        "worker": _worker_name(),
+        "skipped": True,
+        "error": error.detail,
+    }
+
+
+def _fit_partition(spec, index, previous, pieces, secret, start):
     X, y = _concat(pieces, index)
     _check_partition(X, y, index, spec)
     start_score = None
     if previous is not None:
-        with warnings.catch_warnings():
-            # a model fitted on named columns, scored on this partition's array
-            warnings.simplefilter("ignore", category=UserWarning)
+        # a model fitted on named columns, scored on this partition's array
+        with quiet_warnings(UserWarning):
             start_score = _score(previous[0], X, y)
     estimator = clone(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
@@ -168,8 +241,13 @@ def fit_partition(spec, index, previous, *pieces, secret=None):
             y_fit, y_hold = y[fit_idx], y[hold_idx]
 
     if spec.classifier:
+        try:
+            check_label_types(y_fit)
+            check_classification_targets(y_fit)
+        except ValueError as exc:
+            raise PartitionError(index, str(exc)) from None
         labels, counts = np.unique(y_fit, return_counts=True)
-        if len(labels) < 2:
+        if len(labels) < 2 and not getattr(spec.fuser, "single_class_partitions", False):
             raise PartitionError(
                 index,
                 f"the partition holds 1 class ({labels[0]}) and a classifier "
@@ -200,8 +278,7 @@ def fit_partition(spec, index, previous, *pieces, secret=None):
             ) from exc
     elif spec.fuser.needs_fit_for(spec.estimator):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
+            with quiet_warnings(UserWarning):
                 estimator.fit(X_fit, y_fit)
         except Exception as exc:
             raise PartitionError(
@@ -247,6 +324,8 @@ def fit_partition(spec, index, previous, *pieces, secret=None):
         "fit_seconds": fit_seconds,
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
+        "skipped": False,
+        "error": None,
     }
     return Node(summary, [spec.fuser.public_report(report)])
 
@@ -271,27 +350,47 @@ def _py(value):
 
 
 def combine_nodes(fuser, *nodes):
-    """One inner node of the reduction tree: combine any number of children."""
+    """One inner node of the reduction tree: combine any number of children.
+
+    Children without a summary (skipped partitions) are left out; when every child
+    lacks one, so does the node.
+    """
+    summaries = [n.summary for n in nodes if n.summary is not None]
     return Node(
-        fuser.combine([n.summary for n in nodes]),
+        fuser.combine(summaries) if summaries else None,
         [r for n in nodes for r in n.reports],
     )
 
 
-def finalize_node(fuser, estimator, meta, node, with_feedback=False):
+def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=False):
     """The root: turn the combined summary into a plain fitted estimator.
 
     With ``with_feedback``, also what the next pass sends back to the partitions.
+
+    Raises
+    ------
+    FusionError
+        Fewer than ``min_partitions`` partitions were fitted (the others were
+        skipped); the message names every skipped partition and its error.
     """
+    skipped = [r for r in node.reports if r.get("skipped")]
+    fitted = len(node.reports) - len(skipped)
+    if node.summary is None or fitted < min_partitions:
+        reasons = "; ".join(f"partition {r['partition']}: {r['error']}" for r in skipped)
+        raise FusionError(
+            f"only {fitted} of {len(node.reports)} partitions could be fitted, and "
+            f"min_partitions={min_partitions} are needed to fuse; {len(skipped)} "
+            f"skipped ({reasons})"
+        )
     fused = fuser.finalize(node.summary, estimator, meta)
     if with_feedback:
         return fused, node.reports, fuser.feedback(fused, node.summary)
     return fused, node.reports
 
 
-def score_partition(model, *pieces):
+def score_partition(model, *args):
     """``(score, rows)`` of ``model`` on one partition (a ``daskfuse-score`` task)."""
-    X, y = _concat(pieces, None)
+    X, y = _concat(_pieces(args), None)
     return _score(model, X, y), len(X)
 
 
@@ -348,7 +447,7 @@ def build_fit_graph(
             spec,
             i,
             previous,
-            *pieces,
+            *_task_args(pieces),
             **({} if secrets is None else {"secret": secrets[i]}),
             dask_key_name=(names["fit"], i),
         )
@@ -363,6 +462,7 @@ def build_fit_graph(
         spec.estimator,
         meta,
         root,
+        spec.min_partitions,
         with_feedback,
         dask_key_name=(names["finalize"], 0),
     )
@@ -375,7 +475,7 @@ def build_score_graph(partitions, model, token):
     return delayed(list)(
         [
             delayed(score_partition, pure=True)(
-                model, *pieces, dask_key_name=(names["score"], i)
+                model, *_task_args(pieces), dask_key_name=(names["score"], i)
             )
             for i, pieces in enumerate(partitions)
         ]

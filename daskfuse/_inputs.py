@@ -9,10 +9,96 @@ from dataclasses import dataclass
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 from dask import delayed
 from dask.base import is_dask_collection
 
-__all__ = ["DaskBlocks", "dask_blocks", "is_dask_input", "seed_sequence"]
+__all__ = [
+    "DaskBlocks",
+    "check_dense",
+    "check_frame_columns",
+    "check_label_types",
+    "dask_blocks",
+    "is_dask_input",
+    "seed_sequence",
+]
+
+
+def _label_kind(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # missing: the checks for missing values name it
+    if isinstance(value, str | bytes):
+        return "str"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
+def label_kinds(y):
+    """The kinds of the labels in ``y``: a set of ``"str"``, ``"number"`` or type names."""
+    y = np.asarray(y)
+    if y.dtype.kind != "O":
+        return {"str" if y.dtype.kind in "SU" else "number"}
+    return {_label_kind(v) for v in y.ravel()} - {None}
+
+
+def check_label_types(y, what="y"):
+    """Raise ``ValueError`` if the class labels in ``y`` are of mixed types.
+
+    numpy cannot sort (and so cannot find the classes of) labels that mix strings
+    and numbers; the error says so instead of ``'<' not supported``.
+    """
+    kinds = label_kinds(y)
+    if len(kinds) > 1:
+        raise ValueError(
+            f"{what} mixes class labels of types {sorted(kinds)}; a classifier needs "
+            "labels of one type (all strings or all numbers)"
+        )
+
+
+def check_dense(X, what="X", blocks=False):
+    """Raise ``TypeError`` for sparse input: daskfuse fits dense partitions.
+
+    ``blocks`` says that ``X`` is one block (or the meta) of a dask array ``what``.
+    """
+    module = type(X).__module__
+    if not module.startswith(("scipy.sparse", "sparse")):
+        return
+    kind = f"{module}.{type(X).__name__}"
+    got = f"a dask array of sparse blocks ({kind})" if blocks else f"a sparse matrix ({kind})"
+    fix = f"{what}.map_blocks(lambda b: b.toarray())" if blocks else f"{what}.toarray()"
+    raise TypeError(
+        f"{what} is {got}; daskfuse fits dense partitions only (its partition checks "
+        "and several fusions, exact statistics among them, work on dense arrays): "
+        f"densify it first, e.g. {fix}"
+    )
+
+
+def check_frame_columns(X):
+    """Raise ``ValueError`` naming the columns of a pandas ``X`` that are not numbers.
+
+    Object columns that hold numbers are fine (scikit-learn converts them).
+    """
+    if not isinstance(X, pd.DataFrame):
+        return
+    bad = []
+    for name, column in X.items():
+        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(
+            column.dtype
+        ):
+            continue
+        try:
+            as_numbers = pd.to_numeric(np.asarray(column, dtype=object), errors="coerce")
+        except (TypeError, ValueError):
+            as_numbers = np.full(len(column), np.nan)
+        if pd.isna(as_numbers).sum() > column.isna().sum():
+            bad.append((name, str(column.dtype)))
+    if bad:
+        raise ValueError(
+            f"X must have numeric columns only; columns {[str(c) for c, _ in bad]} hold "
+            f"values that are not numbers (dtypes {[t for _, t in bad]}): encode them "
+            "first, e.g. with sklearn.preprocessing.OrdinalEncoder"
+        )
 
 
 def is_dask_input(obj):
@@ -86,6 +172,7 @@ def _x_blocks(X):
             raise ValueError("X has an unknown number of columns; call X.compute_chunk_sizes()")
         if X.dtype.kind not in "biuf":
             raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
+        check_dense(X._meta, "X", blocks=True)
         if X.numblocks[1] > 1:
             # one partition = one row block with all of its columns
             X = X.rechunk({1: -1})
@@ -212,5 +299,6 @@ def dask_to_array(X):
                 f"X must be 2-dimensional (n_samples, n_features); got a dask array with "
                 f"{X.ndim} dimension(s)"
             )
+        check_dense(X._meta, "X", blocks=True)
         return X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
     raise TypeError(f"X must be a dask array or dask DataFrame; got {type(X).__name__}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import time
 import warnings
@@ -37,7 +38,15 @@ from ._graph import (
     estimator_allows_nan,
     fit_prefix,
 )
-from ._inputs import dask_blocks, dask_to_array, is_dask_input, seed_sequence
+from ._inputs import (
+    check_dense,
+    check_frame_columns,
+    check_label_types,
+    dask_blocks,
+    dask_to_array,
+    is_dask_input,
+    seed_sequence,
+)
 from .exceptions import FusionError
 from .fusion import resolve_fusion
 from .partition import STRATEGIES, Rows, plan_blocks, plan_in_memory
@@ -45,9 +54,16 @@ from .partition import STRATEGIES, Rows, plan_blocks, plan_in_memory
 __all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
 
 
+def _block_classes(y):
+    check_label_types(y)
+    return np.unique(np.asarray(y))
+
+
 def _dask_classes(y_blocks):
     """The sorted class labels of a dask ``y``: one pass over its blocks."""
-    uniques = dask.compute(*[delayed(np.unique, pure=True)(yb) for yb in y_blocks])
+    uniques = dask.compute(*[delayed(_block_classes, pure=True)(yb) for yb in y_blocks])
+    labels = np.concatenate([np.asarray(u, dtype=object) for u in uniques])
+    check_label_types(labels)
     return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
 
 
@@ -130,6 +146,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         local_epochs=1,
         proximal=0.0,
         random_state=None,
+        on_error="raise",
+        min_partitions=1,
         verbose=0,
     ):
         self.estimator = estimator
@@ -142,6 +160,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self.local_epochs = local_epochs
         self.proximal = proximal
         self.random_state = random_state
+        self.on_error = on_error
+        self.min_partitions = min_partitions
         self.verbose = verbose
 
     # ------------------------------------------------------------------ params
@@ -236,6 +256,34 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 )
         return int(fuser.passes(int(self.rounds)))
 
+    def _check_on_error(self):
+        if not (isinstance(self.on_error, str) and self.on_error in ("raise", "skip")):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {self.on_error!r}")
+        m = self.min_partitions
+        if isinstance(m, bool) or not isinstance(m, numbers.Real):
+            raise TypeError(
+                "min_partitions must be an int >= 1 or a float in (0, 1] (a fraction of "
+                f"the partitions); got {m!r}"
+            )
+        if isinstance(m, numbers.Integral):
+            if m < 1:
+                raise ValueError(f"min_partitions must be >= 1; got {m}")
+        elif not 0 < m <= 1:
+            raise ValueError(
+                f"min_partitions as a fraction of the partitions must be in (0, 1]; got {m!r}"
+            )
+
+    def _min_partitions(self, n):
+        """``min_partitions`` as a count of the ``n`` partitions."""
+        m = self.min_partitions
+        if isinstance(m, numbers.Integral):
+            if m > n:
+                raise ValueError(
+                    f"min_partitions={m} is larger than the number of partitions ({n})"
+                )
+            return int(m)
+        return max(1, math.ceil(m * n - 1e-9))
+
     # ------------------------------------------------------------------ fit
     def fit_graph(self, X, y=None):
         """The lazy fit: a ``dask.delayed`` object computing to ``(model, reports)``.
@@ -266,6 +314,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         passes = self._check_rounds(fuser)
         rows = self._rows()
         split_every = self._split_every()
+        self._check_on_error()
         if not isinstance(self.verbose, numbers.Integral):
             raise TypeError(f"verbose must be an int or bool; got {self.verbose!r}")
         seeds = seed_sequence(self.random_state)
@@ -301,6 +350,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     "X is in memory but y is a dask collection; pass both in memory or "
                     "both as dask collections"
                 )
+            check_dense(X)
+            check_frame_columns(X)
+            if classifier:
+                check_label_types(y)
             probe = copy.copy(self)
             if supervised:
                 X, y = validate_data(
@@ -331,6 +384,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
 
         n = len(plan.partitions)
         fuser.prepare(n)
+        min_partitions = self._min_partitions(n)
         meta["classes"] = classes
         meta["n_partitions"] = n
         spec = FitSpec(
@@ -343,6 +397,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             classes=classes if fuser.needs_classes_for(self.estimator) else None,
             local_epochs=int(self.local_epochs),
             proximal=float(self.proximal),
+            on_error=self.on_error,
+            min_partitions=min_partitions,
         )
         graph = build_fit_graph(plan.partitions, spec, meta, split_every, token)
         return {
@@ -443,6 +499,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             seeds.entropy
             if self.random_state is not None or rows.strategy in ("random", "stratified")
             else None,
+            self.on_error,
+            self.min_partitions,
         )
 
     def _multi_output(self):
@@ -478,31 +536,53 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         try:
             prepared = self._prepare(X, y)
             fused, reports, history = self._run_passes(prepared)
+            fitted = self._fitted_attributes(prepared, fused, reports)
         except BaseException:
             self._clear_fitted()
             raise
-        meta = prepared["meta"]
-        self.n_rounds_ = 1 if history is None else len(history)
+        fitted["n_rounds_"] = 1 if history is None else len(history)
         if history is not None:
-            self.history_ = history
-        self.fused_estimator_ = fused
-        self.fusion_ = prepared["fuser"]
-        self.partition_ = Rows(len(prepared["plan"].partitions), prepared["plan"].strategy)
-        self.n_partitions_ = len(prepared["plan"].partitions)
-        self.split_every_ = prepared["split_every"]
-        self.partition_report_ = pd.DataFrame(reports).sort_values("partition").reset_index(
-            drop=True
-        )
-        self.n_features_in_ = meta["n_features_in_"]
-        if meta["feature_names_in_"] is not None:
-            self.feature_names_in_ = meta["feature_names_in_"]
-        if hasattr(fused, "classes_"):
-            self.classes_ = fused.classes_
+            fitted["history_"] = history
         # differentially private strategies account for what this fit released
         privacy_spent = getattr(prepared["fuser"], "privacy_spent", None)
         if privacy_spent is not None:
-            self.privacy_spent_ = privacy_spent(self.n_rounds_)
+            fitted["privacy_spent_"] = privacy_spent(fitted["n_rounds_"])
+        # set only once everything is computed: a failed fit leaves no attribute half-set
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        skipped = self.partition_report_.loc[self.partition_report_["skipped"]]
+        if len(skipped):
+            warnings.warn(
+                f"{type(self).__name__}: {len(skipped)} of {self.n_partitions_} partitions "
+                "were skipped (on_error='skip') and left out of the fusion: "
+                + "; ".join(
+                    f"partition {p}: {e}" for p, e in zip(skipped["partition"], skipped["error"])
+                ),
+                UserWarning,
+                stacklevel=2,
+            )
         return self
+
+    @staticmethod
+    def _fitted_attributes(prepared, fused, reports):
+        meta = prepared["meta"]
+        n = len(prepared["plan"].partitions)
+        report = pd.DataFrame(reports).sort_values("partition").reset_index(drop=True)
+        out = {
+            "fused_estimator_": fused,
+            "fusion_": prepared["fuser"],
+            "partition_": Rows(n, prepared["plan"].strategy),
+            "n_partitions_": n,
+            "n_partitions_skipped_": int(report["skipped"].sum()),
+            "split_every_": prepared["split_every"],
+            "partition_report_": report,
+            "n_features_in_": meta["n_features_in_"],
+        }
+        if meta["feature_names_in_"] is not None:
+            out["feature_names_in_"] = meta["feature_names_in_"]
+        if hasattr(fused, "classes_"):
+            out["classes_"] = fused.classes_
+        return out
 
     # ------------------------------------------------------------------ predict
     def _delegate(self, method, X):
@@ -510,6 +590,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         estimator = self.fused_estimator_
         if is_dask_input(X):
             return self._delegate_dask(method, X)
+        check_dense(X)
         Xv = validate_data(
             self,
             X,
@@ -663,6 +744,18 @@ _PARAMS_DOC = """
         Seeds the row shuffle of ``"random"``/``"stratified"`` partitioning and,
         when given, each partition's estimator (one derived seed per partition), so
         that results are reproducible.
+    on_error : {{"raise", "skip"}}, default="raise"
+        What a partition that cannot be fitted or summarised (NaN rows, a single
+        class, an estimator error ...) does: ``"raise"`` fails the fit with a
+        :class:`~daskfuse.PartitionError` naming the partition; ``"skip"`` leaves it
+        out of the fusion, marks it in ``partition_report_`` (``skipped``, ``error``)
+        and warns. Errors outside the fit tasks (reading or splitting the data) and
+        lost workers are not partition errors: dask reruns tasks of a lost worker.
+    min_partitions : int or float, default=1
+        With ``on_error="skip"``, the fewest partitions that must be fitted for the
+        fusion to go on, else the fit raises a :class:`~daskfuse.FusionError` naming
+        the skipped partitions: an int >= 1 (at most the number of partitions), or a
+        float in (0, 1], a fraction of the partitions (rounded up).
     verbose : int, default=0
         Show a progress bar while fitting (``distributed.progress`` under a
         ``Client``, dask's ``ProgressBar`` otherwise).
@@ -678,7 +771,9 @@ _ATTRS_DOC = """
     partition_ : daskfuse.partition.Rows
         The partitioning used (resolved count and strategy).
     n_partitions_ : int
-        Number of partitions fitted.
+        Number of partitions, skipped ones included.
+    n_partitions_skipped_ : int
+        Partitions left out of the fusion (``on_error="skip"``).
     split_every_ : int
         Fan-in of the fusion tree used.
     partition_report_ : pandas.DataFrame
@@ -687,8 +782,9 @@ _ATTRS_DOC = """
         previous round's fused model scored on the partition's rows; else None),
         ``holdout_score``, ``weight`` (its weight in the fusion),
         ``n_iter`` (the solver's iterations, where it reports them), ``fit_seconds``
-        (the estimator's ``fit``), ``task_seconds`` (the whole fit task) and
-        ``worker`` (the address of the worker that ran it).
+        (the estimator's ``fit``), ``task_seconds`` (the whole fit task),
+        ``worker`` (the address of the worker that ran it), ``skipped`` (left out
+        of the fusion by ``on_error="skip"``) and ``error`` (why, else missing).
     n_rounds_ : int
         Fusion rounds run (1 without ``rounds``).
     history_ : pandas.DataFrame
@@ -946,7 +1042,11 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         self : object
         """
         super().fit(X, None)
-        self.labels_ = self.predict(X)
+        try:
+            self.labels_ = self.predict(X)
+        except BaseException:
+            self._clear_fitted()
+            raise
         return self
 
     @available_if(_estimator_has("predict"))

@@ -67,6 +67,10 @@ class Fuser:
     #: whether ``summarize`` works from a fitted model alone (``X`` and ``y`` None),
     #: so that :func:`daskfuse.fuse` can fuse models fitted elsewhere
     from_models = False
+    #: whether a classifier's partition may hold a single class: true where the
+    #: summaries are statistics aligned by class label (exact fusion); elsewhere a
+    #: partition model must be fitted on at least two classes
+    single_class_partitions = False
 
     def supports(self, estimator):
         """Whether this strategy can fuse models like ``estimator``."""

@@ -11,7 +11,6 @@ every point moved to its local centroid.
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
+from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -148,9 +148,8 @@ def _prime(template, centers):
         # monitor, which a single step never starts
         priming["compute_labels"] = True
     model = clone(template).set_params(**priming)
-    with warnings.catch_warnings():
+    with quiet_warnings():
         # k points for k clusters: warnings about small batches or init sizes
-        warnings.simplefilter("ignore")
         model.fit(centers)
     model.set_params(**{name: params[name] for name in priming})
     model.cluster_centers_ = np.array(centers, copy=True)
@@ -244,8 +243,7 @@ class Recluster(Fuser):
         )
         if info.get("seed") is not None:
             estimator.set_params(random_state=info["seed"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=ConvergenceWarning)
+        with quiet_warnings(ConvergenceWarning):
             return estimator.fit(X)
 
     def change(self, previous, current):

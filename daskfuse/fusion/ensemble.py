@@ -21,7 +21,6 @@ index, which makes the result independent of how the tree grouped the partitions
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 
+from .._quiet import quiet_warnings
 from ..exceptions import FusionError, PartitionError
 from ..models import (
     FusedStackingClassifier,
@@ -102,8 +102,7 @@ def _set_inputs(model, meta):
 def _fit_quietly(estimator, X, y, **fit_params):
     # as daskfuse's own fit tasks do: convergence and similar UserWarnings of one
     # partition's model are not the user's concern
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
+    with quiet_warnings(UserWarning):
         return estimator.fit(X, y, **fit_params)
 
 

@@ -53,6 +53,7 @@ from sklearn.naive_bayes import (
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils.extmath import svd_flip
 
+from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -376,8 +377,7 @@ def _finalize_linear(summary, template, meta):
         # classes_ is a property over a label binarizer that only fit() sets up:
         # prime it on one row per class, then put the fused parameters in place
         classes = np.asarray(meta["classes"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_warnings():
             estimator.fit(np.zeros((len(classes), p)), classes)
     if isinstance(template, LinearRegression):
         # lstsq on R gives X's singular values and rank: X and R differ by an
@@ -603,8 +603,12 @@ def _finalize_standard_scaler(summary, template, meta):
     n = summary.n
     # one count for all features unless NaNs made them differ, as scikit-learn keeps it
     scaler.n_samples_seen_ = n if np.ndim(n) == 0 or np.ptp(n) else n[0]
-    scaler.mean_ = summary.mean
-    scaler.var_ = None if summary.m2 is None else summary.m2 / np.where(n > 0, n, 1)
+    # a feature with no value at all (all NaN) has NaN statistics, as in scikit-learn
+    unseen = np.asarray(n) == 0
+    scaler.mean_ = None if summary.mean is None else np.where(unseen, np.nan, summary.mean)
+    scaler.var_ = (
+        None if summary.m2 is None else np.where(unseen, np.nan, summary.m2 / np.where(n > 0, n, 1))
+    )
     scaler.scale_ = None
     if template.with_std:
         var, mean, seen = scaler.var_, scaler.mean_, scaler.n_samples_seen_
@@ -764,6 +768,8 @@ class Exact(Fuser):
     needs_classes = True
     #: the linear and decomposition families need the rows
     from_models = False
+    #: per-class statistics merge by label, so a partition may hold one class only
+    single_class_partitions = True
     requirement = (
         "exact fusion merges sufficient statistics of "
         f"{', '.join(exact_estimator_names())}"
