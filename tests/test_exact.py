@@ -346,7 +346,7 @@ def test_needs_fit_per_family():
     assert not exact.needs_fit_for(PCA())
     assert exact.needs_fit_for(GaussianNB())
     assert exact.needs_fit_for(MinMaxScaler())
-    assert repr(exact) == "Exact()"
+    assert repr(exact) == "Exact(method='auto')"
     assert exact == Exact()
 
 
