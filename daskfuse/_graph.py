@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask
@@ -45,7 +45,8 @@ class FitSpec:
     estimator: Any
     fuser: Any
     classifier: bool
-    seeds: tuple | None = None
+    #: per partition index (a tuple, or in a task a mapping to its own seed only)
+    seeds: Any = None
     holdout: float = 0.0
     allow_nan: bool = False
     classes: Any = None
@@ -109,6 +110,56 @@ def _concat(pieces, index):
     return X, y
 
 
+def _flatten(pieces):
+    """The task arguments for ``pieces``, and how many arguments each piece takes.
+
+    A piece is a Delayed computing to an ``(X, y)`` pair, an ``(X, y)`` tuple of
+    Delayed (``y`` may be None), or an ``(X, y, rows)`` triple whose slice ``rows``
+    selects the piece from larger blocks. Each Delayed becomes an argument of its
+    own: dask turns a Delayed argument into a reference, but one inside a tuple by
+    optimising its whole graph, once per task (quadratic in the number of blocks).
+    """
+    sizes, args = [], []
+    for piece in pieces:
+        piece = piece if isinstance(piece, tuple) else (piece,)
+        sizes.append(len(piece))
+        args.extend(piece)
+    return tuple(sizes), args
+
+
+def _select(data, rows):
+    if data is None:
+        return None
+    return data.iloc[rows] if hasattr(data, "iloc") else data[rows]
+
+
+def _regroup(sizes, args):
+    """The ``(X, y)`` pieces from :func:`_flatten`'s arguments, once computed."""
+    pieces, start = [], 0
+    for size in sizes:
+        part = args[start : start + size]
+        start += size
+        if size == 1:
+            pieces.append(tuple(part[0]))
+        elif size == 2:
+            pieces.append((part[0], part[1]))
+        else:
+            pieces.append((_select(part[0], part[2]), _select(part[1], part[2])))
+    return pieces
+
+
+def _all_finite(X):
+    """Whether every value of the numeric array ``X`` is finite."""
+    if X.dtype.kind != "f":
+        return True
+    # a finite sum means finite values (scikit-learn's fast check): one pass and no
+    # boolean array of X's size; only an overflowing or non-finite sum looks closer
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(X)):
+            return True
+    return bool(np.isfinite(X).all())
+
+
 def _check_partition(X, y, index, spec):
     if X.ndim != 2:
         raise PartitionError(index, f"X must be 2-dimensional, got {X.ndim} dimensions")
@@ -121,7 +172,7 @@ def _check_partition(X, y, index, spec):
         raise PartitionError(index, "the partition is empty (0 rows)")
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
-    if not spec.allow_nan and not np.isfinite(X).all():
+    if not spec.allow_nan and not _all_finite(X):
         bad = np.flatnonzero(~np.isfinite(X).all(axis=0))
         raise PartitionError(
             index,
@@ -146,24 +197,8 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def _pieces(args):
-    """``(X, y)`` pieces from the fit task's arguments: pairs, or an X then its y."""
-    args = iter(args)
-    return [arg if isinstance(arg, tuple) else (arg, next(args)) for arg in args]
-
-
-def _task_args(pieces):
-    # an (X, y) piece of two collections goes as two arguments, never as a tuple:
-    # dask optimises the whole input graph once per call for collections nested in
-    # a tuple, which made building the graph quadratic in the number of blocks
-    return [a for p in pieces for a in (p if isinstance(p, tuple) else (p,))]
-
-
-def fit_partition(spec, index, previous, *args, secret=None):
+def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
-
-    ``args`` are the partition's pieces: each an ``(X, y)`` pair or an ``X``
-    followed by its ``y`` (None without targets).
 
     Runs on the worker that holds the partition's rows; only the summary and a
     report row leave it. ``previous`` is None in the first pass, else the previous
@@ -171,7 +206,9 @@ def fit_partition(spec, index, previous, *args, secret=None):
     rows (``start_score``) and the estimator is trained from the feedback
     (``fuser.local_fit``); ``steps`` is the mean number of updates (iterations x
     rows) each partition has made so far. ``secret`` is this partition's entry of
-    ``spec.fuser.partition_secrets`` (None for most strategies).
+    ``spec.fuser.partition_secrets`` (None for most strategies). ``pieces`` are the
+    partition's row pieces as flat arguments, ``sizes`` how many each takes (see
+    :func:`_flatten`).
 
     With ``spec.on_error == "skip"`` a partition that cannot be fitted or summarised
     gives a ``Node`` whose summary is what the strategy wants from a failed
@@ -179,7 +216,7 @@ def fit_partition(spec, index, previous, *args, secret=None):
     (``skipped=True``, ``error``), and the fusion goes on without it.
     """
     start = time.perf_counter()
-    pieces = _pieces(args)
+    pieces = _regroup(sizes, pieces)
     if spec.on_error != "skip":
         return _fit_partition(spec, index, previous, pieces, secret, start)
     try:
@@ -223,9 +260,11 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         # a model fitted on named columns, scored on this partition's array
         with quiet_warnings(UserWarning):
             start_score = _score(previous[0], X, y)
-    estimator = clone(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
-    if seed is not None and "random_state" in estimator.get_params():
+    # a strategy that summarises the rows themselves (sufficient statistics) gets None
+    needs_fit = previous is None and spec.fuser.needs_fit_for(spec.estimator)
+    estimator = clone(spec.estimator) if needs_fit else None
+    if needs_fit and seed is not None and "random_state" in estimator.get_params():
         estimator.set_params(random_state=seed)
 
     X_fit, y_fit, X_hold, y_hold = X, y, None, None
@@ -276,7 +315,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
                 f"{type(spec.estimator).__name__} could not train from the fused model: "
                 f"{type(exc).__name__}: {exc}",
             ) from exc
-    elif spec.fuser.needs_fit_for(spec.estimator):
+    elif needs_fit:
         try:
             with quiet_warnings(UserWarning):
                 estimator.fit(X_fit, y_fit)
@@ -284,9 +323,6 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
             raise PartitionError(
                 index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
             ) from exc
-    else:
-        # the strategy summarises the rows themselves (sufficient statistics)
-        estimator = None
     fit_seconds = time.perf_counter() - fit_start
     holdout_score = None if X_hold is None else _score(estimator, X_hold, y_hold)
     info = {
@@ -388,9 +424,9 @@ def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=
     return fused, node.reports
 
 
-def score_partition(model, *args):
+def score_partition(model, sizes, *pieces):
     """``(score, rows)`` of ``model`` on one partition (a ``daskfuse-score`` task)."""
-    X, y = _concat(_pieces(args), None)
+    X, y = _concat(_regroup(sizes, pieces), None)
     return _score(model, X, y), len(X)
 
 
@@ -398,12 +434,11 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     """Reduce ``leaves`` to one delayed ``Node`` with fan-in ``split_every``."""
     level = 0
     nodes = list(leaves)
+    combine = delayed(combine_nodes, pure=True)
     while len(nodes) > 1:
         level += 1
         nodes = [
-            delayed(combine_nodes, pure=True)(
-                fuser, *nodes[i : i + split_every], dask_key_name=(prefix, level, j)
-            )
+            combine(fuser, *nodes[i : i + split_every], dask_key_name=(prefix, level, j))
             for j, i in enumerate(range(0, len(nodes), split_every))
         ]
     return nodes[0]
@@ -416,8 +451,8 @@ def build_fit_graph(
 
     Parameters
     ----------
-    partitions : list of list of (Delayed, Delayed)
-        For each partition, the ``(X, y)`` pieces that make it up.
+    partitions : list of list of pieces
+        For each partition, the pieces that make it up (see :func:`_flatten`).
     spec : FitSpec
     meta : dict
         Fit-wide facts for ``finalize`` (``n_features_in_``, ``feature_names_in_``).
@@ -442,17 +477,25 @@ def build_fit_graph(
     names = fit_prefix(token)
     if previous is not None:
         previous = delayed(previous, name=names["global"], traverse=False)
-    leaves = [
-        delayed(fit_partition, pure=True)(
-            spec,
-            i,
-            previous,
-            *_task_args(pieces),
-            **({} if secrets is None else {"secret": secrets[i]}),
-            dask_key_name=(names["fit"], i),
+    fit = delayed(fit_partition, pure=True)
+    leaves = []
+    for i, pieces in enumerate(partitions):
+        sizes, args = _flatten(pieces)
+        # the spec travels inside each task (as a shared dependency it would make the
+        # scheduler weigh a second worker for every fit, against locality), with
+        # only its own partition's seed rather than all n of them
+        own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i]})
+        leaves.append(
+            fit(
+                own,
+                i,
+                previous,
+                sizes,
+                *args,
+                **({} if secrets is None else {"secret": secrets[i]}),
+                dask_key_name=(names["fit"], i),
+            )
         )
-        for i, pieces in enumerate(partitions)
-    ]
     root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
     # A tuple key: dask's key_split takes any 8-letter word starting with a-f (as
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
@@ -472,14 +515,18 @@ def build_score_graph(partitions, model, token):
     """``score_partition`` of ``model`` on every partition, as one ``Delayed`` list."""
     names = fit_prefix(token)
     model = delayed(model, name=names["global"], traverse=False)
+    score = delayed(score_partition, pure=True)
     return delayed(list)(
         [
-            delayed(score_partition, pure=True)(
-                model, *_task_args(pieces), dask_key_name=(names["score"], i)
-            )
+            score(model, *_pieces_arguments(pieces), dask_key_name=(names["score"], i))
             for i, pieces in enumerate(partitions)
         ]
     )
+
+
+def _pieces_arguments(pieces):
+    sizes, args = _flatten(pieces)
+    return (sizes, *args)
 
 
 def compute_with_progress(graph, progress):

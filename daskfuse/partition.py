@@ -40,6 +40,15 @@ STRATEGIES = ("auto", "chunks", "uniform", "random", "stratified")
 #: ``n_partitions="auto"`` never makes partitions smaller than this many rows.
 MIN_ROWS_PER_AUTO_PARTITION = 50
 
+#: An in-memory input travels in data nodes that each hold the rows of one or more
+#: consecutive partitions, grouped until a node holds this many bytes of X, but
+#: into at least ``MIN_DATA_NODES`` nodes (where there are that many partitions):
+#: a node costs the scheduler about as much as a task, so that 1,000 small
+#: partitions do not make 2,000 nodes, while large partitions keep one node each and
+#: the nodes still spread over the workers.
+MIN_DATA_NODE_BYTES = 4 << 20
+MIN_DATA_NODES = 64
+
 
 class Rows:
     """Horizontal partitioning: split the rows, keep every feature in each part.
@@ -160,7 +169,7 @@ def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None):
         groups = [np.arange(n)]
     else:
         _, inverse = np.unique(np.asarray(y), return_inverse=True)
-        groups = [np.flatnonzero(inverse == k) for k in range(inverse.max(initial=-1) + 1)]
+        groups = row_groups(inverse, inverse.max(initial=-1) + 1)
     for rows in groups:
         dealt = rng.permutation(rows)
         ids[dealt] = (np.arange(len(dealt)) + rng.integers(n_partitions)) % n_partitions
@@ -173,15 +182,27 @@ def split_block(X, y, strategy, n_partitions, seed, offset, total):
         strategy, len(X), y, n_partitions, np.random.default_rng(seed), offset, total
     )
     take = _take_rows
-    return [
-        (take(X, idx), take(y, idx))
-        for idx in (np.flatnonzero(ids == j) for j in range(n_partitions))
-    ]
+    return [(take(X, idx), take(y, idx)) for idx in row_groups(ids, n_partitions)]
+
+
+def row_groups(ids, n_groups):
+    """The rows (ascending) of each group ``0 .. n_groups - 1`` of ``ids``.
+
+    One stable sort, where a scan per group (``np.flatnonzero(ids == j)``) costs
+    ``n_groups`` passes over the rows.
+    """
+    ids = np.asarray(ids)
+    order = np.argsort(ids, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(ids, minlength=n_groups))[:-1])
 
 
 def _take_rows(data, idx):
     if data is None:
         return None
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+        # consecutive rows (uniform partitions): a slice, not a copy
+        rows = slice(int(idx[0]), int(idx[-1]) + 1)
+        return data.iloc[rows] if hasattr(data, "iloc") else data[rows]
     return data.iloc[idx] if hasattr(data, "iloc") else data[idx]
 
 
@@ -224,23 +245,48 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
         )
     rng = np.random.default_rng(seed_sequence.spawn(1)[0])
     ids = assign_rows(strategy, n_rows, y, n, rng, 0, n_rows)
-    partitions = []
-    for j in range(n):
-        idx = np.flatnonzero(ids == j)
+    groups = row_groups(ids, n)
+    for j, idx in enumerate(groups):
         if len(idx) == 0:
             raise ValueError(
                 f"partition {j} would be empty with strategy={strategy!r} and "
                 f"n_partitions={n}; use fewer partitions"
             )
-        pair = delayed(_pair, pure=True)(
-            X[idx], _take_rows(y, idx), dask_key_name=(data_prefix, j)
+    partitions = []
+    for node, members in enumerate(_data_nodes(groups, X.nbytes // max(n_rows, 1))):
+        # one data node for X and one for y, holding the rows of consecutive
+        # partitions; each partition's fit task slices its own rows out of them
+        idx = groups[members[0]] if len(members) == 1 else np.concatenate(
+            [groups[j] for j in members]
         )
-        partitions.append([pair])
+        X_node = delayed(_take_rows(X, idx), name=(data_prefix, node, 0), traverse=False)
+        y_node = None if y is None else delayed(
+            _take_rows(y, idx), name=(data_prefix, node, 1), traverse=False
+        )
+        if len(members) == 1:
+            partitions.append([(X_node, y_node)])
+            continue
+        start = 0
+        for j in members:
+            stop = start + len(groups[j])
+            partitions.append([(X_node, y_node, slice(start, stop))])
+            start = stop
     return RowPlan(partitions, strategy, n_rows)
 
 
-def _pair(X, y):
-    return X, y
+def _data_nodes(groups, row_bytes):
+    """Consecutive partitions grouped into data nodes (see ``MIN_DATA_NODE_BYTES``)."""
+    most = -(-len(groups) // MIN_DATA_NODES)
+    nodes, current, size = [], [], 0
+    for j, idx in enumerate(groups):
+        current.append(j)
+        size += len(idx) * row_bytes
+        if size >= MIN_DATA_NODE_BYTES or len(current) == most:
+            nodes.append(current)
+            current, size = [], 0
+    if current:
+        nodes.append(current)
+    return nodes
 
 
 def _block_lengths(x_blocks, known):

@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 
 from daskfuse import FusedClassifier, FusedRegressor, FusedTransformer, FusionError
-from daskfuse.fusion.exact import Exact
+from daskfuse.fusion.exact import Exact, Gram, RFactor
 from daskfuse.partition import Rows
 
 RTOL = 1e-8
@@ -346,7 +346,7 @@ def test_needs_fit_per_family():
     assert not exact.needs_fit_for(PCA())
     assert exact.needs_fit_for(GaussianNB())
     assert exact.needs_fit_for(MinMaxScaler())
-    assert repr(exact) == "Exact()"
+    assert repr(exact) == "Exact(method='auto')"
     assert exact == Exact()
 
 
@@ -383,3 +383,115 @@ def test_impossible_parameters_for_the_data(pca_data, multi_target_data, kind, e
     X, y = (pca_data if kind == "transformer" else multi_target_data)
     with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match=match):
         FUSED[kind](estimator, fusion=Exact(), n_partitions=3).fit(X, y)
+
+
+# --------------------------------------------------------------------------- least squares
+LEAST_SQUARES = [
+    (FusedRegressor, LinearRegression(), "target"),
+    (FusedRegressor, LinearRegression(fit_intercept=False), "targets"),
+    (FusedRegressor, Ridge(alpha=[0.5, 20.0]), "targets"),
+    (FusedRegressor, Ridge(alpha=2.0, solver="svd"), "target"),
+    (FusedClassifier, RidgeClassifier(alpha=3.0, fit_intercept=False), "labels"),
+]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    chunks=chunkings(600),
+    split_every=st.integers(2, 9),
+    method=st.sampled_from(["auto", "gram"]),
+)
+def test_cross_products_equal_global_fit(cyclic_data, chunks, split_every, method):
+    X, y, target = cyclic_data
+    data = {
+        "target": target,
+        "targets": np.column_stack([target, X @ [0.5, 1.0, -1.0, 2.0] - 3.0]),
+        "labels": y,
+    }
+    with dask.config.set(scheduler="sync"):
+        for fused_cls, estimator, name in LEAST_SQUARES:
+            fused = fused_cls(estimator, fusion=Exact(method), split_every=split_every)
+            fused.fit(*_dask(X, data[name], chunks))
+            assert_same_model(fused.fused_estimator_, _reference(estimator, X, data[name]))
+
+
+def _summaries(method, estimator, X, y, chunks):
+    exact = Exact(method)
+    bounds = np.cumsum((0, *chunks))
+    return [
+        exact.summarize(
+            None, X[a:b], y[a:b], {"index": i, "classes": None, "template": estimator}
+        )
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+    ]
+
+
+@pytest.fixture
+def collinear_data():
+    """Column 4 is column 0 plus 1e-5 noise: cond(X) about 1e5, above the 1e4 limit of
+    cross-products and below LinearRegression's rank cutoff (1e6)."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(1200, 5)) * [1.0, 2.0, 0.5, 3.0, 1.0] + [5.0, -1.0, 0.0, 2.0, 0.0]
+    X[:, 4] = X[:, 0] + 1e-5 * rng.normal(size=len(X))
+    return X, X @ [1.0, -2.0, 0.5, 1.5, 2.0] + 0.1 * rng.normal(size=len(X))
+
+
+def test_auto_falls_back_to_r_factors_where_ill_conditioned(regression_data, collinear_data):
+    chunks = (500, 300, 400)
+    X, y = regression_data[0][:1200], regression_data[1][:1200]
+    kinds = {type(s) for s in _summaries("auto", LinearRegression(), X, y, chunks)}
+    assert kinds == {Gram}
+    X, y = collinear_data
+    # X.T X loses the small singular values of X: each partition sends its R factor ...
+    assert {type(s) for s in _summaries("auto", LinearRegression(), X, y, chunks)} == {RFactor}
+    assert {type(s) for s in _summaries("gram", LinearRegression(), X, y, chunks)} == {Gram}
+    # ... except under a penalty that bounds X.T X + alpha I away from singular
+    assert {type(s) for s in _summaries("auto", Ridge(alpha=1.0), X, y, chunks)} == {Gram}
+    assert {type(s) for s in _summaries("qr", Ridge(alpha=1.0), X, y, chunks)} == {RFactor}
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["near-collinear", "rank-deficient"])
+def test_ill_conditioned_linear_regression_equals_lstsq(collinear_data, duplicate):
+    X, y = collinear_data
+    if duplicate:
+        X = np.column_stack([X[:, :4], X[:, 1]])  # rank 4: lstsq's minimum-norm solution
+    ref = LinearRegression().fit(X, y)
+    assert ref.rank_ == (4 if duplicate else 5)
+    with dask.config.set(scheduler="sync"):
+        fused = FusedRegressor(LinearRegression(), fusion=Exact(), split_every=2).fit(
+            *_dask(X, y, (500, 300, 400))
+        )
+    assert_same_model(fused.fused_estimator_, ref)
+
+
+def test_cross_products_and_r_factors_merge(regression_data):
+    """A partition with fewer rows than columns is summarised by its R factor."""
+    X, y = regression_data
+    chunks = (3, 1497, 1500)
+    summaries = _summaries("auto", LinearRegression(), X, y, chunks)
+    assert [type(s) for s in summaries] == [RFactor, Gram, Gram]
+    # the penalty makes even three rows well-conditioned
+    assert {type(s) for s in _summaries("auto", Ridge(alpha=0.1), X, y, chunks)} == {Gram}
+    with dask.config.set(scheduler="sync"):
+        for split_every in (2, 3):
+            fused = FusedRegressor(LinearRegression(), fusion=Exact(), split_every=split_every)
+            fused.fit(*_dask(X, y, chunks))
+            assert_same_model(fused.fused_estimator_, LinearRegression().fit(X, y))
+
+
+@pytest.mark.parametrize("estimator", [LinearRegression(), Ridge(alpha=1.0)], ids=type)
+def test_cross_products_of_columns_with_large_means(regression_data, estimator):
+    """Shifting the rows by a first estimate of the means avoids cancellation."""
+    X, y = regression_data
+    X = X * [1.0, 0.1, 10.0, 1.0, 1.0] + [1e6, -3e5, 0.0, 7e4, 1.0]
+    with dask.config.set(scheduler="sync"):
+        fused = FusedRegressor(estimator, fusion=Exact("gram"), n_partitions=4).fit(X, y)
+    assert_same_model(fused.fused_estimator_, clone(estimator).fit(X, y))
+
+
+def test_exact_method_is_checked():
+    with pytest.raises(ValueError, match=r"Exact\(method=...\) must be one of 'auto'"):
+        Exact("cholesky")
+    assert Exact("qr") != Exact()

@@ -82,11 +82,12 @@ def _labels_and_inertia(estimator, X, index):
 
 
 def _principal_direction(centered):
-    """Unit vector of largest variance of the rows of ``centered`` (mean zero)."""
-    d = centered.shape[1]
+    """Unit vector of largest variance of the rows of ``centered`` (mean zero), and
+    the mean square of the rows' projections on it."""
+    n, d = centered.shape
     if d <= 256:
-        _, vectors = np.linalg.eigh(centered.T @ centered)
-        return vectors[:, -1]
+        values, vectors = np.linalg.eigh(centered.T @ centered)
+        return vectors[:, -1], max(float(values[-1]), 0.0) / n
     # power iteration: O(n * d) per step where an eigendecomposition is O(d^3)
     v = np.random.default_rng(0).normal(size=d)
     for _ in range(50):
@@ -95,21 +96,58 @@ def _principal_direction(centered):
         if norm == 0:
             break
         v /= norm
-    return v
+    return v, float(np.mean((centered @ v) ** 2))
 
 
-def _cluster_means(X, labels, centers, sizes):
-    """Mean of each cluster's rows (the model's centre for an empty cluster)."""
-    sums = np.zeros_like(centers, dtype=float)
-    np.add.at(sums, labels, X)
+def _cluster_summary(X, labels, centers, split):
+    """Sizes, row means, within-cluster sum of squares and reclustering points.
+
+    One pass that sorts the rows by cluster (a stable counting sort: one copy of
+    ``X``), so that each cluster's rows are one contiguous block: its mean, its
+    centred rows and, where ``split``, their principal direction come from that block
+    alone, rather than from a boolean mask over all rows per cluster.
+
+    Returns
+    -------
+    sizes : ndarray of shape (k,)
+    means : ndarray of shape (k, n_features)
+        Mean of each cluster's rows (the model's centre for an empty cluster).
+    within : float
+        Sum of the squared distances of the rows to their cluster's mean.
+    points, weights : ndarray
+        The weighted points that stand for the rows (see :func:`_split_points`).
+    """
+    k = len(centers)
+    sizes = np.bincount(labels, minlength=k)
+    # small integer labels sort by radix sort; take() copies rows faster than X[order]
+    small = np.int16 if k <= np.iinfo(np.int16).max else labels.dtype
+    order = np.argsort(labels.astype(small, copy=False), kind="stable")
+    grouped = np.take(X, order, axis=0)
     means = np.array(centers, dtype=float, copy=True)
-    filled = sizes > 0
-    means[filled] = sums[filled] / sizes[filled, None]
-    return means
+    within = 0.0
+    points, weights = [], []
+    stop = 0
+    for j, n in enumerate(sizes):
+        start, stop = stop, stop + n
+        if n == 0:
+            continue
+        # grouped is a copy: centre each cluster's rows in place
+        centered = grouped[start:stop]
+        mean = centered.mean(axis=0)
+        centered -= mean
+        means[j] = mean
+        within += float(np.einsum("ij,ij->", centered, centered))
+        if split:
+            pair, half = _split_points(centered, mean, n)
+            points += pair
+            weights += half
+    if not split:
+        return sizes.astype(float), means, within, means, sizes.astype(float)
+    return sizes.astype(float), means, within, np.asarray(points), np.asarray(weights, float)
 
 
-def _split_points(X, labels, means, sizes):
-    """Two weighted points per cluster, keeping its mean and its largest variance.
+def _split_points(centered, mean, n):
+    """Two weighted points for one cluster, keeping its mean and its largest variance.
 
     A cluster stands in the reclustering for its rows. Its centroid alone loses how
     the rows spread: a local k-means stuck in a poor optimum may hold two blobs in
@@ -119,16 +157,9 @@ def _split_points(X, labels, means, sizes):
     and the same variance along ``v``: for a compact cluster they stay together,
     for two merged blobs they land on the blobs.
     """
-    points, weights = [], []
-    for j, (mean, n) in enumerate(zip(means, sizes)):
-        if n == 0:
-            continue
-        centered = X[labels == j] - mean
-        v = _principal_direction(centered)
-        std = np.sqrt(np.mean((centered @ v) ** 2))
-        points += [mean - std * v, mean + std * v]
-        weights += [n / 2, n / 2]
-    return np.asarray(points), np.asarray(weights, dtype=float)
+    v, variance = _principal_direction(centered)
+    std = np.sqrt(variance)
+    return [mean - std * v, mean + std * v], [n / 2, n / 2]
 
 
 def _prime(template, centers):
@@ -259,18 +290,14 @@ class Recluster(Fuser):
         labels, inertia = _labels_and_inertia(estimator, X, info["index"])
         sizes = np.bincount(labels, minlength=len(centers)).astype(float)
         if X is None:
-            means, within = centers, inertia
+            means, within, points, weights = centers, inertia, centers, sizes
         else:
-            X = np.asarray(X, dtype=float)
             # the rows' own means, not the model's centres: MiniBatchKMeans' centres
             # (and a KMeans stopped by tol) are not quite the means of the rows they
             # label, and the inertia bound of finalize needs the means
-            means = _cluster_means(X, labels, centers, sizes)
-            within = float(((X - means[labels]) ** 2).sum())
-        if self.split and X is not None:
-            points, weights = _split_points(X, labels, means, sizes)
-        else:
-            points, weights = means, sizes
+            sizes, means, within, points, weights = _cluster_summary(
+                np.asarray(X, dtype=float), labels, centers, self.split
+            )
         info["weight"] = float(sizes.sum())
         part = CentroidPart(
             info["index"],

@@ -7,8 +7,13 @@ the merged statistics, the way scikit-learn solves it from all of the rows:
 ==========================================  =============================================
 family                                      summary (``combine``)
 ==========================================  =============================================
-LinearRegression, Ridge, RidgeClassifier    :class:`RFactor` of the centred ``[X | Y]``:
-PCA, TruncatedSVD                           n, column means and the R factor of a QR
+LinearRegression, Ridge, RidgeClassifier    :class:`Gram` of ``[X | Y]``: n, column
+                                            means and the centred cross-products
+                                            (Chan's pairwise update); a partition whose
+                                            ``X`` is ill-conditioned, or
+                                            ``Exact(method="qr")``: an :class:`RFactor`
+PCA, TruncatedSVD                           :class:`RFactor` of the centred ``[X | Y]``:
+                                            n, column means and the R factor of a QR
                                             (TSQR: stack the R factors and the mean
                                             corrections, QR again)
 GaussianNB                                  :class:`ClassMoments`: per class n, mean and
@@ -24,8 +29,8 @@ Nothing is ever an average of averages, and nothing that a single fit applies on
 Bayes) is applied per partition. Per-class statistics are aligned by class label, so
 a partition may lack classes.
 
-The linear and decomposition families are computed from the rows (the R factor of a
-QR of the partition); naive Bayes and the scalers are read from each partition's
+The linear and decomposition families are computed from the rows (cross-products or
+the R factor of a QR of the partition); naive Bayes and the scalers are read from each partition's
 fitted model (their public fitted attributes are sufficient statistics). See
 :meth:`Exact.needs_fit_for`.
 """
@@ -57,10 +62,23 @@ from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from .base import Fuser
 
-__all__ = ["ClassCounts", "ClassMoments", "Exact", "Extremes", "Moments", "RFactor"]
+__all__ = ["ClassCounts", "ClassMoments", "Exact", "Extremes", "Gram", "Moments", "RFactor"]
 
 #: Ridge solvers that solve the normal equations directly (no tol, no iterations)
 DIRECT_RIDGE_SOLVERS = ("auto", "cholesky", "svd")
+
+#: how :class:`Exact` summarises least-squares partitions
+LEAST_SQUARES_METHODS = ("auto", "gram", "qr")
+
+#: ``method="auto"`` summarises a partition by its cross-products when the condition
+#: number of its (regularised) ``X.T @ X`` is at most this: the cross-products hold
+#: ``X``'s small singular values to a relative precision of about eps * cond / 2,
+#: 1e-8 here, and cond(X) = 1e4 is far from LinearRegression's rank cutoff (tol=1e-6)
+GRAM_COND_LIMIT = 1e8
+
+#: rows of ``[X | Y]`` centred at a time while accumulating cross-products: a block
+#: of about 1 MiB stays in cache between the subtraction and the BLAS call
+_CHUNK_BYTES = 1 << 20
 
 
 # --------------------------------------------------------------------------- summaries
@@ -128,16 +146,139 @@ class RFactor:
 
     @classmethod
     def merge(cls, parts):
-        """Merge any number of summaries (associative up to rounding)."""
+        """Merge any number of summaries (associative up to rounding).
+
+        :class:`Gram` summaries among ``parts`` are factored first (see
+        :meth:`Gram.rfactor`).
+        """
+        parts = [_as_rfactor(p) for p in parts]
         n = sum(p.n for p in parts)
         mean = sum(p.n * p.mean for p in parts) / n
         stack = [p.r for p in parts] + [np.sqrt(p.n) * (p.mean - mean)[None] for p in parts]
         r = np.linalg.qr(np.vstack(stack), mode="r")
         return cls(n, mean, r, parts[0].n_x, parts[0].y_ndim)
 
+    def gram(self, fit_intercept):
+        """``X.T X`` and ``X.T Y`` of the centred (or, without intercept, raw) columns."""
+        r = self.r if fit_intercept else self.uncentred()
+        rx = r[:, : self.n_x]
+        return rx.T @ rx, rx.T @ r[:, self.n_x :]
+
     def uncentred(self):
         """R factor of ``Z`` itself (not centred): ``Z.T Z = Rc.T Rc + n mean mean.T``."""
         return np.linalg.qr(np.vstack([self.r, np.sqrt(self.n) * self.mean[None]]), mode="r")
+
+
+def _as_rfactor(summary):
+    return summary if isinstance(summary, RFactor) else summary.rfactor()
+
+
+def _psd_factor(m2):
+    """An upper-triangular ``R`` with ``R.T @ R == m2`` for a symmetric PSD ``m2``.
+
+    Cholesky where ``m2`` is positive definite; otherwise (a target that ``X`` fits
+    exactly, rank-deficient columns) through its eigendecomposition, negative
+    rounding-level eigenvalues clipped to zero.
+    """
+    try:
+        return linalg.cholesky(m2, lower=False)
+    except linalg.LinAlgError:
+        values, vectors = linalg.eigh(m2)
+        return np.linalg.qr(np.sqrt(np.clip(values, 0, None))[:, None] * vectors.T, mode="r")
+
+
+def _cross_products(X, Y):
+    """Row count, column means and centred cross-products of ``Z = [X | Y]`` in one pass.
+
+    ``Z`` is never built: row chunks of ``X`` and ``Y`` are copied, shifted by the
+    mean of the first rows, into one cache-sized buffer, whose ``B.T @ B`` (BLAS
+    ``syrk``) and column sums accumulate. The shift keeps the correction from the
+    shifted to the centred cross-products small, so there is no cancellation when
+    the columns' means are large next to their spread.
+    """
+    n, p = X.shape
+    q = p + Y.shape[1]
+    head = slice(0, min(n, 1024))
+    shift = np.concatenate([X[head].mean(axis=0), Y[head].mean(axis=0)])
+    rows = max(64, _CHUNK_BYTES // (8 * q))
+    buffer = np.empty((min(n, rows), q))
+    cross = np.zeros((q, q))
+    sums = np.zeros(q)
+    for start in range(0, n, rows):
+        block = buffer[: min(n, start + rows) - start]
+        stop = start + len(block)
+        np.subtract(X[start:stop], shift[:p], out=block[:, :p])
+        np.subtract(Y[start:stop], shift[p:], out=block[:, p:])
+        cross += block.T @ block
+        sums += block.sum(axis=0)
+    offset = sums / n
+    return n, shift + offset, cross - n * np.outer(offset, offset)
+
+
+@dataclass
+class Gram:
+    """Cross-product summary of a block ``Z = [X | Y]``: row count, means, centred ``Z.T Z``.
+
+    ``m2`` is the centred cross-product matrix ``(Z - mean).T @ (Z - mean)``, the
+    matrix generalisation of a variance's M2, and two blocks merge by Chan, Golub &
+    LeVeque's pairwise update ``m2 = m2_a + m2_b + n_a n_b / n * d d.T`` with ``d``
+    the difference of their means, so that no raw ``Z.T Z`` (which cancels
+    catastrophically when the means are large) is ever formed. One BLAS ``syrk`` per
+    partition, and the solve at the root is the one scikit-learn's Ridge makes
+    (Cholesky of ``X.T X + alpha I``).
+
+    A summary merged with an :class:`RFactor` (a partition too ill-conditioned for
+    cross-products) becomes one: see :meth:`rfactor`.
+
+    Attributes
+    ----------
+    n : int
+        Rows summarised.
+    mean : ndarray of shape (n_columns,)
+        Column means.
+    m2 : ndarray of shape (n_columns, n_columns)
+        Centred cross-products.
+    n_x : int
+        Leading columns of ``Z`` that are ``X``.
+    y_ndim : int or None
+        Dimensions of the regression target (1 or 2).
+    """
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+    n_x: int
+    y_ndim: int | None = None
+
+    @classmethod
+    def of(cls, X, Y, y_ndim=None):
+        """The summary of the rows ``[X | Y]`` (``X`` and ``Y`` 2-D, row-aligned)."""
+        n, mean, m2 = _cross_products(X, Y)
+        return cls(n, mean, m2, X.shape[1], y_ndim)
+
+    @classmethod
+    def merge(cls, parts):
+        """Merge any number of summaries; with any :class:`RFactor` among them, by TSQR."""
+        if any(isinstance(p, RFactor) for p in parts):
+            return RFactor.merge(parts)
+        n = sum(p.n for p in parts)
+        mean = sum(p.n * p.mean for p in parts) / n
+        m2 = sum(p.m2 for p in parts)
+        for p in parts:
+            d = p.mean - mean
+            m2 = m2 + p.n * np.outer(d, d)
+        return cls(n, mean, m2, parts[0].n_x, parts[0].y_ndim)
+
+    def gram(self, fit_intercept):
+        """``X.T X`` and ``X.T Y`` of the centred (or, without intercept, raw) columns."""
+        m2, p = self.m2, self.n_x
+        if not fit_intercept:
+            m2 = m2 + self.n * np.outer(self.mean, self.mean)
+        return m2[:p, :p], m2[:p, p:]
+
+    def rfactor(self):
+        """The same statistics as an :class:`RFactor` (``R.T R == m2``)."""
+        return RFactor(self.n, self.mean, _psd_factor(self.m2), self.n_x, self.y_ndim)
 
 
 @dataclass
@@ -326,29 +467,61 @@ def _targets(model, y, info):
     return np.where(np.asarray(y)[:, None] == columns[None, :], 1.0, -1.0), 2
 
 
-def _summarize_linear(model, X, y, info):
+def _penalty(template):
+    """The smallest ridge penalty (0 for LinearRegression): it bounds X.T X + alpha I below."""
+    alpha = getattr(template, "alpha", 0.0)
+    try:
+        return max(float(np.min(np.asarray(alpha, dtype=float))), 0.0)
+    except (TypeError, ValueError):
+        return 0.0  # finalize says what is wrong with alpha
+
+
+def _well_conditioned(gram, alpha):
+    """Whether ``gram + alpha I`` is positive definite with cond <= :data:`GRAM_COND_LIMIT`."""
+    values = linalg.eigvalsh(gram)
+    low, high = values[0] + alpha, values[-1] + alpha
+    return bool(low > 0 and high <= GRAM_COND_LIMIT * low)
+
+
+def _summarize_linear(model, X, y, info, method="auto"):
     Y, y_ndim = _targets(model, y, info)
-    X = np.asarray(X, dtype=float)
-    return RFactor.of(np.hstack([X, Y]), X.shape[1], y_ndim)
+    X = np.asarray(X)
+    if method != "qr":
+        summary = Gram.of(X, Y, y_ndim)
+        if method == "gram":
+            return summary
+        gram, _ = summary.gram(model.fit_intercept)
+        if np.all(np.isfinite(gram)) and _well_conditioned(gram, _penalty(model)):
+            return summary
+    # ill-conditioned (or rank-deficient, or fewer rows than columns): cross-products
+    # would lose X's small singular values, which the R factor of a QR keeps
+    return RFactor.of(np.hstack([np.asarray(X, dtype=float), Y]), X.shape[1], y_ndim)
 
 
-def _ridge_coef(rx, ry, template):
-    """Ridge's coefficients from ``X = Q rx``, ``Y = Q ry`` (the same Q).
-
-    Solves ``(X.T X + alpha I) w = X.T y`` as scikit-learn's ``cholesky`` solver does
-    (also for ``auto``) and falls back, as it does, to the SVD solution when the
-    system is singular; ``solver="svd"`` takes the SVD route directly.
-    """
-    n_targets = ry.shape[1]
+def _ridge_alpha(template, n_targets):
     alpha = np.asarray(template.alpha, dtype=float).ravel()
     if alpha.size not in (1, n_targets):
         raise FusionError(
             f"{type(template).__name__}(alpha=...) has {alpha.size} penalties but there "
             f"are {n_targets} targets"
         )
-    alpha = np.broadcast_to(alpha, (n_targets,))
+    return np.broadcast_to(alpha, (n_targets,))
+
+
+def _ridge_coef(summary, template):
+    """Ridge's coefficients from a :class:`Gram` or an :class:`RFactor` summary.
+
+    Solves ``(X.T X + alpha I) w = X.T y`` as scikit-learn's ``cholesky`` solver does
+    (also for ``auto``) and falls back, as it does, to the SVD solution when the
+    system is singular; ``solver="svd"`` takes the SVD route directly: from the R
+    factor (whose singular values are ``X``'s) or from the eigendecomposition of
+    ``X.T X`` (``(X.T X + alpha I)^-1 X.T y`` is the same solution).
+    """
+    p = summary.n_x
+    n_targets = summary.mean.size - p
+    alpha = _ridge_alpha(template, n_targets)
+    gram, xy = summary.gram(template.fit_intercept)
     if template.solver != "svd":
-        gram, xy = rx.T @ rx, rx.T @ ry
         eye = np.eye(len(gram))
         try:
             if np.all(alpha == alpha[0]):
@@ -359,19 +532,48 @@ def _ridge_coef(rx, ry, template):
             ), "cholesky"
         except linalg.LinAlgError:
             pass
-    # ry = U.T y for X's left singular vectors U, since Q has orthonormal columns
-    u, s, vt = linalg.svd(rx, full_matrices=False)
-    keep = s > 1e-15
-    d = np.zeros((s.size, n_targets))
-    d[keep] = s[keep, None] / (s[keep, None] ** 2 + alpha)
-    return (vt.T @ (d * (u.T @ ry))).T, "svd"
+    if isinstance(summary, RFactor):
+        r = summary.r if template.fit_intercept else summary.uncentred()
+        rx, ry = r[:, :p], r[:, p:]
+        # ry = U.T y for X's left singular vectors U, since Q has orthonormal columns
+        u, s, vt = linalg.svd(rx, full_matrices=False)
+        keep = s > 1e-15
+        d = np.zeros((s.size, n_targets))
+        d[keep] = s[keep, None] / (s[keep, None] ** 2 + alpha)
+        return (vt.T @ (d * (u.T @ ry))).T, "svd"
+    values, vectors = linalg.eigh(gram)
+    keep = np.sqrt(np.clip(values, 0, None)) > 1e-15
+    v = vectors[:, keep]
+    return (v @ ((v.T @ xy) / (values[keep, None] + alpha))).T, "svd"
+
+
+def _lstsq(summary, fit_intercept, cond):
+    """LinearRegression's minimum-norm least squares: coefficients, rank, singular values.
+
+    From an R factor, ``scipy.linalg.lstsq`` on it (``X`` and ``R`` differ by an
+    orthonormal ``Q`` only, so they share singular values and rank); from
+    cross-products, the eigendecomposition of ``X.T X`` (singular values are the
+    square roots of its eigenvalues), with lstsq's rank cutoff ``cond``.
+    """
+    p = summary.n_x
+    n_singular = min(summary.n, p)
+    if isinstance(summary, RFactor):
+        r = summary.r if fit_intercept else summary.uncentred()
+        coef, _, rank, singular = linalg.lstsq(r[:, :p], r[:, p:], cond=cond)
+        return coef.T, int(rank), singular[:n_singular]
+    gram, xy = summary.gram(fit_intercept)
+    values, vectors = linalg.eigh(gram)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    singular = np.sqrt(np.clip(values, 0, None))
+    cutoff = np.finfo(float).eps if cond is None else cond
+    keep = singular > cutoff * singular[0]
+    v = vectors[:, keep]
+    coef = v @ ((v.T @ xy) / values[keep, None])
+    return coef.T, int(keep.sum()), singular[:n_singular]
 
 
 def _finalize_linear(summary, template, meta):
     p = summary.n_x
-    fit_intercept = template.fit_intercept
-    r = summary.r if fit_intercept else summary.uncentred()
-    rx, ry = r[:, :p], r[:, p:]
     estimator = clone(template)
     if isinstance(template, RidgeClassifier):
         # classes_ is a property over a label binarizer that only fit() sets up:
@@ -380,20 +582,17 @@ def _finalize_linear(summary, template, meta):
         with quiet_warnings():
             estimator.fit(np.zeros((len(classes), p)), classes)
     if isinstance(template, LinearRegression):
-        # lstsq on R gives X's singular values and rank: X and R differ by an
-        # orthonormal Q only
-        coef, _, rank, singular = linalg.lstsq(rx, ry, cond=getattr(template, "tol", None))
-        coef = coef.T
-        estimator.rank_ = int(rank)
-        estimator.singular_ = singular[: min(summary.n, p)]
+        coef, estimator.rank_, estimator.singular_ = _lstsq(
+            summary, template.fit_intercept, getattr(template, "tol", None)
+        )
     else:
-        coef, solver = _ridge_coef(rx, ry, template)
+        coef, solver = _ridge_coef(summary, template)
         estimator.n_iter_ = None
         estimator.solver_ = solver
     # LinearRegression keeps y's shape; Ridge (so RidgeClassifier too) ravels one target
     if summary.y_ndim == 1 or (len(coef) == 1 and not isinstance(template, LinearRegression)):
         coef = coef.ravel()
-    if fit_intercept:
+    if template.fit_intercept:
         intercept = summary.mean[p:] - summary.mean[:p] @ coef.T
         if summary.y_ndim == 1:
             intercept = intercept[0]
@@ -662,6 +861,8 @@ class _Family:
     check: Callable = _no_constraint
     #: summarised from the partition's rows (True) or from its fitted model (False)
     from_rows: bool = True
+    #: whether ``summarize`` takes :class:`Exact`'s ``method`` (least squares)
+    takes_method: bool = False
 
 
 FAMILIES = (
@@ -670,6 +871,7 @@ FAMILIES = (
         summarize=_summarize_linear,
         finalize=_finalize_linear,
         check=_check_linear,
+        takes_method=True,
     ),
     _Family(
         types=(PCA, TruncatedSVD),
@@ -729,9 +931,11 @@ class Exact(Fuser):
     Supported estimators and what each partition contributes:
 
     - ``LinearRegression``, ``Ridge``, ``RidgeClassifier`` (``solver`` in ``"auto"``,
-      ``"cholesky"``, ``"svd"``; ``positive=False``; ``class_weight=None``): the R
-      factor of a QR of the centred ``[X | Y]``, with its row count and column
-      means; ``RidgeClassifier``'s ``Y`` holds its ±1 class columns.
+      ``"cholesky"``, ``"svd"``; ``positive=False``; ``class_weight=None``): the row
+      count, column means and centred cross-products of ``[X | Y]`` (a
+      :class:`Gram`), or the R factor of a QR of the centred ``[X | Y]`` (an
+      :class:`RFactor`), as ``method`` says; ``RidgeClassifier``'s ``Y`` holds its
+      ±1 class columns.
     - ``PCA`` (``n_components`` an int, a fraction or None; ``whiten`` either way) and
       ``TruncatedSVD``: the R factor of the centred ``X``, merged as in TSQR.
     - ``GaussianNB``: per class counts, means and sums of squared deviations, merged by
@@ -743,6 +947,30 @@ class Exact(Fuser):
 
     Per-class statistics are aligned by class label, so a partition may lack classes.
     Sample weights are not supported.
+
+    Parameters
+    ----------
+    method : {"auto", "gram", "qr"}, default="auto"
+        How least-squares partitions (``LinearRegression``, ``Ridge``,
+        ``RidgeClassifier``) are summarised:
+
+        - ``"gram"``: centred cross-products ``X.T X``, ``X.T Y``, one BLAS ``syrk``
+          pass over the rows, merged by Chan's update, solved at the root as
+          scikit-learn's Ridge solves (Cholesky of ``X.T X + alpha I``). Rounding
+          errors grow with cond(X)², so it is exact only for a well-conditioned X.
+        - ``"qr"``: the R factor of a QR of the centred ``[X | Y]``, merged by TSQR
+          (errors grow with cond(X) only, as for scikit-learn's ``lstsq``); about
+          twice the work of ``"gram"`` and slower BLAS.
+        - ``"auto"``: cross-products for each partition whose ``X.T X + alpha I``
+          has a condition number of at most 1e8 (cond(X) <= 1e4), the R factor for
+          the others; a merge that meets an R factor continues as TSQR. A
+          rank-deficient or near-collinear X is ill-conditioned in every partition
+          (a direction that nearly annihilates all rows nearly annihilates each
+          partition's), so LinearRegression's minimum-norm solution, ``rank_`` and
+          ``singular_`` come from R factors, as scikit-learn's from ``lstsq``.
+
+        PCA and TruncatedSVD always use R factors (their small components need
+        them); the other families ignore ``method``.
 
     Examples
     --------
@@ -774,6 +1002,17 @@ class Exact(Fuser):
         "exact fusion merges sufficient statistics of "
         f"{', '.join(exact_estimator_names())}"
     )
+
+    def __init__(self, method="auto"):
+        if method not in LEAST_SQUARES_METHODS:
+            raise ValueError(
+                f"Exact(method=...) must be one of {', '.join(map(repr, LEAST_SQUARES_METHODS))}"
+                f"; got {method!r}"
+            )
+        self.method = method
+
+    def _params(self):
+        return {"method": self.method}
 
     def supports(self, estimator):
         family = _family(estimator)
@@ -829,7 +1068,7 @@ class Exact(Fuser):
 
         Returns
         -------
-        summary : RFactor, ClassMoments, ClassCounts, Moments or Extremes
+        summary : Gram, RFactor, ClassMoments, ClassCounts, Moments or Extremes
         """
         model = estimator if estimator is not None else info.get("template")
         family = _family(model)
@@ -840,16 +1079,22 @@ class Exact(Fuser):
         name = type(model).__name__
         if family.from_rows and X is None:
             raise FusionError(
-                f"{self!r} needs the training rows of {name} (it merges R factors of "
+                f"{self!r} needs the training rows of {name} (it merges statistics of "
                 f"the rows), not only a fitted model; fit with daskfuse's Fused* "
                 "estimators instead"
             )
         if not family.from_rows and estimator is None:
             raise FusionError(f"{self!r} reads {name}'s statistics from a fitted model")
+        if family.takes_method:
+            return family.summarize(model, X, y, info, self.method)
         return family.summarize(model, X, y, info)
 
     def combine(self, summaries):
-        """Merge any number of summaries of one family (associative)."""
+        """Merge any number of summaries of one family (associative).
+
+        Least-squares summaries may mix :class:`Gram` and :class:`RFactor` (under
+        ``method="auto"``); the merge is then an :class:`RFactor`.
+        """
         return type(summaries[0]).merge(summaries)
 
     def finalize(self, summary, template, meta):
