@@ -11,6 +11,7 @@ from sklearn.base import is_classifier
 from ..exceptions import FusionError
 from .average import Average, Weighted
 from .base import Fuser
+from .cascade import Cascade
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
 from .exact import Exact
@@ -18,6 +19,7 @@ from .robust import Krum, Median, TrimmedMean
 
 __all__ = [
     "Average",
+    "Cascade",
     "Exact",
     "Fuser",
     "Krum",
@@ -44,13 +46,16 @@ FUSERS = {
     "median": Median,
     "trimmed_mean": TrimmedMean,
     "krum": Krum,
+    "cascade": Cascade,
 }
 
 #: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
 #: exist, parameter averaging for linear models and MLPs, reclustering for k-means,
-#: the union of trees for forests, and voting for every other estimator (stacking
-#: is never picked: it costs an extra fit per partition)
-AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "vote")
+#: the union of trees for forests, the cascade for kernel SVMs (one SVM close to the
+#: SVM on all rows, where a vote keeps every partition's support vectors and loses
+#: accuracy), and voting for every other estimator (stacking is never picked: it
+#: costs an extra fit per partition)
+AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "cascade", "vote")
 
 
 def _auto(estimator, alternatives):
