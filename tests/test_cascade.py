@@ -13,7 +13,7 @@ from sklearn.svm import SVC, SVR, LinearSVC
 
 from daskfuse import FusedClassifier, FusedRegressor, FusionError
 from daskfuse.fusion import Cascade, available_fusions, resolve_fusion
-from daskfuse.fusion.cascade import RowStats, SupportVectors, row_ids, violators
+from daskfuse.fusion.cascade import RowStats, SupportVectors, _check_rows, row_ids, violators
 
 
 def _rings(n, n_classes, seed, noise=0.03):
@@ -137,7 +137,9 @@ def test_history_and_report(rings3, prune, sync):
     assert (report["weight"] == clf.fused_estimator_.n_support_.sum()).all()
     assert report["start_score"].notna().all()
     if prune:
+        # nothing fitted: the fused model's score, from the violation check's kernel
         assert report["n_iter"].isna().all()
+        np.testing.assert_allclose(report["train_score"], report["start_score"])
     else:
         assert (report["n_iter"] > 0).all()
 
@@ -145,8 +147,7 @@ def test_history_and_report(rings3, prune, sync):
 def test_one_pass_result_does_not_depend_on_grouping(rings2, sync):
     X, y, X_test, _ = rings2
     models = [
-        _cascade(SVC(), n_partitions=4, split_every=s).fit(X, y).fused_estimator_
-        for s in (4, 8)
+        _cascade(SVC(), n_partitions=4, split_every=s).fit(X, y).fused_estimator_ for s in (4, 8)
     ]
     np.testing.assert_array_equal(models[0].support_vectors_, models[1].support_vectors_)
     np.testing.assert_array_equal(models[0].predict(X_test), models[1].predict(X_test))
@@ -183,9 +184,7 @@ def test_balanced_class_weight_and_gamma_from_all_rows(sync):
     clf = _cascade(SVC(class_weight="balanced", gamma="scale")).fit(X, y)
     params = clf.fused_estimator_.get_params()
     counts = np.bincount(y)
-    assert params["class_weight"] == pytest.approx(
-        {c: len(y) / (2 * counts[c]) for c in (0, 1)}
-    )
+    assert params["class_weight"] == pytest.approx({c: len(y) / (2 * counts[c]) for c in (0, 1)})
     assert params["gamma"] == pytest.approx(1 / (X.shape[1] * X.var()))
     auto = _cascade(SVC(gamma="auto")).fit(X, y).fused_estimator_
     assert auto.get_params()["gamma"] == pytest.approx(1 / X.shape[1])
@@ -200,7 +199,7 @@ def test_row_stats_merge_is_the_statistics_of_all_rows():
     np.testing.assert_array_equal(merged.counts, np.bincount(y))
 
 
-@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("n_classes", [2, 3, 4])
 def test_violators_agree_with_decision_function(n_classes):
     X, y = _rings(500, n_classes, seed=5, noise=0.1)
     model = SVC(gamma=0.5, decision_function_shape="ovo").fit(X, y)
@@ -214,7 +213,9 @@ def test_violators_agree_with_decision_function(n_classes):
             sign = -sign
         with np.errstate(invalid="ignore"):
             expected |= sign * dec[:, k] < 1 - model.tol
-    np.testing.assert_array_equal(violators(model, X, y), expected)
+    mask, pred = _check_rows(model, X, y)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(pred, model.predict(X))
     # an unknown label is a violator
     assert violators(model, X[:3], np.array([7, 7, 7])).all()
 
@@ -223,17 +224,16 @@ def test_violators_svr_outside_the_tube(wave):
     X, y, _, _ = wave
     model = SVR(gamma=0.5, epsilon=0.2).fit(X, y)
     expected = np.abs(y - model.predict(X)) > 0.2 + model.tol
-    np.testing.assert_array_equal(violators(model, X, y), expected)
+    mask, pred = _check_rows(model, X, y)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_allclose(pred, model.predict(X), atol=1e-9)
 
 
 def test_single_class_node_passes_its_rows_on():
     X = np.arange(12.0).reshape(6, 2)
     y = np.zeros(6, dtype=int)
     stats = RowStats.of(X, y, True)
-    halves = [
-        SupportVectors(X[i::2], y[i::2], row_ids(i, 3), stats, SVC(), SVC())
-        for i in (0, 1)
-    ]
+    halves = [SupportVectors(X[i::2], y[i::2], row_ids(i, 3), stats, SVC(), SVC()) for i in (0, 1)]
     node = Cascade().combine(halves)
     assert node.model is None and len(node.ids) == 6
     with pytest.raises(FusionError, match="hold one class"):

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
 from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.svm import SVC, SVR
 
@@ -168,7 +169,8 @@ class _LeafModel:
 
     ``fitted`` False: nothing was fitted (``prune``): ``model`` is the fused model and
     the rows are what the partition sends up (the root's support vectors and the
-    partition's violators).
+    partition's violators). ``scored`` is ``(rows, score)``: the fused model's score
+    on the partition's rows, known from the check.
     """
 
     model: Any
@@ -177,12 +179,15 @@ class _LeafModel:
     ids: np.ndarray
     fitted: bool
     n_new: int
+    scored: tuple | None = None
 
     @property
     def n_iter_(self):
         return getattr(self.model, "n_iter_", None) if self.fitted else None
 
     def score(self, X, y):
+        if self.scored is not None and self.scored[0] is X:
+            return self.scored[1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             return self.model.score(X, y)
@@ -239,14 +244,17 @@ def _kernel(model, X):
         if callable(kernel):
             yield start, np.asarray(kernel(rows, sv), dtype=float)
         else:
-            yield start, pairwise_kernels(
-                rows,
-                sv,
-                metric=kernel,
-                filter_params=True,
-                gamma=params["gamma"],
-                degree=params["degree"],
-                coef0=params["coef0"],
+            yield (
+                start,
+                pairwise_kernels(
+                    rows,
+                    sv,
+                    metric=kernel,
+                    filter_params=True,
+                    gamma=params["gamma"],
+                    degree=params["degree"],
+                    coef0=params["coef0"],
+                ),
             )
 
 
@@ -271,51 +279,58 @@ def violators(model, X, y):
     -------
     mask : ndarray of bool, shape (n,)
     """
+    return _check_rows(model, X, y)[0]
+
+
+def _check_rows(model, X, y):
+    """``(violators mask, predictions)`` of a fitted SVM on rows ``X``, one kernel pass."""
     X = np.asarray(X, dtype=float)
     tol = float(model.get_params()["tol"])
     out = np.zeros(len(X), dtype=bool)
-    if len(X) == 0:
-        return out
     if not is_classifier(model):
         eps = float(model.get_params()["epsilon"])
         y = np.asarray(y, dtype=float)
+        pred = np.zeros(len(X))
         for start, K in _kernel(model, X):
-            f = K @ model.dual_coef_[0] + model.intercept_[0]
             stop = start + len(K)
-            out[start:stop] = np.abs(y[start:stop] - f) > eps + tol
-        return out
+            pred[start:stop] = K @ model.dual_coef_[0] + model.intercept_[0]
+        out[:] = np.abs(y - pred) > eps + tol
+        return out, pred
     classes = model.classes_
-    position = np.searchsorted(classes, y)
-    position = np.minimum(position, len(classes) - 1)
+    position = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
     known = classes[position] == y
     out[~known] = True
+    pred_index = np.zeros(len(X), dtype=np.intp)
     if len(classes) == 2:
+        # sklearn's binary decision is positive for classes_[1]
         sign = np.where(position == 1, 1.0, -1.0)
         for start, K in _kernel(model, X):
-            f = K @ model.dual_coef_[0] + model.intercept_[0]
             stop = start + len(K)
+            f = K @ model.dual_coef_[0] + model.intercept_[0]
             out[start:stop] |= known[start:stop] & (sign[start:stop] * f < 1 - tol)
-        return out
-    # one-vs-one: pair (i, j), i < j, decides for i where its decision is positive
+            pred_index[start:stop] = f > 0
+        return out, classes[pred_index]
+    # one-vs-one: pair (i, j), i < j, decides for i where its decision is positive;
+    # the prediction is the class with most votes, the first of the tied (as libsvm)
     starts = np.concatenate([[0], np.cumsum(model.n_support_)])
     coef = model.dual_coef_
     for start, K in _kernel(model, X):
         stop = start + len(K)
         pos = position[start:stop]
+        votes = np.zeros((len(K), len(classes)), dtype=np.intp)
         pair = 0
         for i in range(len(classes)):
             si = slice(starts[i], starts[i + 1])
             for j in range(i + 1, len(classes)):
                 sj = slice(starts[j], starts[j + 1])
-                rows = (pos == i) | (pos == j)
-                if rows.any():
-                    Kr = K[rows]
-                    f = Kr[:, si] @ coef[j - 1, si] + Kr[:, sj] @ coef[i, sj]
-                    f = f + model.intercept_[pair]
-                    margin = np.where(pos[rows] == i, f, -f)
-                    out[start:stop][rows] |= margin < 1 - tol
+                f = K[:, si] @ coef[j - 1, si] + K[:, sj] @ coef[i, sj] + model.intercept_[pair]
+                votes[:, i] += f > 0
+                votes[:, j] += f <= 0
+                margin = np.where(pos == i, f, np.where(pos == j, -f, np.inf))
+                out[start:stop] |= margin < 1 - tol
                 pair += 1
-    return out
+        pred_index[start:stop] = votes.argmax(axis=1)
+    return out, classes[pred_index]
 
 
 class Cascade(Fuser):
@@ -403,9 +418,7 @@ class Cascade(Fuser):
     """
 
     name = "cascade"
-    requirement = (
-        "the cascade needs an sklearn.svm.SVC or SVR (a kernel other than 'precomputed')"
-    )
+    requirement = "the cascade needs an sklearn.svm.SVC or SVR (a kernel other than 'precomputed')"
 
     def __init__(self, max_passes=1, *, prune=True):
         if (
@@ -452,21 +465,25 @@ class Cascade(Fuser):
 
     def local_fit(self, template, feedback, X, y, info):
         """The rows a partition sends up in a feedback pass (and their SVM, unless pruned)."""
-        X = np.asarray(X, dtype=float)
+        X_rows, X = X, np.asarray(X, dtype=float)
         ids = row_ids(info["index"], len(X))
         own = ~np.isin(ids, feedback.ids, assume_unique=True)
+        new = np.flatnonzero(own)
+        scored = None
         if self.prune:
-            new = np.flatnonzero(own)
-            new = new[violators(feedback.model, X[new], y[new])]
-        else:
-            new = np.flatnonzero(own)
+            bad, pred = _check_rows(feedback.model, X, y)
+            new = new[bad[new]]
+            if is_classifier(feedback.model):
+                scored = (X_rows, float(np.mean(pred == y)))
+            else:
+                scored = (X_rows, float(r2_score(y, pred)))
         rows_X = np.concatenate([feedback.X, X[new]])
         rows_y = np.concatenate([feedback.y, y[new]])
         rows_ids = np.concatenate([feedback.ids, ids[new]])
         order = np.argsort(rows_ids, kind="stable")
         rows_X, rows_y, rows_ids = rows_X[order], rows_y[order], rows_ids[order]
         if self.prune:
-            return _LeafModel(feedback.model, rows_X, rows_y, rows_ids, False, len(new))
+            return _LeafModel(feedback.model, rows_X, rows_y, rows_ids, False, len(new), scored)
         model = _fit(clone(feedback.model), rows_X, rows_y)
         return _LeafModel(model, rows_X, rows_y, rows_ids, True, len(new))
 
@@ -480,12 +497,20 @@ class Cascade(Fuser):
             if estimator.fitted:
                 sv = estimator.model.support_
                 summary = SupportVectors(
-                    estimator.X[sv], estimator.y[sv], estimator.ids[sv], stats,
-                    template, estimator.model,
+                    estimator.X[sv],
+                    estimator.y[sv],
+                    estimator.ids[sv],
+                    stats,
+                    template,
+                    estimator.model,
                 )
             else:
                 summary = SupportVectors(
-                    estimator.X, estimator.y, estimator.ids, stats, template,
+                    estimator.X,
+                    estimator.y,
+                    estimator.ids,
+                    stats,
+                    template,
                     estimator.model if estimator.n_new == 0 else None,
                 )
         else:
