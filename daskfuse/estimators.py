@@ -704,11 +704,12 @@ _PARAMS_DOC = """
     fusion : str or daskfuse.fusion.Fuser, default="auto"
         How the partition models are fused: ``"exact"`` (sufficient statistics),
         ``"average"``, ``"weighted"`` (parameter averaging), ``"recluster"``
-        (k-means), ``"trees"`` (forests), ``"vote"``, ``"stack"``, ``"secure"``
-        (secure aggregation), ``"dp"`` (differential privacy), or a
-        :class:`~daskfuse.fusion.Fuser`. ``"auto"`` picks, in this order, the first
-        that applies: exact, weighted, recluster, trees, vote (soft where the
-        estimator has ``predict_proba``). The chosen strategy is ``fusion_``.
+        (k-means), ``"trees"`` (forests), ``"cascade"`` (kernel SVMs), ``"vote"``,
+        ``"stack"``, ``"secure"`` (secure aggregation), ``"dp"`` (differential
+        privacy), or a :class:`~daskfuse.fusion.Fuser`. ``"auto"`` picks, in this
+        order, the first that applies: exact, weighted, recluster, trees, cascade,
+        vote (soft where the estimator has ``predict_proba``). The chosen strategy
+        is ``fusion_``.
     partition : None, str or daskfuse.partition.Rows, default=None
         How the rows are laid over partitions: a strategy name (``"chunks"``,
         ``"uniform"``, ``"random"``, ``"stratified"``) or a

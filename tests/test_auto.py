@@ -12,10 +12,10 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
+from sklearn.svm import SVC, SVR
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer, FusionError
-from daskfuse.fusion import Exact, Recluster, Trees, Vote, Weighted, available_fusions
+from daskfuse.fusion import Cascade, Exact, Recluster, Trees, Vote, Weighted, available_fusions
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,8 @@ from daskfuse.fusion import Exact, Recluster, Trees, Vote, Weighted, available_f
         (FusedRegressor, RandomForestRegressor(n_estimators=3), Trees()),
         (FusedClassifier, KNeighborsClassifier(), Vote(voting="soft")),
         (FusedClassifier, GradientBoostingClassifier(n_estimators=5), Vote(voting="soft")),
-        (FusedClassifier, SVC(), Vote(voting="hard")),
+        (FusedClassifier, SVC(), Cascade()),
+        (FusedRegressor, SVR(), Cascade()),
         (FusedRegressor, KNeighborsRegressor(), Vote()),
     ],
     ids=lambda v: type(v).__name__ if not isinstance(v, type) else v.__name__,
@@ -53,6 +54,6 @@ def test_explicit_strategy_that_cannot_apply_lists_those_that_can():
         FusedClassifier(SVC(), fusion="weighted").fit(np.eye(4), [0, 1, 0, 1])
     message = str(err.value)
     assert "cannot fuse SVC" in message
-    assert "Strategies that apply to SVC: 'vote', 'stack'" in message
-    assert available_fusions(SVC()) == ["vote", "stack"]
+    assert "Strategies that apply to SVC: 'vote', 'stack', 'cascade'" in message
+    assert available_fusions(SVC()) == ["vote", "stack", "cascade"]
     assert available_fusions(SVC(), from_models=True) == ["vote"]

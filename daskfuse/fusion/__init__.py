@@ -11,6 +11,7 @@ from sklearn.base import is_classifier
 from ..exceptions import FusionError
 from .average import Average, Weighted
 from .base import Fuser
+from .cascade import Cascade
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
 from .exact import Exact
@@ -20,6 +21,7 @@ from .secure import Secure
 
 __all__ = [
     "Average",
+    "Cascade",
     "DP",
     "Exact",
     "Fuser",
@@ -50,14 +52,17 @@ FUSERS = {
     "krum": Krum,
     "secure": Secure,
     "dp": DP,
+    "cascade": Cascade,
 }
 
 #: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
 #: exist, parameter averaging for linear models and MLPs, reclustering for k-means,
-#: the union of trees for forests, and voting for every other estimator (stacking
-#: is never picked: it costs an extra fit per partition; nor are the privacy
-#: strategies "secure" and "dp", which the user must ask for)
-AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "vote")
+#: the union of trees for forests, the cascade for kernel SVMs (one SVM close to the
+#: SVM on all rows, where a vote keeps every partition's support vectors and loses
+#: accuracy), and voting for every other estimator (stacking is never picked: it
+#: costs an extra fit per partition; nor are the privacy strategies "secure" and
+#: "dp", which the user must ask for)
+AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "cascade", "vote")
 
 
 def _auto(estimator, alternatives):
