@@ -525,3 +525,21 @@ def test_failed_fit_leaves_the_estimator_unfitted(ls_data):
     with warnings.catch_warnings(), pytest.raises(ValueError, match="NaN"):
         reg.fit(X, y)
     assert not hasattr(reg, "fused_estimator_")
+
+
+def test_save_and_load_a_vertical_fit(tmp_path, spread_data):
+    """daskfuse.save/load (skops) trust Columns, the vertical fusions and their models."""
+    from daskfuse import load, save
+
+    X, y = spread_data
+    with dask.config.set(scheduler="sync"):
+        for fusion in (Backfit(), ColumnStack(cv=3)):
+            clf = FusedClassifier(
+                LogisticRegression(), partition=Columns(n_blocks=2), fusion=fusion
+            ).fit(X, y)
+            path = tmp_path / f"{fusion.name}.skops"
+            save(clf, path)
+            loaded = load(path)
+            assert loaded.partition_ == clf.partition_
+            assert loaded.fusion_ == fusion
+            assert_array_equal(loaded.predict(X), clf.predict(X))
