@@ -122,10 +122,13 @@ __all__ = [
 
 #: the estimators that backfitting fuses (exact types: a subclass may change the loss)
 BACKFIT_ESTIMATORS = (LinearRegression, Ridge, LogisticRegression)
-#: projected-gradient tolerance and iteration cap of the logistic block solves: tight,
+#: gradient tolerance and iteration cap of the logistic block solves: tight,
 #: so that the rounds approach the exact optimum rather than a solver's stopping point
 INNER_GTOL = 1e-10
 INNER_MAX_ITER = 1000
+#: logistic block problems with at most this many parameters are solved by Newton's
+#: method (Hessian of that size, n times its size to build), larger ones by L-BFGS
+NEWTON_MAX_PARAMS = 400
 
 
 # ------------------------------------------------------------------------ fusions
@@ -843,34 +846,97 @@ def _logistic_terms(z, target, weights):
 
 
 def _solve_logistic(block, offset, C, fit_intercept, coef0, intercept0):
+    """Minimise the logistic objective over one block's coefficients and the intercept.
+
+    scikit-learn's objective ``C * sum(w_i * loss_i) + ||W||^2 / 2`` (intercept
+    unpenalised), divided by ``C * sum(w_i)`` (as scikit-learn's own solvers do) for
+    a well-scaled problem, with the other blocks' part of the predictor fixed in
+    ``offset``. Newton's method with a backtracking line search where the Hessian is
+    small (it converges in a few iterations from the previous round's coefficients,
+    and to full precision), else L-BFGS.
+    """
     X, target = block.X, block.target
     k, p = coef0.shape
     total = float(len(X) if block.weights is None else block.weights.sum())
-    # scikit-learn's objective C * sum(losses) + ||W||^2 / 2, divided by C * total
-    # (as scikit-learn's own L-BFGS does) for a well-scaled problem
     l2 = 0.0 if np.isinf(C) else 1.0 / (C * total)
+    A = np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
+    q = A.shape[1]
+    penalty = np.full(q, l2)
+    if fit_intercept:
+        penalty[-1] = 0.0
+    theta0 = np.hstack([coef0, intercept0[:, None]]) if fit_intercept else coef0.copy()
 
-    def fun(theta):
-        W = theta[: k * p].reshape(k, p)
-        b = theta[k * p :] if fit_intercept else 0.0
-        z = offset + X @ W.T + b
+    def value_grad(theta):
+        z = offset + A @ theta.T
         loss, residual = _logistic_terms(z, target, block.weights)
-        value = loss / total + 0.5 * l2 * np.sum(W * W)
-        grad_w = residual.T @ X / total + l2 * W
-        grad = [grad_w.ravel()]
-        if fit_intercept:
-            grad.append(residual.sum(axis=0) / total)
-        return value, np.concatenate(grad)
+        value = loss / total + 0.5 * np.sum(penalty * theta * theta)
+        return value, residual.T @ A / total + penalty * theta, z
 
-    theta0 = np.concatenate([coef0.ravel(), intercept0 if fit_intercept else []])
-    result = optimize.minimize(
-        fun, theta0, method="L-BFGS-B", jac=True,
-        options={"maxiter": INNER_MAX_ITER, "gtol": INNER_GTOL, "ftol": 64 * np.finfo(float).eps,
-                 "maxls": 50},
-    )
-    W = result.x[: k * p].reshape(k, p)
-    b = result.x[k * p :] if fit_intercept else np.zeros(k)
-    return W, b, int(result.nit)
+    if k * q <= NEWTON_MAX_PARAMS:
+        theta, n_iter = _newton(value_grad, theta0, A, target, block.weights, total, penalty)
+    else:
+
+        def fun(flat):
+            value, grad, _ = value_grad(flat.reshape(k, q))
+            return value, grad.ravel()
+
+        result = optimize.minimize(
+            fun, theta0.ravel(), method="L-BFGS-B", jac=True,
+            options={"maxiter": INNER_MAX_ITER, "gtol": INNER_GTOL,
+                     "ftol": 64 * np.finfo(float).eps, "maxls": 50},
+        )
+        theta, n_iter = result.x.reshape(k, q), int(result.nit)
+    W = theta[:, :p]
+    b = theta[:, p] if fit_intercept else np.zeros(k)
+    return W, b, n_iter
+
+
+def _hessian(z, A, weights, total, penalty):
+    """Hessian of the scaled logistic objective in the layout ``(class, column)``."""
+    k, q = z.shape[1], A.shape[1]
+    if k == 1:
+        prob = expit(z[:, 0])
+        curvature = {(0, 0): prob * (1 - prob)}
+    else:
+        prob = softmax(z, axis=1)
+        curvature = {
+            (c, d): prob[:, c] * ((c == d) - prob[:, d]) for c in range(k) for d in range(c, k)
+        }
+    H = np.zeros((k * q, k * q))
+    for (c, d), D in curvature.items():
+        if weights is not None:
+            D = D * weights
+        block = A.T @ (D[:, None] * A) / total
+        H[c * q : (c + 1) * q, d * q : (d + 1) * q] = block
+        H[d * q : (d + 1) * q, c * q : (c + 1) * q] = block.T
+    H[np.diag_indices_from(H)] += np.tile(penalty, k)
+    return H
+
+
+def _newton(value_grad, theta, A, target, weights, total, penalty):
+    value, grad, z = value_grad(theta)
+    n_iter = 0
+    while n_iter < INNER_MAX_ITER and np.max(np.abs(grad)) > INNER_GTOL:
+        H = _hessian(z, A, weights, total, penalty)
+        # least squares: the Hessian is singular along the softmax's shift (and
+        # without a penalty); the minimum-norm step stays off that direction
+        step = -np.linalg.lstsq(H, grad.ravel(), rcond=None)[0].reshape(theta.shape)
+        slope = float(np.sum(grad * step))
+        # -slope (the Newton decrement) is twice the decrease a full step promises:
+        # below the precision of the objective there is nothing left to gain
+        if not -slope > 4 * np.finfo(float).eps * max(abs(value), np.finfo(float).tiny):
+            break
+        t = 1.0
+        while t > 1e-12:
+            new_value, new_grad, new_z = value_grad(theta + t * step)
+            if new_value <= value + 1e-4 * t * slope and new_value < value:
+                break
+            t *= 0.5
+        else:  # no decrease left at machine precision: converged
+            break
+        theta, value, grad, z = theta + t * step, new_value, new_grad, new_z
+        n_iter += 1
+    return theta, n_iter
 
 
 def _objective_loss(block, eta, problem):
