@@ -42,6 +42,12 @@ Usage
 
     python benchmarks/bench_vertical.py --quick   # 40,000 rows, 1 repeat
     python benchmarks/bench_vertical.py           # 200,000 rows, 3 repeats
+    # the same in pieces (a busy machine), merged into one results file:
+    python benchmarks/bench_vertical.py --only additive
+    python benchmarks/bench_vertical.py --only interaction --cases central vertical-stack --merge
+
+``--merge`` keeps the other cases of an existing results file (each record carries
+the time and load average of its own run).
 
 Results go to ``benchmarks/results/vertical.json`` and ``vertical.md``
 (``--quick``: ``vertical_quick.*``).
@@ -161,6 +167,16 @@ def cases(args: argparse.Namespace) -> dict[str, list[tuple[str, str, str, Any, 
     }
 
 
+def run_info(t_start: float) -> dict[str, Any]:
+    """When the case ran and how loaded the machine was (records of merged runs differ)."""
+    from datetime import UTC, datetime
+
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loadavg": common.loadavg(),
+    }
+
+
 def run_case(key, label, library, template, on, ds, args, client, baseline, reference):
     X = {"grid": ds["grid"], "rows": ds["X"], "numpy": ds["X_np"]}[on]
     y = ds["y_np"] if on == "numpy" else ds["y"]
@@ -215,6 +231,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
                 f"of {BLOCK} features for the vertical cases), {p['test_rows']:,} held-out rows",
             ],
             notes=[
+                "- load after: the 1-minute load average when the case finished (the "
+                "cases may come from several runs merged with --merge; the header's run "
+                "and load are the last run's)",
                 f"- HGB = HistGradientBoostingClassifier(max_iter={p['hgb_iter']}); one-process "
                 "fits use the driver's threads (BLAS/OpenMP), the workers one thread each",
                 "- coef diff: backfitting's largest coefficient difference relative to the "
@@ -235,14 +254,14 @@ def markdown_report(payload: dict[str, Any]) -> str:
             f"## {TITLES[name]}",
             "",
             "| case | fit on | blocks | fit s (median) | fit s (all) | held-out accuracy "
-            "| rounds | coef diff | central s / case s |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| rounds | coef diff | central s / case s | load after |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             if r["status"] != "ok":
                 lines.append(
                     f"| {r['label']} | {r['fit_on']} | — | — | — | — | — | — | "
-                    f"{common.md_cell(r['error'], 80)} |"
+                    f"{common.md_cell(r['error'], 80)} | — |"
                 )
                 continue
             anchor = central.get("central-linear" if "linear" in r["key"] else "central")
@@ -252,7 +271,8 @@ def markdown_report(payload: dict[str, Any]) -> str:
                 f"| {r['label']} | {r['fit_on']} | {r['blocks']} | "
                 f"{r['fit_seconds_median']:.2f} | {common.fmt_times(r['fit_seconds'])} | "
                 f"{r['accuracy']:.4f} | {r.get('rounds', '—')} | "
-                f"{'—' if diff is None else f'{diff:.1e}'} | {common.fmt(ratio)} |"
+                f"{'—' if diff is None else f'{diff:.1e}'} | {common.fmt(ratio)} | "
+                f"{common.fmt((r.get('run', {}).get('loadavg') or [None])[0])} |"
             )
     lines += ["", *payload.get("findings", [])]
     return "\n".join(lines) + "\n"
@@ -288,8 +308,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, help="rows per row chunk (default rows / 4)")
     parser.add_argument("--test-rows", type=int, default=50_000, help="held-out rows")
     parser.add_argument("--repeats", type=int, help="fits per case, median reported (default 3)")
-    parser.add_argument("--hgb-iter", type=int, default=50, help="boosting iterations of HGB")
+    parser.add_argument("--hgb-iter", type=int, default=30, help="boosting iterations of HGB")
     parser.add_argument("--only", nargs="+", choices=DATASETS, help="some data sets")
+    parser.add_argument("--cases", nargs="+", help="some case keys (e.g. central vertical-stack)")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other cases of the existing results file"
+    )
     parser.add_argument("--out", type=common.Path, help="JSON path (default results/vertical.json)")
     common.add_run_args(parser)
     args = parser.parse_args(argv)
@@ -326,10 +350,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {TITLES[name]}", flush=True)
             reference = LogisticRegression(tol=1e-10, max_iter=10_000).fit(ds["X_np"], ds["y_np"])
             for key, label, library, template, on in cases(args)[name]:
+                if args.cases and key not in args.cases:
+                    continue
                 rec = run_case(
                     key, label, library, template, on, ds, args, client, baseline, reference
                 )
-                results.append({"dataset": name, **rec})
+                results.append({"dataset": name, **rec, "run": run_info(t_start)})
     parameters = {
         "quick": args.quick,
         "rows": args.rows,
@@ -344,6 +370,16 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "seed": args.seed,
     }
+    if args.merge and args.out.exists():
+        import json
+
+        done = {(r["dataset"], r["key"]) for r in results}
+        old = json.loads(args.out.read_text())["results"]
+        results = [r for r in old if (r["dataset"], r["key"]) not in done] + results
+        order = {(d, c[0]): i for i, (d, c) in enumerate(
+            (d, c) for d, cs in cases(args).items() for c in cs
+        )}
+        results.sort(key=lambda r: order.get((r["dataset"], r["key"]), len(order)))
     payload = common.make_payload(
         "vertical", t_start, parameters, machine, results, findings=findings(results)
     )

@@ -55,15 +55,16 @@ block index ``b``.
 * ``fit`` (stacking): fits block ``b``'s model and its out-of-fold predictions;
   ``finalize`` fits the meta-learner on those predictions.
 * ``block`` (backfitting): block ``b``'s columns and targets with what the rounds
-  reuse (the eigendecomposition); :meth:`FusedClassifier.fit` persists it once, so
-  that every round reuses it where it is. ``step`` ``(r, b)`` is block ``b``'s
-  update in round ``r``: it reads its block, the step before it (for the running
-  predictor, the only n-sized thing that travels) and its own previous step (for
-  its coefficients, on the same worker); ``info`` ``(r, b)`` is the step's small
-  report and ``check`` ``r`` the convergence test of round ``r``, after which the
-  steps pass their inputs through. ``finalize`` assembles the coefficients.
-  ``fit`` runs a few rounds at a time (as many as the rate of convergence says
-  are left) and stops at convergence; ``fit_graph`` unrolls ``max_rounds`` rounds.
+  reuse (the eigendecomposition of least squares); :meth:`FusedClassifier.fit`
+  persists it once, so that every round reuses it where it is. ``step`` ``(r, b)``
+  is block ``b``'s update in round ``r``, the only task of a round: it reads its
+  block, the step before it (the running predictor, the only n-sized thing that
+  travels, with a small log of the steps) and its own previous step (its
+  coefficients, on the same worker). The first step of a round tests the previous
+  round's convergence; after convergence the steps pass their inputs through.
+  ``coef`` and ``log`` take the results out, ``finalize`` assembles the model.
+  ``fit`` runs a few rounds at a time (as many as the rate of convergence says are
+  left) and stops at convergence; ``fit_graph`` unrolls ``max_rounds`` rounds.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from scipy import optimize
-from scipy.special import expit, logsumexp, softmax
+from scipy.special import logsumexp, softmax
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -171,9 +172,14 @@ class Backfit(VerticalFusion):
     max_rounds : int, default=100
         At most this many rounds (each visits every block once); a
         ``ConvergenceWarning`` says when they were not enough.
-    tol : float, default=1e-6
+    tol : float, default=1e-5
         Stop when the largest change of a coefficient (intercept included) in a round,
-        divided by the largest coefficient, is below ``tol``.
+        divided by the largest coefficient, is below ``tol``. The rounds converge
+        linearly, at a rate ``r`` that grows with the correlation between blocks;
+        the coefficients are then within about ``tol * r / (1 - r)`` (relative) of
+        the centralised solution (``history_`` shows the rate). The estimator's own
+        ``tol``, ``max_iter`` and ``solver`` are not used: each block problem is
+        solved to full precision.
 
     Examples
     --------
@@ -184,7 +190,7 @@ class Backfit(VerticalFusion):
 
     name = "backfit"
 
-    def __init__(self, max_rounds=100, tol=1e-6):
+    def __init__(self, max_rounds=100, tol=1e-5):
         if (
             not isinstance(max_rounds, numbers.Integral)
             or isinstance(max_rounds, bool)
@@ -375,7 +381,7 @@ class ColumnPlan:
 
 def _prefixes(token):
     steps = (
-        "data", "columns", "target", "fit", "block", "step", "info", "check", "finalize",
+        "data", "columns", "target", "fit", "block", "step", "coef", "log", "finalize",
     )
     return {step: f"daskfuse-{step}-{token}" for step in steps}
 
@@ -787,12 +793,19 @@ class BackfitBlock:
     """One block's data for the rounds; holds its raw columns, so stays with the block."""
 
     index: int
-    X: np.ndarray
+    #: the columns, with a last column of ones for a logistic model with intercept
+    #: (made once, not in every Newton step); ``X`` is a view without it
+    design: np.ndarray
     target: np.ndarray
     weights: np.ndarray | None = None
     mean: np.ndarray | None = None
     eigvals: np.ndarray | None = None
     eigvecs: np.ndarray | None = None
+    n_columns: int = 0
+
+    @property
+    def X(self):
+        return self.design[:, : self.n_columns]
 
 
 def prepare_block(spec, index, y, *pieces):
@@ -811,12 +824,15 @@ def prepare_block(spec, index, y, *pieces):
         weights = None
         if class_weight is not None:
             weights = compute_class_weight(class_weight, classes=spec.classes, y=y)[labels]
-        return BackfitBlock(index, X, target, weights=weights)
+        design = np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
+        return BackfitBlock(index, design, target, weights=weights, n_columns=X.shape[1])
     target = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     mean = X.mean(axis=0) if fit_intercept else np.zeros(X.shape[1])
     centred = X - mean
     eigvals, eigvecs = np.linalg.eigh(centred.T @ centred)
-    return BackfitBlock(index, X, target, mean=mean, eigvals=eigvals, eigvecs=eigvecs)
+    return BackfitBlock(
+        index, X, target, mean=mean, eigvals=eigvals, eigvecs=eigvecs, n_columns=X.shape[1]
+    )
 
 
 def _solve_squares(block, offset, alpha, fit_intercept):
@@ -833,16 +849,22 @@ def _solve_squares(block, offset, alpha, fit_intercept):
 
 
 def _logistic_terms(z, target, weights):
+    """The summed (weighted) log-loss at the predictor ``z``, the residuals and ``p``."""
     if target.shape[1] == 1:
-        losses = np.logaddexp(0.0, z[:, 0]) - target[:, 0] * z[:, 0]
-        residual = expit(z) - target
+        # one exponential for both: log(1 + e^z) = max(z, 0) + log1p(e^-|z|) and
+        # sigmoid(z) = 1 / (1 + e^-z) or e^z / (1 + e^z), whichever does not overflow
+        z1 = z[:, 0]
+        e = np.exp(-np.abs(z1))
+        losses = np.maximum(z1, 0.0) + np.log1p(e) - target[:, 0] * z1
+        prob = (np.where(z1 >= 0, 1.0, e) / (1.0 + e))[:, None]
     else:
         losses = logsumexp(z, axis=1) - np.sum(target * z, axis=1)
-        residual = softmax(z, axis=1) - target
+        prob = softmax(z, axis=1)
+    residual = prob - target
     if weights is not None:
         losses = losses * weights
         residual = residual * weights[:, None]
-    return losses.sum(), residual
+    return losses.sum(), residual, prob
 
 
 def _solve_logistic(block, offset, C, fit_intercept, coef0, intercept0):
@@ -855,11 +877,10 @@ def _solve_logistic(block, offset, C, fit_intercept, coef0, intercept0):
     small (it converges in a few iterations from the previous round's coefficients,
     and to full precision), else L-BFGS.
     """
-    X, target = block.X, block.target
+    A, target = block.design, block.target
     k, p = coef0.shape
-    total = float(len(X) if block.weights is None else block.weights.sum())
+    total = float(len(A) if block.weights is None else block.weights.sum())
     l2 = 0.0 if np.isinf(C) else 1.0 / (C * total)
-    A = np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
     q = A.shape[1]
     penalty = np.full(q, l2)
     if fit_intercept:
@@ -868,12 +889,14 @@ def _solve_logistic(block, offset, C, fit_intercept, coef0, intercept0):
 
     def value_grad(theta):
         z = offset + A @ theta.T
-        loss, residual = _logistic_terms(z, target, block.weights)
+        loss, residual, prob = _logistic_terms(z, target, block.weights)
         value = loss / total + 0.5 * np.sum(penalty * theta * theta)
-        return value, residual.T @ A / total + penalty * theta, z
+        return value, residual.T @ A / total + penalty * theta, (z, loss, prob)
 
     if k * q <= NEWTON_MAX_PARAMS:
-        theta, n_iter = _newton(value_grad, theta0, A, target, block.weights, total, penalty)
+        theta, n_iter, (z, loss, _) = _newton(
+            value_grad, theta0, A, block.weights, total, penalty
+        )
     else:
 
         def fun(flat):
@@ -886,19 +909,19 @@ def _solve_logistic(block, offset, C, fit_intercept, coef0, intercept0):
                      "ftol": 64 * np.finfo(float).eps, "maxls": 50},
         )
         theta, n_iter = result.x.reshape(k, q), int(result.nit)
+        _, _, (z, loss, _) = value_grad(theta)
     W = theta[:, :p]
     b = theta[:, p] if fit_intercept else np.zeros(k)
-    return W, b, n_iter
+    # the new linear predictor and the data term come with the solution
+    return W, b, n_iter, z, (loss if np.isinf(C) else C * loss)
 
 
-def _hessian(z, A, weights, total, penalty):
+def _hessian(prob, A, weights, total, penalty):
     """Hessian of the scaled logistic objective in the layout ``(class, column)``."""
-    k, q = z.shape[1], A.shape[1]
+    k, q = prob.shape[1], A.shape[1]
     if k == 1:
-        prob = expit(z[:, 0])
-        curvature = {(0, 0): prob * (1 - prob)}
+        curvature = {(0, 0): prob[:, 0] * (1 - prob[:, 0])}
     else:
-        prob = softmax(z, axis=1)
         curvature = {
             (c, d): prob[:, c] * ((c == d) - prob[:, d]) for c in range(k) for d in range(c, k)
         }
@@ -913,11 +936,11 @@ def _hessian(z, A, weights, total, penalty):
     return H
 
 
-def _newton(value_grad, theta, A, target, weights, total, penalty):
-    value, grad, z = value_grad(theta)
+def _newton(value_grad, theta, A, weights, total, penalty):
+    value, grad, extra = value_grad(theta)
     n_iter = 0
     while n_iter < INNER_MAX_ITER and np.max(np.abs(grad)) > INNER_GTOL:
-        H = _hessian(z, A, weights, total, penalty)
+        H = _hessian(extra[2], A, weights, total, penalty)
         # least squares: the Hessian is singular along the softmax's shift (and
         # without a penalty); the minimum-norm step stays off that direction
         step = -np.linalg.lstsq(H, grad.ravel(), rcond=None)[0].reshape(theta.shape)
@@ -928,27 +951,18 @@ def _newton(value_grad, theta, A, target, weights, total, penalty):
             break
         t = 1.0
         while t > 1e-12:
-            new_value, new_grad, new_z = value_grad(theta + t * step)
+            new_value, new_grad, new_extra = value_grad(theta + t * step)
             if new_value <= value + 1e-4 * t * slope and new_value < value:
                 break
             t *= 0.5
         else:  # no decrease left at machine precision: converged
             break
-        theta, value, grad, z = theta + t * step, new_value, new_grad, new_z
+        theta, value, grad, extra = theta + t * step, new_value, new_grad, new_extra
         n_iter += 1
-    return theta, n_iter
+    return theta, n_iter, extra
 
 
-def _objective_loss(block, eta, problem):
-    """The data term of the whole model's objective at the linear predictor ``eta``."""
-    loss, penalty, _ = problem
-    if loss == "squares":
-        return float(np.sum((block.target - eta) ** 2))
-    value, _ = _logistic_terms(eta, block.target, block.weights)
-    return float(value if np.isinf(penalty) else penalty * value)
-
-
-def backfit_step(spec, round_, block, previous, own, done=False):
+def backfit_step(spec, round_, block, previous, own):
     """Block ``b``'s update in one round (a ``daskfuse-step`` task).
 
     Parameters
@@ -959,23 +973,24 @@ def backfit_step(spec, round_, block, previous, own, done=False):
         The block's columns and targets (on the block's worker).
     previous : tuple or None
         The output of the step just before (the previous block's, or the last
-        block's of the previous round): its ``(eta, intercept)`` is the whole model's
-        linear predictor (n x k) and intercept (k). None at the very first step.
+        block's of the previous round): the whole model's linear predictor and
+        intercept, the log of the steps so far and whether the rounds have
+        converged. None at the very first step.
     own : tuple or None
-        This block's output of the previous round (its coefficients); None in the
-        first round.
-    done : bool
-        The rounds have converged: pass the coefficients and the predictor through.
+        This block's output of the previous round (its coefficients, on the same
+        worker); None in the first round.
 
     Returns
     -------
-    coef, carry, info
-        The block's coefficients (k x p_b), the updated ``(eta, intercept)`` (the
-        only n-sized thing that leaves the block) and a small dict for the
-        convergence test and the reports.
+    coef, carry, log, done
+        The block's coefficients (k x p_b); ``(eta, intercept)``, the predictor
+        (n x k, the only n-sized thing that leaves the block) and intercept (k);
+        the log of every step (small dicts: the convergence test and the reports);
+        and whether the rounds had converged, in which case the step passed its
+        inputs through. The first block of a round tests the previous round.
     """
     with _one_blas_thread():
-        return _backfit_step(spec, round_, block, previous, own, done)
+        return _backfit_step(spec, round_, block, previous, own)
 
 
 _BLAS = {"lock": threading.Lock(), "users": 0, "limiter": None, "controller": None}
@@ -1011,26 +1026,32 @@ def _one_blas_thread():
                 state["limiter"] = None
 
 
-def _backfit_step(spec, round_, block, previous, own, done):
+def _backfit_step(spec, round_, block, previous, own):
     start = time.perf_counter()
     n, p = block.X.shape
     k = block.target.shape[1]
-    carry = (np.zeros((n, k)), np.zeros(k)) if previous is None else previous[1]
+    if previous is None:
+        carry, log, done = (np.zeros((n, k)), np.zeros(k)), [], False
+    else:
+        _, carry, log, done = previous
+        n_blocks = len(spec.groups)
+        if block.index == 0 and not done and len(log) >= n_blocks:
+            done = round_summary(log[-n_blocks:], spec.estimator)["max_change"] < spec.fusion.tol
     coef_old = np.zeros((k, p)) if own is None else own[0]
     if done:
-        return coef_old, carry, {"block": block.index, "round": round_, "skipped": True}
+        return coef_old, carry, log, True
     eta, intercept = carry
-    problem = _problem(spec.estimator)
-    loss, penalty, fit_intercept = problem
+    loss, penalty, fit_intercept = _problem(spec.estimator)
     # the block's own part is recomputed rather than kept: one n-vector less per block
     offset = eta - block.X @ coef_old.T - intercept
     if loss == "squares":
         coef, new_intercept, n_iter = _solve_squares(block, offset, penalty, fit_intercept)
+        eta = offset + block.X @ coef.T + new_intercept
+        data_loss = float(np.sum((block.target - eta) ** 2))
     else:
-        coef, new_intercept, n_iter = _solve_logistic(
+        coef, new_intercept, n_iter, eta, data_loss = _solve_logistic(
             block, offset, penalty, fit_intercept, coef_old, intercept
         )
-    eta = offset + block.X @ coef.T + new_intercept
     change = max(
         float(np.max(np.abs(coef - coef_old), initial=0.0)),
         float(np.max(np.abs(new_intercept - intercept), initial=0.0)),
@@ -1038,22 +1059,20 @@ def _backfit_step(spec, round_, block, previous, own, done):
     info = {
         "block": block.index,
         "round": round_,
-        "skipped": False,
         "change": change,
         "scale": max(
             float(np.max(np.abs(coef), initial=0.0)),
             float(np.max(np.abs(new_intercept), initial=0.0)),
         ),
         "sq_norm": float(np.sum(coef * coef)),
-        "loss": _objective_loss(block, eta, problem),
+        "loss": data_loss,
         "n_iter": n_iter,
         "rows": n,
         "seconds": time.perf_counter() - start,
         "worker": _worker_name(),
-        "coef": coef,
         "intercept": new_intercept,
     }
-    return coef, (eta, new_intercept), info
+    return coef, (eta, new_intercept), [*log, info], False
 
 
 def round_summary(infos, estimator):
@@ -1074,31 +1093,29 @@ def round_summary(infos, estimator):
     }
 
 
-def backfit_check(tol, previous_done, estimator, *infos):
-    """Whether the rounds have converged after this one (a ``daskfuse-check`` task)."""
-    if previous_done:
-        return True
-    return bool(round_summary(list(infos), estimator)["max_change"] < tol)
+def _rounds(log, n_blocks):
+    return [log[i : i + n_blocks] for i in range(0, len(log), n_blocks)]
 
 
-def finalize_backfit(spec, meta, rounds):
-    """The fused linear model from the rounds' infos (``daskfuse-finalize``).
+def finalize_backfit(spec, meta, log, coefs):
+    """The fused linear model, the block reports and the rounds' history.
 
     Parameters
     ----------
-    rounds : list of list of dict
-        Every round's step infos, in block order (skipped steps included).
+    log : list of dict
+        The steps' log, as the last step passed it on.
+    coefs : list of ndarray
+        Every block's coefficients after the last round (k x p_b).
     """
-    rounds = [r for r in rounds if not r[0]["skipped"]]
+    rounds = _rounds(log, len(spec.groups))
     history = [round_summary(r, spec.estimator) for r in rounds]
     converged = bool(history[-1]["max_change"] < spec.fusion.tol)
-    last = rounds[-1]
     estimator = clone(spec.estimator)
-    k = last[0]["coef"].shape[0]
+    k = coefs[0].shape[0]
     coef = np.zeros((k, meta["n_features_in_"]))
-    for info, cols in zip(last, spec.groups):
-        coef[:, cols] = info["coef"]
-    intercept = np.asarray(last[-1]["intercept"], dtype=float)
+    for block_coef, cols in zip(coefs, spec.groups):
+        coef[:, cols] = block_coef
+    intercept = np.asarray(log[-1]["intercept"], dtype=float)
     loss, _, fit_intercept = _problem(spec.estimator)
     if loss == "logistic":
         if k > 1:
@@ -1119,14 +1136,15 @@ def finalize_backfit(spec, meta, rounds):
     reports = []
     for b, cols in enumerate(spec.groups):
         steps = [r[b] for r in rounds]
+        seconds = float(sum(s["seconds"] for s in steps))
         reports.append({
             "partition": b,
             "columns": cols.tolist(),
             "rows": steps[-1]["rows"],
             "train_score": None,
             "n_iter": int(sum(s["n_iter"] for s in steps)),
-            "fit_seconds": float(sum(s["seconds"] for s in steps)),
-            "task_seconds": float(sum(s["seconds"] for s in steps)),
+            "fit_seconds": seconds,
+            "task_seconds": seconds,
             "worker": steps[-1]["worker"],
             "rounds": len(rounds),
             "converged": converged,
@@ -1279,43 +1297,31 @@ def _key(obj):
     return obj.key if isinstance(obj, Delayed) else obj
 
 
-def _rounds_tasks(spec, keys, first, count, blocks, outs, done):
+def _rounds_tasks(spec, keys, first, count, blocks, outs):
     """The tasks of rounds ``first`` .. ``first + count - 1``: Gauss-Seidel over the blocks.
 
-    ``blocks`` are the keys of the prepared blocks, ``outs`` the keys of every
-    block's last step (None before the first round) and ``done`` the key of the
-    last convergence check (or False). Every step reads its own block, the step
-    before it (for the predictor) and its block's previous step (for the
-    coefficients, on the same worker). The rounds are written as one dict of tasks:
-    built call by call with ``dask.delayed``, every call would merge the graphs of
-    all earlier rounds (quadratic in the rounds).
+    ``blocks`` are the keys of the prepared blocks and ``outs`` the keys of every
+    block's last step (None before the first round). Every step reads its own
+    block, the step before it (for the predictor, the log and the convergence
+    flag) and its block's previous step (for the coefficients, on the same worker):
+    one task per block and round, nothing else. The rounds are written as one dict
+    of tasks: built call by call with ``dask.delayed``, every call would merge the
+    graphs of all earlier rounds (quadratic in the rounds).
 
     Returns
     -------
     dsk : dict
     outs : list
         The keys of every block's last step.
-    rounds : list of list
-        The keys of every round's step infos.
-    done : key
-        The last check.
     """
-    dsk, rounds, outs = {}, [], list(outs)
+    dsk, outs = {}, list(outs)
     previous = outs[-1]
     for r in range(first, first + count):
-        infos = []
         for b, block in enumerate(blocks):
             step = (keys["step"], r, b)
-            dsk[step] = (backfit_step, spec, r, block, previous, outs[b], done)
+            dsk[step] = (backfit_step, spec, r, block, previous, outs[b])
             previous = outs[b] = step
-            info = (keys["info"], r, b)
-            dsk[info] = (operator.getitem, step, 2)
-            infos.append(info)
-        check = (keys["check"], r)
-        dsk[check] = (backfit_check, spec.fusion.tol, done, spec.estimator, *infos)
-        done = check
-        rounds.append(infos)
-    return dsk, outs, rounds, done
+    return dsk, outs
 
 
 def _delayed(key, dsk, name, dependencies):
@@ -1327,17 +1333,22 @@ def _backfit_graph(spec, plan, meta):
     """The whole backfit as one graph: ``max_rounds`` unrolled rounds."""
     keys = plan.keys
     blocks = _prepared_blocks(spec, plan)
-    dsk, _, rounds, _ = _rounds_tasks(
-        spec, keys, 1, spec.fusion.max_rounds, [b.key for b in blocks],
-        [None] * len(blocks), False,
+    dsk, outs = _rounds_tasks(
+        spec, keys, 1, spec.fusion.max_rounds, [b.key for b in blocks], [None] * len(blocks)
     )
+    coefs = []
+    for b, out in enumerate(outs):
+        coefs.append((keys["coef"], b))
+        dsk[coefs[-1]] = (operator.getitem, out, 0)
+    log = (keys["log"], 0)
+    dsk[log] = (operator.getitem, outs[-1], 2)
     final = (keys["finalize"], 0)
-    dsk[final] = (_finalize_lazy, spec, meta, rounds)
+    dsk[final] = (_finalize_lazy, spec, meta, log, coefs)
     return _delayed(final, dsk, keys["step"], blocks)
 
 
-def _finalize_lazy(spec, meta, rounds):
-    estimator, reports, _ = finalize_backfit(spec, meta, rounds)
+def _finalize_lazy(spec, meta, log, coefs):
+    estimator, reports, _ = finalize_backfit(spec, meta, log, coefs)
     return estimator, reports
 
 
@@ -1383,31 +1394,29 @@ def _next_chunk(history, tol, left):
 
 def _run_backfit(spec, plan, meta, verbose):
     """Rounds until convergence; each block's data are persisted once, where they are."""
-    fusion = spec.fusion
-    keys = plan.keys
+    fusion, keys = spec.fusion, plan.keys
+    n_blocks = len(plan.groups)
     blocks = list(dask.persist(*_prepared_blocks(spec, plan)))
-    outs, rounds, history = [None] * len(blocks), [], []
+    outs, history = [None] * n_blocks, []
     while len(history) < fusion.max_rounds:
+        first = len(history) + 1
         count = _next_chunk(history, fusion.tol, fusion.max_rounds - len(history))
-        dsk, last, infos, _ = _rounds_tasks(
-            spec, keys, len(history) + 1, count, [b.key for b in blocks],
-            [_key(o) for o in outs], False,
+        dsk, last = _rounds_tasks(
+            spec, keys, first, count, [b.key for b in blocks], [_key(o) for o in outs]
         )
+        log_key = (keys["log"], first)
+        dsk[log_key] = (operator.getitem, last[-1], 2)
         deps = [x for x in (*blocks, *outs) if isinstance(x, Delayed)]
-        name = f"{keys['step']}-round-{len(history) + 1}"
-        wanted = [_delayed(k, dsk, name, deps) for k in [*last, *sum(infos, [])]]
+        name = f"{keys['step']}-round-{first}"
+        wanted = [_delayed(k, dsk, name, deps) for k in [*last, log_key]]
         # the last steps (coefficients and the predictor) stay on the workers; only
-        # the small infos come back
+        # the log of the steps comes back
         persisted = dask.persist(*wanted)
-        outs = list(persisted[: len(blocks)])
-        flat = dask.compute(*persisted[len(blocks) :])
-        converged = False
-        for j in range(count):
-            round_infos = list(flat[j * len(blocks) : (j + 1) * len(blocks)])
-            if round_infos[0]["skipped"]:
-                break
-            rounds.append(round_infos)
-            history.append(round_summary(round_infos, spec.estimator))
+        outs = list(persisted[:n_blocks])
+        (log,) = dask.compute(persisted[n_blocks])
+        new = _rounds(log, n_blocks)[len(history) :]
+        for infos in new:
+            history.append(round_summary(infos, spec.estimator))
             if verbose:
                 print(
                     f"[daskfuse] backfit round {len(history)}: max relative change "
@@ -1415,10 +1424,11 @@ def _run_backfit(spec, plan, meta, verbose):
                     f"{history[-1]['objective']:.10g}",
                     flush=True,
                 )
-            converged = history[-1]["max_change"] < fusion.tol
-        if converged:
+        if len(new) < count or history[-1]["max_change"] < fusion.tol:
             break
-    estimator, reports, history = finalize_backfit(spec, meta, rounds)
+    get = delayed(operator.getitem, pure=True)
+    coefs = list(dask.compute(*[get(o, 0) for o in outs]))
+    estimator, reports, history = finalize_backfit(spec, meta, log, coefs)
     if history[-1]["max_change"] >= fusion.tol:
         _warn_not_converged(spec, history)
     return estimator, reports, history
