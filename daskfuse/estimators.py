@@ -30,6 +30,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import vertical
 from ._graph import (
     FitSpec,
     build_fit_graph,
@@ -49,7 +50,7 @@ from ._inputs import (
 )
 from .exceptions import FusionError
 from .fusion import resolve_fusion
-from .partition import STRATEGIES, Rows, plan_blocks, plan_in_memory
+from .partition import STRATEGIES, Columns, Rows, plan_blocks, plan_in_memory
 
 __all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
 
@@ -213,8 +214,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 )
             return Rows(part.n_partitions if n is None else n, strategy=part.strategy)
         raise TypeError(
-            f"partition must be None, a strategy name or a daskfuse.partition.Rows; "
-            f"got {type(part).__name__}"
+            f"partition must be None, a strategy name, a daskfuse.partition.Rows or a "
+            f"daskfuse.partition.Columns; got {type(part).__name__}"
         )
 
     def _split_every(self):
@@ -306,6 +307,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             Computes to the fused estimator and the list of partition reports. With
             ``rounds`` > 1 (or a strategy with feedback passes) it is the first pass.
         """
+        if isinstance(self.partition, Columns):
+            # vertical partitioning (column blocks) lives in daskfuse.vertical
+            return vertical.fit_graph(self, X, y)
         return self._prepare(X, y)["graph"]
 
     def _prepare(self, X, y):
@@ -532,6 +536,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self : object
             The fitted meta-estimator.
         """
+        if isinstance(self.partition, Columns):
+            return vertical.fit(self, X, y)
         self._clear_fitted()
         try:
             prepared = self._prepare(X, y)
@@ -714,7 +720,10 @@ _PARAMS_DOC = """
         How the rows are laid over partitions: a strategy name (``"chunks"``,
         ``"uniform"``, ``"random"``, ``"stratified"``) or a
         :class:`~daskfuse.partition.Rows`. None keeps a dask input's row blocks and
-        splits an in-memory input into ``n_partitions`` contiguous parts.
+        splits an in-memory input into ``n_partitions`` contiguous parts. A
+        :class:`~daskfuse.partition.Columns` splits the features instead (vertical
+        partitioning, see :mod:`daskfuse.vertical`): ``fusion`` is then ``"auto"``,
+        ``"backfit"`` or ``"stack"``, and backfitting adds a ``history_`` of rounds.
     n_partitions : int, "auto" or None, default=None
         Number of partitions (a shortcut for ``partition=Rows(n_partitions)``).
         ``"auto"`` (and None for in-memory data) is one per scheduler thread.

@@ -29,6 +29,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = [
+    "ColumnStackingClassifier",
+    "ColumnStackingRegressor",
     "FusedStackingClassifier",
     "FusedStackingRegressor",
     "FusedVotingClassifier",
@@ -652,3 +654,224 @@ class FusedStackingRegressor(RegressorMixin, _StackingBase):
         check_is_fitted(self)
         return self.final_estimator_.predict(self.transform(X))
 
+
+
+# ------------------------------------------------------------- column stacking
+def check_column_blocks(blocks, n_members, owner):
+    """The column indices of each member as int arrays; they must tile ``0 .. p-1``."""
+    if not isinstance(blocks, list | tuple) or len(blocks) != n_members:
+        raise ValueError(
+            f"{owner}(blocks=...) needs one list of column indices per estimator "
+            f"({n_members}); got {blocks!r}"
+        )
+    out = []
+    for i, block in enumerate(blocks):
+        idx = np.asarray(block)
+        if idx.ndim != 1 or len(idx) == 0 or idx.dtype.kind not in "iu":
+            raise ValueError(
+                f"{owner}(blocks=...): blocks[{i}] must be a non-empty list of column "
+                f"indices (int); got {block!r}"
+            )
+        out.append(idx.astype(np.intp))
+    every = np.concatenate(out)
+    if not np.array_equal(np.sort(every), np.arange(len(every))):
+        raise ValueError(
+            f"{owner}(blocks=...) must hold every column 0 .. {len(every) - 1} exactly once; "
+            f"got {[b.tolist() for b in out]}"
+        )
+    return out
+
+
+class _ColumnStackingBase(_StackingBase):
+    """Stacking over column blocks: member ``i`` sees only the columns ``blocks[i]``."""
+
+    def _check(self):
+        super()._check()
+        self.blocks_ = check_column_blocks(
+            self.blocks, len(self.estimators_), type(self).__name__
+        )
+
+    def _set_inputs(self):
+        n = sum(len(b) for b in self.blocks_)
+        if getattr(self, "n_features_in_", n) != n:
+            raise ValueError(
+                f"X has {self.n_features_in_} features, but the blocks of "
+                f"{type(self).__name__} cover {n} columns"
+            )
+        self.n_features_in_ = n
+
+    def fit(self, X, y):
+        """Fit the final estimator on the block members' outputs for ``X``.
+
+        The members are used as they are (never refitted), so ``X`` and ``y`` should
+        be rows that the members were not fitted on.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            All the columns; member ``i`` gets ``X[:, blocks[i]]``.
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : object
+        """
+        for name in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
+        validate_data(self, X, dtype=None, ensure_all_finite=False)
+        return super().fit(X, y)
+
+    def transform(self, X):
+        """The meta-features: every member's output on its own columns, side by side.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_meta_features)
+        """
+        check_is_fitted(self, "estimators_")
+        Xv = self._inputs(X)
+        classes = getattr(self, "classes_", None)
+        return np.hstack(
+            [
+                stack_features(
+                    member_output(m, method, Xv[:, cols]),
+                    method,
+                    getattr(m, "classes_", None),
+                    classes,
+                )
+                for m, method, cols in zip(self.estimators_, self.stack_method_, self.blocks_)
+            ]
+        )
+
+
+class ColumnStackingClassifier(ClassifierMixin, _ColumnStackingBase):
+    """Stacking of classifiers fitted on column blocks, with a fitted meta-learner.
+
+    The result of vertical stacking (:class:`daskfuse.vertical.ColumnStack`): member
+    ``i`` was fitted on the columns ``blocks[i]`` of all rows; ``predict`` routes each
+    block of a full ``X`` to its member and feeds their outputs to the meta-learner.
+
+    Parameters
+    ----------
+    estimators : list of fitted classifiers
+        The block members; used as they are, never refitted.
+    blocks : list of list of int
+        The column indices of each member; together every column exactly once.
+    final_estimator : classifier or None, default=None
+        The meta-learner; None is ``LogisticRegression()``.
+    stack_method : {"auto", "predict_proba", "decision_function", "predict"}, default="auto"
+        Which member output feeds the meta-learner; ``"auto"`` takes the first of
+        these that each member has.
+    classes : array-like or None, default=None
+        The class labels; None is the union of the members' classes and the labels
+        of ``y`` in fit.
+
+    Attributes
+    ----------
+    estimators_ : list of estimators
+        The members.
+    blocks_ : list of ndarray of int
+        The column indices of each member.
+    final_estimator_ : estimator
+        The fitted meta-learner.
+    stack_method_ : list of str
+        The method used for each member.
+    classes_ : ndarray
+        The class labels, sorted.
+    n_features_in_ : int
+        Number of columns of ``X`` (all blocks).
+    feature_names_in_ : ndarray of str
+        Column names seen in fit, where known.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from daskfuse.models import ColumnStackingClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 4))
+    >>> y = (X[:, 0] + X[:, 3] > 0).astype(int)
+    >>> a = DecisionTreeClassifier(max_depth=3).fit(X[:200, :2], y[:200])
+    >>> b = DecisionTreeClassifier(max_depth=3).fit(X[:200, 2:], y[:200])
+    >>> stack = ColumnStackingClassifier([a, b], [[0, 1], [2, 3]]).fit(X[200:], y[200:])
+    >>> stack.score(X[200:], y[200:]) > 0.8
+    True
+    """
+
+    _classifier = True
+
+    def __init__(
+        self, estimators, blocks, final_estimator=None, *, stack_method="auto", classes=None
+    ):
+        self.estimators = estimators
+        self.blocks = blocks
+        self.final_estimator = final_estimator
+        self.stack_method = stack_method
+        self.classes = classes
+
+    # the same labels, meta-learner and predictions as the row-wise stacking
+    _set_classes = FusedStackingClassifier.__dict__["_set_classes"]
+    _default_final = FusedStackingClassifier.__dict__["_default_final"]
+    predict = FusedStackingClassifier.__dict__["predict"]
+    predict_proba = FusedStackingClassifier.__dict__["predict_proba"]
+
+
+class ColumnStackingRegressor(RegressorMixin, _ColumnStackingBase):
+    """Stacking of regressors fitted on column blocks, with a fitted meta-learner.
+
+    The result of vertical stacking (:class:`daskfuse.vertical.ColumnStack`) for
+    regressors: member ``i`` was fitted on the columns ``blocks[i]``; ``predict``
+    routes each block of a full ``X`` to its member.
+
+    Parameters
+    ----------
+    estimators : list of fitted regressors
+        The block members; used as they are, never refitted.
+    blocks : list of list of int
+        The column indices of each member; together every column exactly once.
+    final_estimator : regressor or None, default=None
+        The meta-learner, fitted on the members' predictions; None is ``RidgeCV()``.
+    stack_method : {"auto", "predict"}, default="auto"
+        Regressors always stack their predictions.
+
+    Attributes
+    ----------
+    estimators_ : list of estimators
+        The members.
+    blocks_ : list of ndarray of int
+        The column indices of each member.
+    final_estimator_ : estimator
+        The fitted meta-learner.
+    stack_method_ : list of str
+        ``"predict"`` for each member.
+    n_features_in_ : int
+        Number of columns of ``X`` (all blocks).
+    feature_names_in_ : ndarray of str
+        Column names seen in fit, where known.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from daskfuse.models import ColumnStackingRegressor
+    >>> X = np.arange(20.0).reshape(10, 2)
+    >>> y = X[:, 0] + 2 * X[:, 1]
+    >>> a = LinearRegression().fit(X[:5, :1], y[:5])
+    >>> b = LinearRegression().fit(X[:5, 1:], y[:5])
+    >>> stack = ColumnStackingRegressor([a, b], [[0], [1]], LinearRegression())
+    >>> bool(np.allclose(stack.fit(X[5:], y[5:]).predict(X), y))
+    True
+    """
+
+    def __init__(self, estimators, blocks, final_estimator=None, *, stack_method="auto"):
+        self.estimators = estimators
+        self.blocks = blocks
+        self.final_estimator = final_estimator
+        self.stack_method = stack_method
+
+    _default_final = FusedStackingRegressor.__dict__["_default_final"]
+    predict = FusedStackingRegressor.__dict__["predict"]

@@ -1,4 +1,4 @@
-"""Data distribution: how the training rows are laid over partitions.
+"""Data distribution: how the training data are laid over partitions.
 
 Horizontal partitioning (:class:`Rows`) gives every partition a subset of the rows
 with all of the features. The strategies:
@@ -21,6 +21,10 @@ For dask inputs, ``"uniform"``, ``"random"`` and ``"stratified"`` split every ro
 block on the worker that holds it (``daskfuse-split`` tasks) and each partition is
 gathered from its pieces by its fit task: rows move between workers once, the client
 never holds them.
+
+Vertical partitioning (:class:`Columns`) gives every partition (a *column block*) a
+subset of the features with all of the rows; :mod:`daskfuse.vertical` fits and fuses
+the block models.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ import dask
 import numpy as np
 from dask import delayed
 
-__all__ = ["STRATEGIES", "Rows", "auto_n_partitions", "label_skewed_order"]
+__all__ = [
+    "COLUMN_STRATEGIES",
+    "STRATEGIES",
+    "Columns",
+    "Rows",
+    "auto_n_partitions",
+    "label_skewed_order",
+]
 
 STRATEGIES = ("auto", "chunks", "uniform", "random", "stratified")
 
@@ -109,6 +120,175 @@ class Rows:
 
     def __dask_tokenize__(self):
         return ("daskfuse.Rows", self.n_partitions, self.strategy)
+
+
+COLUMN_STRATEGIES = ("auto", "chunks", "groups", "uniform", "random", "dtype", "correlation")
+
+
+class Columns:
+    """Vertical partitioning: split the features, keep every row in each part.
+
+    Each part (a *column block*) is fitted by its own tasks on the columns it holds,
+    on all rows; :mod:`daskfuse.vertical` fuses the block models (stacking or
+    backfitting). The strategies:
+
+    ``"chunks"``
+        one block per column chunk of a dask array, as it is chunked; no data moves.
+    ``"groups"``
+        the explicit ``groups``: lists of column indices or, for DataFrames, column
+        names. Every column must be in exactly one group.
+    ``"uniform"``
+        ``n_blocks`` contiguous runs of columns of (almost) equal size.
+    ``"random"``
+        columns shuffled with ``random_state`` and dealt out to ``n_blocks`` blocks.
+    ``"dtype"``
+        one block per column dtype, in order of first appearance (DataFrames; an
+        array has one dtype, so one block).
+    ``"correlation"``
+        feature-based distribution: hierarchical clustering (average linkage) of the
+        columns on ``1 - |correlation|`` cut into at most ``n_blocks`` clusters, so
+        that correlated features share a block. The correlations come from one pass
+        over the data.
+    ``"auto"``
+        ``"groups"`` when ``groups`` is given, else ``"chunks"`` for a dask array
+        with several column chunks and no ``n_blocks``, else ``"uniform"``.
+
+    Parameters
+    ----------
+    groups : list of list of int or str, or None, default=None
+        The column blocks for ``strategy="groups"``.
+    n_blocks : int, "auto" or None, default=None
+        Number of blocks (``"uniform"``, ``"random"``, ``"correlation"``). None and
+        ``"auto"`` mean one block per thread of the active scheduler, at most one
+        per column. With ``"chunks"``, ``"groups"`` and ``"dtype"`` the data decide
+        the count; a given ``n_blocks`` must agree with it.
+    strategy : {"auto", "chunks", "groups", "uniform", "random", "dtype", \
+"correlation"}, default="auto"
+        How columns are assigned to blocks; see above.
+    random_state : int or None, default=None
+        Seeds the column shuffle of ``"random"``.
+
+    Examples
+    --------
+    >>> from daskfuse.partition import Columns
+    >>> Columns(groups=[[0, 1], [2]])
+    Columns(groups=[[0, 1], [2]], n_blocks=None, strategy='auto', random_state=None)
+    >>> Columns(n_blocks=3, strategy="correlation").n_blocks
+    3
+    """
+
+    def __init__(self, groups=None, n_blocks=None, strategy="auto", random_state=None):
+        self.groups = groups
+        self.n_blocks = n_blocks
+        self.strategy = strategy
+        self.random_state = random_state
+        self.validate()
+
+    def validate(self):
+        """Check the parameters; raise ``ValueError``/``TypeError`` naming the bad one."""
+        n = self.n_blocks
+        if not (
+            n is None
+            or (isinstance(n, str) and n == "auto")
+            or (isinstance(n, numbers.Integral) and not isinstance(n, bool))
+        ):
+            raise TypeError(
+                f"Columns(n_blocks=...) must be a positive int, 'auto' or None; got {n!r}"
+            )
+        if isinstance(n, numbers.Integral) and n < 1:
+            raise ValueError(f"Columns(n_blocks=...) must be >= 1; got {n}")
+        if self.strategy not in COLUMN_STRATEGIES:
+            raise ValueError(
+                f"Columns(strategy=...) must be one of "
+                f"{', '.join(map(repr, COLUMN_STRATEGIES))}; got {self.strategy!r}"
+            )
+        rs = self.random_state
+        if rs is not None and (not isinstance(rs, numbers.Integral) or isinstance(rs, bool)):
+            raise TypeError(f"Columns(random_state=...) must be None or an int; got {rs!r}")
+        if rs is not None and rs < 0:
+            raise ValueError(f"Columns(random_state=...) must be >= 0; got {rs}")
+        if self.groups is None:
+            if self.strategy == "groups":
+                raise ValueError(
+                    "Columns(strategy='groups') needs groups: a list of lists of column "
+                    "indices or names; got groups=None"
+                )
+            return self
+        if self.strategy not in ("auto", "groups"):
+            raise ValueError(
+                f"Columns(groups=...) is only used by strategy='groups' (or 'auto'); got "
+                f"strategy={self.strategy!r} with groups"
+            )
+        self._check_groups()
+        return self
+
+    def _check_groups(self):
+        groups = self.groups
+        if isinstance(groups, str | bytes) or not isinstance(groups, list | tuple) or not groups:
+            raise TypeError(
+                "Columns(groups=...) must be a non-empty list of lists of column indices "
+                f"or names; got {groups!r}"
+            )
+        seen = {}
+        kinds = set()
+        for b, group in enumerate(groups):
+            if isinstance(group, str | bytes) or not hasattr(group, "__iter__"):
+                raise TypeError(
+                    f"Columns(groups=...): groups[{b}] must be a list of column indices or "
+                    f"names; got {group!r}"
+                )
+            group = list(group)
+            if not group:
+                raise ValueError(f"Columns(groups=...): groups[{b}] is empty")
+            for col in group:
+                if isinstance(col, numbers.Integral) and not isinstance(col, bool):
+                    kinds.add("index")
+                    if col < 0:
+                        raise ValueError(
+                            f"Columns(groups=...): groups[{b}] holds the negative column "
+                            f"index {col}; use indices 0 .. n_features - 1"
+                        )
+                    col = int(col)
+                elif isinstance(col, str):
+                    kinds.add("name")
+                else:
+                    raise TypeError(
+                        f"Columns(groups=...): groups[{b}] holds {col!r} "
+                        f"({type(col).__name__}); expected column indices (int) or names (str)"
+                    )
+                if col in seen:
+                    raise ValueError(
+                        f"Columns(groups=...): column {col!r} is in groups[{seen[col]}] and "
+                        f"groups[{b}]; every column belongs to one group"
+                    )
+                seen[col] = b
+        if len(kinds) > 1:
+            raise TypeError(
+                "Columns(groups=...) mixes column indices and names; use one or the other"
+            )
+
+    def _key(self):
+        groups = None if self.groups is None else tuple(
+            tuple(int(c) if isinstance(c, numbers.Integral) else c for c in g)
+            for g in self.groups
+        )
+        return (groups, self.n_blocks, self.strategy, self.random_state)
+
+    def __repr__(self):
+        groups = None if self.groups is None else [list(g) for g in self._key()[0]]
+        return (
+            f"Columns(groups={groups!r}, n_blocks={self.n_blocks!r}, "
+            f"strategy={self.strategy!r}, random_state={self.random_state!r})"
+        )
+
+    def __eq__(self, other):
+        return isinstance(other, Columns) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash((Columns, self._key()))
+
+    def __dask_tokenize__(self):
+        return ("daskfuse.Columns", self._key())
 
 
 @dataclass

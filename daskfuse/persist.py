@@ -13,8 +13,10 @@ What the allow-list holds:
 * the types that daskfuse itself produces: its meta-estimators
   (:mod:`daskfuse.estimators`), its fused result models (:mod:`daskfuse.models`), its
   fusion strategies (the :class:`~daskfuse.fusion.Fuser` classes of
-  :mod:`daskfuse.fusion`) and :class:`~daskfuse.partition.Rows`, computed from those
-  modules (a class defined elsewhere, a subclass included, is not on it);
+  :mod:`daskfuse.fusion` and the vertical fusions of :mod:`daskfuse.vertical`),
+  :class:`~daskfuse.partition.Rows` and :class:`~daskfuse.partition.Columns`,
+  computed from those modules (a class defined elsewhere, a subclass included, is not
+  on it);
 * the optimizer objects of scikit-learn's ``sklearn.neural_network`` (the
   ``_optimizer`` of the MLP models that weighted fusion builds: plain Python objects
   holding arrays);
@@ -128,7 +130,8 @@ def trusted_types():
     Computed from daskfuse's modules: the public estimator classes of
     :mod:`daskfuse.estimators` and :mod:`daskfuse.models`, the public
     :class:`~daskfuse.fusion.Fuser` classes of the modules of :mod:`daskfuse.fusion`,
-    :class:`~daskfuse.partition.Rows`, the optimizer classes of scikit-learn's MLP
+    :class:`~daskfuse.partition.Rows` and :class:`~daskfuse.partition.Columns`, the
+    vertical fusions of :mod:`daskfuse.vertical`, the optimizer classes of scikit-learn's MLP
     models, and ``sklearn.tree._tree.Tree`` (checked on load). Only classes defined
     in those modules count: a subclass defined elsewhere is not trusted.
 
@@ -147,11 +150,12 @@ def trusted_types():
     """
     from sklearn.base import BaseEstimator
 
-    from . import fusion
+    from . import fusion, vertical
     from .fusion.base import Fuser
-    from .partition import Rows
+    from .partition import Columns, Rows
 
-    names = {_type_name(Rows), TREE_TYPE}
+    names = {_type_name(Rows), _type_name(Columns), TREE_TYPE}
+    names.update(_type_name(c) for c in _public_classes(vertical, vertical.VerticalFusion))
     for module_name, base_name in _SKLEARN_EXTRA:
         try:
             module = importlib.import_module(module_name)
