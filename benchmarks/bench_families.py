@@ -533,7 +533,11 @@ def fit_case(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline
     model, times = common.time_fits(
         template, fit_args, repeats, client, baseline, finish=materialize
     )
-    rec: dict[str, Any] = {"fit_seconds": times.seconds, "estimator": repr(template)[:300]}
+    rec: dict[str, Any] = {
+        "fit_seconds": times.seconds,
+        "estimator": repr(template)[:300],
+        "memory": times.memory,
+    }
     if times.tasks_left:
         rec["tasks_left_before_fit"] = times.tasks_left
     if times.unfinished_seconds:
@@ -806,7 +810,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
     head = (
         ["case", "library", "fit on", "rows", "partitions", "fit s (median)", "fit s (all)"]
         + [c[0] for c in cols]
-        + ["anchor s / daskfuse s", "note"]
+        + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "note"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -839,6 +843,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             common.fmt(r.get("fit_seconds_median")),
             common.fmt_times(r.get("fit_seconds", [])),
             *[_cell(metrics.get(key), spec) for _, key, spec in cols],
+            *common.memory_cells(r.get("memory"), r["fit_on"]),
             _ratio_cell(r),
             common.md_cell(note, 240),
         ]
@@ -858,7 +863,10 @@ def markdown_report(payload: dict[str, Any]) -> str:
         *common.header_lines(
             payload,
             cluster_suffix=slow,
-            notes=["- fusers registered by name: " + ", ".join(p["fusers_registered"])],
+            notes=[
+                "- fusers registered by name: " + ", ".join(p["fusers_registered"]),
+                common.MEMORY_LINE,
+            ],
             ratio_note=" Fidelity columns compare with the scikit-learn fit of the same model "
             "(`max rel.` = max over entries of abs(a - b) / abs(b)).",
         ),
