@@ -443,6 +443,42 @@ def time_call(
     return out, times
 
 
+def slots(client: Any) -> int:
+    """Worker threads in the cluster (tasks that can run at once)."""
+    return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+
+
+def daskfuse_breakdown(model: Any, wall: float, n_slots: int) -> dict[str, Any]:
+    """Where a daskfuse fit's wall time went, from its ``partition_report_``.
+
+    ``partition_task_seconds_sum`` is the time spent in the partition tasks (rows
+    gathered, checked, fitted and summarised), ``partition_fit_seconds_sum`` the
+    estimators' ``fit`` alone; ``partition_tasks_share`` is the first over
+    ``n_slots * wall``: how much of the cluster's time the partition work filled (the
+    rest is the client side, scheduling, the class pass, combining and idle slots).
+    """
+    report = model.partition_report_
+    task = float(report["task_seconds"].sum())
+    fit = float(report["fit_seconds"].sum())
+    return {
+        "partition_fit_seconds_sum": fit,
+        "partition_task_seconds_sum": task,
+        "partition_tasks_share": task / (n_slots * wall) if wall > 0 else None,
+        "slots": n_slots,
+    }
+
+
+def breakdown_note(r: dict[str, Any]) -> str:
+    """The markdown note for a daskfuse row with :func:`daskfuse_breakdown` fields."""
+    if "partition_task_seconds_sum" not in r:
+        return ""
+    return (
+        f"partition tasks {r['partition_task_seconds_sum']:.2f} s in all (fit() "
+        f"{r['partition_fit_seconds_sum']:.2f} s) on {r['slots']} slots = "
+        f"{100 * r['partition_tasks_share']:.0f}% of slots x wall"
+    )
+
+
 def new_result(
     case: Any,
     ds: dict[str, Any],

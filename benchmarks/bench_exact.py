@@ -226,8 +226,7 @@ def run(args: argparse.Namespace, client: Any, params: dict[str, Any]) -> dict[s
         )
         _timed(rec, times)
         rec["partitions"] = int(model.n_partitions_)
-        report = model.partition_report_
-        rec["task_seconds_sum"] = float(report["task_seconds"].sum())
+        rec.update(common.daskfuse_breakdown(model, times.median, common.slots(client)))
         return model
 
     models["daskfuse-ridge"] = attempt(rec, fused)
@@ -425,7 +424,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
                     "—" if diff is None else f"{diff:.1e}",
                     peak,
                     rise,
-                    common.md_cell(r.get("error", ""), 200),
+                    common.md_cell(r.get("error", "") or common.breakdown_note(r), 240),
                 ]
             )
             + " |"

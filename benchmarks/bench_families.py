@@ -265,6 +265,9 @@ LIBRARIES = {"daskfuse": "daskfuse", "sklearn": "scikit-learn", "daskml": "dask-
 #: fitted at most ``--slow-repeats`` times (default 1): dask-ml's ADMM least squares takes
 #: about a minute per fit on the default 2,000,000 x 50 (loaded 2-core machine)
 SLOW_CASES = frozenset({"daskml-linreg"})
+#: --quick (a smoke run, not a measurement) cuts the iterations of dask-ml's two slow
+#: estimators, whose defaults take minutes whatever the data size
+DASKML_QUICK = {"linreg": {"max_iter": 5}, "kmeans": {"init_max_iter": 1, "max_iter": 10}}
 #: groups whose metrics compare fitted attributes with the scikit-learn reference
 FIDELITY_GROUPS = frozenset({"linreg", "ridge", "gnb", "scaler", "pca", "kmeans"})
 
@@ -298,6 +301,14 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
 
         return RandomForestClassifier(n_estimators=max(1, round(args.rf_trees / ds["partitions"])))
 
+    def quick(name: str) -> dict[str, Any]:
+        return DASKML_QUICK[name] if args.quick else {}
+
+    def quick_note(params: dict[str, Any]) -> str:
+        if not args.quick:
+            return ""
+        return " (quick: " + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
     linreg = est("sklearn.linear_model.LinearRegression")
     ridge = est("sklearn.linear_model.Ridge", alpha=1.0)
     scaler = est("sklearn.preprocessing.StandardScaler")
@@ -326,8 +337,8 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             (
                 "daskml-linreg",
                 "linreg",
-                "LinearRegression() (default solver='admm')",
-                est("dask_ml.linear_model.LinearRegression"),
+                "LinearRegression() (default solver='admm')" + quick_note(DASKML_QUICK["linreg"]),
+                est("dask_ml.linear_model.LinearRegression", **quick("linreg")),
             ),
             (
                 "daskfuse-ridge",
@@ -416,8 +427,8 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             (
                 "daskml-kmeans",
                 "kmeans",
-                f"KMeans({k}) (default init='k-means||')",
-                est("dask_ml.cluster.KMeans", n_clusters=k, random_state=0),
+                f"KMeans({k}) (default init='k-means||')" + quick_note(DASKML_QUICK["kmeans"]),
+                est("dask_ml.cluster.KMeans", n_clusters=k, random_state=0, **quick("kmeans")),
             ),
         ],
         ("rf", "rf", True): [

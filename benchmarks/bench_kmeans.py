@@ -229,7 +229,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
                     peak,
                     rise,
                     common.fmt(r.get("ratio_vs_daskfuse")),
-                    common.md_cell(r.get("error", ""), 200),
+                    common.md_cell(r.get("error", "") or common.breakdown_note(r), 240),
                 ]
             )
             + " |"
@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                     fit_seconds_median=times.median,
                     memory=times.memory,
                 )
+                if case["library"] == "daskfuse":
+                    rec.update(common.daskfuse_breakdown(model, times.median, common.slots(client)))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     rec.update(evaluate(model, X_np, y_np))

@@ -342,6 +342,7 @@ def run_case(case: Case, data: dict[str, Any], repeats: int, client: Any) -> dic
                 result["partition_report_rows"] = len(report)
             if getattr(model, "n_partitions_", None) is not None:
                 result["partitions"] = int(model.n_partitions_)
+            result.update(common.daskfuse_breakdown(model, times.median, common.slots(client)))
     except Exception as exc:  # a failing case must not stop the run
         if times.tasks_left:
             result["tasks_left_before_fit"] = times.tasks_left
@@ -467,7 +468,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = [head, "|" + "---|" * 13]
     for r in results:
         ratios = r.get("ratios", {})
-        note = r.get("error", "") if r["status"] != "ok" else ""
+        note = r.get("error", "") if r["status"] != "ok" else common.breakdown_note(r)
         if r.get("fit_returned_none"):
             note = "fit() returned None (fitted in place)"
         peak, rise = common.memory_cells(r.get("memory"), r["fit_on"])

@@ -162,13 +162,12 @@ def run_count(p: int, args, cases) -> tuple[list[dict[str, Any]], dict[str, Any]
                 model, _ = common.time_fits(
                     case["make"](), (X, y), args.repeats, client, baseline, times=times
                 )
-                report = model.partition_report_
                 rec.update(
                     fit_seconds=times.seconds,
                     fit_seconds_median=times.median,
                     memory=times.memory,
-                    partition_fit_seconds_sum=float(report["fit_seconds"].sum()),
-                    workers_used=int(report["worker"].nunique()),
+                    workers_used=int(model.partition_report_["worker"].nunique()),
+                    **common.daskfuse_breakdown(model, times.median, common.slots(client)),
                 )
                 print(f"{times.median:.2f} s", flush=True)
                 del X, y, model
@@ -258,8 +257,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
         common.MEMORY_LINE,
         "",
         "| case | workers | fit s (median) | fit s (all) | speed-up | efficiency | workers used "
-        "| peak MiB | cluster start s | load before | note |",
-        "|" + "---|" * 11,
+        "| partition tasks s (sum) | tasks / (p x wall) | peak MiB | cluster start s "
+        "| load before | note |",
+        "|" + "---|" * 13,
     ]
     for r in sorted(payload["results"], key=lambda r: (r["case"], r["workers"])):
         peak, _ = common.memory_cells(r.get("memory"), "dask")
@@ -268,7 +268,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
             f"| {r['label']} | {r['workers']} | {common.fmt(r.get('fit_seconds_median'))} | "
             f"{common.fmt_times(r.get('fit_seconds', []))} | {common.fmt(r.get('speedup'))} | "
             f"{'—' if eff is None else f'{100 * eff:.0f}%'} | {r.get('workers_used', '—')} | "
-            f"{peak} | {common.fmt(r.get('cluster_startup_seconds'), 1)} | "
+            f"{common.fmt(r.get('partition_task_seconds_sum'))} | "
+            f"{common.fmt(r.get('partition_tasks_share'))} | {peak} | "
+            f"{common.fmt(r.get('cluster_startup_seconds'), 1)} | "
             f"{common.loads(r.get('loadavg_before'))} | {common.md_cell(r.get('error', ''), 200)} |"
         )
     lines += [
