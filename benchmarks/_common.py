@@ -21,7 +21,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,13 +118,19 @@ def warm_workers(client: Any, modules: Sequence[str]) -> None:
 
 
 @contextmanager
-def local_cluster(workers: int, threads: int, warm: Sequence[str]) -> Iterator[Any]:
-    """A client of a fresh ``LocalCluster`` (worker processes), warmed up with ``warm``."""
+def local_cluster(
+    workers: int, threads: int, warm: Sequence[str], **cluster_kwargs: Any
+) -> Iterator[Any]:
+    """A client of a fresh ``LocalCluster`` (worker processes), warmed up with ``warm``.
+
+    ``cluster_kwargs`` go to ``LocalCluster`` (e.g. ``memory_limit``).
+    """
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=threads,
         processes=True,
         dashboard_address=":0",
+        **cluster_kwargs,
     )
     client = Client(cluster)
     try:
@@ -160,6 +166,170 @@ def settle(client: Any, target: int | None = None, timeout: float = 10.0) -> int
         time.sleep(0.1)
 
 
+# ------------------------------------------------------------------------- memory
+
+MIB = 2**20
+
+
+def _read_status() -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of this process in bytes, from /proc (Linux)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value, _unit = line.split()
+                out[name[:-1]] = int(value) * 1024
+    return out
+
+
+def rss_reset() -> dict[str, Any]:
+    """Reset this process's peak RSS to its current RSS; return that RSS.
+
+    Runs in the driver and, through ``client.run``, in every worker. On Linux
+    writing ``5`` to ``/proc/self/clear_refs`` resets ``VmHWM``, the kernel's exact
+    high-water mark, so no peak between two samples is missed. Elsewhere ``hwm`` is
+    False and :class:`PeakMemory` falls back to sampling.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return {"rss": _read_status()["VmRSS"], "hwm": True}
+    except OSError:
+        import psutil
+
+        return {"rss": psutil.Process().memory_info().rss, "hwm": False}
+
+
+def rss_peak() -> dict[str, Any]:
+    """This process's current RSS and its peak since :func:`rss_reset` (Linux)."""
+    try:
+        status = _read_status()
+        return {"rss": status["VmRSS"], "peak": status["VmHWM"]}
+    except OSError:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss
+        return {"rss": rss, "peak": rss}
+
+
+def rss_now() -> int:
+    """This process's current RSS in bytes."""
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class PeakMemory:
+    """Peak resident memory of every worker process and of the driver during a block.
+
+    Measured the same way for every library: before the block each process's peak
+    RSS is reset (``/proc/self/clear_refs``, Linux), after it the kernel's
+    high-water mark ``VmHWM`` is read, in each worker (``client.run``) and in this
+    process. Where the reset is not possible, a background thread samples the RSS
+    every ``interval`` seconds instead (``method`` says which). Both calls happen
+    outside the timed region. ``result()`` gives, in MiB: the largest worker peak,
+    the largest rise of a worker over its RSS before the block, the sum of the
+    workers' peaks, and the driver's peak and rise.
+    """
+
+    def __init__(self, client: Any | None, interval: float = 0.1):
+        self.client = client
+        self.interval = interval
+        self._stop = None
+        self._thread = None
+        self._samples: dict[str, int] = {}
+
+    def _run(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        return {} if self.client is None else self.client.run(fn)
+
+    def __enter__(self) -> PeakMemory:
+        self.before = self._run(rss_reset)
+        self.driver_before = rss_reset()
+        self.hwm = self.driver_before["hwm"] and all(v["hwm"] for v in self.before.values())
+        if not self.hwm:
+            import threading
+
+            self._stop = threading.Event()
+            self._samples = {w: v["rss"] for w, v in self.before.items()}
+            self._samples["driver"] = self.driver_before["rss"]
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                now = {**self._run(rss_now), "driver": rss_now()}
+            except Exception:  # the cluster may be busy or closing; skip a sample
+                continue
+            for w, v in now.items():
+                self._samples[w] = max(self._samples.get(w, 0), v)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self.after = self._run(rss_peak)
+        self.driver_after = rss_peak()
+
+    def result(self) -> dict[str, Any]:
+        """Peaks and rises in MiB (see the class docstring)."""
+        if self.hwm:
+            peaks = {w: v["peak"] for w, v in self.after.items()}
+            driver_peak = self.driver_after["peak"]
+        else:
+            peaks = {w: max(self._samples.get(w, 0), v["rss"]) for w, v in self.after.items()}
+            driver_peak = max(self._samples.get("driver", 0), self.driver_after["rss"])
+        rises = [peaks[w] - self.before[w]["rss"] for w in peaks if w in self.before]
+        method = "VmHWM (reset per fit)" if self.hwm else f"RSS sampled every {self.interval} s"
+        out: dict[str, Any] = {
+            "method": method,
+            "driver_peak_mib": driver_peak / MIB,
+            "driver_rise_mib": (driver_peak - self.driver_before["rss"]) / MIB,
+        }
+        if peaks:
+            out.update(
+                worker_peak_mib=max(peaks.values()) / MIB,
+                worker_rise_mib=max(rises) / MIB if rises else None,
+                workers_peak_sum_mib=sum(peaks.values()) / MIB,
+                workers_measured=len(peaks),
+            )
+        return out
+
+
+def merge_memory(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    """The larger of two :meth:`PeakMemory.result` records, field by field."""
+    if not a:
+        return dict(b)
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, int | float) and isinstance(out.get(k), int | float):
+            out[k] = max(out[k], v)
+        elif out.get(k) is None:
+            out[k] = v
+    return out
+
+
+def memory_cells(memory: dict[str, Any] | None, on: str) -> tuple[str, str]:
+    """(peak MiB, rise MiB) of the process that fitted: a worker (``on="dask"``) or the driver."""
+    if not memory:
+        return "—", "—"
+    if on == "numpy":
+        return f"{memory['driver_peak_mib']:,.0f} (driver)", f"{memory['driver_rise_mib']:,.0f}"
+    peak, rise = memory.get("worker_peak_mib"), memory.get("worker_rise_mib")
+    return ("—" if peak is None else f"{peak:,.0f}"), ("—" if rise is None else f"{rise:,.0f}")
+
+
+MEMORY_LINE = (
+    "- memory: `peak MiB` is the peak resident memory (RSS) of the process that fits, "
+    "the largest over the workers for cluster cases (it includes the persisted data the "
+    "worker holds) and the driver for single-process cases; `rise MiB` is that peak minus "
+    "the RSS just before the fit (the largest over workers). Measured the same way for "
+    "every library, from the kernel's high-water mark VmHWM, reset before each fit; the "
+    "largest over the repeats is shown."
+)
+
+
 # ------------------------------------------------------------------------- timing
 
 
@@ -176,6 +346,8 @@ class FitTimes:
     tasks_left: int | None = None
     returned_none: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: the largest :meth:`PeakMemory.result` over the repeats (None with ``memory=False``)
+    memory: dict[str, Any] | None = None
 
     @property
     def median(self) -> float:
@@ -187,11 +359,12 @@ def time_fits(
     fit_args: tuple[Any, ...],
     repeats: int,
     client: Any,
-    baseline: int,
+    baseline: int | None,
     *,
     fit_kwargs: dict[str, Any] | None = None,
     finish: Callable[[Any], Any] | None = None,
     times: FitTimes | None = None,
+    memory: bool = True,
 ) -> tuple[Any, FitTimes]:
     """Fit ``repeats`` fresh clones of ``template``; return (the last model, the times).
 
@@ -201,7 +374,9 @@ def time_fits(
     time of the fit alone goes to ``unfinished_seconds``). The warnings of every
     completed fit are collected. A model whose ``fit`` returned None (dask-ml's
     ``BlockwiseVotingClassifier``) is kept by our own reference. Pass ``times`` to keep
-    what was measured when a fit raises.
+    what was measured when a fit raises. With ``memory`` the peak memory of the
+    workers and of the driver during each fit is measured (:class:`PeakMemory`,
+    outside the timed region) and the largest kept in ``times.memory``.
     """
     from sklearn.base import clone
 
@@ -210,18 +385,22 @@ def time_fits(
     for _ in range(repeats):
         model = returned = None  # drop the previous fit before the barrier
         left = settle(client, baseline)
-        if left > baseline:
+        if baseline is not None and left > baseline:
             times.tasks_left = left - baseline
         est = clone(template)
         finished = None
+        peak = PeakMemory(client if memory else None)
         with warnings.catch_warnings(record=True) as wlist:
             warnings.simplefilter("always")
-            t0 = time.perf_counter()
-            returned = est.fit(*fit_args, **(fit_kwargs or {}))
-            t1 = time.perf_counter()
-            if finish is not None:
-                finished = finish(est)
-            t2 = time.perf_counter() if finish is not None else t1
+            with peak if memory else nullcontext():
+                t0 = time.perf_counter()
+                returned = est.fit(*fit_args, **(fit_kwargs or {}))
+                t1 = time.perf_counter()
+                if finish is not None:
+                    finished = finish(est)
+                t2 = time.perf_counter() if finish is not None else t1
+        if memory:
+            times.memory = merge_memory(times.memory, peak.result())
         times.warnings += [f"{w.category.__name__}: {w.message}"[:200] for w in wlist]
         times.seconds.append(t2 - t0)
         if finished:
@@ -230,6 +409,74 @@ def time_fits(
         times.returned_none = times.returned_none or returned is None
         model = est if returned is None else returned
     return model, times
+
+
+def time_call(
+    fn: Callable[[], Any],
+    repeats: int,
+    client: Any | None,
+    baseline: int | None = None,
+    *,
+    memory: bool = True,
+) -> tuple[Any, FitTimes]:
+    """Time ``fn()`` ``repeats`` times (with its peak memory); return (last result, times).
+
+    Like :func:`time_fits` for work that is not an estimator's ``fit`` (a reference
+    computation such as the Gram matrix). With ``client`` and ``baseline``, wait
+    (untimed) before each call until the scheduler is back to ``baseline`` tasks;
+    with ``client=None`` only the driver's memory is measured.
+    """
+    times = FitTimes()
+    out = None
+    for _ in range(repeats):
+        out = None
+        if client is not None and baseline is not None:
+            settle(client, baseline)
+        gc.collect()
+        peak = PeakMemory(client if memory else None)
+        with peak if memory else nullcontext():
+            t0 = time.perf_counter()
+            out = fn()
+            times.seconds.append(time.perf_counter() - t0)
+        if memory:
+            times.memory = merge_memory(times.memory, peak.result())
+    return out, times
+
+
+def slots(client: Any) -> int:
+    """Worker threads in the cluster (tasks that can run at once)."""
+    return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+
+
+def daskfuse_breakdown(model: Any, wall: float, n_slots: int) -> dict[str, Any]:
+    """Where a daskfuse fit's wall time went, from its ``partition_report_``.
+
+    ``partition_task_seconds_sum`` is the time spent in the partition tasks (rows
+    gathered, checked, fitted and summarised), ``partition_fit_seconds_sum`` the
+    estimators' ``fit`` alone; ``partition_tasks_share`` is the first over
+    ``n_slots * wall``: how much of the cluster's time the partition work filled (the
+    rest is the client side, scheduling, the class pass, combining and idle slots).
+    """
+    report = model.partition_report_
+    task = float(report["task_seconds"].sum())
+    fit = float(report["fit_seconds"].sum())
+    return {
+        "partition_fit_seconds_sum": fit,
+        "partition_task_seconds_sum": task,
+        "partition_tasks_share": task / (n_slots * wall) if wall > 0 else None,
+        "slots": n_slots,
+    }
+
+
+def breakdown_note(r: dict[str, Any]) -> str:
+    """The markdown note for a daskfuse row with :func:`daskfuse_breakdown` fields."""
+    if "partition_task_seconds_sum" not in r:
+        return ""
+    return (
+        f"partition tasks {r['partition_task_seconds_sum']:.2f} s in all (fit() "
+        f"{r['partition_fit_seconds_sum']:.2f} s) on {r['slots']} slots = "
+        f"{100 * r['partition_tasks_share']:.0f}% of slots x wall"
+    )
 
 
 def new_result(
@@ -282,8 +529,15 @@ def loadavg() -> list[float] | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
+def _threadpools() -> list[tuple[str, int]]:
+    """(BLAS/OpenMP API, threads) of this process (run in each worker)."""
+    from threadpoolctl import threadpool_info
+
+    return [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()]
+
+
 def machine_info(client: Any) -> dict[str, Any]:
-    """CPU, memory, load, BLAS threads of the driver and package versions."""
+    """CPU, memory, load, BLAS threads of the driver and of the workers, package versions."""
     info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -306,6 +560,10 @@ def machine_info(client: Any) -> dict[str, Any]:
         ]
     except Exception:
         info["driver_threadpools"] = None
+    try:
+        info["worker_threadpools"] = sorted({str(v) for v in client.run(_threadpools).values()})
+    except Exception:
+        info["worker_threadpools"] = None
     workers = client.scheduler_info().get("workers", {})
     info["workers"] = len(workers)
     info["threads_per_worker"] = sorted({w.get("nthreads") for w in workers.values()})
@@ -400,6 +658,90 @@ def header_lines(
         f"- {DATA_NOTE}",
         RATIO_LINE + ratio_note,
     ]
+
+
+# ------------------------------------------------------------------------ targets
+
+#: the targets of issue 5, by number (``benchmarks/run.py`` lists every one of them)
+ISSUE_TARGETS = {
+    "1": "Linear classification (>= 2,000,000 x 50)",
+    "2": "Exact least squares (>= 5,000,000 x 100)",
+    "3": "KMeans (1,000,000 x 20, k = 16)",
+    "4": "SVC (RBF), 40,000 to 200,000 rows",
+    "5": "Overhead (1,000 small partitions, split_every=8)",
+    "6": "Growth (rows x1, x4, x16) and out-of-core",
+    "7": "Strong scaling 1 -> 16 workers",
+}
+
+_OPS = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+}
+
+
+def target(
+    issue_target: str,
+    tid: str,
+    what: str,
+    measured: float | None,
+    op: str,
+    threshold: float,
+    unit: str = "",
+    *,
+    conditions: Sequence[tuple[str, bool | None]] = (),
+    detail: str = "",
+    digits: int = 2,
+) -> dict[str, Any]:
+    """One row of the target table that every script puts under ``"targets"`` in its JSON.
+
+    ``measured`` is compared with ``threshold`` by ``op`` (``>=``, ``>``, ``<=``, ``<``);
+    every ``(description, ok)`` in ``conditions`` must hold too (e.g. the accuracy
+    being within 0.5 point). ``met`` is None (not measured) when ``measured`` or a
+    condition is None. ``benchmarks/run.py`` collects these rows into
+    ``results/summary.md``; a script added later (``bench_svm.py``) reports the same way.
+    """
+    conds = [{"what": c, "ok": ok} for c, ok in conditions]
+    if measured is None or any(c["ok"] is None for c in conds):
+        met = None
+    else:
+        met = bool(_OPS[op](measured, threshold)) and all(c["ok"] for c in conds)
+    return {
+        "target": issue_target,
+        "id": tid,
+        "what": what,
+        "measured": measured,
+        "measured_text": "—" if measured is None else f"{measured:,.{digits}f}{unit}",
+        "goal": f"{op} {threshold:,g}{unit}",
+        "op": op,
+        "threshold": threshold,
+        "unit": unit,
+        "conditions": conds,
+        "met": met,
+        "detail": detail,
+    }
+
+
+def met_text(met: bool | None) -> str:
+    """``met`` / ``missed`` / ``not measured``."""
+    return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def targets_table(targets: Sequence[dict[str, Any]]) -> str:
+    """The ``"targets"`` rows of one script as a markdown table."""
+    lines = ["| target | what | measured | goal | result | detail |", "|---|---|---|---|---|---|"]
+    for t in targets:
+        conds = "; ".join(
+            f"{c['what']}: {'yes' if c['ok'] else ('—' if c['ok'] is None else 'no')}"
+            for c in t["conditions"]
+        )
+        detail = "; ".join(x for x in (conds, t["detail"]) if x)
+        lines.append(
+            f"| {t['id']} | {md_cell(t['what'], 200)} | {t['measured_text']} | {t['goal']} "
+            f"| {met_text(t['met'])} | {md_cell(detail, 300)} |"
+        )
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ options

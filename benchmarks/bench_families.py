@@ -265,6 +265,9 @@ LIBRARIES = {"daskfuse": "daskfuse", "sklearn": "scikit-learn", "daskml": "dask-
 #: fitted at most ``--slow-repeats`` times (default 1): dask-ml's ADMM least squares takes
 #: about a minute per fit on the default 2,000,000 x 50 (loaded 2-core machine)
 SLOW_CASES = frozenset({"daskml-linreg"})
+#: --quick (a smoke run, not a measurement) cuts the iterations of dask-ml's two slow
+#: estimators, whose defaults take minutes whatever the data size
+DASKML_QUICK = {"linreg": {"max_iter": 5}, "kmeans": {"init_max_iter": 1, "max_iter": 10}}
 #: groups whose metrics compare fitted attributes with the scikit-learn reference
 FIDELITY_GROUPS = frozenset({"linreg", "ridge", "gnb", "scaler", "pca", "kmeans"})
 
@@ -298,6 +301,14 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
 
         return RandomForestClassifier(n_estimators=max(1, round(args.rf_trees / ds["partitions"])))
 
+    def quick(name: str) -> dict[str, Any]:
+        return DASKML_QUICK[name] if args.quick else {}
+
+    def quick_note(params: dict[str, Any]) -> str:
+        if not args.quick:
+            return ""
+        return " (quick: " + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
     linreg = est("sklearn.linear_model.LinearRegression")
     ridge = est("sklearn.linear_model.Ridge", alpha=1.0)
     scaler = est("sklearn.preprocessing.StandardScaler")
@@ -326,8 +337,8 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             (
                 "daskml-linreg",
                 "linreg",
-                "LinearRegression() (default solver='admm')",
-                est("dask_ml.linear_model.LinearRegression"),
+                "LinearRegression() (default solver='admm')" + quick_note(DASKML_QUICK["linreg"]),
+                est("dask_ml.linear_model.LinearRegression", **quick("linreg")),
             ),
             (
                 "daskfuse-ridge",
@@ -416,8 +427,8 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             (
                 "daskml-kmeans",
                 "kmeans",
-                f"KMeans({k}) (default init='k-means||')",
-                est("dask_ml.cluster.KMeans", n_clusters=k, random_state=0),
+                f"KMeans({k}) (default init='k-means||')" + quick_note(DASKML_QUICK["kmeans"]),
+                est("dask_ml.cluster.KMeans", n_clusters=k, random_state=0, **quick("kmeans")),
             ),
         ],
         ("rf", "rf", True): [
@@ -533,7 +544,11 @@ def fit_case(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline
     model, times = common.time_fits(
         template, fit_args, repeats, client, baseline, finish=materialize
     )
-    rec: dict[str, Any] = {"fit_seconds": times.seconds, "estimator": repr(template)[:300]}
+    rec: dict[str, Any] = {
+        "fit_seconds": times.seconds,
+        "estimator": repr(template)[:300],
+        "memory": times.memory,
+    }
     if times.tasks_left:
         rec["tasks_left_before_fit"] = times.tasks_left
     if times.unfinished_seconds:
@@ -806,7 +821,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
     head = (
         ["case", "library", "fit on", "rows", "partitions", "fit s (median)", "fit s (all)"]
         + [c[0] for c in cols]
-        + ["anchor s / daskfuse s", "note"]
+        + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "note"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -839,6 +854,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             common.fmt(r.get("fit_seconds_median")),
             common.fmt_times(r.get("fit_seconds", [])),
             *[_cell(metrics.get(key), spec) for _, key, spec in cols],
+            *common.memory_cells(r.get("memory"), r["fit_on"]),
             _ratio_cell(r),
             common.md_cell(note, 240),
         ]
@@ -858,7 +874,10 @@ def markdown_report(payload: dict[str, Any]) -> str:
         *common.header_lines(
             payload,
             cluster_suffix=slow,
-            notes=["- fusers registered by name: " + ", ".join(p["fusers_registered"])],
+            notes=[
+                "- fusers registered by name: " + ", ".join(p["fusers_registered"]),
+                common.MEMORY_LINE,
+            ],
             ratio_note=" Fidelity columns compare with the scikit-learn fit of the same model "
             "(`max rel.` = max over entries of abs(a - b) / abs(b)).",
         ),
