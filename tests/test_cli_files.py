@@ -320,7 +320,7 @@ def test_errors_in_a_process_are_one_line(process_runs, case, command_name, mess
         (["fit", "{root}/pq", "--target", "label", "--params", '{"loss": "nope"}'], 2,
          "--params rejected by SGDClassifier: The 'loss' parameter of SGDClassifier must be"),
         (["fit", "{root}/pq", "--target", "label", "--fusion", "exact"], 1,
-         "fusion=Exact() cannot fuse SGDClassifier()"),
+         "fusion=Exact(method='auto') cannot fuse SGDClassifier()"),
         (["fit", "{root}/pq", "--target", "label", "--out", "{root}/no/dir/m.skops"], 2,
          "--out {root}/no/dir/m.skops: no such directory"),
         (["report", "{root}/missing.skops"], 2, "no such model file: {root}/missing.skops"),
