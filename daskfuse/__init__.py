@@ -2,15 +2,15 @@
 
 Public names: :class:`FusedClassifier`, :class:`FusedRegressor`,
 :class:`FusedTransformer`, :class:`FusedClusterer`, and the submodules
-:mod:`daskfuse.partition` (data distribution) and :mod:`daskfuse.fusion` (model
-fusion).
+:mod:`daskfuse.partition` (data distribution), :mod:`daskfuse.fusion` (model
+fusion) and :mod:`daskfuse.vertical` (column blocks: backfitting and stacking).
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import fusion, models, partition, persist
+from . import fusion, models, partition, persist, vertical
 from ._fuse import fuse
 from .estimators import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from .exceptions import FusionError, PartitionError
@@ -38,4 +38,5 @@ __all__ = [
     "persist",
     "plot_fusion",
     "save",
+    "vertical",
 ]
