@@ -178,6 +178,14 @@ def test_dask_input_on_the_cluster(rings3, on_cluster):
     )
 
 
+def test_string_labels(rings3, sync):
+    X, y, X_test, y_test = rings3
+    names = np.array(["inner", "middle", "outer"])
+    clf = _cascade(SVC(), fusion=Cascade(max_passes=3)).fit(X, names[y])
+    assert list(clf.classes_) == ["inner", "middle", "outer"]
+    assert clf.score(X_test, names[y_test]) > 0.9
+
+
 def test_balanced_class_weight_and_gamma_from_all_rows(sync):
     X, y = _rings(1200, 2, seed=3)
     y = np.where(np.arange(1200) % 5 == 0, 1, y)  # unequal classes

@@ -4,12 +4,14 @@ Graf et al., "Parallel Support Vector Machines: The Cascade SVM" (NIPS 2004). Ea
 partition fits an SVM and sends only its support vectors up the tree; every inner
 node refits an SVM on the union of its children's support vectors and passes on its
 own. The root's model is the fused model. Rows that are not support vectors of a
-partition's model rarely are of the model on all rows, so the root's problem is small;
-in a feedback pass the root's support vectors go back to every partition, which sends
-them up again together with its own rows that the fused model gets wrong (see
-``prune``), until the root's support-vector set stops changing. When no partition has
-such a row left, the fused model satisfies the optimality (KKT) conditions of the SVM
-on all training rows, up to the SVM's ``tol``: it is the SVM on all rows.
+partition's model rarely are of the model on all rows, so the root's problem is small.
+In a feedback pass (``max_passes`` > 1; one pass by default) the root's support
+vectors go back to every partition, which sends them up again together with its own
+rows that break the fused model's optimality conditions (inside the margin or on the
+wrong side; see ``prune``), until the root's support-vector set stops changing. When
+no partition has such a row left, the fused model satisfies the optimality (KKT)
+conditions of the SVM on all training rows, up to the SVM's ``tol``: it is the SVM on
+all rows.
 
 Unlike the other strategies, combine is not associative: an inner node's refit keeps
 only its own support vectors, so with more partitions than ``split_every`` the result
