@@ -67,19 +67,27 @@ def test_fit_tasks_read_only_their_own_partition(binary_data):
 
 
 def test_fits_run_where_the_blocks_are(on_cluster, binary_data):
+    """Each fit task depends on its own row block and no other, so the scheduler can
+    run it where the block is; most do (work stealing may move a few to an idle
+    worker, more so on a loaded machine, so the runtime check is loose)."""
     X, y = binary_data
     Xd = da.from_array(X, chunks=(500, -1)).persist()
     yd = da.from_array(y, chunks=500).persist()
     wait([Xd, yd])
     holders = on_cluster.who_has(Xd)
     block_keys = [b.key for b in Xd.to_delayed().ravel()]
-    clf = FusedClassifier(LogisticRegression()).fit(Xd, yd)
+    est = FusedClassifier(LogisticRegression())
+    graph = dict(est.fit_graph(Xd, yd).__dask_graph__())
+    fit_keys = sorted(k for k in graph if isinstance(k, tuple) and "daskfuse-fit" in k[0])
+    assert len(fit_keys) == len(block_keys)
+    for key in fit_keys:
+        deps = set(graph[key].dependencies)
+        assert deps & set(block_keys) == {block_keys[key[1]]}
+    clf = est.fit(Xd, yd)
     report = clf.partition_report_
     assert set(report["worker"]) <= set(on_cluster.nthreads())
     local = [w in holders[k] for w, k in zip(report["worker"], block_keys)]
-    # the scheduler may move a task when a worker is idle; nearly all stay local
-    assert sum(local) >= len(local) - 2
-
+    assert sum(local) >= len(local) / 2, local
 
 def test_processes_scheduler(binary_data):
     X, y = binary_data
