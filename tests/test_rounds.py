@@ -9,6 +9,7 @@ label-skewed partitions (80% of each partition one class) within 1 point.
 from __future__ import annotations
 
 import pickle
+import time
 
 import dask
 import numpy as np
@@ -133,8 +134,16 @@ def test_rounds_on_the_cluster_keep_no_data_behind(on_cluster, binary_data):
     ).fit(X, y)
     assert clf.n_rounds_ == 3
     assert clf.score(X, y) > 0.85
-    # the partitions persisted for the rounds are released after the fit
-    held = [k for keys in on_cluster.has_what().values() for k in keys if "daskfuse" in str(k)]
+    # the partitions persisted for the rounds are released after the fit (the
+    # scheduler forgets them asynchronously: wait a little)
+    deadline = time.monotonic() + 20
+    while True:
+        held = [
+            k for keys in on_cluster.has_what().values() for k in keys if "daskfuse" in str(k)
+        ]
+        if not held or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert held == []
     # the next rounds ran where the rows were: every partition's report names a worker
     assert set(clf.partition_report_["worker"]) <= set(on_cluster.scheduler_info()["workers"])
