@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from dask import delayed
 from dask.base import tokenize
-from sklearn.base import clone, is_classifier
+from sklearn.base import ClassifierMixin, RegressorMixin, clone, is_classifier
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -280,11 +281,13 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
             y_fit, y_hold = y[fit_idx], y[hold_idx]
 
     if spec.classifier:
-        try:
-            check_label_types(y_fit)
-            check_classification_targets(y_fit)
-        except ValueError as exc:
-            raise PartitionError(index, str(exc)) from None
+        # integer and boolean labels are always valid classes (and cheap to tell)
+        if y_fit.dtype.kind not in "biu":
+            try:
+                check_label_types(y_fit)
+                check_classification_targets(y_fit)
+            except ValueError as exc:
+                raise PartitionError(index, str(exc)) from None
         labels, counts = np.unique(y_fit, return_counts=True)
         if len(labels) < 2 and not getattr(spec.fuser, "single_class_partitions", False):
             raise PartitionError(
@@ -317,6 +320,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
             ) from exc
     elif needs_fit:
         try:
+            estimator = spec.fuser.first_estimator(estimator, X_fit, y_fit)
             with quiet_warnings(UserWarning):
                 estimator.fit(X_fit, y_fit)
         except Exception as exc:
@@ -352,7 +356,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
             if spec.classifier
             else None
         ),
-        "train_score": _score(estimator, X_fit, y_fit),
+        "train_score": _train_score(estimator, X_fit, y_fit),
         "start_score": start_score,
         "holdout_score": holdout_score,
         "weight": info.get("weight"),
@@ -367,13 +371,52 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
 
 
 def _score(estimator, X, y):
-    """The estimator's own score (accuracy, R², -inertia ...) or None."""
+    """The estimator's own score (accuracy, R², -inertia ...) or None.
+
+    Where the estimator keeps scikit-learn's own ``score`` (accuracy for a
+    classifier, R² for a regressor, one target), the score is worked out from one
+    ``predict`` with NumPy: the same figure without the metric's input validation,
+    which on small partitions costs more than the fit.
+    """
     if estimator is None or not hasattr(estimator, "score"):
         return None
     try:
+        fast = _fast_score(estimator, X, y)
+        if fast is not None:
+            return fast
         return float(estimator.score(X) if y is None else estimator.score(X, y))
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _fast_score(estimator, X, y):
+    own = type(estimator).score
+    if y is None or np.ndim(y) != 1:
+        return None
+    if own is ClassifierMixin.score:
+        return float(np.mean(estimator.predict(X) == y))
+    if own is RegressorMixin.score and y.dtype.kind in "biuf":
+        pred = np.asarray(estimator.predict(X), dtype=float)
+        if pred.shape != y.shape:
+            return None
+        residual = float(np.sum((y - pred) ** 2))
+        total = float(np.sum((y - np.mean(y)) ** 2))
+        if total == 0.0:
+            # scikit-learn's r2_score with force_finite: 1 for a perfect fit, else 0
+            return 1.0 if residual == 0.0 else 0.0
+        return 1.0 - residual / total
+    return None
+
+
+def _train_score(estimator, X, y):
+    """``_score`` on the rows the estimator was fitted on; k-means has it already."""
+    if isinstance(estimator, KMeans | MiniBatchKMeans) and y is None:
+        labels = getattr(estimator, "labels_", None)
+        inertia = getattr(estimator, "inertia_", None)
+        # the fit's final inertia is score(X) on its own rows (negated); one pass less
+        if labels is not None and inertia is not None and len(labels) == len(X):
+            return -float(inertia)
+    return _score(estimator, X, y)
 
 
 def _n_iter(estimator):

@@ -202,6 +202,9 @@ def test_recluster_rejects_other_clusterers(blobs, estimator):
         ({"n_init": 1.5}, "n_init"),
         ({"random_state": "zero"}, "random_state"),
         ({"split": "yes"}, "split"),
+        ({"init_sample": 0}, "init_sample"),
+        ({"init_sample": "all"}, "init_sample"),
+        ({"init_sample": True}, "init_sample"),
     ],
 )
 def test_recluster_parameters_are_checked(params, match):
@@ -215,3 +218,52 @@ def test_too_few_clusters_in_all_partitions(blobs):
     one = np.repeat(X[:1], 40, axis=0)
     with pytest.raises(FusionError, match="distinct points in all, fewer than n_clusters=3"):
         FusedClusterer(KMeans(3), fusion=Recluster(), n_partitions=2).fit(one)
+
+
+def _large_blobs():
+    X, _ = make_blobs(n_samples=80_000, centers=K, n_features=4, cluster_std=1.5, random_state=3)
+    return X
+
+
+def test_partitions_seed_kmeans_from_a_sample_of_their_rows():
+    X = _large_blobs()[:30_000]
+    fuser = Recluster(init_sample=5_000)
+    seeded = fuser.first_estimator(KMeans(K, random_state=4), X, None)
+    init = seeded.get_params()["init"]
+    # k-means++ seeds, all of them rows of the partition, drawn from the seed
+    assert init.shape == (K, X.shape[1])
+    assert all((X == row).all(axis=1).any() for row in init)
+    again = fuser.first_estimator(KMeans(K, random_state=4), X, None).get_params()["init"]
+    assert_array_equal(init, again)
+    assert seeded.get_params()["n_init"] == 1
+    # left as given: few rows, several inits, another init, MiniBatchKMeans, None
+    for estimator, rows, given in [
+        (KMeans(K), X[:5_000], None),
+        (KMeans(K, n_init=3), X, None),
+        (KMeans(K, init="random"), X, None),
+        (MiniBatchKMeans(K), X, None),
+        (KMeans(K), X, Recluster(init_sample=None)),
+    ]:
+        out = (given or fuser).first_estimator(estimator, rows, None)
+        assert isinstance(out.get_params()["init"], str)
+
+
+@pytest.mark.parametrize("init_sample", ["auto", None])
+def test_sampled_seeding_keeps_the_inertia_within_one_percent(init_sample):
+    X = _large_blobs()
+    reference = KMeans(n_clusters=K, n_init=1, random_state=0).fit(X).inertia_
+    models = [
+        FusedClusterer(
+            KMeans(K),
+            fusion=Recluster(init_sample=init_sample),
+            n_partitions=4,
+            partition="random",
+            random_state=0,
+        ).fit(X)
+        for _ in range(2)
+    ]
+    # 20,000 rows a partition: "auto" seeds each from 10,000 of them
+    assert -models[0].score(X) <= 1.01 * reference
+    assert_array_equal(
+        models[0].fused_estimator_.cluster_centers_, models[1].fused_estimator_.cluster_centers_
+    )

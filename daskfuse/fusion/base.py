@@ -140,6 +140,15 @@ class Fuser:
         """What the next pass sends to every partition (default: the fused model)."""
         return fused
 
+    def first_estimator(self, estimator, X, y):
+        """The estimator a partition fits in the first pass (default: ``estimator``).
+
+        ``estimator`` is the partition's own clone of the template (with its seed),
+        ``X`` and ``y`` the rows it is about to be fitted on. A strategy may return
+        it with parameters set from the rows (see :class:`~daskfuse.fusion.Recluster`).
+        """
+        return estimator
+
     def local_fit(self, template, feedback, X, y, info):
         """Fit a partition's model in a later pass, starting from ``feedback``.
 
@@ -215,6 +224,9 @@ class WrappingFuser(Fuser):
 
     def proximal_reason(self, estimator):
         return self.inner.proximal_reason(estimator)
+
+    def first_estimator(self, estimator, X, y):
+        return self.inner.first_estimator(estimator, X, y)
 
     def local_fit(self, template, feedback, X, y, info):
         return self.inner.local_fit(template, feedback, X, y, info)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
-from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError
@@ -229,19 +230,30 @@ class Recluster(Fuser):
         ``n_partitions * k`` points).
     random_state : int or None, default=0
         Seed of the reclustering; an int makes the fused model reproducible.
+    init_sample : int, "auto" or None, default="auto"
+        A partition's ``KMeans(init="k-means++")`` with one initialisation (``n_init``
+        1 or ``"auto"``) is seeded by k-means++ on a uniform sample of this many of
+        its rows rather than on all of them, as ``MiniBatchKMeans`` does with its
+        ``init_size``; Lloyd's iterations then run on all rows. k-means++ costs about
+        ``2 + log(k)`` passes over the rows per centre, more than the iterations on
+        well-separated data, and the reclustering of split points corrects a
+        partition whose seeds fell poorly. ``"auto"`` is ``max(10_000, 200 * k)``
+        rows; None seeds on all rows. The sample is drawn from the partition's
+        ``random_state``, so a seeded fit stays reproducible. Other estimators and
+        initialisations are fitted as given.
 
     Examples
     --------
     >>> from daskfuse.fusion.cluster import Recluster
     >>> Recluster(n_init=5)
-    Recluster(split=True, n_init=5, random_state=0)
+    Recluster(split=True, n_init=5, random_state=0, init_sample='auto')
     """
 
     name = "recluster"
     from_models = True
     requirement = "reclustering needs a KMeans or MiniBatchKMeans model"
 
-    def __init__(self, split=True, n_init=10, random_state=0):
+    def __init__(self, split=True, n_init=10, random_state=0, init_sample="auto"):
         if not isinstance(split, bool):
             raise ValueError(f"Recluster(split=...) must be True or False; got {split!r}")
         if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 1:
@@ -252,12 +264,45 @@ class Recluster(Fuser):
             raise ValueError(
                 f"Recluster(random_state=...) must be an int or None; got {random_state!r}"
             )
+        if init_sample is not None and init_sample != "auto" and (
+            not isinstance(init_sample, numbers.Integral)
+            or isinstance(init_sample, bool)
+            or init_sample < 1
+        ):
+            raise ValueError(
+                "Recluster(init_sample=...) must be an int >= 1, 'auto' or None; "
+                f"got {init_sample!r}"
+            )
         self.split = split
         self.n_init = int(n_init)
         self.random_state = random_state
+        self.init_sample = init_sample if init_sample in (None, "auto") else int(init_sample)
 
     def _params(self):
-        return {"split": self.split, "n_init": self.n_init, "random_state": self.random_state}
+        return {
+            "split": self.split,
+            "n_init": self.n_init,
+            "random_state": self.random_state,
+            "init_sample": self.init_sample,
+        }
+
+    def first_estimator(self, estimator, X, y):
+        """Seed a one-initialisation k-means++ ``KMeans`` from a sample of the rows."""
+        if self.init_sample is None or not isinstance(estimator, KMeans):
+            return estimator
+        params = estimator.get_params()
+        if not (isinstance(params["init"], str) and params["init"] == "k-means++"):
+            return estimator
+        if params["n_init"] not in ("auto", 1):
+            return estimator
+        k = params["n_clusters"]
+        size = max(10_000, 200 * k) if self.init_sample == "auto" else self.init_sample
+        if len(X) <= max(size, k):
+            return estimator
+        rng = check_random_state(params["random_state"])
+        sample = np.sort(rng.choice(len(X), size=size, replace=False))
+        centers, _ = kmeans_plusplus(np.asarray(X[sample], dtype=float), k, random_state=rng)
+        return estimator.set_params(init=centers, n_init=1)
 
     def supports(self, estimator):
         return isinstance(estimator, KMeans | MiniBatchKMeans)
