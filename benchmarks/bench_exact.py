@@ -127,6 +127,8 @@ def gather_blocks(client: Any, a: da.Array) -> np.ndarray:
 
 
 def _gram(block: np.ndarray) -> np.ndarray:
+    # aligned as the fused fit sees it (daskfuse realigns a block distributed moved)
+    block = np.require(block, requirements="A")
     return block.T @ block
 
 

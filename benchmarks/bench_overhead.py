@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 print(f"ERROR {rec['error'][:200]}", flush=True)
-        X_np, yr_np, yc_np = (np.asarray(a) for a in client.compute([X, y_reg, y_cls], sync=True))
+        gathered = client.compute([X, y_reg, y_cls], sync=True)
+        X_np, yr_np, yc_np = (common.as_local(a) for a in gathered)
 
     # fitted models for daskfuse.fuse, one per partition, untimed
     from sklearn.linear_model import LinearRegression, LogisticRegression

@@ -107,7 +107,7 @@ def prepare(dataset: str, rows: int, test_rows: int, chunk: int, seed: int, clie
     grid = X.rechunk({1: BLOCK})
     X, grid, y = client.persist([X, grid, y])
     common.wait([X, grid, y])
-    X_np, y_np = (np.asarray(a) for a in client.gather(client.compute([X, y])))
+    X_np, y_np = (common.as_local(a) for a in client.gather(client.compute([X, y])))
     test = np.vstack([
         _block(min(chunk, test_rows - i), 10_000 + i // chunk, dataset=dataset, seed=seed)
         for i in range(0, test_rows, chunk)

@@ -25,7 +25,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
-from ._inputs import check_dense, check_label_types
+from ._inputs import aligned, check_dense, check_label_types
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
 
@@ -93,12 +93,12 @@ def _as_numpy(part, what, index):
         raise PartitionError(index, str(exc)) from None
     if isinstance(part, pd.DataFrame | pd.Series):
         try:
-            return part.to_numpy(dtype=float if what == "X" else None)
+            return aligned(part.to_numpy(dtype=float if what == "X" else None))
         except (TypeError, ValueError) as exc:
             raise PartitionError(
                 index, f"{what} could not be converted to a numeric array ({exc})"
             ) from exc
-    return np.asarray(part)
+    return aligned(np.asarray(part))
 
 
 def _concat(pieces, index):

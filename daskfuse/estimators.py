@@ -40,6 +40,7 @@ from ._graph import (
     fit_prefix,
 )
 from ._inputs import (
+    aligned,
     check_dense,
     check_frame_columns,
     check_label_types,
@@ -80,7 +81,7 @@ def _estimator_has(attr):
 def _apply_block(block, estimator, method, feature_names):
     # Fused models hold float64 parameters (statistics are merged in float64); some
     # estimators (k-means) need the input in the dtype of their parameters.
-    block = np.asarray(block, dtype=np.float64)
+    block = aligned(np.asarray(block, dtype=np.float64))
     if feature_names is not None:
         block = pd.DataFrame(block, columns=feature_names)
     return getattr(estimator, method)(block)
@@ -91,7 +92,7 @@ def _score_block(estimator, X, y, kind, feature_names):
     if kind == "clusterer":
         return float(_apply_block(X, estimator, "score", feature_names))
     pred = _apply_block(X, estimator, "predict", feature_names)
-    y = np.asarray(y)
+    y = aligned(np.asarray(y))
     if kind == "classifier":
         return float(np.sum(pred == y)), len(y)
     y = y.reshape(len(y), -1).astype(float)

@@ -99,7 +99,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ._graph import _worker_name, compute_with_progress, estimator_allows_nan
-from ._inputs import _y_blocks, dask_blocks, is_dask_input, seed_sequence
+from ._inputs import _y_blocks, aligned, dask_blocks, is_dask_input, seed_sequence
 from .exceptions import FusionError, PartitionError
 from .models import (
     ColumnStackingClassifier,
@@ -577,7 +577,7 @@ def _select_columns(index, *chunks):
 def _concat_target(*pieces):
     ys = [p.to_numpy() if isinstance(p, pd.Series | pd.DataFrame) else np.asarray(p)
           for p in pieces]
-    return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=0)
+    return aligned(ys[0]) if len(ys) == 1 else np.concatenate(ys, axis=0)
 
 
 def _dask_array_pieces(X, groups, keys):
@@ -673,7 +673,7 @@ def _block_matrix(spec, index, pieces, n_rows):
         raise PartitionError(
             index, f"the block's columns could not be converted to numbers ({exc})"
         ) from exc
-    X = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    X = aligned(parts[0]) if len(parts) == 1 else np.concatenate(parts, axis=0)
     cols = spec.groups[index].tolist() if spec.groups else None
     if X.ndim != 2:
         raise PartitionError(index, f"the block's X must be 2-dimensional, got {X.ndim}")

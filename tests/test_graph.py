@@ -143,3 +143,53 @@ def test_regressor_dask_score_is_r2(scheduler, regression_data):
     lazy = reg.score(da.from_array(X, chunks=(400, -1)), da.from_array(y, chunks=400))
     assert isinstance(lazy, float)
     assert lazy == pytest.approx(reg.score(X, y), rel=1e-10)
+
+
+class _NeedsAligned(Ridge):
+    """A Ridge that refuses arrays whose data NumPy flags as not aligned."""
+
+    def fit(self, X, y, sample_weight=None):
+        for name, a in (("X", X), ("y", y)):
+            if not a.flags.aligned:
+                raise ValueError(f"{name} is not aligned")
+        return super().fit(X, y, sample_weight)
+
+
+def _unaligned(a):
+    """A copy of ``a`` whose data start one byte into a buffer, as a deserialized
+    array can (distributed hands such arrays to tasks)."""
+    buffer = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    out = np.frombuffer(buffer.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+def _unaligned_blocks(a, rows):
+    """A dask array whose every block a task computes is unaligned."""
+    blocks = [
+        da.from_delayed(
+            dask.delayed(_unaligned)(a[i : i + rows]),
+            shape=a[i : i + rows].shape,
+            dtype=a.dtype,
+        )
+        for i in range(0, len(a), rows)
+    ]
+    return da.concatenate(blocks)
+
+
+def test_unaligned_blocks_are_realigned_before_the_fit(scheduler):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4))
+    y = X @ np.arange(1.0, 5.0) + rng.normal(size=600)
+    Xd, yd = _unaligned_blocks(X, 150), _unaligned_blocks(y, 150)
+    # the blocks do reach a task unaligned
+    flags = Xd.map_blocks(lambda b: np.array([[b.flags.aligned]]), chunks=(1, 1))
+    assert not flags.compute(scheduler="sync").any()
+    with pytest.raises(ValueError, match="not aligned"):
+        _NeedsAligned().fit(_unaligned(X), y)
+
+    model = FusedRegressor(_NeedsAligned(), fusion="vote").fit(Xd, yd)
+    parts = [Ridge().fit(X[i : i + 150], y[i : i + 150]) for i in range(0, 600, 150)]
+    expected = np.mean([part.predict(X) for part in parts], axis=0)
+    assert_allclose(model.predict(X), expected, rtol=1e-10)
