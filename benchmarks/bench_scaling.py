@@ -170,6 +170,9 @@ def run_count(p: int, args, cases) -> tuple[list[dict[str, Any]], dict[str, Any]
                     **common.daskfuse_breakdown(model, times.median, common.slots(client)),
                 )
                 print(f"{times.median:.2f} s", flush=True)
+                if p > 1:
+                    # one more fit, untimed, under the task stream: where the wall went
+                    rec["timeline"] = timeline(case["make"](), X, y, client)
                 del X, y, model
                 common.settle(client)
             except Exception as exc:  # a failing case must not stop the run
@@ -178,6 +181,33 @@ def run_count(p: int, args, cases) -> tuple[list[dict[str, Any]], dict[str, Any]
                 print(f"ERROR {rec['error'][:200]}", flush=True)
             out.append(rec)
     return out, machine
+
+
+def timeline(template: Any, X: Any, y: Any, client: Any) -> dict[str, float]:
+    """Seconds from ``fit()`` to the first fit task, and from the last one to the end.
+
+    ``start``: validation, the class pass and graph submission; ``tail``: the
+    combine tree, the root and the fused model's way back to the client; ``fits``:
+    the first fit task's start to the last one's end (imbalance shows as ``fits``
+    above the mean partition time per worker).
+    """
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as stream:
+        t0 = time.time()
+        template.fit(X, y)
+        t1 = time.time()
+    spans = [
+        (s["start"], s["stop"])
+        for d in stream.data
+        if "daskfuse-fit" in str(d["key"])
+        for s in d["startstops"]
+        if s["action"] == "compute"
+    ]
+    if not spans:
+        return {}
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    return {"wall": t1 - t0, "start": first - t0, "fits": last - first, "tail": t1 - last}
 
 
 def efficiencies(results: list[dict[str, Any]]) -> None:
@@ -233,6 +263,13 @@ def targets(results: list[dict[str, Any]], cpus: int | None) -> list[dict[str, A
     return out
 
 
+def _timeline_cell(r: dict[str, Any]) -> str:
+    t = r.get("timeline")
+    if not t:
+        return "—"
+    return f"{t['start']:.2f} / {t['fits']:.2f} / {t['tail']:.2f}"
+
+
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     m = payload["machine"]
@@ -257,9 +294,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
         common.MEMORY_LINE,
         "",
         "| case | workers | fit s (median) | fit s (all) | speed-up | efficiency | workers used "
-        "| partition tasks s (sum) | tasks / (p x wall) | peak MiB | cluster start s "
-        "| load before | note |",
-        "|" + "---|" * 13,
+        "| partition tasks s (sum) | tasks / (p x wall) | start / fits / tail s "
+        "| peak MiB | cluster start s | load before | note |",
+        "|" + "---|" * 14,
     ]
     for r in sorted(payload["results"], key=lambda r: (r["case"], r["workers"])):
         peak, _ = common.memory_cells(r.get("memory"), "dask")
@@ -269,7 +306,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
             f"{common.fmt_times(r.get('fit_seconds', []))} | {common.fmt(r.get('speedup'))} | "
             f"{'—' if eff is None else f'{100 * eff:.0f}%'} | {r.get('workers_used', '—')} | "
             f"{common.fmt(r.get('partition_task_seconds_sum'))} | "
-            f"{common.fmt(r.get('partition_tasks_share'))} | {peak} | "
+            f"{common.fmt(r.get('partition_tasks_share'))} | {_timeline_cell(r)} | {peak} | "
             f"{common.fmt(r.get('cluster_startup_seconds'), 1)} | "
             f"{common.loads(r.get('loadavg_before'))} | {common.md_cell(r.get('error', ''), 200)} |"
         )
@@ -312,6 +349,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-oversubscribe", action="store_true", help="run worker counts above the CPUs too"
     )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=["linear", "forest"],
+        default=["linear", "forest"],
+        help="cases to run",
+    )
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     parser.add_argument("--out", type=Path, help="JSON output (default results/scaling.json)")
     args = parser.parse_args(argv)
@@ -336,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             if p > cpus:
                 skipped[p] = f"more workers than CPUs ({cpus})"
         order = [p for p in order if p not in skipped]
-    cases = build_cases(args)
+    cases = [c for c in build_cases(args) if c["key"] in args.cases]
     results: list[dict[str, Any]] = []
     machine: dict[str, Any] = {}
     parameters = {
@@ -349,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "forest_rows": args.forest_rows,
         "forest_partitions": args.forest_partitions,
         "trees": args.trees,
+        "cases": args.cases,
         "repeats": args.repeats,
         "seed": args.seed,
         "budget_seconds": args.budget,

@@ -296,6 +296,43 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: target 4's goal as this script states it: SVC seconds / case seconds, and accuracy
+SPEEDUP = 5.0
+ACCURACY_POINTS = 0.5
+
+
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """4a cascade (one pass) and 4b vote against one SVC, at every size with an anchor."""
+    ok = [r for r in results if r.get("status") == "ok"]
+    out = []
+    for rows in sorted({r["rows"] for r in ok}):
+        anchor = next((r for r in ok if r["rows"] == rows and r["key"] == "sklearn-svc"), None)
+        if anchor is None:
+            continue
+        for tid, key in (("4a", "daskfuse-cascade"), ("4b", "daskfuse-vote")):
+            case = next((r for r in ok if r["rows"] == rows and r["key"] == key), None)
+            if case is None:
+                continue
+            gap = 100 * (case["accuracy"] - anchor["accuracy"])
+            close = (f"accuracy within {ACCURACY_POINTS} point", gap >= -ACCURACY_POINTS)
+            out.append(
+                common.target(
+                    "4",
+                    tid,
+                    f"{case['label']} vs {anchor['label']}, {rows:,} rows",
+                    anchor["fit_seconds_median"] / case["fit_seconds_median"],
+                    ">=",
+                    SPEEDUP,
+                    "x",
+                    conditions=[close],
+                    detail=f"{anchor['fit_seconds_median']:.2f} s vs "
+                    f"{case['fit_seconds_median']:.2f} s; accuracy {case['accuracy']:.4f} vs "
+                    f"{anchor['accuracy']:.4f} ({gap:+.2f} point)",
+                )
+            )
+    return out
+
+
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     data = (
@@ -317,6 +354,10 @@ def markdown_report(payload: dict[str, Any]) -> str:
         *common.header_lines(payload, data=[data], notes=notes),
         "",
         markdown_table(payload["results"]),
+        "",
+        "## Targets (issue 5, target 4)",
+        "",
+        common.targets_table(payload.get("targets", [])),
         "",
     ]
     return "\n".join(lines)
@@ -434,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         "only": args.only,
         "generator": {"informative": INFORMATIVE, "separation": SEPARATION, "flip": FLIP},
     }
-    payload = common.make_payload("svm", t_start, parameters, machine, results)
+    payload = common.make_payload(
+        "svm", t_start, parameters, machine, results, targets=targets(results)
+    )
     common.write_outputs(args.out, payload, markdown_report(payload), json_default=str)
     return 0
 
