@@ -399,13 +399,21 @@ def _fast_score(estimator, X, y):
         pred = np.asarray(estimator.predict(X), dtype=float)
         if pred.shape != y.shape:
             return None
-        residual = float(np.sum((y - pred) ** 2))
-        total = float(np.sum((y - np.mean(y)) ** 2))
-        if total == 0.0:
-            # scikit-learn's r2_score with force_finite: 1 for a perfect fit, else 0
-            return 1.0 if residual == 0.0 else 0.0
-        return 1.0 - residual / total
+        residual = np.sum((y - pred) ** 2)
+        return float(r2_from_sums(residual, np.sum((y - np.mean(y)) ** 2)))
     return None
+
+
+def r2_from_sums(ss_res, ss_tot):
+    """R² (per output) from the residual and total sums of squares.
+
+    As scikit-learn's ``r2_score`` with ``force_finite``: a constant target (total
+    0) scores 1 when it is fitted exactly, else 0.
+    """
+    ss_res, ss_tot = np.asarray(ss_res, dtype=float), np.asarray(ss_tot, dtype=float)
+    return np.where(
+        ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(ss_res > 0, 0.0, 1.0)
+    )
 
 
 def _train_score(estimator, X, y):

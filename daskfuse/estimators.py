@@ -38,6 +38,7 @@ from ._graph import (
     compute_with_progress,
     estimator_allows_nan,
     fit_prefix,
+    r2_from_sums,
 )
 from ._inputs import (
     aligned,
@@ -116,8 +117,7 @@ def _r2_from_parts(parts):
         mean = mean + delta * p["n"] / total
         n = total
         ss_res = ss_res + p["ss_res"]
-    r2 = np.where(m2 > 0, 1 - ss_res / np.where(m2 > 0, m2, 1), np.where(ss_res > 0, 0.0, 1.0))
-    return float(np.mean(r2))
+    return float(np.mean(r2_from_sums(ss_res, m2)))
 
 
 def _mean_score(parts, total=False):
