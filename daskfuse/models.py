@@ -459,7 +459,9 @@ class _StackingBase(_PrefitEnsemble):
         return self
 
     def transform(self, X):
-        """The meta-features: every member's output on ``X``, side by side.
+        """The meta-features: every member's output on its input, side by side.
+
+        A member's input is ``X`` (for column stacking, its own block of columns).
 
         Parameters
         ----------
@@ -475,14 +477,20 @@ class _StackingBase(_PrefitEnsemble):
         return np.hstack(
             [
                 stack_features(
-                    member_output(m, method, Xv),
+                    member_output(m, method, part),
                     method,
                     getattr(m, "classes_", None),
                     classes,
                 )
-                for m, method in zip(self.estimators_, self.stack_method_)
+                for m, method, part in zip(
+                    self.estimators_, self.stack_method_, self._member_inputs(Xv)
+                )
             ]
         )
+
+    def _member_inputs(self, Xv):
+        """What each member is given of the validated ``Xv``: all of it."""
+        return [Xv] * len(self.estimators_)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "final_estimator_")
@@ -721,31 +729,9 @@ class _ColumnStackingBase(_StackingBase):
         validate_data(self, X, dtype=None, ensure_all_finite=False)
         return super().fit(X, y)
 
-    def transform(self, X):
-        """The meta-features: every member's output on its own columns, side by side.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, n_meta_features)
-        """
-        check_is_fitted(self, "estimators_")
-        Xv = self._inputs(X)
-        classes = getattr(self, "classes_", None)
-        return np.hstack(
-            [
-                stack_features(
-                    member_output(m, method, Xv[:, cols]),
-                    method,
-                    getattr(m, "classes_", None),
-                    classes,
-                )
-                for m, method, cols in zip(self.estimators_, self.stack_method_, self.blocks_)
-            ]
-        )
+    def _member_inputs(self, Xv):
+        """Each member's own block of columns of ``Xv``."""
+        return [Xv[:, cols] for cols in self.blocks_]
 
 
 class ColumnStackingClassifier(ClassifierMixin, _ColumnStackingBase):
