@@ -101,6 +101,7 @@ from sklearn.utils.validation import validate_data
 from ._graph import _worker_name, compute_with_progress, estimator_allows_nan
 from ._inputs import _y_blocks, aligned, dask_blocks, is_dask_input, seed_sequence
 from .exceptions import FusionError, PartitionError
+from .fusion.base import Strategy
 from .models import (
     ColumnStackingClassifier,
     ColumnStackingRegressor,
@@ -133,30 +134,15 @@ NEWTON_MAX_PARAMS = 400
 
 
 # ------------------------------------------------------------------------ fusions
-class VerticalFusion:
+class VerticalFusion(Strategy):
     """Base class of the fusions of column blocks (:class:`Backfit`, :class:`ColumnStack`)."""
 
+    _token_name = "daskfuse.VerticalFusion"
     name = None
 
     def unsupported_reason(self, estimator):
         """Why this fusion cannot fuse ``estimator``, or None when it can."""
         raise NotImplementedError
-
-    def _params(self):
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and repr(self) == repr(other)
-
-    def __hash__(self):
-        return hash(repr(self))
-
-    def __dask_tokenize__(self):
-        return ("daskfuse.VerticalFusion", repr(self))
 
 
 class Backfit(VerticalFusion):

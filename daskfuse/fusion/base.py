@@ -43,13 +43,41 @@ from ..exceptions import FusionError
 __all__ = ["Fuser", "WrappingFuser"]
 
 
-class Fuser:
+class Strategy:
+    """Identity of a strategy by its parameters: ``repr``, equality, hash and dask token.
+
+    Subclasses list their parameters in :meth:`_params`; two strategies of one class
+    with equal parameters are equal and give the same graph keys. ``_token_name``
+    names the kind of strategy in the dask token.
+    """
+
+    _token_name = "daskfuse.Strategy"
+
+    def _params(self):
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and repr(self) == repr(other)
+
+    def __hash__(self):
+        return hash(repr(self))
+
+    def __dask_tokenize__(self):
+        return (self._token_name, repr(self))
+
+
+class Fuser(Strategy):
     """Base class of the fusion strategies.
 
     Subclasses set ``name`` and implement :meth:`summarize`, :meth:`combine` and
     :meth:`finalize`; :meth:`supports` says which estimators they can fuse.
     """
 
+    _token_name = "daskfuse.Fuser"
     #: the string that selects the strategy (``fusion="..."``)
     name = None
     #: fraction of each partition's rows held out from fitting to score the model
@@ -193,21 +221,6 @@ class Fuser:
     def finalize(self, summary, template, meta):
         raise NotImplementedError
 
-    def _params(self):
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and repr(self) == repr(other)
-
-    def __hash__(self):
-        return hash(repr(self))
-
-    def __dask_tokenize__(self):
-        return ("daskfuse.Fuser", repr(self))
 
 
 class WrappingFuser(Fuser):
