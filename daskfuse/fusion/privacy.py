@@ -165,7 +165,39 @@ def _init_params(init, classes):
     return {k: np.asarray(v, dtype=float) for k, v in sums.items()}
 
 
-class DP(WrappingFuser):
+class PrivateAveraging(WrappingFuser):
+    """What the private parameter averagings (:class:`DP`, ``Secure``) share.
+
+    Linear models only: an MLP's fused model is built on one partition's fitted
+    network (its private output state), which would leave without noise or mask.
+    Every partition's vector has one fixed layout (rows for the global classes),
+    the seeds and the checks of the partition count are the inner strategy's, and
+    the partition report drops ``_private_fields``.
+    """
+
+    _private_fields = PRIVATE_REPORT_FIELDS
+
+    def supports(self, estimator):
+        adapter = adapter_for(estimator)
+        return adapter is not None and not adapter.needs_carrier
+
+    def shares_seed(self, estimator):
+        return self.inner.shares_seed(estimator)
+
+    def needs_classes_for(self, estimator):
+        return bool(is_classifier(estimator))
+
+    def prepare(self, n_partitions):
+        self.inner.prepare(n_partitions)
+        return self
+
+    def public_report(self, report):
+        report = self.inner.public_report(dict(report))
+        report.update(dict.fromkeys(self._private_fields))
+        return report
+
+
+class DP(PrivateAveraging):
     """Differentially private parameter averaging (clipping and Gaussian noise).
 
     Every partition's parameters (its update from ``info["init"]``, the previous
@@ -263,30 +295,8 @@ class DP(WrappingFuser):
             out["random_state"] = self.random_state
         return out
 
-    def supports(self, estimator):
-        adapter = adapter_for(estimator)
-        # an MLP's fused model is built on one partition's fitted network (its
-        # private output state), which would be released without noise
-        return adapter is not None and not adapter.needs_carrier
-
-    def shares_seed(self, estimator):
-        return self.inner.shares_seed(estimator)
-
-    def needs_classes_for(self, estimator):
-        # one fixed layout (the global classes) for every partition's vector
-        return bool(is_classifier(estimator))
-
     def from_models_for(self, estimator):
         return True
-
-    def prepare(self, n_partitions):
-        self.inner.prepare(n_partitions)
-        return self
-
-    def public_report(self, report):
-        report = self.inner.public_report(dict(report))
-        report.update(dict.fromkeys(PRIVATE_REPORT_FIELDS))
-        return report
 
     def privacy_spent(self, n_releases=1):
         """The ``(epsilon, delta)`` spent by ``n_releases`` fused models.

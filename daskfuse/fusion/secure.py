@@ -59,13 +59,11 @@ from dataclasses import dataclass, field, replace
 from functools import reduce
 
 import numpy as np
-from sklearn.base import is_classifier
 
-from .._adapters import adapter_for, linear_estimator_names
+from .._adapters import linear_estimator_names
 from ..exceptions import FusionError
 from .average import ParameterSum, _aligned
-from .base import WrappingFuser
-from .privacy import DP, PRIVATE_REPORT_FIELDS, _averaging
+from .privacy import DP, PRIVATE_REPORT_FIELDS, PrivateAveraging, _averaging
 
 __all__ = ["MaskedSum", "PairSeeds", "Secure"]
 
@@ -195,7 +193,7 @@ def decode(limbs):
     return np.where(negative, -out, out)
 
 
-class Secure(WrappingFuser):
+class Secure(PrivateAveraging):
     """Secure aggregation around a parameter-averaging strategy.
 
     Every partition's summary of ``inner`` is masked with pairwise additive masks
@@ -231,6 +229,8 @@ class Secure(WrappingFuser):
     """
 
     name = "secure"
+    # a partition's weight (rows or score) is one of the masked values
+    _private_fields = PRIVATE_REPORT_FIELDS + ("weight",)
     requirement = (
         "secure aggregation needs a linear model with coef_ and intercept_ "
         f"({', '.join(linear_estimator_names())})"
@@ -251,31 +251,8 @@ class Secure(WrappingFuser):
         """The inner :class:`~daskfuse.fusion.DP`'s ``privacy_spent`` (absent otherwise)."""
         return self.inner.privacy_spent
 
-    def supports(self, estimator):
-        adapter = adapter_for(estimator)
-        # an MLP's fused model is built on one partition's fitted network, which
-        # would travel to the root unmasked
-        return adapter is not None and not adapter.needs_carrier
-
-    def shares_seed(self, estimator):
-        return self.inner.shares_seed(estimator)
-
-    def needs_classes_for(self, estimator):
-        # every masked vector needs one fixed layout: rows for the global classes
-        return bool(is_classifier(estimator))
-
     def from_models_for(self, estimator):
         return self.inner.from_models_for(estimator)
-
-    def prepare(self, n_partitions):
-        self.inner.prepare(n_partitions)
-        return self
-
-    def public_report(self, report):
-        report = self.inner.public_report(dict(report))
-        # a partition's weight (rows or score) is one of the masked values
-        report.update(dict.fromkeys(PRIVATE_REPORT_FIELDS + ("weight",)))
-        return report
 
     def partition_secrets(self, n_partitions):
         """Fresh pairwise seeds: entry ``i`` holds partition ``i``'s ``n - 1`` seeds."""
