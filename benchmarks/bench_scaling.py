@@ -72,14 +72,18 @@ TARGET_WORKERS = 16
 WARM_MODULES = ("sklearn.linear_model", "sklearn.ensemble", "daskfuse", "daskfuse.fusion")
 
 
-def _block(n: int, block: int, *, features: int, seed: int, stream: int) -> np.ndarray:
-    """``n`` rows of standard normal features and a 0/1 label (linear rule, plus a
-    non-linear term so that trees have something to find)."""
-    rng = np.random.default_rng([seed, stream, block])
+def labelled_rows(rng: np.random.Generator, n: int, features: int):
+    """``n`` rows of standard normal features and their 0/1 labels (``int64``): a
+    linear rule plus a non-linear term, so that trees have something to find."""
     x = rng.standard_normal((n, features))
     logit = x @ np.linspace(-1.0, 1.0, features) + x[:, 0] * x[:, 1]
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float64)
-    return np.column_stack([x, y])
+    return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+
+
+def _block(n: int, block: int, *, features: int, seed: int, stream: int) -> np.ndarray:
+    """Row block ``block``: :func:`labelled_rows`, the label as a last column."""
+    x, y = labelled_rows(np.random.default_rng([seed, stream, block]), n, features)
+    return np.column_stack([x, y.astype(np.float64)])
 
 
 def make_data(rows: int, partitions: int, seed: int, stream: int):

@@ -34,9 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+import _common as common
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CASES = {
     "linear": (250_000, "LogisticRegression()"),
     "forest": (40_000, "RandomForestClassifier(8)"),
@@ -44,11 +44,10 @@ CASES = {
 
 
 def _data(rows: int, seed: int):
-    # the scaling benchmark's rule: linear logit plus one interaction
-    rng = np.random.default_rng([seed, 7])
-    x = rng.standard_normal((rows, 20))
-    logit = x @ np.linspace(-1.0, 1.0, 20) + x[:, 0] * x[:, 1]
-    return x, (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    # the scaling benchmark's rule and features
+    from bench_scaling import FEATURES, labelled_rows
+
+    return labelled_rows(np.random.default_rng([seed, 7]), rows, FEATURES)
 
 
 def _fit(case: str, X, y):
@@ -93,7 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--fits", type=int, default=4, help="fits per process")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--out", type=Path, default=RESULTS / "ceiling.json")
+    parser.add_argument("--out", type=Path, default=common.RESULTS_DIR / "ceiling.json")
     args = parser.parse_args(argv)
     rows = []
     for case in args.cases:
