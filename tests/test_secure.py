@@ -257,6 +257,21 @@ def test_fuse_fitted_models_securely(partition_models):
         _assert_same_model(fuse(models, Secure(inner), weights=rows), expected)
 
 
+@pytest.mark.parametrize("scale", [1e-15, 1e-19, 1e-300, 1e300])
+def test_secure_is_exact_for_any_positive_weights(partition_models, scale):
+    # the weights are divided by their largest (public) before the fixed-point step:
+    # at 1e-15 the products weight * parameter lost 2.3e-4 to the 2**-60 resolution,
+    # at 1e-19 every weight rounded to 0, at 1e300 they overflowed the range
+    models, rows = partition_models
+    weights = [scale * r for r in rows]
+    expected = fuse(models, "weighted", weights=weights)
+    _assert_same_model(fuse(models, Secure("weighted"), weights=weights), expected)
+    _assert_same_model(fuse(models, Secure(Weighted(by=weights))), expected)
+    # under DP the share of the largest weight (the noise) is unchanged by the scale
+    dp = DP(Weighted(by=weights), epsilon=1.0, clip=5.0, random_state=0)
+    _assert_same_model(fuse(models, Secure(dp)), fuse(models, dp))
+
+
 # ---------------------------------------------------------------- encoding, parameters
 def test_fixed_point_sums_are_exact():
     rng = np.random.default_rng(0)

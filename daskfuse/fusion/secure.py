@@ -11,6 +11,11 @@ Protocol
   derives one seed ``s_ij`` per pair of partitions (BLAKE2b keyed by the master).
   Partition ``i``'s fit task receives only its own ``n - 1`` seeds; the master
   never leaves the client.
+* The weights are first divided by a public scale agreed before masking (the
+  largest weight, where the weights are known in advance: an array of weights, or
+  the weights given to :func:`~daskfuse.fuse`; else 1, as row counts in a fit are
+  >= 1 and scores <= 1), which leaves the weighted average unchanged and keeps the
+  largest weight at 1, so tiny weights lose nothing to the fixed-point resolution.
 * Every value ``x`` is encoded as the integer ``round(x * 2**60)``, split into three
   40-bit limbs held in 64-bit words (``|x| < 2**59``, resolution ``2**-60``, so
   sums of up to ``2**22`` partitions never overflow). Partition ``i`` adds
@@ -62,7 +67,7 @@ import numpy as np
 
 from .._adapters import linear_estimator_names
 from ..exceptions import FusionError
-from .average import ParameterSum, _aligned
+from .average import ParameterSum, Weighted, _aligned
 from .privacy import DP, PRIVATE_REPORT_FIELDS, PrivateAveraging, _averaging
 
 __all__ = ["MaskedSum", "PairSeeds", "Secure"]
@@ -287,7 +292,7 @@ class Secure(PrivateAveraging):
         index = info["index"]
         secret = info.get("secret")
         self._check_secret(index, secret)
-        inner = self.inner.summarize(estimator, X, y, info)
+        inner = self._scaled(self.inner.summarize(estimator, X, y, info), info)
         classes = inner.classes
         if classes is not None and info.get("classes") is not None:
             classes = np.asarray(info["classes"])
@@ -313,6 +318,54 @@ class Secure(PrivateAveraging):
         return MaskedSum(
             words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {}
         )
+
+    def _weight_scale(self, info):
+        """The public scale the weights are divided by before masking.
+
+        The largest of an array of public weights (``Weighted(by=[...])``); for
+        weights by rows, ``info["max_rows"]`` where the caller knows every
+        partition's rows in advance (:func:`~daskfuse.fuse` passes its largest
+        weight); else 1 (row counts in a fit are >= 1, scores <= 1, uniform weights
+        1). Every partition uses the same scale, so the weighted average is
+        unchanged, and the largest weight is 1 instead of a value that the
+        fixed-point resolution (``2**-60``) would round away.
+
+        Parameters
+        ----------
+        info : dict
+            The partition's fit information.
+
+        Returns
+        -------
+        scale : float
+            > 0 and finite.
+        """
+        averaging = self.inner.inner if isinstance(self.inner, DP) else self.inner
+        by = averaging.by if isinstance(averaging, Weighted) else None
+        if isinstance(by, tuple):
+            scale = max(by)
+        elif by == "rows" and info.get("max_rows") is not None:
+            scale = float(info["max_rows"])
+        else:
+            scale = 1.0
+        if not np.isfinite(scale) or scale <= 0:
+            raise FusionError(
+                f"{self!r}: the weight scale must be finite and > 0; got {scale!r}"
+            )
+        return scale
+
+    def _scaled(self, summary, info):
+        """``summary`` with its weighted sums and weights divided by the weight scale."""
+        scale = self._weight_scale(info)
+        if scale == 1.0:
+            return summary
+        changes = {
+            "sums": {k: np.asarray(v, dtype=float) / scale for k, v in summary.sums.items()},
+            "weights": np.asarray(summary.weights, dtype=float) / scale,
+        }
+        if hasattr(summary, "weight_max"):  # DP's summary: its share stays the same
+            changes["weight_max"] = summary.weight_max / scale
+        return replace(summary, **changes)
 
     def summarize_failed(self, index, secret):
         """What a failed partition sends: its seeds, so the root can remove its masks.
