@@ -229,7 +229,7 @@ def test_audit_catches_noise_sized_for_one_clip_under_replacement():
     dp = DP(epsilon=1.0, delta=1e-5, clip=1.0, neighbouring="add-remove")
     eps = _audit_epsilon(dp, ([10.0, *OTHERS], [1] * 4), ([-10.0, *OTHERS], [1] * 4))
     assert eps > dp.epsilon  # observed: 1.28
-    assert gaussian_epsilon(2 * gaussian_mu(1.0, 1e-5), 1e-5) > 2.1
+    assert gaussian_epsilon(2 * gaussian_mu(1.0, 1e-5), 1e-5) == pytest.approx(2.15, abs=0.005)
     # against its own relation (the update removed: zero) it holds
     eps = _audit_epsilon(dp, ([10.0, *OTHERS], [1] * 4), ([0.0, *OTHERS], [1] * 4))
     assert 0.4 < eps <= dp.epsilon
@@ -269,6 +269,10 @@ def test_accuracy_degrades_gracefully_as_epsilon_falls():
     assert accuracy[10.0] > clean - 0.08
     assert accuracy[10.0] > accuracy[1.0] + 0.05 > accuracy[0.1] + 0.1
     assert accuracy[0.1] < 0.65
+    # add-remove needs half the noise: more accurate at the same epsilon
+    half = np.mean([fuse(models, DP(epsilon=1.0, clip=2.0, neighbouring="add-remove",
+                                    random_state=s)).score(X_test, y_test) for s in range(8)])
+    assert half > accuracy[1.0] + 0.05
 
 
 def test_fitted_estimator_reports_privacy_spent(on_cluster, binary_data):
