@@ -28,7 +28,11 @@ def _hockey_stick(epsilon, sigma):
     cut = 0.5 - epsilon * sigma**2
     return integrate.quad(
         lambda x: p.pdf(x) - math.exp(epsilon) * q.pdf(x),
-        cut - 40 * sigma, cut, epsabs=0, epsrel=1e-11, limit=200,
+        cut - 40 * sigma,
+        cut,
+        epsabs=0,
+        epsrel=1e-11,
+        limit=200,
     )[0]
 
 
@@ -74,8 +78,15 @@ def ridge_parts():
 
 
 def _info(i, model, weight=1.0, init=None):
-    return {"index": i, "n_rows": weight, "holdout_score": None, "classes": None,
-            "seed": None, "template": model, "init": init}
+    return {
+        "index": i,
+        "n_rows": weight,
+        "holdout_score": None,
+        "classes": None,
+        "seed": None,
+        "template": model,
+        "init": init,
+    }
 
 
 META = {"n_features_in_": 5, "feature_names_in_": None, "classes": None, "n_partitions": 4}
@@ -90,10 +101,17 @@ def test_noise_standard_deviation_matches_the_calibration(ridge_parts, neighbour
     # public weights 1, 2, 3, 6: the noise scales with the largest over the total, and
     # with the distance one partition can move its clipped update: 2 clip (replace:
     # from one side of the ball to the other) or clip (add-remove: to zero)
-    dp = DP(Weighted(by=[1.0, 2.0, 3.0, 6.0]), epsilon=0.5, delta=1e-5, clip=2.0,
-            neighbouring=neighbouring)
-    summaries = [dp.summarize(m, None, None, _info(i, m, w))
-                 for i, (m, w) in enumerate(zip(ridge_parts, [1.0, 2.0, 3.0, 6.0]))]
+    dp = DP(
+        Weighted(by=[1.0, 2.0, 3.0, 6.0]),
+        epsilon=0.5,
+        delta=1e-5,
+        clip=2.0,
+        neighbouring=neighbouring,
+    )
+    summaries = [
+        dp.summarize(m, None, None, _info(i, m, w))
+        for i, (m, w) in enumerate(zip(ridge_parts, [1.0, 2.0, 3.0, 6.0]))
+    ]
     total = dp.combine([dp.combine(summaries[:3]), summaries[3]])
     sigma = dp.noise_std(total)
     assert sigma == pytest.approx(k * 2.0 / gaussian_mu(0.5, 1e-5) * 6 / 12, rel=1e-12)
@@ -129,8 +147,11 @@ def test_updates_are_clipped_to_the_bound(ridge_parts):
     s = dp.summarize(big, None, None, _info(0, big, init=small))
     update = np.concatenate([np.ravel(v) for v in s.sums.values()])
     assert np.linalg.norm(update) == pytest.approx(clip, rel=1e-12)
-    assert_allclose(update / clip, (_flat(big) - _flat(small))
-                    / np.linalg.norm(_flat(big) - _flat(small)), rtol=1e-12)
+    assert_allclose(
+        update / clip,
+        (_flat(big) - _flat(small)) / np.linalg.norm(_flat(big) - _flat(small)),
+        rtol=1e-12,
+    )
     # the root adds the previous model back (little noise at a large epsilon)
     init = Ridge().fit(np.eye(5), 10 * np.arange(5.0))
     loose = DP("average", epsilon=200.0, clip=clip)
@@ -145,10 +166,21 @@ def test_updates_are_clipped_to_the_bound(ridge_parts):
 def test_noise_is_reproducible_with_random_state(ridge_parts):
     def fused(random_state, round_=0):
         dp = DP(epsilon=1.0, clip=1.0, random_state=random_state)
-        return _flat(fuse(ridge_parts, dp)) if round_ == 0 else _flat(
-            dp.finalize(dp.combine([dp.summarize(m, None, None, _info(i, m))
-                                    for i, m in enumerate(ridge_parts)]),
-                        ridge_parts[0], META | {"round": round_})
+        return (
+            _flat(fuse(ridge_parts, dp))
+            if round_ == 0
+            else _flat(
+                dp.finalize(
+                    dp.combine(
+                        [
+                            dp.summarize(m, None, None, _info(i, m))
+                            for i, m in enumerate(ridge_parts)
+                        ]
+                    ),
+                    ridge_parts[0],
+                    META | {"round": round_},
+                )
+            )
         )
 
     assert np.array_equal(fused(3), fused(3))
@@ -181,8 +213,9 @@ def _releases(dp, coefs, rows, seed):
     partition) through summarize, combine and release; the noise-free average; the
     noise standard deviation."""
     models = [_ridge(c, 0.05 * i) for i, c in enumerate(coefs)]
-    total = dp.combine([dp.summarize(m, None, None, _info(i, m, r))
-                        for i, (m, r) in enumerate(zip(models, rows))])
+    total = dp.combine(
+        [dp.summarize(m, None, None, _info(i, m, r)) for i, (m, r) in enumerate(zip(models, rows))]
+    )
     draws = dp.release(total, np.random.default_rng(seed), AUDIT_DRAWS)
     mean = float(total.sums["coef_"][0] / total.weights)
     return draws["coef_"][:, 0], mean, dp.noise_std(total)
@@ -206,8 +239,9 @@ def _audit_epsilon(dp, d, d_prime):
     miss = upper(np.searchsorted(np.sort(high), thresholds, side="right"), n)
     false = upper(n - np.searchsorted(np.sort(low), thresholds, side="right"), n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        bounds = np.concatenate([np.log((1 - dp.delta - miss) / false),
-                                 np.log((1 - dp.delta - false) / miss)])
+        bounds = np.concatenate(
+            [np.log((1 - dp.delta - miss) / false), np.log((1 - dp.delta - false) / miss)]
+        )
     return float(np.nanmax(np.where(np.isfinite(bounds), bounds, np.nan)))
 
 
@@ -247,8 +281,11 @@ def test_audit_replacement_that_changes_the_row_count():
     # does not cover the weight change
     public = DP("weighted", epsilon=1.0, delta=1e-5, clip=1.0)
     assert _audit_epsilon(public, d, d_prime) > public.epsilon  # observed: 6
-    with pytest.raises(FusionError, match=r"carries 0\.5 of the total weight, more than "
-                       r"max_share=0\.4"):
+    with pytest.raises(
+        FusionError,
+        match=r"carries 0\.5 of the total weight, more than "
+        r"max_share=0\.4",
+    ):
         _releases(DP("weighted", clip=1.0, max_share=0.4), *d_prime, seed=0)
 
 
@@ -259,8 +296,12 @@ def test_accuracy_degrades_gracefully_as_epsilon_falls():
     models = [LogisticRegression().fit(X[i::8], y[i::8]) for i in range(8)]
     clean = fuse(models, "average").score(X_test, y_test)
     accuracy = {
-        eps: np.mean([fuse(models, DP(epsilon=eps, clip=2.0, random_state=s))
-                      .score(X_test, y_test) for s in range(8)])
+        eps: np.mean(
+            [
+                fuse(models, DP(epsilon=eps, clip=2.0, random_state=s)).score(X_test, y_test)
+                for s in range(8)
+            ]
+        )
         for eps in (10.0, 1.0, 0.1)
     }
     # observed (replace, the default): clean 0.954; epsilon 10 -> 0.905, 1 -> 0.62,
@@ -270,8 +311,14 @@ def test_accuracy_degrades_gracefully_as_epsilon_falls():
     assert accuracy[10.0] > accuracy[1.0] + 0.05 > accuracy[0.1] + 0.1
     assert accuracy[0.1] < 0.65
     # add-remove needs half the noise: more accurate at the same epsilon
-    half = np.mean([fuse(models, DP(epsilon=1.0, clip=2.0, neighbouring="add-remove",
-                                    random_state=s)).score(X_test, y_test) for s in range(8)])
+    half = np.mean(
+        [
+            fuse(
+                models, DP(epsilon=1.0, clip=2.0, neighbouring="add-remove", random_state=s)
+            ).score(X_test, y_test)
+            for s in range(8)
+        ]
+    )
     assert half > accuracy[1.0] + 0.05
 
 
@@ -285,8 +332,8 @@ def test_fitted_estimator_reports_privacy_spent(on_cluster, binary_data):
     assert clf.privacy_spent_ == (8.0, 1e-6)
     assert not hasattr(plain, "privacy_spent_")
     # observed: 0.849 against 0.953 without noise (one noise draw, 8 partitions)
-    assert plain.score(X_test, y_test) - 0.2 < clf.score(X_test, y_test) < plain.score(
-        X_test, y_test
+    assert (
+        plain.score(X_test, y_test) - 0.2 < clf.score(X_test, y_test) < plain.score(X_test, y_test)
     )
     again = FusedClassifier(LogisticRegression(), fusion=dp, **kw).fit(X, y)
     # the same noise (the partition fits may differ in the last bits between workers)
@@ -303,8 +350,11 @@ def test_noise_that_overflows_is_an_error_and_leaves_the_estimator_unfitted(on_c
     X = rng.normal(size=(200, 100))
     # the standard deviation is finite (7.5e307) but the noisy coefficients overflow
     reg = FusedRegressor(Ridge(), fusion=DP(clip=2e307, random_state=0), n_partitions=2)
-    with pytest.raises(FusionError, match=r"the noisy coef_ is not finite \(noise standard "
-                       r"deviation 7\.461e\+307\); lower clip"):
+    with pytest.raises(
+        FusionError,
+        match=r"the noisy coef_ is not finite \(noise standard "
+        r"deviation 7\.461e\+307\); lower clip",
+    ):
         reg.fit(X, X[:, 0])
     assert not hasattr(reg, "fused_estimator_") and not hasattr(reg, "privacy_spent_")
 
@@ -320,13 +370,18 @@ def test_noise_that_overflows_is_an_error_and_leaves_the_estimator_unfitted(on_c
         ({"inner": "median"}, "DP(inner=...) must be 'average', 'weighted'"),
         ({"inner": Weighted(by="score")}, "cannot weight by holdout scores"),
         ({"random_state": -1}, "DP(random_state=...) must be None or an int >= 0"),
-        ({"neighbouring": "swap"},
-         "DP(neighbouring=...) must be 'replace' or 'add-remove'; got 'swap'"),
+        (
+            {"neighbouring": "swap"},
+            "DP(neighbouring=...) must be 'replace' or 'add-remove'; got 'swap'",
+        ),
         ({"max_share": 1.5}, "DP(max_share=...) must be None or a number in (0, 1]; got 1.5"),
         ({"max_share": 0}, "DP(max_share=...) must be None or a number in (0, 1]; got 0"),
         # the noise standard deviation would overflow to inf
-        ({"clip": 1e308}, "DP(clip=1e+308) is too large: the noise standard deviation "
-                          "clip * 7.461 * share overflows a float64"),
+        (
+            {"clip": 1e308},
+            "DP(clip=1e+308) is too large: the noise standard deviation "
+            "clip * 7.461 * share overflows a float64",
+        ),
     ],
 )
 def test_bad_parameters(kwargs, match):

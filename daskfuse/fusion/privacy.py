@@ -114,9 +114,7 @@ def gaussian_mu(epsilon, delta):
     hi = 1.0
     while _gdp_delta(epsilon, hi) < delta:
         hi *= 2
-    return float(
-        optimize.brentq(lambda mu: _gdp_delta(epsilon, mu) - delta, 0.0, hi, xtol=1e-14)
-    )
+    return float(optimize.brentq(lambda mu: _gdp_delta(epsilon, mu) - delta, 0.0, hi, xtol=1e-14))
 
 
 def gaussian_epsilon(mu, delta):
@@ -139,9 +137,7 @@ def gaussian_epsilon(mu, delta):
     hi = 1.0
     while _gdp_delta(hi, mu) > delta:
         hi *= 2
-    return float(
-        optimize.brentq(lambda eps: _gdp_delta(eps, mu) - delta, 0.0, hi, xtol=1e-12)
-    )
+    return float(optimize.brentq(lambda eps: _gdp_delta(eps, mu) - delta, 0.0, hi, xtol=1e-12))
 
 
 @dataclass
@@ -292,8 +288,17 @@ class DP(PrivateAveraging):
         f"intercept_ ({', '.join(linear_estimator_names())})"
     )
 
-    def __init__(self, inner="average", *, epsilon=1.0, delta=1e-5, clip=1.0,
-                 neighbouring="replace", max_share=None, random_state=None):
+    def __init__(
+        self,
+        inner="average",
+        *,
+        epsilon=1.0,
+        delta=1e-5,
+        clip=1.0,
+        neighbouring="replace",
+        max_share=None,
+        random_state=None,
+    ):
         self.inner = _averaging(inner, "DP")
         if self.inner.holdout:
             raise ValueError(
@@ -302,15 +307,13 @@ class DP(PrivateAveraging):
                 f"public weights; got {self.inner!r}"
             )
         self.epsilon = _positive("DP(epsilon=...)", epsilon)
-        if (isinstance(delta, bool) or not isinstance(delta, numbers.Real)
-                or not 0 < delta < 1):
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
             raise ValueError(f"DP(delta=...) must be a number in (0, 1); got {delta!r}")
         self.delta = float(delta)
         self.clip = _positive("DP(clip=...)", clip)
         if neighbouring not in _SENSITIVITY:
             raise ValueError(
-                "DP(neighbouring=...) must be 'replace' or 'add-remove'; "
-                f"got {neighbouring!r}"
+                f"DP(neighbouring=...) must be 'replace' or 'add-remove'; got {neighbouring!r}"
             )
         self.neighbouring = neighbouring
         if max_share is not None and (
@@ -349,8 +352,13 @@ class DP(PrivateAveraging):
         return 0.0
 
     def _params(self):
-        out = {"inner": self.inner, "epsilon": self.epsilon, "delta": self.delta,
-               "clip": self.clip, "neighbouring": self.neighbouring}
+        out = {
+            "inner": self.inner,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "clip": self.clip,
+            "neighbouring": self.neighbouring,
+        }
         if self.max_share is not None:
             out["max_share"] = self.max_share
         if self.random_state is not None:
@@ -374,8 +382,11 @@ class DP(PrivateAveraging):
             ``n_releases`` compose as ``sqrt(n_releases) * mu``-GDP, converted at
             this strategy's ``delta``.
         """
-        if (isinstance(n_releases, bool) or not isinstance(n_releases, numbers.Integral)
-                or n_releases < 0):
+        if (
+            isinstance(n_releases, bool)
+            or not isinstance(n_releases, numbers.Integral)
+            or n_releases < 0
+        ):
             raise ValueError(f"n_releases must be an int >= 0; got {n_releases!r}")
         if n_releases == 0:
             return 0.0, 0.0
@@ -528,7 +539,11 @@ def _averaging(inner, owner):
 
 
 def _positive(what, value):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{what} must be a finite number > 0; got {value!r}")
     return float(value)

@@ -272,10 +272,7 @@ class Secure(PrivateAveraging):
         return [
             PairSeeds(
                 i,
-                tuple(
-                    None if i == j else pair[min(i, j), max(i, j)]
-                    for j in range(n_partitions)
-                ),
+                tuple(None if i == j else pair[min(i, j), max(i, j)] for j in range(n_partitions)),
             )
             for i in range(n_partitions)
         ]
@@ -297,8 +294,8 @@ class Secure(PrivateAveraging):
         classes = inner.classes
         if classes is not None and info.get("classes") is not None:
             classes = np.asarray(info["classes"])
-        sums, weights = _aligned(inner, classes) if classes is not None else (
-            inner.sums, inner.weights
+        sums, weights = (
+            _aligned(inner, classes) if classes is not None else (inner.sums, inner.weights)
         )
         arrays = [(k, np.asarray(v, dtype=float)) for k, v in sorted(sums.items())]
         arrays.append(("weights", np.asarray(weights, dtype=float)))
@@ -316,9 +313,7 @@ class Secure(PrivateAveraging):
             sums={k: np.zeros_like(v) for k, v in arrays[:-1]},
             weights=np.zeros_like(arrays[-1][1]),
         )
-        return MaskedSum(
-            words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {}
-        )
+        return MaskedSum(words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {})
 
     def _weight_scale(self, summary, info):
         """The power of two the weights are multiplied by before masking.
