@@ -15,8 +15,8 @@ relations are offered (``DP(neighbouring=...)``):
 ``"replace"`` (default)
     One partition's rows are replaced by any other rows: its clipped update moves
     from one point of the ball to another, so the average moves by up to
-    ``2 * clip * w_i / sum(w)``. Removing a partition altogether (its weight leaves
-    the denominator) moves it by as much, so this relation covers removal too.
+    ``2 * clip * w_i / sum(w)``. With ``max_share`` (below), the replacement may
+    have another weight, down to 0: the partition dropped altogether.
 ``"add-remove"``
     One partition's contribution is added or removed with the weights (and so the
     denominator) fixed: a removed partition counts as a zero update
@@ -248,8 +248,8 @@ class DP(PrivateAveraging):
         the typical norm wastes noise; smaller biases the average towards ``init``.
     neighbouring : {"replace", "add-remove"}, default="replace"
         What differs between neighbouring datasets: ``"replace"``, one partition's
-        rows are replaced by any other rows (or the partition is dropped), which
-        moves the average by up to ``2 * clip * share``; ``"add-remove"``, one
+        rows are replaced by any other rows, which moves the average by up to
+        ``2 * clip * share``; ``"add-remove"``, one
         partition's contribution is added or removed with the weights fixed (a
         removed partition counts as a zero update), which moves it by up to
         ``clip * share``: half the noise, for a weaker guarantee.
@@ -259,7 +259,8 @@ class DP(PrivateAveraging):
         largest weight over their sum. A float: a public bound on every
         partition's ``weight / sum(weights)`` on both datasets, under which a
         replacement may also change the replaced partition's weight (its row
-        count); the noise uses it, and a fit whose largest share exceeds it raises
+        count, down to 0: the partition dropped); the noise uses it, and a fit
+        whose largest share exceeds it raises
         :class:`~daskfuse.exceptions.FusionError`.
     random_state : int or None, default=None
         None draws the noise from fresh OS entropy at each fit. An int makes it
