@@ -31,7 +31,8 @@ datasets: with ``m = (1 - a) r + a c`` and ``m' = (1 - b) r + b c'`` (``r`` the
 average of the other partitions, ``a``, ``b`` the replaced partition's shares,
 ``c``, ``c'`` its updates, all of norm ``<= clip``), ``||m - m'|| <= 2 * clip *
 max(a, b) <= 2 * clip * max_share``; the fit refuses data on which a share exceeds
-it. The sensitivity is therefore ``k * clip * share`` with ``k = 2`` (replace) or
+it. A partition skipped after a failed fit is a dropped one: only ``max_share``
+covers it. The sensitivity is therefore ``k * clip * share`` with ``k = 2`` (replace) or
 ``1`` (add-remove), and ``sigma = sensitivity / mu`` with ``mu`` from the analytic
 Gaussian mechanism (Balle & Wang, 2018), which is exact: a Gaussian mechanism with
 sensitivity ``D`` and noise ``sigma`` is ``mu``-Gaussian-DP with ``mu = D / sigma``
