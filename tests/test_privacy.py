@@ -281,12 +281,14 @@ def test_audit_replacement_that_changes_the_row_count():
     # does not cover the weight change
     public = DP("weighted", epsilon=1.0, delta=1e-5, clip=1.0)
     assert _audit_epsilon(public, d, d_prime) > public.epsilon  # observed: 6
+    # a fit (here of models fitted elsewhere) whose largest share exceeds the bound
+    models = [_ridge(c) for c in d_prime[0]]
     with pytest.raises(
-        FusionError,
-        match=r"carries 0\.5 of the total weight, more than "
-        r"max_share=0\.4",
+        FusionError, match=r"carries 0\.5 of the total weight, more than max_share=0\.4"
     ):
-        _releases(DP("weighted", clip=1.0, max_share=0.4), *d_prime, seed=0)
+        fuse(models, DP("weighted", clip=1.0, max_share=0.4), weights=d_prime[1])
+    ok = fuse(models, DP("weighted", clip=1.0, max_share=0.5), weights=d_prime[1])
+    assert np.isfinite(ok.coef_).all() and ok.coef_.shape == (1,)
 
 
 # ---------------------------------------------------------------- fitted models
