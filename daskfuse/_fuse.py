@@ -139,6 +139,8 @@ def fuse(models, fusion="auto", *, weights=None):
             "seed": None,
             "template": models[0],
             "secret": None if secrets is None else secrets[i],
+            # every weight is known here: Secure scales the weights by the largest
+            "max_rows": float(np.max(w)),
         }
         summaries.append(fuser.summarize(model, None, None, info))
     meta = {

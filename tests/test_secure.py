@@ -99,9 +99,7 @@ def test_secure_with_dask_input_and_score_weights(on_cluster, small_multiclass):
     Xd, yd = da.from_array(X, chunks=(200, -1)), da.from_array(y, chunks=200)
     inner = Weighted(by="score", holdout=0.25)
     plain = FusedClassifier(LogisticRegression(), fusion=inner, random_state=1).fit(Xd, yd)
-    secure = FusedClassifier(LogisticRegression(), fusion=Secure(inner), random_state=1).fit(
-        Xd, yd
-    )
+    secure = FusedClassifier(LogisticRegression(), fusion=Secure(inner), random_state=1).fit(Xd, yd)
     _assert_same_model(secure.fused_estimator_, plain.fused_estimator_)
 
 
@@ -132,8 +130,12 @@ def test_every_summary_below_the_root_is_masked(on_cluster, small_multiclass):
         for j in range(N_PARTS):
             if j != i:
                 assert s.seeds[j] == secrets[j].seeds[i]
-        others = {secrets[j].seeds[k] for j in range(N_PARTS) for k in range(N_PARTS)
-                  if i not in (j, k) and j != k}
+        others = {
+            secrets[j].seeds[k]
+            for j in range(N_PARTS)
+            for k in range(N_PARTS)
+            if i not in (j, k) and j != k
+        }
         assert not others & set(s.seeds)
     assert "seeds=" not in repr(secrets[0]) and repr(secrets[0]).startswith("PairSeeds(")
 
@@ -191,8 +193,15 @@ def _summaries(fuser, models, rows, failed, classes):
         if i in failed:
             out.append(fuser.summarize_failed(i, secrets[i]))
             continue
-        info = {"index": i, "n_rows": rows[i], "holdout_score": None, "classes": classes,
-                "seed": None, "template": model, "secret": secrets[i]}
+        info = {
+            "index": i,
+            "n_rows": rows[i],
+            "holdout_score": None,
+            "classes": classes,
+            "seed": None,
+            "template": model,
+            "secret": secrets[i],
+        }
         out.append(fuser.summarize(model, None, None, info))
     return out
 
@@ -200,8 +209,9 @@ def _summaries(fuser, models, rows, failed, classes):
 def _tree(fuser, summaries, split_every):
     nodes = list(summaries)
     while len(nodes) > 1:
-        nodes = [fuser.combine(nodes[i : i + split_every])
-                 for i in range(0, len(nodes), split_every)]
+        nodes = [
+            fuser.combine(nodes[i : i + split_every]) for i in range(0, len(nodes), split_every)
+        ]
     return nodes[0]
 
 
@@ -214,23 +224,33 @@ def test_failed_partitions_masks_are_removed(partition_models, failed, split_eve
     summaries = _summaries(fuser, models, rows, failed, classes)
     root = _tree(fuser, summaries, split_every)
     assert set(root.released) == failed
-    meta = {"n_features_in_": 6, "feature_names_in_": None, "classes": classes,
-            "n_partitions": len(models)}
+    meta = {
+        "n_features_in_": 6,
+        "feature_names_in_": None,
+        "classes": classes,
+        "n_partitions": len(models),
+    }
     fused = fuser.finalize(root, models[0], meta)
     survivors = [i for i in range(len(models)) if i not in failed]
-    expected = fuse([models[i] for i in survivors], "weighted",
-                    weights=[rows[i] for i in survivors])
+    expected = fuse(
+        [models[i] for i in survivors], "weighted", weights=[rows[i] for i in survivors]
+    )
     _assert_same_model(fused, expected)
     # a partial sum that includes a failed partition's seeds stays masked
     partial = fuser.combine(summaries[:3])
     if partial.words is not None and len(partial.included) > 1:
-        truth = fuser.inner.combine([
-            fuser.inner.summarize(models[i], None, None,
-                                  {"index": i, "n_rows": rows[i], "classes": classes})
-            for i in partial.included
-        ])
-        assert np.all(np.abs(decode(partial.words.view(np.int64))[:3]
-                             - np.ravel(truth.sums["coef_"])[:3]) > 1e6)
+        truth = fuser.inner.combine(
+            [
+                fuser.inner.summarize(
+                    models[i], None, None, {"index": i, "n_rows": rows[i], "classes": classes}
+                )
+                for i in partial.included
+            ]
+        )
+        assert np.all(
+            np.abs(decode(partial.words.view(np.int64))[:3] - np.ravel(truth.sums["coef_"])[:3])
+            > 1e6
+        )
 
 
 def test_a_partition_that_sends_nothing_is_an_error(partition_models):
@@ -238,8 +258,12 @@ def test_a_partition_that_sends_nothing_is_an_error(partition_models):
     classes = np.array([0, 1, 2])
     fuser = Secure()
     summaries = _summaries(fuser, models, rows, set(), classes)
-    meta = {"n_features_in_": 6, "feature_names_in_": None, "classes": classes,
-            "n_partitions": len(models)}
+    meta = {
+        "n_features_in_": 6,
+        "feature_names_in_": None,
+        "classes": classes,
+        "n_partitions": len(models),
+    }
     root = fuser.combine([s for i, s in enumerate(summaries) if i not in (2, 4)])
     with pytest.raises(FusionError, match=r"partition\(s\) \[2, 4\] sent neither"):
         fuser.finalize(root, models[0], meta)
@@ -255,6 +279,21 @@ def test_fuse_fitted_models_securely(partition_models):
     for inner in ("weighted", "average"):
         expected = fuse(models, inner, weights=rows)
         _assert_same_model(fuse(models, Secure(inner), weights=rows), expected)
+
+
+@pytest.mark.parametrize("scale", [1e-15, 1e-19, 1e-300, 1e300])
+def test_secure_is_exact_for_any_positive_weights(partition_models, scale):
+    # the weights are divided by their largest (public) before the fixed-point step:
+    # at 1e-15 the products weight * parameter lost 2.3e-4 to the 2**-60 resolution,
+    # at 1e-19 every weight rounded to 0, at 1e300 they overflowed the range
+    models, rows = partition_models
+    weights = [scale * r for r in rows]
+    expected = fuse(models, "weighted", weights=weights)
+    _assert_same_model(fuse(models, Secure("weighted"), weights=weights), expected)
+    _assert_same_model(fuse(models, Secure(Weighted(by=weights))), expected)
+    # under DP the share of the largest weight (the noise) is unchanged by the scale
+    dp = DP(Weighted(by=weights), epsilon=1.0, clip=5.0, random_state=0)
+    _assert_same_model(fuse(models, Secure(dp)), fuse(models, dp))
 
 
 # ---------------------------------------------------------------- encoding, parameters
@@ -274,8 +313,11 @@ def test_fixed_point_sums_are_exact():
     [
         (lambda: Secure("median"), ValueError, re.escape("Secure(inner=...) must be")),
         (lambda: Secure(Median()), ValueError, re.escape("instance; got Median()")),
-        (lambda: resolve_fusion(Secure(), MLPClassifier()), FusionError,
-         "secure aggregation needs a linear model"),
+        (
+            lambda: resolve_fusion(Secure(), MLPClassifier()),
+            FusionError,
+            "secure aggregation needs a linear model",
+        ),
     ],
 )
 def test_bad_parameters(make, error, match):
@@ -291,8 +333,12 @@ def test_secure_needs_seeds_and_finite_parameters(partition_models):
         fuser.summarize(models[0], None, None, info)
     big = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     big.coef_ = np.array([[4 * MAX_ABS]])
-    info = {"index": 1, "n_rows": 10, "classes": np.array([0, 1]),
-            "secret": fuser.partition_secrets(2)[1]}
+    info = {
+        "index": 1,
+        "n_rows": 10,
+        "classes": np.array([0, 1]),
+        "secret": fuser.partition_secrets(2)[1],
+    }
     with pytest.raises(FusionError, match="exceed the fixed-point range"):
         fuser.summarize(big, None, None, info)
     assert isinstance(info["secret"], PairSeeds)

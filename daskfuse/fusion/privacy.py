@@ -7,18 +7,40 @@ is added once, at the root (central differential privacy).
 
 Guarantee
 ---------
-Neighbouring inputs differ in the *content* of one partition: its rows are
-replaced by any other rows, or removed (its clipped update becomes 0). The number
-of partitions and their weights (row counts for ``"weighted"``) are public, and so
-is the fit's structure. Under that relation the weighted sum of clipped updates
-moves by at most ``clip * w_max`` (``w_max`` the largest partition weight), so
-the released model, and everything computed from it, is ``(epsilon, delta)``-
-differentially private per release. The noise is calibrated with the analytic
+The released model is ``init + sum_i w_i c_i / sum_i w_i + N(0, sigma^2 I)``, with
+``c_i`` partition ``i``'s clipped update (``||c_i|| <= clip``) and ``w_i`` its weight.
+The number of partitions and the fit's structure are public. Two neighbouring
+relations are offered (``DP(neighbouring=...)``):
+
+``"replace"`` (default)
+    One partition's rows are replaced by any other rows: its clipped update moves
+    from one point of the ball to another, so the average moves by up to
+    ``2 * clip * w_i / sum(w)``. With ``max_share`` (below), the replacement may
+    have another weight, down to 0: the partition dropped altogether.
+``"add-remove"``
+    One partition's contribution is added or removed with the weights (and so the
+    denominator) fixed: a removed partition counts as a zero update
+    ("zero-out", Kairouz et al., 2021), and the average moves by up to
+    ``clip * w_i / sum(w)``.
+
+The weights are public by default (uniform, a given array, or the partitions' row
+counts for ``"weighted"``), and ``share = max(w) / sum(w)``. When a replacement may
+also change the replaced partition's weight (a different row count changes every
+share), give ``max_share``, a public bound on any partition's share on both
+datasets: with ``m = (1 - a) r + a c`` and ``m' = (1 - b) r + b c'`` (``r`` the
+average of the other partitions, ``a``, ``b`` the replaced partition's shares,
+``c``, ``c'`` its updates, all of norm ``<= clip``), ``||m - m'|| <= 2 * clip *
+max(a, b) <= 2 * clip * max_share``; the fit refuses data on which a share exceeds
+it. A partition skipped after a failed fit is a dropped one: only ``max_share``
+covers it. The sensitivity is therefore ``k * clip * share`` with ``k = 2`` (replace) or
+``1`` (add-remove), and ``sigma = sensitivity / mu`` with ``mu`` from the analytic
 Gaussian mechanism (Balle & Wang, 2018), which is exact: a Gaussian mechanism with
 sensitivity ``D`` and noise ``sigma`` is ``mu``-Gaussian-DP with ``mu = D / sigma``
-(Dong, Roth & Su, 2019), and ``k`` releases (rounds of iterative fusion) compose to
-``sqrt(k) * mu``-GDP, which :meth:`DP.privacy_spent` converts back to
-``(epsilon, delta)``.
+(Dong, Roth & Su, 2019), hence ``(epsilon, delta)``-DP per release; ``k`` releases
+(rounds of iterative fusion) compose to ``sqrt(k) * mu``-GDP, which
+:meth:`DP.privacy_spent` converts back to ``(epsilon, delta)``. ``tests/test_privacy.py``
+audits the mechanism empirically on worst-case neighbours (a threshold distinguisher
+with Clopper-Pearson bounds).
 
 What it does not protect: the partitions' models before the root (the workers
 that run ``combine``/``finalize`` see clipped, un-noised sums; wrap the strategy in
@@ -93,9 +115,7 @@ def gaussian_mu(epsilon, delta):
     hi = 1.0
     while _gdp_delta(epsilon, hi) < delta:
         hi *= 2
-    return float(
-        optimize.brentq(lambda mu: _gdp_delta(epsilon, mu) - delta, 0.0, hi, xtol=1e-14)
-    )
+    return float(optimize.brentq(lambda mu: _gdp_delta(epsilon, mu) - delta, 0.0, hi, xtol=1e-14))
 
 
 def gaussian_epsilon(mu, delta):
@@ -118,9 +138,7 @@ def gaussian_epsilon(mu, delta):
     hi = 1.0
     while _gdp_delta(hi, mu) > delta:
         hi *= 2
-    return float(
-        optimize.brentq(lambda eps: _gdp_delta(eps, mu) - delta, 0.0, hi, xtol=1e-12)
-    )
+    return float(optimize.brentq(lambda eps: _gdp_delta(eps, mu) - delta, 0.0, hi, xtol=1e-12))
 
 
 @dataclass
@@ -204,13 +222,15 @@ class DP(PrivateAveraging):
     global model, when iterative fusion gives one) form one vector, clipped to
     L2 norm ``clip``; the root averages the clipped vectors with the weights of
     ``inner`` and adds Gaussian noise of standard deviation
-    ``clip * noise_multiplier * w_max / sum(w)`` to every parameter, where
-    ``noise_multiplier = 1 / gaussian_mu(epsilon, delta)`` (analytic Gaussian
-    mechanism). The fused model is then ``(epsilon, delta)``-DP with respect to
-    replacing or removing one partition's rows; :meth:`privacy_spent` composes
-    several releases. Classifier coefficient rows are laid out on the global class
-    list; a class that a partition never saw contributes a zero row there, so
-    prefer ``partition="stratified"``.
+    ``clip * noise_multiplier * share`` to every parameter, where ``share`` is
+    ``max_share`` or else the largest weight over the total, and
+    ``noise_multiplier = k / gaussian_mu(epsilon, delta)`` (analytic Gaussian
+    mechanism), ``k = 2`` for ``neighbouring="replace"`` and 1 for
+    ``"add-remove"``. The fused model is then ``(epsilon, delta)``-DP with respect
+    to that neighbouring relation; :meth:`privacy_spent` composes several releases.
+    Classifier coefficient rows are laid out on the global class list; a class that
+    a partition never saw contributes a zero row there, so prefer
+    ``partition="stratified"``.
 
     See :mod:`daskfuse.fusion.privacy` for the exact guarantee and its limits.
 
@@ -227,6 +247,22 @@ class DP(PrivateAveraging):
     clip : float, default=1.0
         L2 bound on each partition's parameter vector (update), > 0. Larger than
         the typical norm wastes noise; smaller biases the average towards ``init``.
+    neighbouring : {"replace", "add-remove"}, default="replace"
+        What differs between neighbouring datasets: ``"replace"``, one partition's
+        rows are replaced by any other rows, which moves the average by up to
+        ``2 * clip * share``; ``"add-remove"``, one
+        partition's contribution is added or removed with the weights fixed (a
+        removed partition counts as a zero update), which moves it by up to
+        ``clip * share``: half the noise, for a weaker guarantee.
+    max_share : float in (0, 1] or None, default=None
+        None: the weights are public and the same on neighbouring datasets
+        (uniform, a given array, or the partition row counts), and ``share`` is the
+        largest weight over their sum. A float: a public bound on every
+        partition's ``weight / sum(weights)`` on both datasets, under which a
+        replacement may also change the replaced partition's weight (its row
+        count, down to 0: the partition dropped); the noise uses it, and a fit
+        whose largest share exceeds it raises
+        :class:`~daskfuse.exceptions.FusionError`.
     random_state : int or None, default=None
         None draws the noise from fresh OS entropy at each fit. An int makes it
         reproducible (tests, experiments), and void as privacy against anyone who
@@ -235,14 +271,14 @@ class DP(PrivateAveraging):
     Attributes
     ----------
     noise_multiplier : float
-        Noise standard deviation on the weighted sum, in units of ``clip * w_max``.
+        Noise standard deviation on the average, in units of ``clip * share``.
 
     Examples
     --------
     >>> from daskfuse.fusion import DP
     >>> dp = DP(epsilon=2.0, delta=1e-6, clip=5.0)
     >>> dp
-    DP(inner=Average(), epsilon=2.0, delta=1e-06, clip=5.0)
+    DP(inner=Average(), epsilon=2.0, delta=1e-06, clip=5.0, neighbouring='replace')
     >>> eps, delta = dp.privacy_spent(4)   # four rounds
     >>> bool(eps < 4 * 2.0)
     True
@@ -254,8 +290,17 @@ class DP(PrivateAveraging):
         f"intercept_ ({', '.join(linear_estimator_names())})"
     )
 
-    def __init__(self, inner="average", *, epsilon=1.0, delta=1e-5, clip=1.0,
-                 random_state=None):
+    def __init__(
+        self,
+        inner="average",
+        *,
+        epsilon=1.0,
+        delta=1e-5,
+        clip=1.0,
+        neighbouring="replace",
+        max_share=None,
+        random_state=None,
+    ):
         self.inner = _averaging(inner, "DP")
         if self.inner.holdout:
             raise ValueError(
@@ -264,11 +309,24 @@ class DP(PrivateAveraging):
                 f"public weights; got {self.inner!r}"
             )
         self.epsilon = _positive("DP(epsilon=...)", epsilon)
-        if (isinstance(delta, bool) or not isinstance(delta, numbers.Real)
-                or not 0 < delta < 1):
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
             raise ValueError(f"DP(delta=...) must be a number in (0, 1); got {delta!r}")
         self.delta = float(delta)
         self.clip = _positive("DP(clip=...)", clip)
+        if neighbouring not in _SENSITIVITY:
+            raise ValueError(
+                f"DP(neighbouring=...) must be 'replace' or 'add-remove'; got {neighbouring!r}"
+            )
+        self.neighbouring = neighbouring
+        if max_share is not None and (
+            isinstance(max_share, bool)
+            or not isinstance(max_share, numbers.Real)
+            or not 0 < max_share <= 1
+        ):
+            raise ValueError(
+                f"DP(max_share=...) must be None or a number in (0, 1]; got {max_share!r}"
+            )
+        self.max_share = None if max_share is None else float(max_share)
         if random_state is not None and (
             isinstance(random_state, bool)
             or not isinstance(random_state, numbers.Integral)
@@ -279,18 +337,32 @@ class DP(PrivateAveraging):
             )
         self.random_state = None if random_state is None else int(random_state)
         self._mu = gaussian_mu(self.epsilon, self.delta)
+        if not math.isfinite(self.clip * self.noise_multiplier):
+            raise ValueError(
+                f"DP(clip={self.clip!r}) is too large: the noise standard deviation "
+                f"clip * {self.noise_multiplier:.4g} * share overflows a float64 (at "
+                f"epsilon={self.epsilon!r}, delta={self.delta!r}); clip the updates to "
+                "their typical norm"
+            )
 
     @property
     def noise_multiplier(self):
-        return 1.0 / self._mu
+        return _SENSITIVITY[self.neighbouring] / self._mu
 
     @property
     def holdout(self):
         return 0.0
 
     def _params(self):
-        out = {"inner": self.inner, "epsilon": self.epsilon, "delta": self.delta,
-               "clip": self.clip}
+        out = {
+            "inner": self.inner,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "clip": self.clip,
+            "neighbouring": self.neighbouring,
+        }
+        if self.max_share is not None:
+            out["max_share"] = self.max_share
         if self.random_state is not None:
             out["random_state"] = self.random_state
         return out
@@ -312,8 +384,11 @@ class DP(PrivateAveraging):
             ``n_releases`` compose as ``sqrt(n_releases) * mu``-GDP, converted at
             this strategy's ``delta``.
         """
-        if (isinstance(n_releases, bool) or not isinstance(n_releases, numbers.Integral)
-                or n_releases < 0):
+        if (
+            isinstance(n_releases, bool)
+            or not isinstance(n_releases, numbers.Integral)
+            or n_releases < 0
+        ):
             raise ValueError(f"n_releases must be an int >= 0; got {n_releases!r}")
         if n_releases == 0:
             return 0.0, 0.0
@@ -364,8 +439,31 @@ class DP(PrivateAveraging):
         ----------
         summary : NoisySum
             The combined summary of every partition.
+
+        Returns
+        -------
+        std : float
+            ``clip * noise_multiplier * share``.
+
+        Raises
+        ------
+        FusionError
+            A partition's weight share exceeds ``max_share``, or the standard
+            deviation is not finite.
         """
-        return self.clip * self.noise_multiplier * summary.weight_max / float(summary.weights)
+        share = summary.weight_max / float(summary.weights)
+        if self.max_share is not None:
+            if share > self.max_share:
+                raise FusionError(
+                    f"{self!r}: a partition carries {share:.6g} of the total weight, "
+                    f"more than max_share={self.max_share!r}; the noise would not cover "
+                    "it (raise max_share or balance the partitions)"
+                )
+            share = self.max_share
+        std = self.clip * self.noise_multiplier * share
+        if not math.isfinite(std):
+            raise FusionError(f"{self!r}: the noise standard deviation is {std}, not finite")
+        return std
 
     def _rng(self, meta):
         if self.random_state is None:
@@ -375,17 +473,53 @@ class DP(PrivateAveraging):
             np.random.SeedSequence(self.random_state, spawn_key=(int(meta.get("round", 0)),))
         )
 
-    def finalize(self, summary, template, meta):
+    def release(self, summary, rng, n_draws=None):
+        """The mechanism: the noisy average that :meth:`finalize` builds the model from.
+
+        Parameters
+        ----------
+        summary : NoisySum
+            The combined summary of every partition.
+        rng : numpy.random.Generator
+            Source of the noise.
+        n_draws : int or None, default=None
+            None: one release. An int: that many independent releases, stacked on a
+            new first axis of every array (for auditing the mechanism).
+
+        Returns
+        -------
+        params : dict of str to ndarray
+            ``init + sum(w * clipped update) / sum(w) + N(0, noise_std(summary)**2)``.
+
+        Raises
+        ------
+        FusionError
+            Every partition got weight 0, or the noise is not finite.
+        """
         total = float(summary.weights)
         if total <= 0:
             raise FusionError(f"{self!r}: every partition got weight 0, nothing to average")
         std = self.noise_std(summary)
-        rng = self._rng(meta)
+        draws = () if n_draws is None else (int(n_draws),)
         params = {}
         for name, value in summary.sums.items():
             base = 0.0 if summary.init is None else summary.init[name]
-            params[name] = base + value / total + rng.normal(0.0, std, size=np.shape(value))
+            noise = rng.normal(0.0, std, size=draws + np.shape(value))
+            params[name] = base + value / total + noise
+            if not np.all(np.isfinite(params[name])):
+                raise FusionError(
+                    f"{self!r}: the noisy {name} is not finite (noise standard deviation "
+                    f"{std:.4g}); lower clip"
+                )
+        return params
+
+    def finalize(self, summary, template, meta):
+        params = self.release(summary, self._rng(meta))
         return adapter_for(template).build(template, summary.classes, params, meta)
+
+
+#: the sensitivity of the average, in units of clip * share, per neighbouring relation
+_SENSITIVITY = {"replace": 2.0, "add-remove": 1.0}
 
 
 def _averaging(inner, owner):
@@ -407,7 +541,11 @@ def _averaging(inner, owner):
 
 
 def _positive(what, value):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{what} must be a finite number > 0; got {value!r}")
     return float(value)

@@ -11,6 +11,12 @@ Protocol
   derives one seed ``s_ij`` per pair of partitions (BLAKE2b keyed by the master).
   Partition ``i``'s fit task receives only its own ``n - 1`` seeds; the master
   never leaves the client.
+* The weights are first multiplied by a power of two agreed before masking, which
+  brings the largest weight into ``[0.5, 1)`` where the weights are public in
+  advance (an array of weights, or the weights given to :func:`~daskfuse.fuse`;
+  else 1, as row counts in a fit are >= 1 and scores <= 1). The weighted average
+  is unchanged (exactly), and tiny weights lose nothing to the fixed-point
+  resolution.
 * Every value ``x`` is encoded as the integer ``round(x * 2**60)``, split into three
   40-bit limbs held in 64-bit words (``|x| < 2**59``, resolution ``2**-60``, so
   sums of up to ``2**22`` partitions never overflow). Partition ``i`` adds
@@ -62,7 +68,7 @@ import numpy as np
 
 from .._adapters import linear_estimator_names
 from ..exceptions import FusionError
-from .average import ParameterSum, _aligned
+from .average import ParameterSum, Weighted, _aligned
 from .privacy import DP, PRIVATE_REPORT_FIELDS, PrivateAveraging, _averaging
 
 __all__ = ["MaskedSum", "PairSeeds", "Secure"]
@@ -266,10 +272,7 @@ class Secure(PrivateAveraging):
         return [
             PairSeeds(
                 i,
-                tuple(
-                    None if i == j else pair[min(i, j), max(i, j)]
-                    for j in range(n_partitions)
-                ),
+                tuple(None if i == j else pair[min(i, j), max(i, j)] for j in range(n_partitions)),
             )
             for i in range(n_partitions)
         ]
@@ -287,12 +290,12 @@ class Secure(PrivateAveraging):
         index = info["index"]
         secret = info.get("secret")
         self._check_secret(index, secret)
-        inner = self.inner.summarize(estimator, X, y, info)
+        inner = self._scaled(self.inner.summarize(estimator, X, y, info), info)
         classes = inner.classes
         if classes is not None and info.get("classes") is not None:
             classes = np.asarray(info["classes"])
-        sums, weights = _aligned(inner, classes) if classes is not None else (
-            inner.sums, inner.weights
+        sums, weights = (
+            _aligned(inner, classes) if classes is not None else (inner.sums, inner.weights)
         )
         arrays = [(k, np.asarray(v, dtype=float)) for k, v in sorted(sums.items())]
         arrays.append(("weights", np.asarray(weights, dtype=float)))
@@ -310,9 +313,53 @@ class Secure(PrivateAveraging):
             sums={k: np.zeros_like(v) for k, v in arrays[:-1]},
             weights=np.zeros_like(arrays[-1][1]),
         )
-        return MaskedSum(
-            words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {}
-        )
+        return MaskedSum(words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {})
+
+    def _weight_scale(self, summary, info):
+        """The power of two the weights are multiplied by before masking.
+
+        It brings the largest weight, where it is public before masking, into
+        ``[0.5, 1)``: the largest of an array of weights (``Weighted(by=[...])``),
+        or, for weights by rows, ``info["max_rows"]`` where the caller knows every
+        partition's rows (:func:`~daskfuse.fuse` passes its largest weight). Else 1:
+        uniform weights are 1, row counts in a fit >= 1, scores <= 1. Every partition
+        uses the same factor and a power of two scales exactly, so the weighted
+        average is unchanged, and tiny weights are not rounded away by the
+        fixed-point resolution (``2**-60``) nor huge ones out of its range. The
+        largest weight is taken in the units of the inner summary (the ratio of its
+        weight to ``info["weight"]``), so a summary already scaled is left alone.
+        """
+        averaging = self.inner.inner if isinstance(self.inner, DP) else self.inner
+        by = averaging.by if isinstance(averaging, Weighted) else None
+        if isinstance(by, tuple):
+            largest = max(by)
+        elif by == "rows" and info.get("max_rows") is not None:
+            largest = float(info["max_rows"])
+        else:
+            return 1.0
+        own = float(info.get("weight") or 0.0)
+        if own <= 0:  # a zero contribution, whatever the factor
+            return 1.0
+        largest *= float(np.max(summary.weights)) / own
+        if not np.isfinite(largest) or largest <= 0:
+            raise FusionError(
+                f"{self!r}: partition {info['index']}'s largest public weight is "
+                f"{largest!r}; expected a finite number > 0"
+            )
+        return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+
+    def _scaled(self, summary, info):
+        """``summary`` with its weighted sums and weights times the weight scale."""
+        scale = self._weight_scale(summary, info)
+        if scale == 1.0:
+            return summary
+        changes = {
+            "sums": {k: np.asarray(v, dtype=float) * scale for k, v in summary.sums.items()},
+            "weights": np.asarray(summary.weights, dtype=float) * scale,
+        }
+        if hasattr(summary, "weight_max"):  # DP's summary: its share stays the same
+            changes["weight_max"] = summary.weight_max * scale
+        return replace(summary, **changes)
 
     def summarize_failed(self, index, secret):
         """What a failed partition sends: its seeds, so the root can remove its masks.
