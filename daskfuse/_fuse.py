@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .exceptions import FusionError
 from .fusion import available_fusions, resolve_fusion
+from .fusion.average import weight_scale
 
 __all__ = ["fuse"]
 
@@ -58,6 +59,18 @@ def _check_weights(weights, n):
     return w
 
 
+def _check_fuser_weights(fuser, weights):
+    """Refuse ``weights`` that ``fuser`` (or the strategy it wraps) would ignore."""
+    if weights is None:
+        return
+    inner = fuser
+    while not hasattr(inner, "given_weights_reason") and getattr(inner, "inner", None):
+        inner = inner.inner
+    reason = getattr(inner, "given_weights_reason", lambda: None)()
+    if reason is not None:
+        raise ValueError(f"weights were given, but {reason} (or leave weights out)")
+
+
 def _warn_unshared_init(models):
     if isinstance(models[0], MLPClassifier | MLPRegressor):
         seeds = {m.random_state for m in models}
@@ -87,7 +100,12 @@ def fuse(models, fusion="auto", *, weights=None):
         so. ``"auto"`` picks as :class:`~daskfuse.FusedClassifier` does.
     weights : array-like of shape (n_models,), default=None
         Weight of each model (e.g. its number of training rows); None weighs them
-        equally.
+        equally. Only their ratios matter (parameter averaging scales them exactly by
+        a power of two, so huge finite weights do not overflow). Honoured by ``"weighted"``,
+        ``Median(weighted=True)``, ``TrimmedMean(weighted=True)``, ``Krum`` (its
+        average of the ``m`` best models) and ``Vote(weights="rows")``; a strategy
+        that would ignore them (``"average"``, unweighted ``Median``/``TrimmedMean``)
+        refuses them with a ValueError.
 
     Returns
     -------
@@ -96,6 +114,8 @@ def fuse(models, fusion="auto", *, weights=None):
 
     Raises
     ------
+    ValueError
+        ``weights`` are malformed, or given to a strategy that has no weighted form.
     FusionError
         The models are not compatible (type, features, label types) or the strategy
         needs the training rows.
@@ -123,12 +143,15 @@ def fuse(models, fusion="auto", *, weights=None):
             f"{', '.join(map(repr, able)) or 'none'}. To fuse from data use "
             "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
         )
+    _check_fuser_weights(fuser, weights)
     fuser.prepare(len(models))
     _warn_unshared_init(models)
     classes = None
     if is_classifier(models[0]):
         classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
     secrets = fuser.partition_secrets(len(models))
+    # exact power-of-two rescaling: huge weights cannot overflow their sums
+    scale = weight_scale(w)
     summaries = []
     for i, (model, wi) in enumerate(zip(models, w)):
         info = {
@@ -139,6 +162,7 @@ def fuse(models, fusion="auto", *, weights=None):
             "seed": None,
             "template": models[0],
             "secret": None if secrets is None else secrets[i],
+            "weight_scale": scale,
         }
         summaries.append(fuser.summarize(model, None, None, info))
     meta = {

@@ -239,3 +239,23 @@ def test_score_weighting_uses_held_out_rows(binary_data):
     assert report["holdout_score"].between(0.5, 1).all()
     assert_allclose(report["weight"], report["holdout_score"])
     assert clf.score(X, y) > 0.85
+
+
+def test_weighted_by_huge_finite_weights_does_not_overflow(scheduler, regression_data):
+    X, y = regression_data
+    chunks = (500, 1000, 1500)
+    Xd, yd = da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,))
+    ordinary = [3.0, 1.0, 7.0]
+    # each weight finite, their sum 11 * 2**1021 not
+    huge = np.ldexp(ordinary, 1021)
+    fits = [
+        FusedRegressor(LinearRegression(), fusion=Weighted(by=w)).fit(Xd, yd)
+        for w in (ordinary, huge)
+    ]
+    plain, big = (f.fused_estimator_ for f in fits)
+    assert np.all(np.isfinite(big.coef_))
+    # scaled by a power of two inside the sums: bitwise the ordinary weights' model
+    assert_array_equal(big.coef_, plain.coef_)
+    assert big.intercept_ == plain.intercept_
+    # the partition report shows the weights as given
+    assert_array_equal(fits[1].partition_report_["weight"], huge)

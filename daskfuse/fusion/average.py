@@ -18,7 +18,35 @@ from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from ..exceptions import FusionError
 from .base import Fuser
 
-__all__ = ["Average", "ParameterSum", "Weighted"]
+__all__ = ["Average", "ParameterSum", "Weighted", "weight_scale"]
+
+
+def weight_scale(weights):
+    """The power of two that brings the largest of ``weights`` into [0.5, 1).
+
+    Sums of huge finite weights (``1e308 + 1e308``) overflow to inf, and the average
+    becomes NaN; scaled by this factor, ``n`` weights sum to at most ``n``.
+    Multiplying by a power of two is exact (short of underflow), so every weighted
+    average of the scaled weights is bitwise the one of the original weights.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n,)
+        Finite, non-negative weights, not all zero.
+
+    Returns
+    -------
+    scale : float
+
+    Examples
+    --------
+    >>> weight_scale([3.0, 1.0])
+    0.25
+    >>> [w * weight_scale([1e308, 1e308]) for w in (1e308, 1e308)]
+    [0.5562684646268004, 0.5562684646268004]
+    """
+    _, exponent = np.frexp(np.max(np.asarray(weights, dtype=float)))
+    return float(np.ldexp(1.0, -int(exponent)))
 
 
 @dataclass
@@ -80,6 +108,14 @@ class _ParameterAveraging(Fuser):
     def partition_weight(self, info):
         raise NotImplementedError
 
+    def given_weights_reason(self):
+        """Why :func:`daskfuse.fuse` cannot honour its ``weights``, or None when it does.
+
+        A strategy that has no weighted form refuses given weights rather than
+        silently ignoring them.
+        """
+        return None
+
     def rounds_reason(self, estimator):
         return adapter_for(estimator).rounds_reason(estimator)
 
@@ -101,14 +137,27 @@ class _ParameterAveraging(Fuser):
         adapter = adapter_for(previous)
         return parameter_change(adapter.extract(previous)[1], adapter.extract(current)[1])
 
+    def weight_scale(self, info):
+        """Exact power-of-two factor on the partition weights in the summaries.
+
+        ``info["weight_scale"]`` where the weights are known up front
+        (:func:`daskfuse.fuse`), else 1; see :func:`weight_scale`.
+        """
+        return info.get("weight_scale", 1.0)
+
     def summarize(self, estimator, X, y, info):
         return self._parameters(estimator, info, scaled=True)
 
     def _parameters(self, estimator, info, scaled):
         """One partition's parameters as a ``ParameterSum``: ``w * theta`` when
-        ``scaled``, else ``theta`` itself (for the robust fusers' root statistics)."""
+        ``scaled``, else ``theta`` itself (for the robust fusers' root statistics).
+
+        ``info["weight"]`` gets the partition's weight as given; the summary holds it
+        times :meth:`weight_scale`, so that huge weights cannot overflow their sums.
+        """
         w = float(self.partition_weight(info))
         info["weight"] = w
+        w *= self.weight_scale(info)
         adapter = adapter_for(estimator)
         classes, params = adapter.extract(estimator)
         if classes is None or not adapter.aligns_classes:
@@ -181,6 +230,9 @@ class _ParameterAveraging(Fuser):
 class Average(_ParameterAveraging):
     """Uniform parameter averaging: every partition's model counts the same.
 
+    It has no weighted form: :func:`daskfuse.fuse` refuses ``weights`` with it (use
+    :class:`Weighted`, ``fusion="weighted"``, to weigh the models).
+
     Examples
     --------
     >>> from daskfuse.fusion import Average
@@ -193,6 +245,12 @@ class Average(_ParameterAveraging):
     def partition_weight(self, info):
         return 1.0
 
+    def given_weights_reason(self):
+        return (
+            f"{self!r} counts every model once and has no weighted form; use "
+            "fusion='weighted' to weigh each model by its entry of weights"
+        )
+
 
 class Weighted(_ParameterAveraging):
     """Weighted parameter averaging.
@@ -203,7 +261,12 @@ class Weighted(_ParameterAveraging):
         ``"rows"`` weights each partition's model by the rows it was fitted on;
         ``"score"`` by its score (accuracy or R², clipped at 0) on ``holdout`` of its
         partition's rows, held out from its fit; an array gives the weight of each
-        partition, in partition order (non-negative, not all zero).
+        partition, in partition order (non-negative, not all zero; only their ratios
+        matter: the sums scale them exactly by a power of two, so that huge weights
+        cannot overflow). With :func:`daskfuse.fuse`, ``"rows"`` weighs
+        the models by its ``weights`` (equally without them); ``"score"`` and an
+        array refuse ``weights`` (fitted models carry no held-out rows, and an array
+        already gives the weights).
     holdout : float, default=0.2
         Fraction of each partition held out for ``by="score"``; ignored otherwise.
 
@@ -260,9 +323,34 @@ class Weighted(_ParameterAveraging):
             )
         return self
 
+    def given_weights_reason(self):
+        if self.by == "rows":
+            return None
+        if self.by == "score":
+            return (
+                f"{self!r} weighs by scores on held-out rows, which fitted models do not "
+                "carry; use fusion='weighted' (by='rows') to weigh them by weights"
+            )
+        return (
+            f"{self!r} already gives the weights; pass them once, as Weighted(by=...) "
+            "or as weights with fusion='weighted'"
+        )
+
     def partition_weight(self, info):
         if self.by == "rows":
             return info["n_rows"]
         if self.by == "score":
-            return max(info["holdout_score"], 0.0)
+            score = info["holdout_score"]
+            if score is None:
+                raise FusionError(
+                    f"{self!r} needs each model's score on held-out rows; partition "
+                    f"{info['index']} has none (already fitted models carry no held-out "
+                    "rows): use by='rows' or an array of weights"
+                )
+            return max(score, 0.0)
         return self.by[info["index"]]
+
+    def weight_scale(self, info):
+        if isinstance(self.by, tuple):
+            return weight_scale(self.by)
+        return super().weight_scale(info)
