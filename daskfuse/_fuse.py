@@ -59,14 +59,17 @@ def _check_weights(weights, n):
     return w
 
 
+def _hook(fuser, name):
+    """``fuser``'s method ``name``, or that of the strategy it wraps; None if neither."""
+    while not hasattr(fuser, name) and getattr(fuser, "inner", None) is not None:
+        fuser = fuser.inner
+    return getattr(fuser, name, None)
+
+
 def _check_fuser_weights(fuser, weights):
     """Refuse ``weights`` that ``fuser`` (or the strategy it wraps) would ignore."""
-    if weights is None:
-        return
-    inner = fuser
-    while not hasattr(inner, "given_weights_reason") and getattr(inner, "inner", None):
-        inner = inner.inner
-    reason = getattr(inner, "given_weights_reason", lambda: None)()
+    reason = _hook(fuser, "given_weights_reason")
+    reason = None if weights is None or reason is None else reason()
     if reason is not None:
         raise ValueError(f"weights were given, but {reason} (or leave weights out)")
 
@@ -117,8 +120,17 @@ def fuse(models, fusion="auto", *, weights=None):
     ValueError
         ``weights`` are malformed, or given to a strategy that has no weighted form.
     FusionError
-        The models are not compatible (type, features, label types) or the strategy
-        needs the training rows.
+        The models are not compatible (type, features, label types), the strategy
+        needs the training rows, or it averages parameters and the models differ in
+        a parameter that changes what they mean (``fit_intercept``, ``loss``,
+        ``penalty``, ``multi_class``, ``activation``, ``hidden_layer_sizes``).
+
+    Warns
+    -----
+    UserWarning
+        Parameter averaging of models that differ in other parameters (``alpha``,
+        ``C``, ``max_iter``...): their coefficients mean the same, but were fitted
+        differently.
 
     Examples
     --------
@@ -144,6 +156,9 @@ def fuse(models, fusion="auto", *, weights=None):
             "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
         )
     _check_fuser_weights(fuser, weights)
+    check_models = _hook(fuser, "check_models")
+    if check_models is not None:
+        check_models(models)
     fuser.prepare(len(models))
     _warn_unshared_init(models)
     classes = None

@@ -195,3 +195,54 @@ def test_fuse_refuses_weights_the_strategy_would_ignore(fusion, match):
 def test_fuse_weighted_by_score_says_fitted_models_have_no_scores():
     with pytest.raises(FusionError, match="partition 0 has none.*by='rows'"):
         fuse(_three_regressors(), Weighted(by="score"))
+
+
+def _binary_rows():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 3))
+    return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+
+
+@pytest.mark.parametrize(
+    "a, b, param",
+    [
+        (LinearRegression(), LinearRegression(fit_intercept=False), "fit_intercept"),
+        (SGDClassifier(loss="hinge"), SGDClassifier(loss="log_loss"), "loss"),
+        (SGDClassifier(penalty="l2"), SGDClassifier(penalty="l1"), "penalty"),
+        (
+            MLPClassifier((4,), activation="relu", max_iter=20),
+            MLPClassifier((4,), activation="tanh", max_iter=20),
+            "activation",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+@pytest.mark.parametrize("fusion", ["auto", "average", Median(), Krum(f=0), DP()], ids=repr)
+def test_fuse_refuses_models_whose_coefficients_mean_different_things(a, b, param, fusion):
+    if isinstance(a, MLPClassifier) and isinstance(fusion, DP):
+        pytest.skip("DP fuses linear models only")
+    X, y = _binary_rows()
+    seed = {} if isinstance(a, LinearRegression) else {"random_state": 0}
+    models = [clone(a).set_params(**seed), clone(b).set_params(**seed)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        models = [m.fit(X, y) for m in models + [clone(models[0])]]
+    match = rf"differ in {param}: models\[0\] has {param}=.*models\[1\] has {param}="
+    with pytest.raises(FusionError, match=match):
+        fuse(models, fusion)
+    # a vote of such models is meaningful: it goes through
+    fuse(models, "vote")
+
+
+def test_fuse_warns_on_models_fitted_with_other_harmless_parameters():
+    X, y = _binary_rows()
+    models = [Ridge(alpha=1.0).fit(X, y), Ridge(alpha=1.0).fit(X, y), Ridge(alpha=4.0).fit(X, y)]
+    with pytest.warns(UserWarning, match=r"different alpha \(1.0 in models\[0\], 4.0 in models"):
+        fused = fuse(models)
+    assert_allclose(fused.coef_, sum(m.coef_ for m in models) / 3)
+    # the bookkeeping parameters (and equal values spelt differently) go unreported
+    quiet = [SGDClassifier(random_state=s, verbose=s, n_jobs=s + 1) for s in (0, 1)]
+    quiet.append(SGDClassifier(random_state=2, alpha=1e-4 * 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fuse([m.fit(X, y) for m in quiet])

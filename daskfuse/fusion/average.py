@@ -9,6 +9,7 @@ saw takes its row only from the partitions that did.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 
@@ -18,7 +19,15 @@ from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from ..exceptions import FusionError
 from .base import Fuser
 
-__all__ = ["Average", "ParameterSum", "Weighted", "weight_scale"]
+__all__ = [
+    "MEANING_PARAMS",
+    "QUIET_PARAMS",
+    "Average",
+    "ParameterSum",
+    "Weighted",
+    "differing_params",
+    "weight_scale",
+]
 
 
 def weight_scale(weights):
@@ -47,6 +56,60 @@ def weight_scale(weights):
     """
     _, exponent = np.frexp(np.max(np.asarray(weights, dtype=float)))
     return float(np.ldexp(1.0, -int(exponent)))
+
+
+#: parameters that change what the fitted coefficients mean (the intercept's presence,
+#: the loss or penalty they minimise, the multiclass scheme, the network's units):
+#: fitted models that differ in one are not averaged
+MEANING_PARAMS = (
+    "fit_intercept",
+    "loss",
+    "penalty",
+    "multi_class",
+    "activation",
+    "hidden_layer_sizes",
+)
+
+#: parameters that only steer the fit's bookkeeping: differences go unreported (an MLP's
+#: random_state has its own warning: it must be shared)
+QUIET_PARAMS = ("random_state", "verbose", "n_jobs", "copy_X", "warm_start")
+
+
+def _same_value(a, b):
+    """Whether two parameter values are equal (``(4,)`` and ``[4]``, ``1`` and ``1.0``)."""
+    try:
+        return bool(np.array_equal(np.atleast_1d(np.asarray(a)), np.atleast_1d(np.asarray(b))))
+    except (TypeError, ValueError):
+        return a == b
+
+
+def differing_params(models):
+    """The parameters in which fitted ``models`` differ from ``models[0]``.
+
+    Parameters
+    ----------
+    models : sequence of estimators
+        Estimators of one type.
+
+    Returns
+    -------
+    differ : dict of str to tuple
+        For each differing parameter, ``(index, models[0]'s value, models[index]'s
+        value)`` for the first model that differs in it.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import Ridge
+    >>> differing_params([Ridge(alpha=1.0), Ridge(alpha=1.0), Ridge(alpha=2.0)])
+    {'alpha': (2, 1.0, 2.0)}
+    """
+    first = models[0].get_params(deep=False)
+    differ = {}
+    for i, model in enumerate(models[1:], start=1):
+        for name, value in model.get_params(deep=False).items():
+            if name not in differ and not _same_value(first.get(name), value):
+                differ[name] = (i, first.get(name), value)
+    return differ
 
 
 @dataclass
@@ -107,6 +170,46 @@ class _ParameterAveraging(Fuser):
 
     def partition_weight(self, info):
         raise NotImplementedError
+
+    def check_models(self, models):
+        """Check that fitted ``models`` (:func:`daskfuse.fuse`) can be averaged.
+
+        Raises
+        ------
+        FusionError
+            The models differ in a parameter of :data:`MEANING_PARAMS`, which changes
+            what their coefficients mean.
+
+        Warns
+        -----
+        UserWarning
+            They differ in other parameters (outside :data:`QUIET_PARAMS`): their
+            coefficients mean the same but were fitted differently; the fused model
+            keeps ``models[0]``'s parameters.
+        """
+        differ = differing_params(models)
+        for name in MEANING_PARAMS:
+            if name in differ:
+                i, first, other = differ[name]
+                raise FusionError(
+                    f"{self!r} averages coefficients that must mean the same thing, but the "
+                    f"models differ in {name}: models[0] has {name}={first!r}, models[{i}] "
+                    f"has {name}={other!r}. Fit them with the same {name}, or use "
+                    "fusion='vote'"
+                )
+        loud = {k: v for k, v in differ.items() if k not in QUIET_PARAMS}
+        if loud:
+            detail = ", ".join(
+                f"{k} ({first!r} in models[0], {other!r} in models[{i}])"
+                for k, (i, first, other) in loud.items()
+            )
+            warnings.warn(
+                f"{self!r}: the models were fitted with different {detail}; their "
+                "coefficients are averaged all the same, and the fused model keeps "
+                "models[0]'s parameters",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def given_weights_reason(self):
         """Why :func:`daskfuse.fuse` cannot honour its ``weights``, or None when it does.
