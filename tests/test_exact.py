@@ -495,3 +495,44 @@ def test_exact_method_is_checked():
     with pytest.raises(ValueError, match=r"Exact\(method=...\) must be one of 'auto'"):
         Exact("cholesky")
     assert Exact("qr") != Exact()
+
+
+FLOAT32_CASES = [
+    pytest.param("regressor", LinearRegression(), "regression_data", id="LinearRegression"),
+    pytest.param(
+        "regressor",
+        LinearRegression(fit_intercept=False),
+        "multi_target_data",
+        id="LinearRegression-no-intercept-2-targets",
+    ),
+    pytest.param("regressor", Ridge(alpha=3.0), "regression_data", id="Ridge"),
+    pytest.param("classifier", RidgeClassifier(), "multiclass_data", id="RidgeClassifier-3"),
+    pytest.param("classifier", GaussianNB(), "multiclass_data", id="GaussianNB"),
+    pytest.param("transformer", MaxAbsScaler(), "pca_data", id="MaxAbsScaler"),
+    pytest.param("transformer", PCA(n_components=3), "pca_data", id="PCA-3"),
+    pytest.param("transformer", TruncatedSVD(n_components=3), "pca_data", id="TruncatedSVD"),
+]
+
+
+@pytest.mark.parametrize("kind, estimator, data", FLOAT32_CASES)
+def test_exact_keeps_float32_as_scikit_learn_does(scheduler, request, kind, estimator, data):
+    X, y = _case_data(request, data)
+    X = X.astype(np.float32)
+    if y is not None and y.dtype.kind == "f":
+        y = y.astype(np.float32)
+    fused = FUSED[kind](estimator, fusion=Exact(), split_every=3)
+    fused.fit(*_dask(X, y, _uneven(len(X))))
+    ref = _reference(estimator, X, y)
+    floats = [
+        k
+        for k, v in vars(ref).items()
+        if k.endswith("_") and not k.startswith("_") and np.asarray(v).dtype.kind == "f"
+    ]
+    assert floats
+    for name in floats:
+        want, got = getattr(ref, name), getattr(fused.fused_estimator_, name)
+        assert np.asarray(got).dtype == np.asarray(want).dtype, name
+        assert type(got) is type(want), name
+        # the statistics are merged in float64: as close as float32 rounding allows
+        scale = np.max(np.abs(want), initial=1.0)
+        assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
