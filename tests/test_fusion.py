@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -24,8 +25,8 @@ from sklearn.linear_model import (
 )
 from sklearn.svm import LinearSVC, LinearSVR
 
-from daskfuse import FusedClassifier, FusedRegressor
-from daskfuse.fusion import Average, Weighted
+from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, fuse
+from daskfuse.fusion import Average, Recluster, Weighted
 
 CHUNKS = (300, 700, 1000, 2000)
 
@@ -241,7 +242,7 @@ def test_score_weighting_uses_held_out_rows(binary_data):
     assert clf.score(X, y) > 0.85
 
 
-def test_weighted_by_huge_finite_weights_does_not_overflow(scheduler, regression_data):
+def test_weighted_by_huge_finite_weights_does_not_overflow(on_cluster, regression_data):
     X, y = regression_data
     chunks = (500, 1000, 1500)
     Xd, yd = da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,))
@@ -259,3 +260,26 @@ def test_weighted_by_huge_finite_weights_does_not_overflow(scheduler, regression
     assert big.intercept_ == plain.intercept_
     # the partition report shows the weights as given
     assert_array_equal(fits[1].partition_report_["weight"], huge)
+
+
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("estimator", [KMeans(1), MiniBatchKMeans(1, batch_size=64)], ids=repr)
+def test_recluster_weighs_centroids_by_cluster_size(on_cluster, estimator, split):
+    # a 900-row and a 100-row partition far apart: only weighting each centroid by
+    # its rows gives the global mean; an unweighted mean of centroids is 4 units off
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0.0, 1.0, (900, 2)), rng.normal([10.0, 5.0], 1.0, (100, 2))])
+    unweighted = (X[:900].mean(axis=0) + X[900:].mean(axis=0)) / 2
+    assert np.linalg.norm(unweighted - X.mean(axis=0)) > 3
+    fusion = Recluster(split=split)
+    Xd = da.from_array(X, chunks=((900, 100), -1))
+    fitted = FusedClusterer(estimator, fusion=fusion, random_state=0).fit(Xd)
+    assert_allclose(fitted.fused_estimator_.cluster_centers_, [X.mean(axis=0)], rtol=1e-10)
+    # fitted elsewhere: each model's centre (for MiniBatchKMeans an estimate of its
+    # rows' mean) weighted by its cluster size, from its labels_
+    models = [clone(estimator).set_params(random_state=0).fit(p) for p in (X[:900], X[900:])]
+    fused = fuse(models, fusion)
+    centers = [m.cluster_centers_[0] for m in models]
+    assert_allclose(fused.cluster_centers_, [(900 * centers[0] + 100 * centers[1]) / 1000])
+    if isinstance(estimator, KMeans):
+        assert_allclose(fused.cluster_centers_, [X.mean(axis=0)], rtol=1e-10)
