@@ -508,6 +508,8 @@ FLOAT32_CASES = [
     pytest.param("regressor", Ridge(alpha=3.0), "regression_data", id="Ridge"),
     pytest.param("classifier", RidgeClassifier(), "multiclass_data", id="RidgeClassifier-3"),
     pytest.param("classifier", GaussianNB(), "multiclass_data", id="GaussianNB"),
+    pytest.param("transformer", StandardScaler(), "pca_data", id="StandardScaler"),
+    pytest.param("transformer", MinMaxScaler(), "pca_data", id="MinMaxScaler"),
     pytest.param("transformer", MaxAbsScaler(), "pca_data", id="MaxAbsScaler"),
     pytest.param("transformer", PCA(n_components=3), "pca_data", id="PCA-3"),
     pytest.param("transformer", TruncatedSVD(n_components=3), "pca_data", id="TruncatedSVD"),
@@ -515,7 +517,7 @@ FLOAT32_CASES = [
 
 
 @pytest.mark.parametrize("kind, estimator, data", FLOAT32_CASES)
-def test_exact_keeps_float32_as_scikit_learn_does(scheduler, request, kind, estimator, data):
+def test_exact_keeps_float32_as_scikit_learn_does(on_cluster, request, kind, estimator, data):
     X, y = _case_data(request, data)
     X = X.astype(np.float32)
     if y is not None and y.dtype.kind == "f":
