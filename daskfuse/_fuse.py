@@ -103,11 +103,12 @@ def fuse(models, fusion="auto", *, weights=None):
         so. ``"auto"`` picks as :class:`~daskfuse.FusedClassifier` does.
     weights : array-like of shape (n_models,), default=None
         Weight of each model (e.g. its number of training rows); None weighs them
-        equally. Only their ratios matter (parameter averaging scales them exactly by
-        a power of two, so huge finite weights do not overflow). Honoured by ``"weighted"``,
-        ``Median(weighted=True)``, ``TrimmedMean(weighted=True)``, ``Krum`` (its
-        average of the ``m`` best models) and ``Vote(weights="rows")``; a strategy
-        that would ignore them (``"average"``, unweighted ``Median``/``TrimmedMean``)
+        equally. Only their ratios matter (parameter averaging scales them exactly
+        by a power of two, so huge finite weights do not overflow). Honoured by
+        ``"weighted"``, ``Median(weighted=True)``, ``TrimmedMean(weighted=True)``,
+        ``Krum`` (its average of the ``m`` best models) and ``Vote(weights="rows")``;
+        a parameter averaging that would ignore them (``"average"``, unweighted
+        ``Median``/``TrimmedMean``, ``Weighted(by=[...])`` or ``by="score"``)
         refuses them with a ValueError.
 
     Returns

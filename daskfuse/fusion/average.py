@@ -366,10 +366,10 @@ class Weighted(_ParameterAveraging):
         partition's rows, held out from its fit; an array gives the weight of each
         partition, in partition order (non-negative, not all zero; only their ratios
         matter: the sums scale them exactly by a power of two, so that huge weights
-        cannot overflow). With :func:`daskfuse.fuse`, ``"rows"`` weighs
-        the models by its ``weights`` (equally without them); ``"score"`` and an
-        array refuse ``weights`` (fitted models carry no held-out rows, and an array
-        already gives the weights).
+        cannot overflow). With :func:`daskfuse.fuse`, ``"rows"`` weighs the models
+        by its ``weights`` (equally without them); ``"score"`` and an array refuse
+        ``weights`` (fitted models carry no held-out rows, and an array already
+        gives the weights).
     holdout : float, default=0.2
         Fraction of each partition held out for ``by="score"``; ignored otherwise.
 
