@@ -77,7 +77,8 @@ def test_regression_fusion_is_row_weighted_mean(scheduler, regression_data):
     local = _local_models(Ridge(alpha=3.0), X, y, chunks)
     n = np.asarray(chunks, dtype=float)
     assert_allclose(
-        reg.fused_estimator_.coef_, sum(k * m.coef_ for k, m in zip(n, local)) / n.sum(),
+        reg.fused_estimator_.coef_,
+        sum(k * m.coef_ for k, m in zip(n, local)) / n.sum(),
         rtol=1e-10,
     )
     assert isinstance(reg.fused_estimator_.intercept_, float)
@@ -164,7 +165,8 @@ def test_weighted_mean_for_any_chunking_and_tree(chunks, split_every):
     local = _local_models(LinearRegression(), X, y, chunks)
     w = np.asarray(chunks, dtype=float)
     assert_allclose(
-        reg.fused_estimator_.coef_, sum(k * m.coef_ for k, m in zip(w, local)) / w.sum(),
+        reg.fused_estimator_.coef_,
+        sum(k * m.coef_ for k, m in zip(w, local)) / w.sum(),
         rtol=1e-9,
     )
 
@@ -233,7 +235,9 @@ def test_multioutput_ridge(regression_data):
 def test_score_weighting_uses_held_out_rows(binary_data):
     X, y = binary_data
     clf = FusedClassifier(
-        LogisticRegression(), fusion=Weighted(by="score", holdout=0.25), n_partitions=4,
+        LogisticRegression(),
+        fusion=Weighted(by="score", holdout=0.25),
+        n_partitions=4,
         random_state=0,
     ).fit(X, y)
     report = clf.partition_report_

@@ -52,8 +52,9 @@ def test_mlp_partitions_share_the_initialisation(mlp_data):
         def shares_seed(self, estimator):
             return False
 
-    apart = FusedClassifier(mlp, fusion=Unshared(), n_partitions=4,
-                            partition="stratified", random_state=0).fit(X, y)
+    apart = FusedClassifier(
+        mlp, fusion=Unshared(), n_partitions=4, partition="stratified", random_state=0
+    ).fit(X, y)
     assert apart.score(X_test, y_test) < clf.score(X_test, y_test) - 0.15
 
 
@@ -132,8 +133,7 @@ def test_fuse_rejects_incompatible_models(models, kwargs, exc, match):
 def test_fuse_warns_on_mlps_without_a_shared_initialisation(mlp_data):
     X, y, _, _ = mlp_data
     models = [
-        MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=s).fit(X, y)
-        for s in (0, 1)
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=s).fit(X, y) for s in (0, 1)
     ]
     with pytest.warns(UserWarning, match="shared initialisation"):
         fuse(models)

@@ -313,9 +313,7 @@ class _ParameterAveraging(Fuser):
         weights = np.asarray(summary.weights, dtype=float)
         if np.any(weights <= 0):
             if summary.classes is None:
-                raise FusionError(
-                    f"{self!r}: every partition got weight 0, nothing to average"
-                )
+                raise FusionError(f"{self!r}: every partition got weight 0, nothing to average")
             empty = summary.classes[weights <= 0]
             raise FusionError(
                 f"{self!r}: the rows of class(es) {list(empty)} got total weight 0 "
@@ -325,9 +323,7 @@ class _ParameterAveraging(Fuser):
         for name, total in summary.sums.items():
             w = weights.reshape(weights.shape + (1,) * (total.ndim - weights.ndim))
             params[name] = total / w
-        return adapter_for(template).build(
-            template, summary.classes, params, meta, summary.carrier
-        )
+        return adapter_for(template).build(template, summary.classes, params, meta, summary.carrier)
 
 
 class Average(_ParameterAveraging):
@@ -386,8 +382,7 @@ class Weighted(_ParameterAveraging):
         if isinstance(by, str):
             if by not in ("rows", "score"):
                 raise ValueError(
-                    f"Weighted(by=...) must be 'rows', 'score' or an array of weights; "
-                    f"got {by!r}"
+                    f"Weighted(by=...) must be 'rows', 'score' or an array of weights; got {by!r}"
                 )
         else:
             weights = np.asarray(by, dtype=float)

@@ -566,8 +566,10 @@ def _ridge_coef(summary, template):
             if np.all(alpha == alpha[0]):
                 return linalg.solve(gram + alpha[0] * eye, xy, assume_a="pos").T, "cholesky"
             return np.vstack(
-                [linalg.solve(gram + a * eye, xy[:, j], assume_a="pos") for j, a in
-                 enumerate(alpha)]
+                [
+                    linalg.solve(gram + a * eye, xy[:, j], assume_a="pos")
+                    for j, a in enumerate(alpha)
+                ]
             ), "cholesky"
         except linalg.LinAlgError:
             pass
@@ -1052,8 +1054,7 @@ class Exact(Fuser):
     #: per-class statistics merge by label, so a partition may hold one class only
     single_class_partitions = True
     requirement = (
-        "exact fusion merges sufficient statistics of "
-        f"{', '.join(exact_estimator_names())}"
+        f"exact fusion merges sufficient statistics of {', '.join(exact_estimator_names())}"
     )
 
     def __init__(self, method="auto"):
