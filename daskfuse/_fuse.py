@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .exceptions import FusionError
 from .fusion import available_fusions, resolve_fusion
+from .fusion.average import weight_scale
 
 __all__ = ["fuse"]
 
@@ -58,6 +59,21 @@ def _check_weights(weights, n):
     return w
 
 
+def _hook(fuser, name):
+    """``fuser``'s method ``name``, or that of the strategy it wraps; None if neither."""
+    while not hasattr(fuser, name) and getattr(fuser, "inner", None) is not None:
+        fuser = fuser.inner
+    return getattr(fuser, name, None)
+
+
+def _check_fuser_weights(fuser, weights):
+    """Refuse ``weights`` that ``fuser`` (or the strategy it wraps) would ignore."""
+    reason = _hook(fuser, "given_weights_reason")
+    reason = None if weights is None or reason is None else reason()
+    if reason is not None:
+        raise ValueError(f"weights were given, but {reason} (or leave weights out)")
+
+
 def _warn_unshared_init(models):
     if isinstance(models[0], MLPClassifier | MLPRegressor):
         seeds = {m.random_state for m in models}
@@ -87,7 +103,13 @@ def fuse(models, fusion="auto", *, weights=None):
         so. ``"auto"`` picks as :class:`~daskfuse.FusedClassifier` does.
     weights : array-like of shape (n_models,), default=None
         Weight of each model (e.g. its number of training rows); None weighs them
-        equally.
+        equally. Only their ratios matter (parameter averaging scales them exactly
+        by a power of two, so huge finite weights do not overflow). Honoured by
+        ``"weighted"``, ``Median(weighted=True)``, ``TrimmedMean(weighted=True)``,
+        ``Krum`` (its average of the ``m`` best models) and ``Vote(weights="rows")``;
+        a parameter averaging that would ignore them (``"average"``, unweighted
+        ``Median``/``TrimmedMean``, ``Weighted(by=[...])`` or ``by="score"``)
+        refuses them with a ValueError.
 
     Returns
     -------
@@ -96,9 +118,20 @@ def fuse(models, fusion="auto", *, weights=None):
 
     Raises
     ------
+    ValueError
+        ``weights`` are malformed, or given to a strategy that has no weighted form.
     FusionError
-        The models are not compatible (type, features, label types) or the strategy
-        needs the training rows.
+        The models are not compatible (type, features, label types), the strategy
+        needs the training rows, or it averages parameters and the models differ in
+        a parameter that changes what they mean (``fit_intercept``, ``loss``,
+        ``penalty``, ``multi_class``, ``activation``, ``hidden_layer_sizes``).
+
+    Warns
+    -----
+    UserWarning
+        Parameter averaging of models that differ in other parameters (``alpha``,
+        ``C``, ``max_iter``...): their coefficients mean the same, but were fitted
+        differently.
 
     Examples
     --------
@@ -123,12 +156,18 @@ def fuse(models, fusion="auto", *, weights=None):
             f"{', '.join(map(repr, able)) or 'none'}. To fuse from data use "
             "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
         )
+    _check_fuser_weights(fuser, weights)
+    check_models = _hook(fuser, "check_models")
+    if check_models is not None:
+        check_models(models)
     fuser.prepare(len(models))
     _warn_unshared_init(models)
     classes = None
     if is_classifier(models[0]):
         classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
     secrets = fuser.partition_secrets(len(models))
+    # exact power-of-two rescaling: huge weights cannot overflow their sums
+    scale = weight_scale(w)
     summaries = []
     for i, (model, wi) in enumerate(zip(models, w)):
         info = {
@@ -141,6 +180,7 @@ def fuse(models, fusion="auto", *, weights=None):
             "secret": None if secrets is None else secrets[i],
             # every weight is known here: Secure scales the weights by the largest
             "max_rows": float(np.max(w)),
+            "weight_scale": scale,
         }
         summaries.append(fuser.summarize(model, None, None, info))
     meta = {

@@ -40,7 +40,9 @@ FUSED = {
 CASES = [
     pytest.param("regressor", LinearRegression(), "regression_data", id="LinearRegression"),
     pytest.param(
-        "regressor", LinearRegression(fit_intercept=False), "multi_target_data",
+        "regressor",
+        LinearRegression(fit_intercept=False),
+        "multi_target_data",
         id="LinearRegression-no-intercept-2-targets",
     ),
     pytest.param("regressor", Ridge(alpha=3.0), "regression_data", id="Ridge"),
@@ -48,14 +50,18 @@ CASES = [
         "regressor", Ridge(alpha=[0.5, 20.0]), "multi_target_data", id="Ridge-alpha-per-target"
     ),
     pytest.param(
-        "regressor", Ridge(alpha=2.0, solver="svd", fit_intercept=False), "regression_data",
+        "regressor",
+        Ridge(alpha=2.0, solver="svd", fit_intercept=False),
+        "regression_data",
         id="Ridge-svd-no-intercept",
     ),
     pytest.param("classifier", RidgeClassifier(alpha=2.0), "binary_data", id="RidgeClassifier-2"),
     pytest.param("classifier", RidgeClassifier(), "multiclass_data", id="RidgeClassifier-3"),
     pytest.param("classifier", GaussianNB(), "multiclass_data", id="GaussianNB"),
     pytest.param(
-        "classifier", GaussianNB(priors=[0.2, 0.3, 0.5], var_smoothing=1e-3), "multiclass_data",
+        "classifier",
+        GaussianNB(priors=[0.2, 0.3, 0.5], var_smoothing=1e-3),
+        "multiclass_data",
         id="GaussianNB-priors",
     ),
     pytest.param("classifier", MultinomialNB(alpha=0.5), "count_data", id="MultinomialNB"),
@@ -69,7 +75,9 @@ CASES = [
         "transformer", StandardScaler(with_mean=False), "pca_data", id="StandardScaler-no-mean"
     ),
     pytest.param(
-        "transformer", MinMaxScaler(feature_range=(-1, 2), clip=True), "pca_data",
+        "transformer",
+        MinMaxScaler(feature_range=(-1, 2), clip=True),
+        "pca_data",
         id="MinMaxScaler",
     ),
     pytest.param("transformer", MaxAbsScaler(), "pca_data", id="MaxAbsScaler"),
@@ -259,9 +267,7 @@ def test_partition_lacking_a_class(request, estimator, data):
     X, y = X[order], np.array(["a", "b", "c"])[y[order]]
     chunks = (400, 300, len(X) - 700)
     with dask.config.set(scheduler="sync"):
-        fused = FusedClassifier(estimator, fusion=Exact(), split_every=2).fit(
-            *_dask(X, y, chunks)
-        )
+        fused = FusedClassifier(estimator, fusion=Exact(), split_every=2).fit(*_dask(X, y, chunks))
     assert list(fused.partition_report_["class_counts"][0]) == ["a", "b"]
     assert_array_equal(fused.classes_, ["a", "b", "c"])
     ref = _reference(estimator, X, y)
@@ -323,12 +329,17 @@ def test_summaries_of_fitted_models_fuse_without_rows(multiclass_data):
     for estimator, yy in ((GaussianNB(), y), (StandardScaler(), None)):
         info = {"index": 0, "n_rows": None, "holdout_score": None, "classes": None, "seed": None}
         summaries = [
-            exact.summarize(clone(estimator).fit(X[h], None if yy is None else yy[h]), None,
-                            None, info)
+            exact.summarize(
+                clone(estimator).fit(X[h], None if yy is None else yy[h]), None, None, info
+            )
             for h in halves
         ]
-        meta = {"n_features_in_": X.shape[1], "feature_names_in_": None, "n_partitions": 2,
-                "classes": None}
+        meta = {
+            "n_features_in_": X.shape[1],
+            "feature_names_in_": None,
+            "n_partitions": 2,
+            "classes": None,
+        }
         fused = exact.finalize(exact.combine(summaries), estimator, meta)
         assert_same_model(fused, clone(estimator).fit(X, yy))
 
@@ -360,8 +371,14 @@ def test_needs_fit_per_family():
         ("classifier", RidgeClassifier(class_weight="balanced"), "class_weight"),
         ("transformer", PCA(n_components="mle"), "n_components='mle'"),
     ],
-    ids=["LogisticRegression", "Ridge-sag", "Ridge-positive", "LinearRegression-positive",
-         "RidgeClassifier-class_weight", "PCA-mle"],
+    ids=[
+        "LogisticRegression",
+        "Ridge-sag",
+        "Ridge-positive",
+        "LinearRegression-positive",
+        "RidgeClassifier-class_weight",
+        "PCA-mle",
+    ],
 )
 def test_unsupported_estimators_are_refused(binary_data, kind, estimator, match):
     X, y = binary_data
@@ -380,7 +397,7 @@ def test_unsupported_estimators_are_refused(binary_data, kind, estimator, match)
     ids=["PCA", "TruncatedSVD", "Ridge-alpha"],
 )
 def test_impossible_parameters_for_the_data(pca_data, multi_target_data, kind, estimator, match):
-    X, y = (pca_data if kind == "transformer" else multi_target_data)
+    X, y = pca_data if kind == "transformer" else multi_target_data
     with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match=match):
         FUSED[kind](estimator, fusion=Exact(), n_partitions=3).fit(X, y)
 
@@ -421,9 +438,7 @@ def _summaries(method, estimator, X, y, chunks):
     exact = Exact(method)
     bounds = np.cumsum((0, *chunks))
     return [
-        exact.summarize(
-            None, X[a:b], y[a:b], {"index": i, "classes": None, "template": estimator}
-        )
+        exact.summarize(None, X[a:b], y[a:b], {"index": i, "classes": None, "template": estimator})
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
     ]
 
@@ -495,3 +510,46 @@ def test_exact_method_is_checked():
     with pytest.raises(ValueError, match=r"Exact\(method=...\) must be one of 'auto'"):
         Exact("cholesky")
     assert Exact("qr") != Exact()
+
+
+FLOAT32_CASES = [
+    pytest.param("regressor", LinearRegression(), "regression_data", id="LinearRegression"),
+    pytest.param(
+        "regressor",
+        LinearRegression(fit_intercept=False),
+        "multi_target_data",
+        id="LinearRegression-no-intercept-2-targets",
+    ),
+    pytest.param("regressor", Ridge(alpha=3.0), "regression_data", id="Ridge"),
+    pytest.param("classifier", RidgeClassifier(), "multiclass_data", id="RidgeClassifier-3"),
+    pytest.param("classifier", GaussianNB(), "multiclass_data", id="GaussianNB"),
+    pytest.param("transformer", StandardScaler(), "pca_data", id="StandardScaler"),
+    pytest.param("transformer", MinMaxScaler(), "pca_data", id="MinMaxScaler"),
+    pytest.param("transformer", MaxAbsScaler(), "pca_data", id="MaxAbsScaler"),
+    pytest.param("transformer", PCA(n_components=3), "pca_data", id="PCA-3"),
+    pytest.param("transformer", TruncatedSVD(n_components=3), "pca_data", id="TruncatedSVD"),
+]
+
+
+@pytest.mark.parametrize("kind, estimator, data", FLOAT32_CASES)
+def test_exact_keeps_float32_as_scikit_learn_does(on_cluster, request, kind, estimator, data):
+    X, y = _case_data(request, data)
+    X = X.astype(np.float32)
+    if y is not None and y.dtype.kind == "f":
+        y = y.astype(np.float32)
+    fused = FUSED[kind](estimator, fusion=Exact(), split_every=3)
+    fused.fit(*_dask(X, y, _uneven(len(X))))
+    ref = _reference(estimator, X, y)
+    floats = [
+        k
+        for k, v in vars(ref).items()
+        if k.endswith("_") and not k.startswith("_") and np.asarray(v).dtype.kind == "f"
+    ]
+    assert floats
+    for name in floats:
+        want, got = getattr(ref, name), getattr(fused.fused_estimator_, name)
+        assert np.asarray(got).dtype == np.asarray(want).dtype, name
+        assert type(got) is type(want), name
+        # the statistics are merged in float64: as close as float32 rounding allows
+        scale = np.max(np.abs(want), initial=1.0)
+        assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)

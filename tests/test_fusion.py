@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -24,8 +25,8 @@ from sklearn.linear_model import (
 )
 from sklearn.svm import LinearSVC, LinearSVR
 
-from daskfuse import FusedClassifier, FusedRegressor
-from daskfuse.fusion import Average, Weighted
+from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, fuse
+from daskfuse.fusion import Average, Recluster, Weighted
 
 CHUNKS = (300, 700, 1000, 2000)
 
@@ -76,7 +77,8 @@ def test_regression_fusion_is_row_weighted_mean(scheduler, regression_data):
     local = _local_models(Ridge(alpha=3.0), X, y, chunks)
     n = np.asarray(chunks, dtype=float)
     assert_allclose(
-        reg.fused_estimator_.coef_, sum(k * m.coef_ for k, m in zip(n, local)) / n.sum(),
+        reg.fused_estimator_.coef_,
+        sum(k * m.coef_ for k, m in zip(n, local)) / n.sum(),
         rtol=1e-10,
     )
     assert isinstance(reg.fused_estimator_.intercept_, float)
@@ -163,7 +165,8 @@ def test_weighted_mean_for_any_chunking_and_tree(chunks, split_every):
     local = _local_models(LinearRegression(), X, y, chunks)
     w = np.asarray(chunks, dtype=float)
     assert_allclose(
-        reg.fused_estimator_.coef_, sum(k * m.coef_ for k, m in zip(w, local)) / w.sum(),
+        reg.fused_estimator_.coef_,
+        sum(k * m.coef_ for k, m in zip(w, local)) / w.sum(),
         rtol=1e-9,
     )
 
@@ -232,10 +235,55 @@ def test_multioutput_ridge(regression_data):
 def test_score_weighting_uses_held_out_rows(binary_data):
     X, y = binary_data
     clf = FusedClassifier(
-        LogisticRegression(), fusion=Weighted(by="score", holdout=0.25), n_partitions=4,
+        LogisticRegression(),
+        fusion=Weighted(by="score", holdout=0.25),
+        n_partitions=4,
         random_state=0,
     ).fit(X, y)
     report = clf.partition_report_
     assert report["holdout_score"].between(0.5, 1).all()
     assert_allclose(report["weight"], report["holdout_score"])
     assert clf.score(X, y) > 0.85
+
+
+def test_weighted_by_huge_finite_weights_does_not_overflow(on_cluster, regression_data):
+    X, y = regression_data
+    chunks = (500, 1000, 1500)
+    Xd, yd = da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,))
+    ordinary = [3.0, 1.0, 7.0]
+    # each weight finite, their sum 11 * 2**1021 not
+    huge = np.ldexp(ordinary, 1021)
+    fits = [
+        FusedRegressor(LinearRegression(), fusion=Weighted(by=w)).fit(Xd, yd)
+        for w in (ordinary, huge)
+    ]
+    plain, big = (f.fused_estimator_ for f in fits)
+    assert np.all(np.isfinite(big.coef_))
+    # scaled by a power of two inside the sums: bitwise the ordinary weights' model
+    assert_array_equal(big.coef_, plain.coef_)
+    assert big.intercept_ == plain.intercept_
+    # the partition report shows the weights as given
+    assert_array_equal(fits[1].partition_report_["weight"], huge)
+
+
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("estimator", [KMeans(1), MiniBatchKMeans(1, batch_size=64)], ids=repr)
+def test_recluster_weighs_centroids_by_cluster_size(on_cluster, estimator, split):
+    # a 900-row and a 100-row partition far apart: only weighting each centroid by
+    # its rows gives the global mean; an unweighted mean of centroids is 4 units off
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0.0, 1.0, (900, 2)), rng.normal([10.0, 5.0], 1.0, (100, 2))])
+    unweighted = (X[:900].mean(axis=0) + X[900:].mean(axis=0)) / 2
+    assert np.linalg.norm(unweighted - X.mean(axis=0)) > 3
+    fusion = Recluster(split=split)
+    Xd = da.from_array(X, chunks=((900, 100), -1))
+    fitted = FusedClusterer(estimator, fusion=fusion, random_state=0).fit(Xd)
+    assert_allclose(fitted.fused_estimator_.cluster_centers_, [X.mean(axis=0)], rtol=1e-10)
+    # fitted elsewhere: each model's centre (for MiniBatchKMeans an estimate of its
+    # rows' mean) weighted by its cluster size, from its labels_
+    models = [clone(estimator).set_params(random_state=0).fit(p) for p in (X[:900], X[900:])]
+    fused = fuse(models, fusion)
+    centers = [m.cluster_centers_[0] for m in models]
+    assert_allclose(fused.cluster_centers_, [(900 * centers[0] + 100 * centers[1]) / 1000])
+    if isinstance(estimator, KMeans):
+        assert_allclose(fused.cluster_centers_, [X.mean(axis=0)], rtol=1e-10)

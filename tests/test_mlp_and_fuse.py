@@ -15,7 +15,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SG
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from daskfuse import FusedClassifier, FusedRegressor, FusionError, fuse
-from daskfuse.fusion import Weighted
+from daskfuse.fusion import DP, Average, Weighted
+from daskfuse.fusion.robust import Krum, Median, TrimmedMean
 
 
 @pytest.fixture
@@ -51,8 +52,9 @@ def test_mlp_partitions_share_the_initialisation(mlp_data):
         def shares_seed(self, estimator):
             return False
 
-    apart = FusedClassifier(mlp, fusion=Unshared(), n_partitions=4,
-                            partition="stratified", random_state=0).fit(X, y)
+    apart = FusedClassifier(
+        mlp, fusion=Unshared(), n_partitions=4, partition="stratified", random_state=0
+    ).fit(X, y)
     assert apart.score(X_test, y_test) < clf.score(X_test, y_test) - 0.15
 
 
@@ -131,8 +133,116 @@ def test_fuse_rejects_incompatible_models(models, kwargs, exc, match):
 def test_fuse_warns_on_mlps_without_a_shared_initialisation(mlp_data):
     X, y, _, _ = mlp_data
     models = [
-        MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=s).fit(X, y)
-        for s in (0, 1)
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=s).fit(X, y) for s in (0, 1)
     ]
     with pytest.warns(UserWarning, match="shared initialisation"):
         fuse(models)
+
+
+def _three_regressors():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = X @ [1.0, -2.0] + rng.normal(size=60)
+    return [LinearRegression().fit(X[i::3], y[i::3] + i) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    "fusion",
+    ["weighted", Median(weighted=True), TrimmedMean(0.2, weighted=True), Krum(f=0, m=2)],
+    ids=repr,
+)
+def test_fuse_huge_finite_weights_do_not_overflow(fusion):
+    models = _three_regressors()
+    plain = fuse(models, fusion, weights=[3.0, 1.0, 7.0])
+    # each weight is finite, their sum 11 * 2**1021 is not: the sums must scale them
+    huge = fuse(models, fusion, weights=np.ldexp([3.0, 1.0, 7.0], 1021))
+    assert np.all(np.isfinite(huge.coef_)) and np.isfinite(huge.intercept_)
+    # the rescaling is by a power of two: bitwise the same model
+    assert_array_equal(huge.coef_, plain.coef_)
+    assert huge.intercept_ == plain.intercept_
+
+
+def test_fuse_ordinary_weights_keep_the_bitwise_weighted_mean():
+    models = _three_regressors()
+    w = [3.0, 1.0, 7.0]
+    fused = fuse(models, weights=w)
+    assert_array_equal(fused.coef_, sum(wi * m.coef_ for wi, m in zip(w, models)) / sum(w))
+    equal = fuse(models[:2], weights=[1e308, 1e308])
+    assert_allclose(equal.coef_, fuse(models[:2]).coef_, rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "fusion, match",
+    [
+        (Average(), r"Average\(\) counts every model once.*fusion='weighted'"),
+        ("average", r"Average\(\) counts every model once"),
+        (Median(), r"Median\(\) counts every model once; use Median\(weighted=True\)"),
+        (TrimmedMean(0.2), r"use TrimmedMean\(beta=0.2, weighted=True\)"),
+        (Weighted(by=[1, 1, 2]), r"already gives the weights"),
+        (Weighted(by="score"), r"scores on held-out rows"),
+        (DP(), r"Average\(\) counts every model once"),
+    ],
+    ids=repr,
+)
+def test_fuse_refuses_weights_the_strategy_would_ignore(fusion, match):
+    models = _three_regressors()
+    with pytest.raises(ValueError, match="weights were given, but .*" + match):
+        fuse(models, fusion, weights=[1.0, 2.0, 3.0])
+    if not isinstance(fusion, Weighted) or fusion.by != "score":
+        fuse(models, fusion)  # without weights the strategy works as before
+
+
+def test_fuse_weighted_by_score_says_fitted_models_have_no_scores():
+    with pytest.raises(FusionError, match="partition 0 has none.*by='rows'"):
+        fuse(_three_regressors(), Weighted(by="score"))
+
+
+def _binary_rows():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 3))
+    return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+
+
+@pytest.mark.parametrize(
+    "a, b, param",
+    [
+        (LinearRegression(), LinearRegression(fit_intercept=False), "fit_intercept"),
+        (SGDClassifier(loss="hinge"), SGDClassifier(loss="log_loss"), "loss"),
+        (SGDClassifier(penalty="l2"), SGDClassifier(penalty="l1"), "penalty"),
+        (
+            MLPClassifier((4,), activation="relu", max_iter=20),
+            MLPClassifier((4,), activation="tanh", max_iter=20),
+            "activation",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+@pytest.mark.parametrize("fusion", ["auto", "average", Median(), Krum(f=0), DP()], ids=repr)
+def test_fuse_refuses_models_whose_coefficients_mean_different_things(a, b, param, fusion):
+    if isinstance(a, MLPClassifier) and isinstance(fusion, DP):
+        pytest.skip("DP fuses linear models only")
+    X, y = _binary_rows()
+    seed = {} if isinstance(a, LinearRegression) else {"random_state": 0}
+    models = [clone(a).set_params(**seed), clone(b).set_params(**seed)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        models = [m.fit(X, y) for m in models + [clone(models[0])]]
+    match = rf"differ in {param}: models\[0\] has {param}=.*models\[1\] has {param}="
+    with pytest.raises(FusionError, match=match):
+        fuse(models, fusion)
+    # a vote of such models is meaningful: it goes through
+    fuse(models, "vote")
+
+
+def test_fuse_warns_on_models_fitted_with_other_harmless_parameters():
+    X, y = _binary_rows()
+    models = [Ridge(alpha=1.0).fit(X, y), Ridge(alpha=1.0).fit(X, y), Ridge(alpha=4.0).fit(X, y)]
+    with pytest.warns(UserWarning, match=r"different alpha \(1.0 in models\[0\], 4.0 in models"):
+        fused = fuse(models)
+    assert_allclose(fused.coef_, sum(m.coef_ for m in models) / 3)
+    # the bookkeeping parameters (and equal values spelt differently) go unreported
+    quiet = [SGDClassifier(random_state=s, verbose=s, n_jobs=s + 1) for s in (0, 1)]
+    quiet.append(SGDClassifier(random_state=2, alpha=1e-4 * 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fuse([m.fit(X, y) for m in quiet])

@@ -210,10 +210,37 @@ def test_krum_picks_the_model_closest_to_its_neighbours():
     assert fuse(models, Krum(f=0, m=3)).coef_[0] == pytest.approx((0.1 + 0.0 - 0.12) / 3)
 
 
+def test_multikrum_weighs_the_best_models_as_flower():
+    # Flower's MultiKrum test vectors: its num_closest = max(1, n - f - 2) is
+    # daskfuse's n - f - 2 with f=0 for n=3; it keeps the 2 best (0.2 and 0.5)
+    models = [_regressor([v] * 4) for v in [0.2, 0.5, 1.0]]
+    # Flower's test (5 examples each) and no weights: plain mean of 0.2 and 0.5
+    assert_allclose(fuse(models, Krum(f=0, m=2), weights=[5, 5, 5]).coef_, 0.35)
+    assert_allclose(fuse(models, Krum(f=0, m=2)).coef_, 0.35)
+    # weighted by example counts 1, 3, 5: (0.2 * 1 + 0.5 * 3) / 4
+    assert_allclose(fuse(models, Krum(f=0, m=2), weights=[1, 3, 5]).coef_, 0.425)
+    # one model is taken whole whatever the weights; the scores are unweighted
+    assert fuse(models, Krum(f=0), weights=[1, 3, 5]).coef_[0] == 0.2
+    with pytest.raises(FusionError, match="2 best-scored partitions all have weight 0"):
+        fuse(models, Krum(f=0, m=2), weights=[0, 0, 5])
+
+
+def test_multikrum_weighs_the_best_partitions_by_rows(on_cluster, regression_data):
+    X, y = regression_data
+    chunks = (300, 300, 2400)
+    Xd, yd = da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,))
+    # m = n: every partition kept, weighted by its rows as Weighted() weighs them
+    krum = FusedRegressor(LinearRegression(), fusion=Krum(f=0, m=3)).fit(Xd, yd)
+    weighted = FusedRegressor(LinearRegression(), fusion="weighted").fit(Xd, yd)
+    assert_allclose(krum.fused_estimator_.coef_, weighted.fused_estimator_.coef_, rtol=1e-12)
+
+
 def test_weighted_median_honours_weights():
     models = [_regressor(v, 10 * v) for v in [1.0, 2.0, 3.0]]
     assert fuse(models, Median()).coef_[0] == 2.0
-    assert fuse(models, Median(), weights=[1, 1, 5]).coef_[0] == 2.0
+    # the unweighted median has no use for weights: refused, not ignored
+    with pytest.raises(ValueError, match=r"use Median\(weighted=True\)"):
+        fuse(models, Median(), weights=[1, 1, 5])
     fused = fuse(models, Median(weighted=True), weights=[1, 1, 5])
     assert (fused.coef_[0], fused.intercept_) == (3.0, 30.0)
     # cumulative weight reaches exactly half at 2: halfway to the next value

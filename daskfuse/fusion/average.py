@@ -9,6 +9,7 @@ saw takes its row only from the partitions that did.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 
@@ -18,7 +19,97 @@ from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from ..exceptions import FusionError
 from .base import Fuser
 
-__all__ = ["Average", "ParameterSum", "Weighted"]
+__all__ = [
+    "MEANING_PARAMS",
+    "QUIET_PARAMS",
+    "Average",
+    "ParameterSum",
+    "Weighted",
+    "differing_params",
+    "weight_scale",
+]
+
+
+def weight_scale(weights):
+    """The power of two that brings the largest of ``weights`` into [0.5, 1).
+
+    Sums of huge finite weights (``1e308 + 1e308``) overflow to inf, and the average
+    becomes NaN; scaled by this factor, ``n`` weights sum to at most ``n``.
+    Multiplying by a power of two is exact (short of underflow), so every weighted
+    average of the scaled weights is bitwise the one of the original weights.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n,)
+        Finite, non-negative weights, not all zero.
+
+    Returns
+    -------
+    scale : float
+
+    Examples
+    --------
+    >>> weight_scale([3.0, 1.0])
+    0.25
+    >>> [w * weight_scale([1e308, 1e308]) for w in (1e308, 1e308)]
+    [0.5562684646268004, 0.5562684646268004]
+    """
+    _, exponent = np.frexp(np.max(np.asarray(weights, dtype=float)))
+    return float(np.ldexp(1.0, -int(exponent)))
+
+
+#: parameters that change what the fitted coefficients mean (the intercept's presence,
+#: the loss or penalty they minimise, the multiclass scheme, the network's units):
+#: fitted models that differ in one are not averaged
+MEANING_PARAMS = (
+    "fit_intercept",
+    "loss",
+    "penalty",
+    "multi_class",
+    "activation",
+    "hidden_layer_sizes",
+)
+
+#: parameters that only steer the fit's bookkeeping: differences go unreported (an MLP's
+#: random_state has its own warning: it must be shared)
+QUIET_PARAMS = ("random_state", "verbose", "n_jobs", "copy_X", "warm_start")
+
+
+def _same_value(a, b):
+    """Whether two parameter values are equal (``(4,)`` and ``[4]``, ``1`` and ``1.0``)."""
+    try:
+        return bool(np.array_equal(np.atleast_1d(np.asarray(a)), np.atleast_1d(np.asarray(b))))
+    except (TypeError, ValueError):
+        return a == b
+
+
+def differing_params(models):
+    """The parameters in which fitted ``models`` differ from ``models[0]``.
+
+    Parameters
+    ----------
+    models : sequence of estimators
+        Estimators of one type.
+
+    Returns
+    -------
+    differ : dict of str to tuple
+        For each differing parameter, ``(index, models[0]'s value, models[index]'s
+        value)`` for the first model that differs in it.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import Ridge
+    >>> differing_params([Ridge(alpha=1.0), Ridge(alpha=1.0), Ridge(alpha=2.0)])
+    {'alpha': (2, 1.0, 2.0)}
+    """
+    first = models[0].get_params(deep=False)
+    differ = {}
+    for i, model in enumerate(models[1:], start=1):
+        for name, value in model.get_params(deep=False).items():
+            if name not in differ and not _same_value(first.get(name), value):
+                differ[name] = (i, first.get(name), value)
+    return differ
 
 
 @dataclass
@@ -80,6 +171,54 @@ class _ParameterAveraging(Fuser):
     def partition_weight(self, info):
         raise NotImplementedError
 
+    def check_models(self, models):
+        """Check that fitted ``models`` (:func:`daskfuse.fuse`) can be averaged.
+
+        Raises
+        ------
+        FusionError
+            The models differ in a parameter of :data:`MEANING_PARAMS`, which changes
+            what their coefficients mean.
+
+        Warns
+        -----
+        UserWarning
+            They differ in other parameters (outside :data:`QUIET_PARAMS`): their
+            coefficients mean the same but were fitted differently; the fused model
+            keeps ``models[0]``'s parameters.
+        """
+        differ = differing_params(models)
+        for name in MEANING_PARAMS:
+            if name in differ:
+                i, first, other = differ[name]
+                raise FusionError(
+                    f"{self!r} averages coefficients that must mean the same thing, but the "
+                    f"models differ in {name}: models[0] has {name}={first!r}, models[{i}] "
+                    f"has {name}={other!r}. Fit them with the same {name}, or use "
+                    "fusion='vote'"
+                )
+        loud = {k: v for k, v in differ.items() if k not in QUIET_PARAMS}
+        if loud:
+            detail = ", ".join(
+                f"{k} ({first!r} in models[0], {other!r} in models[{i}])"
+                for k, (i, first, other) in loud.items()
+            )
+            warnings.warn(
+                f"{self!r}: the models were fitted with different {detail}; their "
+                "coefficients are averaged all the same, and the fused model keeps "
+                "models[0]'s parameters",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def given_weights_reason(self):
+        """Why :func:`daskfuse.fuse` cannot honour its ``weights``, or None when it does.
+
+        A strategy that has no weighted form refuses given weights rather than
+        silently ignoring them.
+        """
+        return None
+
     def rounds_reason(self, estimator):
         return adapter_for(estimator).rounds_reason(estimator)
 
@@ -101,14 +240,27 @@ class _ParameterAveraging(Fuser):
         adapter = adapter_for(previous)
         return parameter_change(adapter.extract(previous)[1], adapter.extract(current)[1])
 
+    def weight_scale(self, info):
+        """Exact power-of-two factor on the partition weights in the summaries.
+
+        ``info["weight_scale"]`` where the weights are known up front
+        (:func:`daskfuse.fuse`), else 1; see :func:`weight_scale`.
+        """
+        return info.get("weight_scale", 1.0)
+
     def summarize(self, estimator, X, y, info):
         return self._parameters(estimator, info, scaled=True)
 
     def _parameters(self, estimator, info, scaled):
         """One partition's parameters as a ``ParameterSum``: ``w * theta`` when
-        ``scaled``, else ``theta`` itself (for the robust fusers' root statistics)."""
+        ``scaled``, else ``theta`` itself (for the robust fusers' root statistics).
+
+        ``info["weight"]`` gets the partition's weight as given; the summary holds it
+        times :meth:`weight_scale`, so that huge weights cannot overflow their sums.
+        """
         w = float(self.partition_weight(info))
         info["weight"] = w
+        w *= self.weight_scale(info)
         adapter = adapter_for(estimator)
         classes, params = adapter.extract(estimator)
         if classes is None or not adapter.aligns_classes:
@@ -161,9 +313,7 @@ class _ParameterAveraging(Fuser):
         weights = np.asarray(summary.weights, dtype=float)
         if np.any(weights <= 0):
             if summary.classes is None:
-                raise FusionError(
-                    f"{self!r}: every partition got weight 0, nothing to average"
-                )
+                raise FusionError(f"{self!r}: every partition got weight 0, nothing to average")
             empty = summary.classes[weights <= 0]
             raise FusionError(
                 f"{self!r}: the rows of class(es) {list(empty)} got total weight 0 "
@@ -173,13 +323,14 @@ class _ParameterAveraging(Fuser):
         for name, total in summary.sums.items():
             w = weights.reshape(weights.shape + (1,) * (total.ndim - weights.ndim))
             params[name] = total / w
-        return adapter_for(template).build(
-            template, summary.classes, params, meta, summary.carrier
-        )
+        return adapter_for(template).build(template, summary.classes, params, meta, summary.carrier)
 
 
 class Average(_ParameterAveraging):
     """Uniform parameter averaging: every partition's model counts the same.
+
+    It has no weighted form: :func:`daskfuse.fuse` refuses ``weights`` with it (use
+    :class:`Weighted`, ``fusion="weighted"``, to weigh the models).
 
     Examples
     --------
@@ -193,6 +344,12 @@ class Average(_ParameterAveraging):
     def partition_weight(self, info):
         return 1.0
 
+    def given_weights_reason(self):
+        return (
+            f"{self!r} counts every model once and has no weighted form; use "
+            "fusion='weighted' to weigh each model by its entry of weights"
+        )
+
 
 class Weighted(_ParameterAveraging):
     """Weighted parameter averaging.
@@ -203,7 +360,12 @@ class Weighted(_ParameterAveraging):
         ``"rows"`` weights each partition's model by the rows it was fitted on;
         ``"score"`` by its score (accuracy or R², clipped at 0) on ``holdout`` of its
         partition's rows, held out from its fit; an array gives the weight of each
-        partition, in partition order (non-negative, not all zero).
+        partition, in partition order (non-negative, not all zero; only their ratios
+        matter: the sums scale them exactly by a power of two, so that huge weights
+        cannot overflow). With :func:`daskfuse.fuse`, ``"rows"`` weighs the models
+        by its ``weights`` (equally without them); ``"score"`` and an array refuse
+        ``weights`` (fitted models carry no held-out rows, and an array already
+        gives the weights).
     holdout : float, default=0.2
         Fraction of each partition held out for ``by="score"``; ignored otherwise.
 
@@ -220,8 +382,7 @@ class Weighted(_ParameterAveraging):
         if isinstance(by, str):
             if by not in ("rows", "score"):
                 raise ValueError(
-                    f"Weighted(by=...) must be 'rows', 'score' or an array of weights; "
-                    f"got {by!r}"
+                    f"Weighted(by=...) must be 'rows', 'score' or an array of weights; got {by!r}"
                 )
         else:
             weights = np.asarray(by, dtype=float)
@@ -260,9 +421,34 @@ class Weighted(_ParameterAveraging):
             )
         return self
 
+    def given_weights_reason(self):
+        if self.by == "rows":
+            return None
+        if self.by == "score":
+            return (
+                f"{self!r} weighs by scores on held-out rows, which fitted models do not "
+                "carry; use fusion='weighted' (by='rows') to weigh them by weights"
+            )
+        return (
+            f"{self!r} already gives the weights; pass them once, as Weighted(by=...) "
+            "or as weights with fusion='weighted'"
+        )
+
     def partition_weight(self, info):
         if self.by == "rows":
             return info["n_rows"]
         if self.by == "score":
-            return max(info["holdout_score"], 0.0)
+            score = info["holdout_score"]
+            if score is None:
+                raise FusionError(
+                    f"{self!r} needs each model's score on held-out rows; partition "
+                    f"{info['index']} has none (already fitted models carry no held-out "
+                    "rows): use by='rows' or an array of weights"
+                )
+            return max(score, 0.0)
         return self.by[info["index"]]
+
+    def weight_scale(self, info):
+        if isinstance(self.by, tuple):
+            return weight_scale(self.by)
+        return super().weight_scale(info)

@@ -108,6 +108,34 @@ def _chan(a, b):
     return n, mean_a + delta * (n_b / safe), m2_a + m2_b + delta**2 * (n_a * n_b / safe)
 
 
+def fit_dtype(X):
+    """The float dtype scikit-learn fits ``X`` in, and gives its fitted attributes.
+
+    float32 stays float32; everything else (float64, integers, float16) is float64,
+    as ``check_array(dtype=[np.float64, np.float32])`` converts it. The statistics are
+    always merged and solved in float64; only the fused attributes are cast back.
+
+    Examples
+    --------
+    >>> fit_dtype(np.zeros(2, dtype=np.float32)), fit_dtype(np.zeros(2, dtype=int))
+    (dtype('float32'), dtype('float64'))
+    """
+    dtype = np.asarray(X).dtype
+    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+
+
+def _merged_dtype(parts):
+    """The dtype of a merge: float32 only where every part is float32."""
+    return np.result_type(*[p.dtype for p in parts])
+
+
+def _cast(value, dtype):
+    """``value`` (an array or a scalar) in ``dtype``; float64 values are left as they are."""
+    if dtype == np.float64:
+        return value
+    return np.asarray(value, dtype=dtype) if np.ndim(value) else dtype.type(value)
+
+
 @dataclass
 class RFactor:
     """TSQR summary of a block ``Z``: row count, column means, R of the centred block.
@@ -129,6 +157,9 @@ class RFactor:
         Leading columns of ``Z`` that are ``X``.
     y_ndim : int or None
         Dimensions of the regression target (1 or 2), None without a target.
+    dtype : numpy.dtype
+        The dtype of the fused model's attributes (:func:`fit_dtype` of ``X``); the
+        statistics themselves are float64.
     """
 
     n: int
@@ -136,13 +167,15 @@ class RFactor:
     r: np.ndarray
     n_x: int
     y_ndim: int | None = None
+    dtype: np.dtype = np.dtype(np.float64)
 
     @classmethod
-    def of(cls, Z, n_x, y_ndim=None):
-        """The summary of the rows ``Z``."""
+    def of(cls, Z, n_x, y_ndim=None, dtype=None):
+        """The summary of the rows ``Z`` (``dtype``: that of the fit, default ``Z``'s)."""
+        dtype = fit_dtype(Z) if dtype is None else dtype
         Z = np.asarray(Z, dtype=float)
         mean = Z.mean(axis=0)
-        return cls(len(Z), mean, np.linalg.qr(Z - mean, mode="r"), n_x, y_ndim)
+        return cls(len(Z), mean, np.linalg.qr(Z - mean, mode="r"), n_x, y_ndim, dtype)
 
     @classmethod
     def merge(cls, parts):
@@ -156,7 +189,7 @@ class RFactor:
         mean = sum(p.n * p.mean for p in parts) / n
         stack = [p.r for p in parts] + [np.sqrt(p.n) * (p.mean - mean)[None] for p in parts]
         r = np.linalg.qr(np.vstack(stack), mode="r")
-        return cls(n, mean, r, parts[0].n_x, parts[0].y_ndim)
+        return cls(n, mean, r, parts[0].n_x, parts[0].y_ndim, _merged_dtype(parts))
 
     def gram(self, fit_intercept):
         """``X.T X`` and ``X.T Y`` of the centred (or, without intercept, raw) columns."""
@@ -242,6 +275,8 @@ class Gram:
         Leading columns of ``Z`` that are ``X``.
     y_ndim : int or None
         Dimensions of the regression target (1 or 2).
+    dtype : numpy.dtype
+        The dtype of the fused model's attributes (:func:`fit_dtype` of ``X``).
     """
 
     n: int
@@ -249,12 +284,13 @@ class Gram:
     m2: np.ndarray
     n_x: int
     y_ndim: int | None = None
+    dtype: np.dtype = np.dtype(np.float64)
 
     @classmethod
     def of(cls, X, Y, y_ndim=None):
         """The summary of the rows ``[X | Y]`` (``X`` and ``Y`` 2-D, row-aligned)."""
         n, mean, m2 = _cross_products(X, Y)
-        return cls(n, mean, m2, X.shape[1], y_ndim)
+        return cls(n, mean, m2, X.shape[1], y_ndim, fit_dtype(X))
 
     @classmethod
     def merge(cls, parts):
@@ -267,7 +303,7 @@ class Gram:
         for p in parts:
             d = p.mean - mean
             m2 = m2 + p.n * np.outer(d, d)
-        return cls(n, mean, m2, parts[0].n_x, parts[0].y_ndim)
+        return cls(n, mean, m2, parts[0].n_x, parts[0].y_ndim, _merged_dtype(parts))
 
     def gram(self, fit_intercept):
         """``X.T X`` and ``X.T Y`` of the centred (or, without intercept, raw) columns."""
@@ -278,7 +314,7 @@ class Gram:
 
     def rfactor(self):
         """The same statistics as an :class:`RFactor` (``R.T R == m2``)."""
-        return RFactor(self.n, self.mean, _psd_factor(self.m2), self.n_x, self.y_ndim)
+        return RFactor(self.n, self.mean, _psd_factor(self.m2), self.n_x, self.y_ndim, self.dtype)
 
 
 @dataclass
@@ -292,12 +328,15 @@ class ClassMoments:
     count : ndarray of shape (n_classes,)
     mean : ndarray of shape (n_classes, n_features)
     m2 : ndarray of shape (n_classes, n_features)
+    dtype : numpy.dtype
+        The dtype of the fused model's attributes (the partition models' ``theta_``).
     """
 
     classes: np.ndarray
     count: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
+    dtype: np.dtype = np.dtype(np.float64)
 
     @classmethod
     def merge(cls, parts):
@@ -311,7 +350,7 @@ class ClassMoments:
             for p in parts
         ]
         count, mean, m2 = reduce(_chan, triples)
-        return cls(classes, count[:, 0], mean, m2)
+        return cls(classes, count[:, 0], mean, m2, _merged_dtype(parts))
 
 
 @dataclass
@@ -495,7 +534,7 @@ def _summarize_linear(model, X, y, info, method="auto"):
             return summary
     # ill-conditioned (or rank-deficient, or fewer rows than columns): cross-products
     # would lose X's small singular values, which the R factor of a QR keeps
-    return RFactor.of(np.hstack([np.asarray(X, dtype=float), Y]), X.shape[1], y_ndim)
+    return RFactor.of(np.hstack([np.asarray(X, dtype=float), Y]), X.shape[1], y_ndim, fit_dtype(X))
 
 
 def _ridge_alpha(template, n_targets):
@@ -527,8 +566,10 @@ def _ridge_coef(summary, template):
             if np.all(alpha == alpha[0]):
                 return linalg.solve(gram + alpha[0] * eye, xy, assume_a="pos").T, "cholesky"
             return np.vstack(
-                [linalg.solve(gram + a * eye, xy[:, j], assume_a="pos") for j, a in
-                 enumerate(alpha)]
+                [
+                    linalg.solve(gram + a * eye, xy[:, j], assume_a="pos")
+                    for j, a in enumerate(alpha)
+                ]
             ), "cholesky"
         except linalg.LinAlgError:
             pass
@@ -596,10 +637,14 @@ def _finalize_linear(summary, template, meta):
         intercept = summary.mean[p:] - summary.mean[:p] @ coef.T
         if summary.y_ndim == 1:
             intercept = intercept[0]
+        intercept = _cast(intercept, summary.dtype)
     else:
         intercept = 0.0
-    estimator.coef_ = coef
+    # scikit-learn keeps float32 input's dtype in the fitted attributes
+    estimator.coef_ = _cast(coef, summary.dtype)
     estimator.intercept_ = intercept
+    if isinstance(template, LinearRegression):
+        estimator.singular_ = _cast(estimator.singular_, summary.dtype)
     return _stamp(estimator, meta)
 
 
@@ -650,14 +695,15 @@ def _finalize_pca(summary, template, meta):
     ratio = variance / variance.sum()
     k = _n_components(template, ratio, n, p)
     pca = clone(template)
-    pca.mean_ = summary.mean
+    dtype = summary.dtype
+    pca.mean_ = _cast(summary.mean, dtype)
     pca.n_samples_ = n
     pca.n_components_ = k
-    pca.components_ = components[:k].copy()
-    pca.explained_variance_ = variance[:k].copy()
-    pca.explained_variance_ratio_ = ratio[:k].copy()
-    pca.singular_values_ = s[:k].copy()
-    pca.noise_variance_ = float(variance[k:].mean()) if k < n_max else 0.0
+    pca.components_ = _cast(components[:k].copy(), dtype)
+    pca.explained_variance_ = _cast(variance[:k].copy(), dtype)
+    pca.explained_variance_ratio_ = _cast(ratio[:k].copy(), dtype)
+    pca.singular_values_ = _cast(s[:k].copy(), dtype)
+    pca.noise_variance_ = _cast(float(variance[k:].mean()) if k < n_max else 0.0, dtype)
     return _stamp(pca, meta)
 
 
@@ -671,11 +717,16 @@ def _finalize_truncated_svd(summary, template, meta):
         )
     s, components = _svd(summary.uncentred(), k)
     svd = clone(template)
-    svd.components_ = components
-    svd.singular_values_ = s
     # the variance of X @ v is |Xc @ v|^2 / n = |Rc @ v|^2 / n: no cancellation
-    svd.explained_variance_ = np.sum((summary.r @ components.T) ** 2, axis=0) / n
-    svd.explained_variance_ratio_ = svd.explained_variance_ / (np.sum(summary.r**2) / n)
+    variance = np.sum((summary.r @ components.T) ** 2, axis=0) / n
+    ratio = variance / (np.sum(summary.r**2) / n)
+    for name, value in [
+        ("components_", components),
+        ("singular_values_", s),
+        ("explained_variance_", variance),
+        ("explained_variance_ratio_", ratio),
+    ]:
+        setattr(svd, name, _cast(value, summary.dtype))
     return _stamp(svd, meta)
 
 
@@ -690,7 +741,9 @@ def _summarize_gaussian_nb(model, X, y, info):
     count = np.asarray(model.class_count_, dtype=float)
     # var_ holds the partition's own epsilon_; the raw variance is what merges
     var = np.asarray(model.var_, dtype=float) - model.epsilon_
-    return ClassMoments(np.asarray(model.classes_), count, model.theta_, var * count[:, None])
+    return ClassMoments(
+        np.asarray(model.classes_), count, model.theta_, var * count[:, None], model.theta_.dtype
+    )
 
 
 def _finalize_gaussian_nb(summary, template, meta):
@@ -703,14 +756,15 @@ def _finalize_gaussian_nb(summary, template, meta):
     n_all, _, m2_all = reduce(_chan, [(c, mu, s) for c, mu, s in zip(count, mean, m2)])
     epsilon = template.var_smoothing * np.max(m2_all / n_all)
     nb = clone(template)
+    dtype = summary.dtype
     nb.classes_ = classes
-    nb.class_count_ = count
-    nb.theta_ = mean
-    nb.var_ = m2 / np.where(count > 0, count, 1)[:, None] + epsilon
-    nb.epsilon_ = epsilon
+    nb.class_count_ = _cast(count, dtype)
+    nb.theta_ = _cast(mean, dtype)
+    nb.var_ = _cast(m2 / np.where(count > 0, count, 1)[:, None] + epsilon, dtype)
+    nb.epsilon_ = _cast(epsilon, dtype)
     prior = _given_prior(template, len(classes), "priors")
     if prior is None:
-        prior = count / count.sum()
+        prior = _cast(count / count.sum(), dtype)
     elif not np.isclose(prior.sum(), 1.0) or np.any(prior < 0):
         raise FusionError("GaussianNB(priors=...) must be non-negative and sum to 1")
     nb.class_prior_ = prior
@@ -821,7 +875,8 @@ def _finalize_standard_scaler(summary, template, meta):
 
 def _summarize_extremes(model, X, y, info):
     if isinstance(model, MaxAbsScaler):
-        return Extremes(int(model.n_samples_seen_), None, np.asarray(model.max_abs_, float))
+        high = np.asarray(model.max_abs_, dtype=fit_dtype(model.max_abs_))
+        return Extremes(int(model.n_samples_seen_), None, high)
     return Extremes(int(model.n_samples_seen_), model.data_min_, model.data_max_)
 
 
@@ -999,8 +1054,7 @@ class Exact(Fuser):
     #: per-class statistics merge by label, so a partition may hold one class only
     single_class_partitions = True
     requirement = (
-        "exact fusion merges sufficient statistics of "
-        f"{', '.join(exact_estimator_names())}"
+        f"exact fusion merges sufficient statistics of {', '.join(exact_estimator_names())}"
     )
 
     def __init__(self, method="auto"):

@@ -59,6 +59,12 @@ class _RobustFusion(_ParameterAveraging):
     def partition_weight(self, info):
         return info["n_rows"] if self.weighted else 1.0
 
+    def given_weights_reason(self):
+        if self.weighted:
+            return None
+        weighted = type(self)(**{**self._params(), "weighted": True})
+        return f"{self!r} counts every model once; use {weighted!r} to weigh them"
+
     def summarize(self, estimator, X, y, info):
         part = self._parameters(estimator, info, scaled=False)
         return PartitionParameters([part], [info["index"]])
@@ -190,9 +196,10 @@ class Median(_RobustFusion):
     Parameters
     ----------
     weighted : bool, default=False
-        Weight each partition by the rows its model was fitted on (a weighted
-        median: the value at which the cumulative row weight reaches half);
-        otherwise every partition counts once.
+        Weight each partition by the rows its model was fitted on, or by the
+        ``weights`` of :func:`daskfuse.fuse` (a weighted median: the value at which
+        the cumulative weight reaches half); otherwise every partition counts once,
+        and :func:`daskfuse.fuse` refuses ``weights``.
 
     Examples
     --------
@@ -233,8 +240,9 @@ class TrimmedMean(_RobustFusion):
     beta : float, default=0.1
         Fraction trimmed from each end, in ``[0, 0.5)``.
     weighted : bool, default=False
-        Trim and average by the rows each partition's model was fitted on;
-        otherwise every partition counts once.
+        Trim and average by the rows each partition's model was fitted on, or by
+        the ``weights`` of :func:`daskfuse.fuse`; otherwise every partition counts
+        once, and :func:`daskfuse.fuse` refuses ``weights``.
 
     Examples
     --------
@@ -282,19 +290,32 @@ class Krum(_RobustFusion):
 
     Each partition's parameters form one vector; its score is the sum of squared
     distances to its ``n - f - 2`` nearest other partitions. The partition with the
-    lowest score is the fused model; with ``m > 1`` the ``m`` best are averaged
-    (coefficient by coefficient, each from the ``m`` best-scored partitions that
-    have it). Up to ``f`` corrupted partitions can be tolerated when
-    ``n > 2 f + 2``. Distances between classifiers that saw different classes use
-    the class rows both have. The summary keeps every partition's parameters, so it
-    grows with the number of partitions.
+    lowest score is the fused model; with ``m > 1`` (multi-Krum) the ``m`` best are
+    averaged, weighted by their rows (by the ``weights`` of :func:`daskfuse.fuse`,
+    equally without them), as Flower's MultiKrum weighs them by example counts:
+    coefficient by coefficient, each from the ``m`` best-scored partitions that
+    have it. The scores themselves are unweighted. Distances between classifiers
+    that saw different classes use the class rows both have. The summary keeps
+    every partition's parameters, so it grows with the number of partitions.
+
+    Up to ``f`` corrupted partitions can be tolerated only when ``n > 2 f + 2``:
+    with ``n <= 2 f + 2`` partitions (e.g. fewer than 5 for the default ``f=1``)
+    the fit (or :func:`daskfuse.fuse`) raises a FusionError that says so.
 
     Parameters
     ----------
     f : int, default=1
-        Number of corrupted partitions to tolerate (>= 0).
+        Number of corrupted partitions to tolerate (>= 0); needs more than
+        ``2 f + 2`` partitions.
     m : int, default=1
-        Number of best-scored partitions averaged (>= 1).
+        Number of best-scored partitions averaged (>= 1, at most the number of
+        partitions).
+
+    Raises
+    ------
+    FusionError
+        At the fit, when there are ``n <= 2 f + 2`` partitions or fewer than ``m``;
+        at the root, when the ``m`` best-scored partitions all have weight 0.
 
     Examples
     --------
@@ -304,6 +325,8 @@ class Krum(_RobustFusion):
     """
 
     name = "krum"
+    #: the average of the m best is weighted (the scores are not)
+    weighted = True
 
     def __init__(self, f=1, m=1):
         if isinstance(f, bool) or not isinstance(f, numbers.Integral) or f < 0:
@@ -349,5 +372,13 @@ class Krum(_RobustFusion):
             v = values[order]
             have = ~np.isnan(v)
             take = have & (np.cumsum(have, axis=0) <= self.m)
-            params[name] = np.where(take, v, 0.0).sum(axis=0) / take.sum(axis=0)
+            # one model is taken as it is, whatever its weight
+            kept = np.where(take, weights[name][order], 0.0) if self.m > 1 else take * 1.0
+            total = kept.sum(axis=0)
+            if np.any(total <= 0):
+                raise FusionError(
+                    f"{self!r}: the {self.m} best-scored partitions all have weight 0 for "
+                    f"some of the {name} parameters, nothing to average"
+                )
+            params[name] = (kept * np.where(take, v, 0.0)).sum(axis=0) / total
         return params
