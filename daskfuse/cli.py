@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import glob
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -74,12 +75,24 @@ FIT_WORKERS = 2
 PREDICT_METHODS = ("predict", "transform", "predict_proba", "decision_function")
 
 
+#: the exit status of every error that the command reports in one line (as argparse's
+#: usage errors): a bad argument, file, column, estimator, model file or data
+ERROR_STATUS = 2
+
+#: the exit statuses, as ``--help`` and the README state them
+EXIT_STATUS_HELP = (
+    f"exit status: 0 on success; {ERROR_STATUS} on an error, reported in one line on "
+    "stderr (a bad argument, file, column, estimator, model file, or data that cannot "
+    "be fitted or predicted as asked); 130 when interrupted"
+)
+
+
 class UserError(Exception):
     """A mistake in the command line that argparse cannot catch: one line, exit 2."""
 
 
 class DataError(Exception):
-    """The data cannot be fitted or predicted as asked: one line, exit 1."""
+    """The data cannot be fitted or predicted as asked: one line, exit 2."""
 
 
 # --------------------------------------------------------------------------- parser
@@ -112,12 +125,14 @@ def build_parser():
         description=(
             "Fit one scikit-learn model per data partition on dask and fuse them into one."
         ),
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser(
         "demo",
+        epilog=EXIT_STATUS_HELP,
         help="fit on a local dask cluster and compare with single-process scikit-learn",
         description=(
             "Start a LocalCluster, print the dashboard link, build a synthetic "
@@ -168,6 +183,7 @@ def _add_fit_parser(sub):
 
     fit = sub.add_parser(
         "fit",
+        epilog=EXIT_STATUS_HELP,
         help="fit a fused model on a CSV or parquet data set and save it",
         description=(
             "Read DATA (a CSV or parquet file, a directory of part files, or a glob) as "
@@ -223,6 +239,7 @@ def _add_trust_option(parser):
 def _add_predict_parser(sub):
     predict = sub.add_parser(
         "predict",
+        epilog=EXIT_STATUS_HELP,
         help="write a saved model's predictions for a CSV or parquet data set",
         description=(
             "Load MODEL (written by daskfuse fit or daskfuse.save), apply it to every "
@@ -253,6 +270,7 @@ def _add_predict_parser(sub):
 def _add_report_parser(sub):
     report = sub.add_parser(
         "report",
+        epilog=EXIT_STATUS_HELP,
         help="print a saved model's estimator, fusion, classes and partition table",
         description="Load MODEL and print what it is and how it was fitted.",
     )
@@ -272,8 +290,10 @@ def main(argv=None):
     Returns
     -------
     status : int
-        The exit status: 0 on success, 1 when the data cannot be fitted as asked,
-        2 for a usage error, 130 when interrupted.
+        The exit status: 0 on success, :data:`ERROR_STATUS` (2, as argparse's usage
+        errors) on any error reported in one line on stderr (a bad argument, file,
+        column, estimator, model file, or data that cannot be fitted or predicted as
+        asked), 130 when interrupted.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -284,13 +304,10 @@ def main(argv=None):
     console = Console(highlight=False)
     try:
         return args.func(args, console)
-    except UserError as exc:
+    except (UserError, DataError, FusionError, PartitionError) as exc:
+        # a mistake in the command, its files or its data: a message, not a traceback
         print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except (DataError, FusionError, PartitionError) as exc:
-        # the data cannot be fitted as asked: a message, not a traceback
-        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return ERROR_STATUS
     except KeyboardInterrupt:
         print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -718,6 +735,31 @@ def _suffixes():
     return ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
 
 
+def _csv_has_rows(path):
+    """Whether the CSV file ``path`` holds a non-blank line after its header line."""
+    with open(path, "rb") as f:
+        f.readline()
+        return any(line.strip() for line in f)
+
+
+def _csv_with_rows(path, files):
+    """The CSV ``files`` that hold rows; header-only (or empty) files are left out.
+
+    A header-only file holds no rows, and dask would take the types of its columns
+    (strings, for no values) for those of every file.
+    """
+    kept = [f for f in files if _csv_has_rows(f)]
+    if not kept:
+        if len(files) > 1:
+            what = f"all {len(files)} CSV files it names hold"
+        elif os.path.isfile(path):
+            what = "it holds"
+        else:
+            what = f"{files[0]} holds"
+        raise UserError(f"{path} has no rows: {what} only a header line")
+    return kept
+
+
 def read_data(path):
     """Read a CSV or parquet data set as a dask DataFrame.
 
@@ -734,13 +776,16 @@ def read_data(path):
     Returns
     -------
     frame : dask.dataframe.DataFrame
-        One or more partitions per file.
+        One or more partitions per file. A CSV file holding only a header line has
+        no rows and is left out (so that its empty columns do not make every file's
+        columns strings).
 
     Raises
     ------
     UserError
         The path does not exist, a glob matches no file, the format cannot be told
-        from the names, or the files cannot be read; the message is one line.
+        from the names, every CSV file holds only a header, or the files cannot be
+        read; the message is one line.
 
     Examples
     --------
@@ -794,7 +839,8 @@ def read_data(path):
         raise UserError(f"no such file or directory: {path}")
     try:
         if fmt == "csv":
-            return dd.read_csv(source)
+            files = [source] if isinstance(source, str) else source
+            return dd.read_csv(_csv_with_rows(path, files))
         return dd.read_parquet(source)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
@@ -839,15 +885,29 @@ def _import_estimator(path):
             f"--estimator {path}: importing {module_name} failed: "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from None
+    # a plain attribute look-up: nothing named by the path is called (no property, no
+    # descriptor, no module __getattr__)
     try:
-        cls = getattr(module, attr)
+        cls = inspect.getattr_static(module, attr)
     except AttributeError:
-        raise UserError(f"--estimator {path}: module {module_name} has no {attr!r}") from None
-    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")):
-        what = "class" if isinstance(cls, type) else type(cls).__name__
         raise UserError(
-            f"--estimator {path} is not a scikit-learn estimator class (a {what} "
-            "without fit and get_params)"
+            f"--estimator {path}: module {module_name} has no {attr!r} (name the module "
+            "that defines the class)"
+        ) from None
+    if not isinstance(cls, type):
+        what = "a module" if inspect.ismodule(cls) else f"a {type(cls).__name__}"
+        raise UserError(
+            f"--estimator {path} is not a scikit-learn estimator class: it is {what}, "
+            "not a class"
+        )
+    missing = [
+        name for name in ("fit", "get_params")
+        if inspect.getattr_static(cls, name, None) is None
+    ]
+    if missing:
+        raise UserError(
+            f"--estimator {path} is not a scikit-learn estimator class: the class has no "
+            f"{' and no '.join(missing)}"
         )
     return cls
 
@@ -864,8 +924,15 @@ def _build_estimator(cls, params):
         raise UserError(f"--params rejected by {name}: {_one_line(exc)}{valid}") from None
     except ValueError as exc:
         raise UserError(f"--params rejected by {name}: {_one_line(exc)}") from None
+    except Exception as exc:  # a third-party __init__ that fails otherwise
+        raise UserError(
+            f"--estimator {name}: making it from --params failed: "
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+    # scikit-learn's own check of the parameters, for the classes that declare their
+    # constraints (a third-party BaseEstimator subclass need not)
     validate = getattr(estimator, "_validate_params", None)
-    if callable(validate):
+    if callable(validate) and getattr(cls, "_parameter_constraints", None) is not None:
         try:
             validate()
         except (TypeError, ValueError) as exc:
@@ -997,7 +1064,7 @@ def _fit_command(args, console):
     template = _build_estimator(cls, params)
     meta_cls, kind = _meta_estimator(template)
     supervised = kind in ("classifier", "regressor")
-    # a strategy that cannot fuse the estimator: FusionError (exit 1) before any work
+    # a strategy that cannot fuse the estimator: FusionError (one line) before any work
     resolve_fusion(args.fusion, template)
     _check_writable(args.out, "--out")
     if args.report:
@@ -1055,10 +1122,11 @@ def _fit_command(args, console):
             if kind != "transformer" and hasattr(model, "score"):
                 score = float(model.score(X, y) if supervised else model.score(X))
         except (FusionError, PartitionError):
-            raise  # one line, exit 1 (see main)
-        except (ValueError, TypeError, OSError) as exc:
+            raise  # one line (see main)
+        except Exception as exc:
             # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
-            # change type between files, ...): one line, not a traceback
+            # change type between files, an estimator that fails, ...): one line, not
+            # a traceback
             raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
     try:
         save(model, args.out)
@@ -1147,6 +1215,11 @@ def _load_model(path, trust):
 # --------------------------------------------------------------------------- predict
 def _feature_columns(model, frame, args):
     columns = list(frame.columns)
+    if args.target is not None and args.target not in columns:
+        raise UserError(
+            f"--target {args.target!r} is not a column of {args.data}; its columns: "
+            f"{_columns_text(columns)}"
+        )
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         names = [str(n) for n in names]
@@ -1158,11 +1231,6 @@ def _feature_columns(model, frame, args):
             )
         return names
     if args.target is not None:
-        if args.target not in columns:
-            raise UserError(
-                f"--target {args.target!r} is not a column of {args.data}; its columns: "
-                f"{_columns_text(columns)}"
-            )
         columns = [c for c in columns if c != args.target]
     n = getattr(model, "n_features_in_", None)
     if n is not None and len(columns) != n:
@@ -1184,10 +1252,17 @@ def _predict_method(model, method):
     raise UserError(f"the model ({type(model).__name__}) has neither predict nor transform")
 
 
-def _apply_model(frame, model, method, use_names, out_columns):
-    """One partition's output as a DataFrame (a ``daskfuse-predict`` task)."""
+def _apply_model(frame, model, method, use_names, meta):
+    """One partition's output as a DataFrame like ``meta`` (a ``daskfuse-predict`` task).
+
+    A partition without rows (an empty part file) gives no rows: scikit-learn refuses
+    to apply a model to zero samples.
+    """
     import pandas as pd
 
+    if len(frame) == 0:
+        return meta.set_axis(frame.index)
+    out_columns = list(meta.columns)
     X = frame if use_names else frame.to_numpy()
     values = np.asarray(getattr(model, method)(X))
     if values.ndim == 1:
@@ -1297,7 +1372,7 @@ def _predict_command(args, console):
     X = frame[features]
     model_arg = dask.delayed(model, pure=True)
     predictions = X.map_partitions(
-        _apply_model, model_arg, method, use_names, out_columns, meta=meta
+        _apply_model, model_arg, method, use_names, meta, meta=meta
     )
     parts = predictions.to_delayed()
     writer = _Writer(args.out, fmt)
@@ -1313,7 +1388,7 @@ def _predict_command(args, console):
                 for df in dask.compute(*parts[start:start + PREDICT_BATCH]):
                     writer.write(df)
             writer.close()
-        except (ValueError, TypeError, OSError) as exc:
+        except Exception as exc:  # the data or the model's method failed: one line
             writer.discard()
             raise DataError(
                 f"predicting failed: {type(exc).__name__}: {_one_line(exc)}"

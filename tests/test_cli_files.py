@@ -40,15 +40,17 @@ def run_cli(*args, timeout=TIMEOUT):
                           timeout=timeout, env=cli_env())
 
 
-def run_all(cases):
+def run_all(cases, env=None):
     """Run several ``python -m daskfuse`` commands at once: {name: (status, out, err)}.
 
     Most of a short command's time is starting Python and importing dask and
-    scikit-learn; started together, the commands share that wait.
+    scikit-learn; started together, the commands share that wait. ``env`` adds to
+    the environment of the commands.
     """
     procs = {
         name: subprocess.Popen(command(*args), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=cli_env())
+                               stderr=subprocess.PIPE, text=True,
+                               env={**cli_env(), **(env or {})})
         for name, args in cases.items()
     }
     results = {}
@@ -319,7 +321,7 @@ def test_errors_in_a_process_are_one_line(process_runs, case, command_name, mess
          "keyword argument 'alhpa'; its parameters: alpha,"),
         (["fit", "{root}/pq", "--target", "label", "--params", '{"loss": "nope"}'], 2,
          "--params rejected by SGDClassifier: The 'loss' parameter of SGDClassifier must be"),
-        (["fit", "{root}/pq", "--target", "label", "--fusion", "exact"], 1,
+        (["fit", "{root}/pq", "--target", "label", "--fusion", "exact"], 2,
          "fusion=Exact(method='auto') cannot fuse SGDClassifier()"),
         (["fit", "{root}/pq", "--target", "label", "--out", "{root}/no/dir/m.skops"], 2,
          "--out {root}/no/dir/m.skops: no such directory"),
@@ -369,3 +371,278 @@ def test_untrusted_model_is_refused_until_trusted(files, capsys):
     out = capsys.readouterr().out
     assert "FunctionTransformer" in out and "No partition report" in out
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ issue 13
+#: a third-party estimator module, written to a folder on PYTHONPATH: a plain
+#: BaseEstimator subclass without _parameter_constraints, one whose fit fails, and
+#: names that must not be called when --estimator names them
+CUSTOM_MODULE = '''
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+MARKER = os.path.join(os.path.dirname(__file__), "called")
+
+
+def _mark(what):
+    with open(MARKER, "a") as f:
+        f.write(what + "\\n")
+
+
+class NearestMean(ClassifierMixin, BaseEstimator):
+    def __init__(self, shrink=0.0):
+        self.shrink = shrink
+
+    def fit(self, X, y):
+        X, y = np.asarray(X, dtype=float), np.asarray(y)
+        self.classes_ = np.unique(y)
+        self.means_ = np.array([X[y == c].mean(axis=0) for c in self.classes_])
+        self.means_ *= 1.0 - self.shrink
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        distances = ((X[:, None, :] - self.means_[None]) ** 2).sum(axis=2)
+        return self.classes_[distances.argmin(axis=1)]
+
+
+class Failing(NearestMean):
+    def fit(self, X, y):
+        raise RuntimeError("this estimator cannot fit")
+
+
+def boom(*args, **kwargs):
+    _mark("boom")
+
+
+class NoFit:
+    def __init__(self, *args, **kwargs):
+        _mark("NoFit")
+
+    def get_params(self, deep=True):
+        return {}
+
+
+def __getattr__(name):
+    _mark(f"getattr {name}")
+    raise AttributeError(name)
+'''
+
+
+@pytest.fixture(scope="module")
+def custom_module(tmp_path_factory):
+    """A folder holding the module ``daskfuse_custom_estimators`` (CUSTOM_MODULE)."""
+    folder = tmp_path_factory.mktemp("custom-module")
+    (folder / "daskfuse_custom_estimators.py").write_text(CUSTOM_MODULE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def empty_parts(tmp_path_factory):
+    """Part files with header-only CSVs (the first in glob order) and a 0-row parquet
+    part, a header-only CSV on its own, and a model fitted here on the same columns."""
+    root = tmp_path_factory.mktemp("cli-empty")
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(240, 4))
+    frame = pd.DataFrame(X, columns=FEATURES)
+    frame["label"] = (X[:, 0] - X[:, 3] > 0).astype(int)
+    (root / "csv").mkdir()
+    frame.iloc[:0].to_csv(root / "csv" / "part-0.csv", index=False)
+    frame.iloc[:100].to_csv(root / "csv" / "part-1.csv", index=False)
+    frame.iloc[:0].to_csv(root / "csv" / "part-2.csv", index=False)
+    frame.iloc[100:].to_csv(root / "csv" / "part-3.csv", index=False)
+    (root / "pq").mkdir()
+    frame.iloc[:100].to_parquet(root / "pq" / "part-0.parquet")
+    frame.iloc[:0].to_parquet(root / "pq" / "part-1.parquet")
+    frame.iloc[100:].to_parquet(root / "pq" / "part-2.parquet")
+    frame.iloc[:0].to_csv(root / "header.csv", index=False)
+    (root / "headers").mkdir()
+    for i in range(2):
+        frame.iloc[:0].to_csv(root / "headers" / f"part-{i}.csv", index=False)
+    model = FusedClassifier(SGDClassifier(random_state=0), n_partitions=2)
+    model.fit(frame[FEATURES], frame["label"])
+    save(model, root / "model.skops")
+    return {"root": root, "frame": frame, "model": model}
+
+
+@pytest.fixture(scope="module")
+def empty_part_runs(empty_parts, custom_module):
+    """``predict`` over part files with empty ones and ``fit`` of a custom estimator,
+    as processes, at once (the custom module on PYTHONPATH)."""
+    root = empty_parts["root"]
+    custom = "daskfuse_custom_estimators"
+    pythonpath = os.pathsep.join(
+        filter(None, [str(custom_module), os.environ.get("PYTHONPATH")])
+    )
+    return run_all({
+        "csv": ("predict", root / "model.skops", root / "csv" / "part-*.csv",
+                "--target", "label", "--out", root / "pred-csv.csv"),
+        "parquet": ("predict", root / "model.skops", root / "pq",
+                    "--target", "label", "--out", root / "pred-pq.parquet"),
+        "custom": ("fit", root / "csv" / "part-*.csv", "--target", "label",
+                   "--estimator", f"{custom}.NearestMean", "--params", '{"shrink": 0.5}',
+                   "--partitions", "2", "--workers", "1", "--out", root / "custom.skops"),
+        "failing": ("fit", root / "csv" / "part-*.csv", "--target", "label",
+                    "--estimator", f"{custom}.Failing", "--workers", "1",
+                    "--out", root / "failing.skops"),
+    }, env={"PYTHONPATH": pythonpath})
+
+
+@pytest.mark.parametrize(("case", "out"), [("csv", "pred-csv.csv"),
+                                           ("parquet", "pred-pq.parquet")])
+def test_predict_over_part_files_with_empty_ones(empty_part_runs, empty_parts, case, out):
+    status, stdout, err = empty_part_runs[case]
+    assert status == 0, err
+    assert "Wrote 240 rows of predict output" in stdout
+    path = empty_parts["root"] / out
+    written = pd.read_csv(path) if case == "csv" else pd.read_parquet(path)
+    frame = empty_parts["frame"]
+    assert list(written.columns) == ["prediction"] and len(written) == len(frame)
+    np.testing.assert_array_equal(written["prediction"],
+                                  empty_parts["model"].predict(frame[FEATURES]))
+
+
+def test_read_data_leaves_out_header_only_csv_files(empty_parts):
+    from daskfuse.cli import read_data
+
+    frame = read_data(str(empty_parts["root"] / "csv" / "part-*.csv"))
+    # the first file holds only a header: its empty columns are not taken for strings
+    assert frame.npartitions == 2
+    assert all(pd.api.types.is_float_dtype(t) for t in frame.dtypes[FEATURES])
+    pd.testing.assert_frame_equal(frame.compute().reset_index(drop=True),
+                                  empty_parts["frame"])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("header.csv", "{root}/header.csv has no rows: it holds only a header line"),
+        ("headers/*.csv",
+         "{root}/headers/*.csv has no rows: all 2 CSV files it names hold only a header line"),
+        ("headers", "{root}/headers has no rows: all 2 CSV files it names hold only a header"),
+    ],
+)
+def test_fit_on_header_only_csv_says_it_has_no_rows(empty_parts, capsys, data, message):
+    root = str(empty_parts["root"])
+    status = main(["fit", f"{root}/{data}", "--target", "label", "--estimator", SGD,
+                   "--out", f"{root}/x.skops"])
+    assert status == 2
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err, "fit")
+    assert message.replace("{root}", root) in line
+    assert "string" not in line
+    assert captured.out == ""
+
+
+def test_fit_a_custom_estimator_without_parameter_constraints(empty_part_runs, empty_parts,
+                                                              custom_module, monkeypatch):
+    status, out, err = empty_part_runs["custom"]
+    assert status == 0, err
+    assert "Traceback" not in err
+    monkeypatch.syspath_prepend(str(custom_module))
+    import daskfuse_custom_estimators as custom
+
+    name = "daskfuse_custom_estimators.NearestMean"
+    assert f"loading this model needs --trust {name}" in out
+    loaded = load(empty_parts["root"] / "custom.skops", trusted=[name])
+    assert type(loaded.estimator) is custom.NearestMean and loaded.estimator.shrink == 0.5
+    assert loaded.n_partitions_ == 2
+    frame = empty_parts["frame"]
+    here = FusedClassifier(custom.NearestMean(shrink=0.5), n_partitions=2).fit(
+        frame[FEATURES], frame["label"])
+    np.testing.assert_array_equal(loaded.predict(frame[FEATURES]),
+                                  here.predict(frame[FEATURES]))
+
+
+def test_an_estimator_that_fails_to_fit_is_one_line(empty_part_runs, empty_parts):
+    status, _, err = empty_part_runs["failing"]
+    assert status == 2
+    line = one_error_line(err, "fit")
+    assert "RuntimeError: this estimator cannot fit" in line
+    assert not (empty_parts["root"] / "failing.skops").exists()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "message"),
+    [
+        ("daskfuse_custom_estimators.boom",
+         "is not a scikit-learn estimator class: it is a function, not a class"),
+        ("daskfuse_custom_estimators.NoFit",
+         "is not a scikit-learn estimator class: the class has no fit"),
+        ("daskfuse_custom_estimators.lazy",
+         "module daskfuse_custom_estimators has no 'lazy'"),
+        ("os.system", "is not a scikit-learn estimator class: it is a builtin_function_or_"),
+        ("builtins.dict", "is not a scikit-learn estimator class: the class has no fit"),
+        ("os.path", "is not a scikit-learn estimator class: it is a module, not a class"),
+        ("sklearn.preprocessing.LabelEncoder",
+         "fusion='auto' found no strategy for LabelEncoder"),
+    ],
+)
+def test_estimator_that_is_not_one_is_refused_and_nothing_called(
+    files, custom_module, monkeypatch, capsys, estimator, message
+):
+    monkeypatch.syspath_prepend(str(custom_module))
+    marker = custom_module / "called"
+    root = str(files["root"])
+    status = main(["fit", f"{root}/pq", "--target", "label", "--estimator", estimator,
+                   "--out", f"{root}/x.skops"])
+    assert status == 2
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err, "fit")
+    assert f"--estimator {estimator}" in line or "LabelEncoder" in estimator
+    assert message in line
+    assert captured.out == ""
+    assert not marker.exists(), marker.read_text()
+
+
+@pytest.fixture(scope="module")
+def plain_model(files):
+    """A model of ``files["frame"]`` fitted here (feature names a, b, c, d), saved."""
+    path = files["root"] / "plain.skops"
+    frame = files["frame"]
+    save(FusedClassifier(SGDClassifier(random_state=0), n_partitions=2).fit(
+        frame[FEATURES], frame["label"]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "{model}", "{root}/pq", "--target", "lable", "--out", "{root}/p.csv"],
+        ["predict", "{model}", "{root}/pq", "--method", "transform", "--out", "{root}/p.csv"],
+        ["predict", "{model}", "{root}/points.csv", "--out", "{root}/p.csv"],
+        ["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--fusion", "exact",
+         "--out", "{root}/x.skops"],
+        ["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--out", "{root}"],
+        ["report", "{root}/pq"],
+    ],
+)
+def test_user_errors_all_exit_2_in_one_line(files, plain_model, capsys, args):
+    root = str(files["root"])
+    args = [a.replace("{root}", root).replace("{model}", plain_model) for a in args]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    one_error_line(captured.err, args[0])
+    assert captured.out == ""
+
+
+def test_predict_target_not_a_column_is_refused(files, plain_model, capsys):
+    root = str(files["root"])
+    status = main(["predict", plain_model, f"{root}/pq", "--target", "lable",
+                   "--out", f"{root}/p.csv"])
+    assert status == 2
+    line = one_error_line(capsys.readouterr().err, "predict")
+    assert f"--target 'lable' is not a column of {root}/pq; its columns: a, b, c, d, label" in line
+    assert not os.path.exists(f"{root}/p.csv")
+
+
+@pytest.mark.parametrize("command_name", ["fit", "predict", "report", "demo"])
+def test_help_states_the_exit_status(capsys, command_name):
+    with pytest.raises(SystemExit) as exc:
+        main([command_name, "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 on success; 2 on an error, reported in one line on stderr" in out
