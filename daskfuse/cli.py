@@ -228,11 +228,18 @@ def _add_fit_parser(sub):
     fit.set_defaults(func=_fit_command)
 
 
-def _add_trust_option(parser):
+def _add_load_options(parser):
+    from .persist import MAX_BYTES
+
     parser.add_argument(
         "--trust", action="append", default=[], metavar="TYPE",
         help="also trust this type when loading MODEL (a fully qualified name that the "
              "refusal named); review it first; repeat for several",
+    )
+    parser.add_argument(
+        "--max-bytes", type=_positive_int, default=MAX_BYTES, metavar="N",
+        help=f"refuse a MODEL that unpacks to more than N bytes (default: {MAX_BYTES:,}; "
+             "daskfuse.load's max_bytes)",
     )
 
 
@@ -263,7 +270,7 @@ def _add_predict_parser(sub):
         predict, "start a LocalCluster of N worker processes for the predictions "
                  "(default: none; dask's threads in this process)",
     )
-    _add_trust_option(predict)
+    _add_load_options(predict)
     predict.set_defaults(func=_predict_command)
 
 
@@ -275,7 +282,7 @@ def _add_report_parser(sub):
         description="Load MODEL and print what it is and how it was fitted.",
     )
     report.add_argument("model", metavar="MODEL", help="model file")
-    _add_trust_option(report)
+    _add_load_options(report)
     report.set_defaults(func=_report_command)
 
 
@@ -1198,11 +1205,11 @@ def _needs_trust(path):
     return sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted_types()))
 
 
-def _load_model(path, trust):
+def _load_model(path, trust, max_bytes):
     from .persist import ModelFileError, load
 
     try:
-        return load(path, trusted=trust or None)
+        return load(path, trusted=trust or None, max_bytes=max_bytes)
     except FileNotFoundError:
         raise UserError(f"no such model file: {path}") from None
     except ModelFileError as exc:
@@ -1358,7 +1365,7 @@ def _predict_command(args, console):
     if fmt is None:
         raise UserError(f"--out {args.out}: expected a name ending in {_suffixes()}")
     _check_writable(args.out, "--out")
-    model = _load_model(args.model, args.trust)
+    model = _load_model(args.model, args.trust, args.max_bytes)
     method = _predict_method(model, args.method)
     frame = read_data(args.data)
     features = _feature_columns(model, frame, args)
@@ -1405,7 +1412,7 @@ def _predict_command(args, console):
 def _report_command(args, console):
     import pandas as pd
 
-    model = _load_model(args.model, args.trust)
+    model = _load_model(args.model, args.trust, args.max_bytes)
     size = os.path.getsize(args.model)
     console.print(f"Model:       {args.model} ({type(model).__name__}, {_nbytes(size)})",
                   markup=False)

@@ -609,24 +609,40 @@ def plain_model(files):
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["predict", "{model}", "{root}/pq", "--target", "lable", "--out", "{root}/p.csv"],
-        ["predict", "{model}", "{root}/pq", "--method", "transform", "--out", "{root}/p.csv"],
-        ["predict", "{model}", "{root}/points.csv", "--out", "{root}/p.csv"],
-        ["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--fusion", "exact",
-         "--out", "{root}/x.skops"],
-        ["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--out", "{root}"],
-        ["report", "{root}/pq"],
+        (["predict", "{model}", "{root}/pq", "--target", "lable", "--out", "{root}/p.csv"],
+         "--target 'lable' is not a column of {root}/pq"),
+        (["predict", "{model}", "{root}/pq", "--method", "transform", "--out", "{root}/p.csv"],
+         "the model (FusedClassifier) has no transform"),
+        (["predict", "{model}", "{root}/points.csv", "--out", "{root}/p.csv"],
+         "{root}/points.csv lacks the model's feature column(s) a, b, c, d"),
+        (["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--fusion", "exact",
+          "--out", "{root}/x.skops"], "cannot fuse SGDClassifier()"),
+        (["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--out", "{root}"],
+         "--out {root} is a directory"),
+        (["report", "{root}/pq"], "{root}/pq is a directory, not a model file"),
+        (["report", "{model}", "--max-bytes", "1000"],
+         "{model}: unpacked, the file takes more than max_bytes=1,000 bytes"),
+        (["predict", "{model}", "{root}/pq", "--max-bytes", "1000", "--out", "{root}/p.csv"],
+         "(--max-bytes on the command line)"),
     ],
 )
-def test_user_errors_all_exit_2_in_one_line(files, plain_model, capsys, args):
+def test_user_errors_all_exit_2_in_one_line(files, plain_model, capsys, args, message):
     root = str(files["root"])
-    args = [a.replace("{root}", root).replace("{model}", plain_model) for a in args]
-    assert main(args) == 2
+
+    def fill(text):
+        return text.replace("{root}", root).replace("{model}", plain_model)
+
+    assert main([fill(a) for a in args]) == 2
     captured = capsys.readouterr()
-    one_error_line(captured.err, args[0])
+    assert fill(message) in one_error_line(captured.err, args[0])
     assert captured.out == ""
+
+
+def test_report_loads_with_a_larger_max_bytes(plain_model, capsys):
+    assert main(["report", plain_model, "--max-bytes", str(10**7)]) == 0
+    assert "Partition report (2 partitions)" in capsys.readouterr().out
 
 
 def test_predict_target_not_a_column_is_refused(files, plain_model, capsys):
