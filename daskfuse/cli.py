@@ -142,20 +142,33 @@ def build_parser():
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    demo.add_argument("--rows", type=_positive_int, default=2_000_000,
-                      help="training rows")
+    demo.add_argument("--rows", type=_positive_int, default=2_000_000, help="training rows")
     demo.add_argument("--features", type=_positive_int, default=20, help="features")
-    demo.add_argument("--partitions", type=_positive_int, default=8,
-                      help="row partitions (row blocks of the dask array)")
-    demo.add_argument("--workers", type=_positive_int, default=2,
-                      help="worker processes of the LocalCluster")
-    demo.add_argument("--threads-per-worker", type=_positive_int, default=1,
-                      help="threads per worker")
-    demo.add_argument("--estimator", choices=DEMO_ESTIMATORS, default="sgd",
-                      help="sgd: SGDClassifier, logistic: LogisticRegression")
+    demo.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=8,
+        help="row partitions (row blocks of the dask array)",
+    )
+    demo.add_argument(
+        "--workers", type=_positive_int, default=2, help="worker processes of the LocalCluster"
+    )
+    demo.add_argument(
+        "--threads-per-worker", type=_positive_int, default=1, help="threads per worker"
+    )
+    demo.add_argument(
+        "--estimator",
+        choices=DEMO_ESTIMATORS,
+        default="sgd",
+        help="sgd: SGDClassifier, logistic: LogisticRegression",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed of data and models")
-    demo.add_argument("--no-progress", dest="progress", action="store_false",
-                      help="do not show the progress bar while fitting")
+    demo.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not show the progress bar while fitting",
+    )
     demo.set_defaults(func=_demo_command)
     _add_fit_parser(sub)
     _add_predict_parser(sub)
@@ -166,15 +179,22 @@ def build_parser():
 def _add_cluster_options(parser, workers_help):
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
-        "--scheduler", metavar="ADDRESS",
+        "--scheduler",
+        metavar="ADDRESS",
         help="address of a running dask scheduler (tcp://host:8786) to run on; the "
-             "workers must be able to read DATA at the same path",
+        "workers must be able to read DATA at the same path",
     )
     # default None, so that argparse sees an explicit --workers next to --scheduler
-    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                       help=workers_help)
-    parser.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="N",
-                        help="threads per worker of that LocalCluster (default: 1)")
+    where.add_argument(
+        "--workers", type=_positive_int, default=None, metavar="N", help=workers_help
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="threads per worker of that LocalCluster (default: 1)",
+    )
 
 
 def _add_fit_parser(sub):
@@ -193,38 +213,78 @@ def _add_fit_parser(sub):
             "started for the fit and closed after it."
         ),
     )
-    fit.add_argument("data", metavar="DATA",
-                     help="CSV or parquet file, directory of part files, or glob")
-    fit.add_argument("--target", metavar="COL",
-                     help="the label column (required for classifiers and regressors)")
-    fit.add_argument("--estimator", required=True, metavar="DOTTED.PATH",
-                     help="estimator class, e.g. sklearn.linear_model.SGDClassifier")
-    fit.add_argument("--params", default="{}", metavar="JSON",
-                     help='estimator parameters as a JSON object, e.g. '
-                          '\'{"alpha": 0.001}\' (default: {})')
-    fit.add_argument("--fusion", default="auto", choices=("auto", *FUSERS),
-                     help="fusion strategy (default: auto)")
-    fit.add_argument("--partitions", type=_positive_int, default=None, metavar="N",
-                     help="number of partitions (default: one per partition of DATA)")
-    fit.add_argument("--partition", default=None,
-                     choices=tuple(s for s in STRATEGIES if s != "auto"),
-                     help="how rows are laid over partitions (default: the blocks of "
-                          "DATA, or uniform parts with --partitions)")
-    fit.add_argument("--drop", action="append", default=[], metavar="COL",
-                     help="a column that is not a feature (an id); repeat for several")
-    fit.add_argument("--seed", type=int, default=None,
-                     help="random_state of the fused estimator: reproducible shuffles "
-                          "and per-partition seeds")
-    _add_cluster_options(
-        fit, f"worker processes of the LocalCluster started for the fit (default: "
-             f"{FIT_WORKERS})",
+    fit.add_argument(
+        "data", metavar="DATA", help="CSV or parquet file, directory of part files, or glob"
     )
-    fit.add_argument("--out", required=True, metavar="MODEL",
-                     help="model file to write (skops format, e.g. model.skops)")
-    fit.add_argument("--report", metavar="REPORT.json",
-                     help="write a JSON report: partitions, fusion, fit seconds, score")
-    fit.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="do not show the progress bar while fitting")
+    fit.add_argument(
+        "--target", metavar="COL", help="the label column (required for classifiers and regressors)"
+    )
+    fit.add_argument(
+        "--estimator",
+        required=True,
+        metavar="DOTTED.PATH",
+        help="estimator class, e.g. sklearn.linear_model.SGDClassifier",
+    )
+    fit.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help="estimator parameters as a JSON object, e.g. '{\"alpha\": 0.001}' (default: {})",
+    )
+    fit.add_argument(
+        "--fusion",
+        default="auto",
+        choices=("auto", *FUSERS),
+        help="fusion strategy (default: auto)",
+    )
+    fit.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of partitions (default: one per partition of DATA)",
+    )
+    fit.add_argument(
+        "--partition",
+        default=None,
+        choices=tuple(s for s in STRATEGIES if s != "auto"),
+        help="how rows are laid over partitions (default: the blocks of "
+        "DATA, or uniform parts with --partitions)",
+    )
+    fit.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="a column that is not a feature (an id); repeat for several",
+    )
+    fit.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random_state of the fused estimator: reproducible shuffles and per-partition seeds",
+    )
+    _add_cluster_options(
+        fit,
+        f"worker processes of the LocalCluster started for the fit (default: {FIT_WORKERS})",
+    )
+    fit.add_argument(
+        "--out",
+        required=True,
+        metavar="MODEL",
+        help="model file to write (skops format, e.g. model.skops)",
+    )
+    fit.add_argument(
+        "--report",
+        metavar="REPORT.json",
+        help="write a JSON report: partitions, fusion, fit seconds, score",
+    )
+    fit.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not show the progress bar while fitting",
+    )
     fit.set_defaults(func=_fit_command)
 
 
@@ -232,14 +292,20 @@ def _add_load_options(parser):
     from .persist import MAX_BYTES
 
     parser.add_argument(
-        "--trust", action="append", default=[], metavar="TYPE",
+        "--trust",
+        action="append",
+        default=[],
+        metavar="TYPE",
         help="also trust this type when loading MODEL (a fully qualified name that the "
-             "refusal named); review it first; repeat for several",
+        "refusal named); review it first; repeat for several",
     )
     parser.add_argument(
-        "--max-bytes", type=_positive_int, default=MAX_BYTES, metavar="N",
+        "--max-bytes",
+        type=_positive_int,
+        default=MAX_BYTES,
+        metavar="N",
         help=f"refuse a MODEL that unpacks to more than N bytes (default: {MAX_BYTES:,}; "
-             "daskfuse.load's max_bytes)",
+        "daskfuse.load's max_bytes)",
     )
 
 
@@ -257,18 +323,25 @@ def _add_predict_parser(sub):
         ),
     )
     predict.add_argument("model", metavar="MODEL", help="model file")
-    predict.add_argument("data", metavar="DATA",
-                         help="CSV or parquet file, directory of part files, or glob")
-    predict.add_argument("--out", required=True, metavar="PRED",
-                         help="file to write: .csv or .parquet")
-    predict.add_argument("--target", metavar="COL",
-                         help="the label column of DATA, left out of the features")
-    predict.add_argument("--method", default="auto", choices=("auto", *PREDICT_METHODS),
-                         help="what to compute (default: auto: predict, or transform "
-                              "for a transformer)")
+    predict.add_argument(
+        "data", metavar="DATA", help="CSV or parquet file, directory of part files, or glob"
+    )
+    predict.add_argument(
+        "--out", required=True, metavar="PRED", help="file to write: .csv or .parquet"
+    )
+    predict.add_argument(
+        "--target", metavar="COL", help="the label column of DATA, left out of the features"
+    )
+    predict.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", *PREDICT_METHODS),
+        help="what to compute (default: auto: predict, or transform for a transformer)",
+    )
     _add_cluster_options(
-        predict, "start a LocalCluster of N worker processes for the predictions "
-                 "(default: none; dask's threads in this process)",
+        predict,
+        "start a LocalCluster of N worker processes for the predictions "
+        "(default: none; dask's threads in this process)",
     )
     _add_load_options(predict)
     predict.set_defaults(func=_predict_command)
@@ -525,8 +598,7 @@ def run_demo(
     template = _make_estimator(estimator, seed)
     est_name = type(template).__name__
     console.print(
-        f"Starting a LocalCluster: {workers} worker process(es) x "
-        f"{threads_per_worker} thread(s)"
+        f"Starting a LocalCluster: {workers} worker process(es) x {threads_per_worker} thread(s)"
     )
     with _workers_ignore_sigint():
         cluster = LocalCluster(
@@ -587,9 +659,7 @@ def run_demo(
             )
         else:
             console.print(f"Fitting {est_name} on 1 process (data gathered to numpy) ...")
-            X_np, y_np, X_test_np, y_test_np = client.gather(
-                client.compute([X, y, X_test, y_test])
-            )
+            X_np, y_np, X_test_np, y_test_np = client.gather(client.compute([X, y, X_test, y_test]))
             baseline = _make_estimator(estimator, seed)
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -614,10 +684,7 @@ def _results_table(single, fused, model, est_name, workers, threads):
     from rich.table import Table
 
     table = Table(
-        title=(
-            f"{est_name}: single process vs fused "
-            f"({workers} worker(s) x {threads} thread(s))"
-        ),
+        title=(f"{est_name}: single process vs fused ({workers} worker(s) x {threads} thread(s))"),
         title_justify="left",
     )
     table.add_column("model")
@@ -627,9 +694,7 @@ def _results_table(single, fused, model, est_name, workers, threads):
     fused_label = f"daskfuse ({model.n_partitions_} partitions, fusion={model.fusion_.name})"
     if single is None:
         table.add_row("scikit-learn (1 process)", "skipped", "-", "-")
-        table.add_row(
-            fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-"
-        )
+        table.add_row(fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-")
     else:
         table.add_row(
             "scikit-learn (1 process)",
@@ -869,7 +934,7 @@ def _parse_params(text):
         raise UserError(f"--params is not valid JSON: {exc} in {text!r}") from None
     if not isinstance(params, dict):
         raise UserError(
-            f"--params must be a JSON object ({{\"name\": value, ...}}); got a "
+            f'--params must be a JSON object ({{"name": value, ...}}); got a '
             f"{type(params).__name__}: {text!r}"
         )
     return params
@@ -904,12 +969,10 @@ def _import_estimator(path):
     if not isinstance(cls, type):
         what = "a module" if inspect.ismodule(cls) else f"a {type(cls).__name__}"
         raise UserError(
-            f"--estimator {path} is not a scikit-learn estimator class: it is {what}, "
-            "not a class"
+            f"--estimator {path} is not a scikit-learn estimator class: it is {what}, not a class"
         )
     missing = [
-        name for name in ("fit", "get_params")
-        if inspect.getattr_static(cls, name, None) is None
+        name for name in ("fit", "get_params") if inspect.getattr_static(cls, name, None) is None
     ]
     if missing:
         raise UserError(
@@ -1015,9 +1078,7 @@ def _dask_client(scheduler, workers, threads, console):
         with client, _quiet_after_interrupt():
             yield client
         return
-    console.print(
-        f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)"
-    )
+    console.print(f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)")
     with _workers_ignore_sigint():
         cluster = LocalCluster(
             n_workers=workers,
@@ -1178,9 +1239,8 @@ def _fit_command(args, console):
             "fit_seconds": fit_seconds,
             "score_name": score_name,
             "train_score": score,
-            "scheduler": args.scheduler or (
-                f"LocalCluster({workers} workers x {args.threads_per_worker} threads)"
-            ),
+            "scheduler": args.scheduler
+            or (f"LocalCluster({workers} workers x {args.threads_per_worker} threads)"),
             "partitions": model.partition_report_.to_dict("records"),
         }
         with open(args.report, "w", encoding="utf-8") as f:
@@ -1191,9 +1251,7 @@ def _fit_command(args, console):
 
 
 def _score_label(kind):
-    return {"classifier": "train\naccuracy", "regressor": "train\nR²"}.get(
-        kind, "train\nscore"
-    )
+    return {"classifier": "train\naccuracy", "regressor": "train\nR²"}.get(kind, "train\nscore")
 
 
 def _needs_trust(path):
@@ -1284,16 +1342,16 @@ def _output_columns(model, method, features, use_names):
     probe = pd.DataFrame(np.zeros((1, len(features))), columns=features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = np.asarray(
-            getattr(model, method)(probe if use_names else probe.to_numpy())
-        )
+        values = np.asarray(getattr(model, method)(probe if use_names else probe.to_numpy()))
     if values.ndim == 1:
         return ["prediction" if method == "predict" else method], values
     width = values.shape[1]
     classes = getattr(model, "classes_", None)
-    if method in ("predict_proba", "decision_function") and classes is not None and len(
-        classes
-    ) == width:
+    if (
+        method in ("predict_proba", "decision_function")
+        and classes is not None
+        and len(classes) == width
+    ):
         prefix = "proba" if method == "predict_proba" else "decision"
         return [f"{prefix}_{c}" for c in classes], values
     if method == "transform" and hasattr(model, "get_feature_names_out"):
@@ -1319,8 +1377,12 @@ class _Writer:
 
     def write(self, df):
         if self.fmt == "csv":
-            df.to_csv(self.tmp, mode="w" if self.rows == 0 and self._empty is None else "a",
-                      header=self.rows == 0 and self._empty is None, index=False)
+            df.to_csv(
+                self.tmp,
+                mode="w" if self.rows == 0 and self._empty is None else "a",
+                header=self.rows == 0 and self._empty is None,
+                index=False,
+            )
             self._empty = False
         else:
             import pyarrow as pa
@@ -1344,8 +1406,7 @@ class _Writer:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pandas(self._empty, preserve_index=False),
-                               self.tmp)
+                pq.write_table(pa.Table.from_pandas(self._empty, preserve_index=False), self.tmp)
             else:
                 self._parquet.close()
         os.replace(self.tmp, self.path)
@@ -1378,9 +1439,7 @@ def _predict_command(args, console):
     )
     X = frame[features]
     model_arg = dask.delayed(model, pure=True)
-    predictions = X.map_partitions(
-        _apply_model, model_arg, method, use_names, meta, meta=meta
-    )
+    predictions = X.map_partitions(_apply_model, model_arg, method, use_names, meta, meta=meta)
     parts = predictions.to_delayed()
     writer = _Writer(args.out, fmt)
     with _dask_client(args.scheduler, args.workers, args.threads_per_worker, console):
@@ -1392,19 +1451,16 @@ def _predict_command(args, console):
         )
         try:
             for start in range(0, len(parts), PREDICT_BATCH):
-                for df in dask.compute(*parts[start:start + PREDICT_BATCH]):
+                for df in dask.compute(*parts[start : start + PREDICT_BATCH]):
                     writer.write(df)
             writer.close()
         except Exception as exc:  # the data or the model's method failed: one line
             writer.discard()
-            raise DataError(
-                f"predicting failed: {type(exc).__name__}: {_one_line(exc)}"
-            ) from None
+            raise DataError(f"predicting failed: {type(exc).__name__}: {_one_line(exc)}") from None
         except BaseException:
             writer.discard()
             raise
-    console.print(f"Wrote {writer.rows:,} rows of {method} output to {args.out}",
-                  markup=False)
+    console.print(f"Wrote {writer.rows:,} rows of {method} output to {args.out}", markup=False)
     return 0
 
 
@@ -1414,8 +1470,9 @@ def _report_command(args, console):
 
     model = _load_model(args.model, args.trust, args.max_bytes)
     size = os.path.getsize(args.model)
-    console.print(f"Model:       {args.model} ({type(model).__name__}, {_nbytes(size)})",
-                  markup=False)
+    console.print(
+        f"Model:       {args.model} ({type(model).__name__}, {_nbytes(size)})", markup=False
+    )
     inner = getattr(model, "estimator", None)
     fused = getattr(model, "fused_estimator_", None)
     if inner is not None:

@@ -72,9 +72,7 @@ TREE_TYPE = "sklearn.tree._tree.Tree"
 
 #: the scikit-learn modules whose public classes of the given base fused models hold,
 #: beyond skops's defaults: the MLP's optimizer (``_optimizer``)
-_SKLEARN_EXTRA = (
-    ("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),
-)
+_SKLEARN_EXTRA = (("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),)
 
 #: the modules whose public classes daskfuse produces
 _MODULES = ("daskfuse.estimators", "daskfuse.models", "daskfuse.partition")
@@ -85,7 +83,13 @@ MAX_BYTES = 2**29
 
 #: fitted attributes whose last axis is the estimator's features (``n_features_in_``)
 FEATURE_AXIS = (
-    "coef_", "components_", "cluster_centers_", "theta_", "var_", "mean_", "scale_",
+    "coef_",
+    "components_",
+    "cluster_centers_",
+    "theta_",
+    "var_",
+    "mean_",
+    "scale_",
 )
 
 #: fitted attributes of a classifier whose first axis is its classes (``classes_``)
@@ -201,8 +205,7 @@ def _trusted_argument(trusted):
             names.append(item)
         else:
             raise TypeError(
-                f"trusted must hold type names (str) or types; got {type(item).__name__} "
-                f"{item!r}"
+                f"trusted must hold type names (str) or types; got {type(item).__name__} {item!r}"
             )
     return names
 
@@ -377,8 +380,7 @@ def _check_size(path, max_bytes):
             _unpacked_bytes(archive, path, max_bytes)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ModelFileError(
-            f"{path} is not a model file written by daskfuse.save (a skops file): "
-            f"{_reason(exc)}"
+            f"{path} is not a model file written by daskfuse.save (a skops file): {_reason(exc)}"
         ) from None
 
 
@@ -512,8 +514,12 @@ def _forest_problems(estimator, n_features):
         RandomForestRegressor,
     )
 
-    forests = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier,
-               ExtraTreesRegressor)
+    forests = (
+        RandomForestClassifier,
+        RandomForestRegressor,
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+    )
     if not isinstance(estimator, forests) or n_features is None:
         return
     for i, tree in enumerate(vars(estimator).get("estimators_", [])):
@@ -568,8 +574,7 @@ def _check_shapes(model, where):
         for problem in _estimator_problems(item, n_features):
             if problem is not None:
                 raise ModelFileError(
-                    f"{where}: {type(item).__name__}.{problem}; the file is corrupt or "
-                    "was altered"
+                    f"{where}: {type(item).__name__}.{problem}; the file is corrupt or was altered"
                 )
 
 
@@ -697,8 +702,7 @@ def load(path, trusted=None, max_bytes=MAX_BYTES):
         found = skops.io.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ModelFileError(
-            f"{path} is not a model file written by daskfuse.save (a skops file): "
-            f"{_reason(exc)}"
+            f"{path} is not a model file written by daskfuse.save (a skops file): {_reason(exc)}"
         ) from None
     allowed = set(trusted_types()) | set(extra)
     untrusted = sorted(set(found) - allowed)
@@ -709,9 +713,7 @@ def load(path, trusted=None, max_bytes=MAX_BYTES):
     except (ImportError, AttributeError, KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: cannot build the model: {_reason(exc)}") from None
     if not (hasattr(model, "get_params") and hasattr(model, "fit")):
-        raise ModelFileError(
-            f"{path} holds a {type(model).__name__}, not a scikit-learn estimator"
-        )
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a scikit-learn estimator")
     _restore_frames(model)
     _check_trees(model, path)
     _check_shapes(model, path)
@@ -725,5 +727,3 @@ def _reason(exc):
     if isinstance(exc, KeyError):
         return f"missing entry {text}"
     return f"{name}: {text}" if text else name
-
-

@@ -36,8 +36,9 @@ def cli_env():
 
 def run_cli(*args, timeout=TIMEOUT):
     """``python -m daskfuse ARGS``, stdout a pipe (not a terminal)."""
-    return subprocess.run(command(*args), capture_output=True, text=True,
-                          timeout=timeout, env=cli_env())
+    return subprocess.run(
+        command(*args), capture_output=True, text=True, timeout=timeout, env=cli_env()
+    )
 
 
 def run_all(cases, env=None):
@@ -48,9 +49,13 @@ def run_all(cases, env=None):
     the environment of the commands.
     """
     procs = {
-        name: subprocess.Popen(command(*args), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               env={**cli_env(), **(env or {})})
+        name: subprocess.Popen(
+            command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**cli_env(), **(env or {})},
+        )
         for name, args in cases.items()
     }
     results = {}
@@ -89,14 +94,14 @@ def files(tmp_path_factory):
     frame["label"] = (X[:, 0] + X[:, 1] - 0.5 * X[:, 2] > 0).astype(int)
     (root / "pq").mkdir()
     for i in range(4):
-        frame.iloc[i * 300:(i + 1) * 300].to_parquet(root / "pq" / f"part-{i}.parquet")
+        frame.iloc[i * 300 : (i + 1) * 300].to_parquet(root / "pq" / f"part-{i}.parquet")
     (root / "pq" / "_SUCCESS").write_text("")  # what Spark leaves: skipped
 
     reg = pd.DataFrame(rng.normal(size=(900, 3)), columns=["x1", "x2", "x3"])
     reg["value"] = reg.to_numpy() @ [1.5, -2.0, 0.5] + 0.7 + 0.1 * rng.normal(size=900)
     (root / "csv").mkdir()
     for i in range(3):
-        reg.iloc[i * 300:(i + 1) * 300].to_csv(root / "csv" / f"part-{i}.csv", index=False)
+        reg.iloc[i * 300 : (i + 1) * 300].to_csv(root / "csv" / f"part-{i}.csv", index=False)
 
     blobs = np.concatenate([rng.normal(c, 0.3, size=(100, 2)) for c in (-3, 0, 3)])
     points = pd.DataFrame(blobs, columns=["u", "v"])
@@ -113,9 +118,24 @@ def parquet_fit(files):
     root = files["root"]
     model, report = root / "sgd.skops", root / "sgd.json"
     proc = run_cli(
-        "fit", root / "pq", "--target", "label", "--estimator", SGD,
-        "--params", '{"random_state": 0}', "--fusion", "weighted", "--partitions", "6",
-        "--workers", "1", "--out", model, "--report", report,
+        "fit",
+        root / "pq",
+        "--target",
+        "label",
+        "--estimator",
+        SGD,
+        "--params",
+        '{"random_state": 0}',
+        "--fusion",
+        "weighted",
+        "--partitions",
+        "6",
+        "--workers",
+        "1",
+        "--out",
+        model,
+        "--report",
+        report,
     )
     return proc, model, report
 
@@ -134,11 +154,13 @@ def test_fit_parquet_directory_gives_the_in_process_model(parquet_fit, files):
     loaded = load(model_path)
     frame = files["frame"]
     X, y = frame[FEATURES], frame["label"]
-    here = FusedClassifier(SGDClassifier(random_state=0), fusion="weighted",
-                           n_partitions=6).fit(X, y)
+    here = FusedClassifier(SGDClassifier(random_state=0), fusion="weighted", n_partitions=6).fit(
+        X, y
+    )
     assert type(loaded) is FusedClassifier
-    np.testing.assert_allclose(loaded.fused_estimator_.coef_, here.fused_estimator_.coef_,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        loaded.fused_estimator_.coef_, here.fused_estimator_.coef_, rtol=1e-12
+    )
     np.testing.assert_array_equal(loaded.predict(X), here.predict(X))
     assert list(loaded.feature_names_in_) == FEATURES
     assert loaded.partition_report_["rows"].tolist() == [200] * 6
@@ -166,15 +188,38 @@ def scheduler_fits(client, files):
     """Two ``daskfuse fit`` runs on the shared cluster (``--scheduler``), at once."""
     root = files["root"]
     address = client.scheduler.address
-    runs = run_all({
-        "ridge": ("fit", root / "csv" / "part-*.csv", "--target", "value",
-                  "--estimator", "sklearn.linear_model.Ridge", "--fusion", "exact",
-                  "--scheduler", address, "--out", root / "ridge.skops"),
-        "kmeans": ("fit", root / "points.csv", "--drop", "id",
-                   "--estimator", "sklearn.cluster.KMeans",
-                   "--params", '{"n_clusters": 3, "n_init": 2, "random_state": 0}',
-                   "--scheduler", address, "--out", root / "km.skops"),
-    })
+    runs = run_all(
+        {
+            "ridge": (
+                "fit",
+                root / "csv" / "part-*.csv",
+                "--target",
+                "value",
+                "--estimator",
+                "sklearn.linear_model.Ridge",
+                "--fusion",
+                "exact",
+                "--scheduler",
+                address,
+                "--out",
+                root / "ridge.skops",
+            ),
+            "kmeans": (
+                "fit",
+                root / "points.csv",
+                "--drop",
+                "id",
+                "--estimator",
+                "sklearn.cluster.KMeans",
+                "--params",
+                '{"n_clusters": 3, "n_init": 2, "random_state": 0}',
+                "--scheduler",
+                address,
+                "--out",
+                root / "km.skops",
+            ),
+        }
+    )
     return runs, address
 
 
@@ -190,8 +235,9 @@ def test_fit_csv_glob_on_a_running_scheduler(scheduler_fits, files):
     reg = files["reg"]
     X, y = reg[["x1", "x2", "x3"]], reg["value"]
     here = FusedRegressor(Ridge(), fusion="exact", n_partitions=3).fit(X, y)
-    np.testing.assert_allclose(loaded.fused_estimator_.coef_, here.fused_estimator_.coef_,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        loaded.fused_estimator_.coef_, here.fused_estimator_.coef_, rtol=1e-8
+    )
     np.testing.assert_allclose(loaded.predict(X), here.predict(X), rtol=1e-8)
 
 
@@ -202,8 +248,9 @@ def test_fit_clusterer_on_a_csv_file(scheduler_fits, files):
     assert type(loaded) is FusedClusterer and loaded.fusion_.name == "recluster"
     assert list(loaded.feature_names_in_) == ["u", "v"]  # --drop id
     points = files["points"][["u", "v"]]
-    here = FusedClusterer(KMeans(n_clusters=3, n_init=2, random_state=0),
-                          n_partitions=1).fit(points)
+    here = FusedClusterer(KMeans(n_clusters=3, n_init=2, random_state=0), n_partitions=1).fit(
+        points
+    )
     np.testing.assert_array_equal(loaded.predict(points), here.predict(points))
     assert len(np.unique(loaded.predict(points))) == 3
 
@@ -215,17 +262,41 @@ def process_runs(parquet_fit, files):
     proc, model, _ = parquet_fit
     assert proc.returncode == 0, proc.stderr
     root = files["root"]
-    return run_all({
-        "predict": ("predict", model, root / "pq", "--target", "label",
-                    "--out", root / "pred.csv"),
-        "report": ("report", model),
-        "missing-file": ("fit", root / "nope.parquet", "--target", "label",
-                         "--estimator", SGD, "--out", root / "x.skops"),
-        "no-such-module": ("fit", root / "pq", "--target", "label",
-                           "--estimator", "no.such.Module", "--out", root / "x.skops"),
-        "not-a-model": ("predict", root / "points.csv", root / "pq",
-                        "--out", root / "p.csv"),
-    })
+    return run_all(
+        {
+            "predict": (
+                "predict",
+                model,
+                root / "pq",
+                "--target",
+                "label",
+                "--out",
+                root / "pred.csv",
+            ),
+            "report": ("report", model),
+            "missing-file": (
+                "fit",
+                root / "nope.parquet",
+                "--target",
+                "label",
+                "--estimator",
+                SGD,
+                "--out",
+                root / "x.skops",
+            ),
+            "no-such-module": (
+                "fit",
+                root / "pq",
+                "--target",
+                "label",
+                "--estimator",
+                "no.such.Module",
+                "--out",
+                root / "x.skops",
+            ),
+            "not-a-model": ("predict", root / "points.csv", root / "pq", "--out", root / "p.csv"),
+        }
+    )
 
 
 def test_predict_writes_one_row_per_input_row(process_runs, parquet_fit, files):
@@ -235,8 +306,9 @@ def test_predict_writes_one_row_per_input_row(process_runs, parquet_fit, files):
     written = pd.read_csv(files["root"] / "pred.csv")
     assert list(written.columns) == ["prediction"] and len(written) == 1200
     frame = files["frame"]
-    np.testing.assert_array_equal(written["prediction"],
-                                  load(parquet_fit[1]).predict(frame[FEATURES]))
+    np.testing.assert_array_equal(
+        written["prediction"], load(parquet_fit[1]).predict(frame[FEATURES])
+    )
 
 
 def test_predict_to_parquet_in_process(parquet_fit, files, capsys):
@@ -245,8 +317,17 @@ def test_predict_to_parquet_in_process(parquet_fit, files, capsys):
     root = files["root"]
     out = root / "scores.parquet"
     # the label column is left out because the model names its feature columns
-    status = main(["predict", str(model_path), str(root / "pq" / "*.parquet"),
-                   "--method", "decision_function", "--out", str(out)])
+    status = main(
+        [
+            "predict",
+            str(model_path),
+            str(root / "pq" / "*.parquet"),
+            "--method",
+            "decision_function",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0, capsys.readouterr().err
     written = pd.read_parquet(out)
     assert list(written.columns) == ["decision_function"] and len(written) == 1200
@@ -297,39 +378,84 @@ def test_errors_in_a_process_are_one_line(process_runs, case, command_name, mess
 @pytest.mark.parametrize(
     ("args", "status", "message"),
     [
-        (["fit", "{root}/nothing-*.csv", "--target", "label"], 2,
-         "no files match {root}/nothing-*.csv"),
-        (["fit", "{root}/empty", "--target", "label"], 2,
-         "{root}/empty holds no data files (.csv, .parquet, .pq)"),
-        (["fit", "{root}/notes.txt", "--target", "label"], 2,
-         "cannot tell the format of {root}/notes.txt"),
-        (["fit", "{root}/pq", "--target", "lable"], 2,
-         "--target 'lable' is not a column of {root}/pq; its columns: a, b, c, d, label"),
-        (["fit", "{root}/pq"], 2,
-         "--target is required to fit a classifier (SGDClassifier); the columns of"),
-        (["fit", "{root}/pq", "--target", "label", "--estimator", "os.path.join"], 2,
-         "--estimator os.path.join is not a scikit-learn estimator class"),
-        (["fit", "{root}/pq", "--target", "label", "--estimator", "sklearn.linear_model.Nope"],
-         2, "--estimator sklearn.linear_model.Nope: module sklearn.linear_model has no 'Nope'"),
-        (["fit", "{root}/pq", "--target", "label", "--params", "{'alpha': 1}"], 2,
-         "--params is not valid JSON: Expecting property name enclosed in double quotes: "
-         "line 1 column 2 (char 1)"),
-        (["fit", "{root}/pq", "--target", "label", "--params", "[1, 2]"], 2,
-         "--params must be a JSON object"),
-        (["fit", "{root}/pq", "--target", "label", "--params", '{"alhpa": 0.1}'], 2,
-         "--params rejected by SGDClassifier: SGDClassifier.__init__() got an unexpected "
-         "keyword argument 'alhpa'; its parameters: alpha,"),
-        (["fit", "{root}/pq", "--target", "label", "--params", '{"loss": "nope"}'], 2,
-         "--params rejected by SGDClassifier: The 'loss' parameter of SGDClassifier must be"),
-        (["fit", "{root}/pq", "--target", "label", "--fusion", "exact"], 2,
-         "fusion=Exact(method='auto') cannot fuse SGDClassifier()"),
-        (["fit", "{root}/pq", "--target", "label", "--out", "{root}/no/dir/m.skops"], 2,
-         "--out {root}/no/dir/m.skops: no such directory"),
+        (
+            ["fit", "{root}/nothing-*.csv", "--target", "label"],
+            2,
+            "no files match {root}/nothing-*.csv",
+        ),
+        (
+            ["fit", "{root}/empty", "--target", "label"],
+            2,
+            "{root}/empty holds no data files (.csv, .parquet, .pq)",
+        ),
+        (
+            ["fit", "{root}/notes.txt", "--target", "label"],
+            2,
+            "cannot tell the format of {root}/notes.txt",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "lable"],
+            2,
+            "--target 'lable' is not a column of {root}/pq; its columns: a, b, c, d, label",
+        ),
+        (
+            ["fit", "{root}/pq"],
+            2,
+            "--target is required to fit a classifier (SGDClassifier); the columns of",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--estimator", "os.path.join"],
+            2,
+            "--estimator os.path.join is not a scikit-learn estimator class",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--estimator", "sklearn.linear_model.Nope"],
+            2,
+            "--estimator sklearn.linear_model.Nope: module sklearn.linear_model has no 'Nope'",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--params", "{'alpha': 1}"],
+            2,
+            "--params is not valid JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--params", "[1, 2]"],
+            2,
+            "--params must be a JSON object",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--params", '{"alhpa": 0.1}'],
+            2,
+            "--params rejected by SGDClassifier: SGDClassifier.__init__() got an unexpected "
+            "keyword argument 'alhpa'; its parameters: alpha,",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--params", '{"loss": "nope"}'],
+            2,
+            "--params rejected by SGDClassifier: The 'loss' parameter of SGDClassifier must be",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--fusion", "exact"],
+            2,
+            "fusion=Exact(method='auto') cannot fuse SGDClassifier()",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--out", "{root}/no/dir/m.skops"],
+            2,
+            "--out {root}/no/dir/m.skops: no such directory",
+        ),
         (["report", "{root}/missing.skops"], 2, "no such model file: {root}/missing.skops"),
-        (["report", "{root}/points.csv"], 2,
-         "{root}/points.csv is not a model file written by daskfuse.save (a skops file)"),
-        (["predict", "{root}/missing.skops", "{root}/pq", "--out", "{root}/p.txt"], 2,
-         "--out {root}/p.txt: expected a name ending in .csv, .parquet, .pq"),
+        (
+            ["report", "{root}/points.csv"],
+            2,
+            "{root}/points.csv is not a model file written by daskfuse.save (a skops file)",
+        ),
+        (
+            ["predict", "{root}/missing.skops", "{root}/pq", "--out", "{root}/p.txt"],
+            2,
+            "--out {root}/p.txt: expected a name ending in .csv, .parquet, .pq",
+        ),
     ],
 )
 def test_errors_are_one_line_before_any_work(files, capsys, args, status, message):
@@ -349,8 +475,22 @@ def test_errors_are_one_line_before_any_work(files, capsys, args, status, messag
 
 def test_scheduler_and_workers_exclude_each_other(files, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["fit", str(files["root"] / "pq"), "--target", "label", "--estimator", SGD,
-              "--scheduler", "tcp://127.0.0.1:1", "--workers", "2", "--out", "m.skops"])
+        main(
+            [
+                "fit",
+                str(files["root"] / "pq"),
+                "--target",
+                "label",
+                "--estimator",
+                SGD,
+                "--scheduler",
+                "tcp://127.0.0.1:1",
+                "--workers",
+                "2",
+                "--out",
+                "m.skops",
+            ]
+        )
     assert exc.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == "daskfuse fit: error: argument --workers: not allowed with argument --scheduler"
@@ -377,7 +517,7 @@ def test_untrusted_model_is_refused_until_trusted(files, capsys):
 #: a third-party estimator module, written to a folder on PYTHONPATH: a plain
 #: BaseEstimator subclass without _parameter_constraints, one whose fit fails, and
 #: names that must not be called when --estimator names them
-CUSTOM_MODULE = '''
+CUSTOM_MODULE = """
 import os
 
 import numpy as np
@@ -429,7 +569,7 @@ class NoFit:
 def __getattr__(name):
     _mark(f"getattr {name}")
     raise AttributeError(name)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -474,25 +614,61 @@ def empty_part_runs(empty_parts, custom_module):
     as processes, at once (the custom module on PYTHONPATH)."""
     root = empty_parts["root"]
     custom = "daskfuse_custom_estimators"
-    pythonpath = os.pathsep.join(
-        filter(None, [str(custom_module), os.environ.get("PYTHONPATH")])
+    pythonpath = os.pathsep.join(filter(None, [str(custom_module), os.environ.get("PYTHONPATH")]))
+    return run_all(
+        {
+            "csv": (
+                "predict",
+                root / "model.skops",
+                root / "csv" / "part-*.csv",
+                "--target",
+                "label",
+                "--out",
+                root / "pred-csv.csv",
+            ),
+            "parquet": (
+                "predict",
+                root / "model.skops",
+                root / "pq",
+                "--target",
+                "label",
+                "--out",
+                root / "pred-pq.parquet",
+            ),
+            "custom": (
+                "fit",
+                root / "csv" / "part-*.csv",
+                "--target",
+                "label",
+                "--estimator",
+                f"{custom}.NearestMean",
+                "--params",
+                '{"shrink": 0.5}',
+                "--partitions",
+                "2",
+                "--workers",
+                "1",
+                "--out",
+                root / "custom.skops",
+            ),
+            "failing": (
+                "fit",
+                root / "csv" / "part-*.csv",
+                "--target",
+                "label",
+                "--estimator",
+                f"{custom}.Failing",
+                "--workers",
+                "1",
+                "--out",
+                root / "failing.skops",
+            ),
+        },
+        env={"PYTHONPATH": pythonpath},
     )
-    return run_all({
-        "csv": ("predict", root / "model.skops", root / "csv" / "part-*.csv",
-                "--target", "label", "--out", root / "pred-csv.csv"),
-        "parquet": ("predict", root / "model.skops", root / "pq",
-                    "--target", "label", "--out", root / "pred-pq.parquet"),
-        "custom": ("fit", root / "csv" / "part-*.csv", "--target", "label",
-                   "--estimator", f"{custom}.NearestMean", "--params", '{"shrink": 0.5}',
-                   "--partitions", "2", "--workers", "1", "--out", root / "custom.skops"),
-        "failing": ("fit", root / "csv" / "part-*.csv", "--target", "label",
-                    "--estimator", f"{custom}.Failing", "--workers", "1",
-                    "--out", root / "failing.skops"),
-    }, env={"PYTHONPATH": pythonpath})
 
 
-@pytest.mark.parametrize(("case", "out"), [("csv", "pred-csv.csv"),
-                                           ("parquet", "pred-pq.parquet")])
+@pytest.mark.parametrize(("case", "out"), [("csv", "pred-csv.csv"), ("parquet", "pred-pq.parquet")])
 def test_predict_over_part_files_with_empty_ones(empty_part_runs, empty_parts, case, out):
     status, stdout, err = empty_part_runs[case]
     assert status == 0, err
@@ -501,8 +677,9 @@ def test_predict_over_part_files_with_empty_ones(empty_part_runs, empty_parts, c
     written = pd.read_csv(path) if case == "csv" else pd.read_parquet(path)
     frame = empty_parts["frame"]
     assert list(written.columns) == ["prediction"] and len(written) == len(frame)
-    np.testing.assert_array_equal(written["prediction"],
-                                  empty_parts["model"].predict(frame[FEATURES]))
+    np.testing.assert_array_equal(
+        written["prediction"], empty_parts["model"].predict(frame[FEATURES])
+    )
 
 
 def test_read_data_leaves_out_header_only_csv_files(empty_parts):
@@ -512,23 +689,34 @@ def test_read_data_leaves_out_header_only_csv_files(empty_parts):
     # the first file holds only a header: its empty columns are not taken for strings
     assert frame.npartitions == 2
     assert all(pd.api.types.is_float_dtype(t) for t in frame.dtypes[FEATURES])
-    pd.testing.assert_frame_equal(frame.compute().reset_index(drop=True),
-                                  empty_parts["frame"])
+    pd.testing.assert_frame_equal(frame.compute().reset_index(drop=True), empty_parts["frame"])
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ("header.csv", "{root}/header.csv has no rows: it holds only a header line"),
-        ("headers/*.csv",
-         "{root}/headers/*.csv has no rows: all 2 CSV files it names hold only a header line"),
+        (
+            "headers/*.csv",
+            "{root}/headers/*.csv has no rows: all 2 CSV files it names hold only a header line",
+        ),
         ("headers", "{root}/headers has no rows: all 2 CSV files it names hold only a header"),
     ],
 )
 def test_fit_on_header_only_csv_says_it_has_no_rows(empty_parts, capsys, data, message):
     root = str(empty_parts["root"])
-    status = main(["fit", f"{root}/{data}", "--target", "label", "--estimator", SGD,
-                   "--out", f"{root}/x.skops"])
+    status = main(
+        [
+            "fit",
+            f"{root}/{data}",
+            "--target",
+            "label",
+            "--estimator",
+            SGD,
+            "--out",
+            f"{root}/x.skops",
+        ]
+    )
     assert status == 2
     captured = capsys.readouterr()
     line = one_error_line(captured.err, "fit")
@@ -537,8 +725,9 @@ def test_fit_on_header_only_csv_says_it_has_no_rows(empty_parts, capsys, data, m
     assert captured.out == ""
 
 
-def test_fit_a_custom_estimator_without_parameter_constraints(empty_part_runs, empty_parts,
-                                                              custom_module, monkeypatch):
+def test_fit_a_custom_estimator_without_parameter_constraints(
+    empty_part_runs, empty_parts, custom_module, monkeypatch
+):
     status, out, err = empty_part_runs["custom"]
     assert status == 0, err
     assert "Traceback" not in err
@@ -552,9 +741,9 @@ def test_fit_a_custom_estimator_without_parameter_constraints(empty_part_runs, e
     assert loaded.n_partitions_ == 2
     frame = empty_parts["frame"]
     here = FusedClassifier(custom.NearestMean(shrink=0.5), n_partitions=2).fit(
-        frame[FEATURES], frame["label"])
-    np.testing.assert_array_equal(loaded.predict(frame[FEATURES]),
-                                  here.predict(frame[FEATURES]))
+        frame[FEATURES], frame["label"]
+    )
+    np.testing.assert_array_equal(loaded.predict(frame[FEATURES]), here.predict(frame[FEATURES]))
 
 
 def test_an_estimator_that_fails_to_fit_is_one_line(empty_part_runs, empty_parts):
@@ -568,17 +757,19 @@ def test_an_estimator_that_fails_to_fit_is_one_line(empty_part_runs, empty_parts
 @pytest.mark.parametrize(
     ("estimator", "message"),
     [
-        ("daskfuse_custom_estimators.boom",
-         "is not a scikit-learn estimator class: it is a function, not a class"),
-        ("daskfuse_custom_estimators.NoFit",
-         "is not a scikit-learn estimator class: the class has no fit"),
-        ("daskfuse_custom_estimators.lazy",
-         "module daskfuse_custom_estimators has no 'lazy'"),
+        (
+            "daskfuse_custom_estimators.boom",
+            "is not a scikit-learn estimator class: it is a function, not a class",
+        ),
+        (
+            "daskfuse_custom_estimators.NoFit",
+            "is not a scikit-learn estimator class: the class has no fit",
+        ),
+        ("daskfuse_custom_estimators.lazy", "module daskfuse_custom_estimators has no 'lazy'"),
         ("os.system", "is not a scikit-learn estimator class: it is a builtin_function_or_"),
         ("builtins.dict", "is not a scikit-learn estimator class: the class has no fit"),
         ("os.path", "is not a scikit-learn estimator class: it is a module, not a class"),
-        ("sklearn.preprocessing.LabelEncoder",
-         "fusion='auto' found no strategy for LabelEncoder"),
+        ("sklearn.preprocessing.LabelEncoder", "fusion='auto' found no strategy for LabelEncoder"),
     ],
 )
 def test_estimator_that_is_not_one_is_refused_and_nothing_called(
@@ -587,8 +778,18 @@ def test_estimator_that_is_not_one_is_refused_and_nothing_called(
     monkeypatch.syspath_prepend(str(custom_module))
     marker = custom_module / "called"
     root = str(files["root"])
-    status = main(["fit", f"{root}/pq", "--target", "label", "--estimator", estimator,
-                   "--out", f"{root}/x.skops"])
+    status = main(
+        [
+            "fit",
+            f"{root}/pq",
+            "--target",
+            "label",
+            "--estimator",
+            estimator,
+            "--out",
+            f"{root}/x.skops",
+        ]
+    )
     assert status == 2
     captured = capsys.readouterr()
     line = one_error_line(captured.err, "fit")
@@ -603,29 +804,58 @@ def plain_model(files):
     """A model of ``files["frame"]`` fitted here (feature names a, b, c, d), saved."""
     path = files["root"] / "plain.skops"
     frame = files["frame"]
-    save(FusedClassifier(SGDClassifier(random_state=0), n_partitions=2).fit(
-        frame[FEATURES], frame["label"]), path)
+    save(
+        FusedClassifier(SGDClassifier(random_state=0), n_partitions=2).fit(
+            frame[FEATURES], frame["label"]
+        ),
+        path,
+    )
     return str(path)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["predict", "{model}", "{root}/pq", "--target", "lable", "--out", "{root}/p.csv"],
-         "--target 'lable' is not a column of {root}/pq"),
-        (["predict", "{model}", "{root}/pq", "--method", "transform", "--out", "{root}/p.csv"],
-         "the model (FusedClassifier) has no transform"),
-        (["predict", "{model}", "{root}/points.csv", "--out", "{root}/p.csv"],
-         "{root}/points.csv lacks the model's feature column(s) a, b, c, d"),
-        (["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--fusion", "exact",
-          "--out", "{root}/x.skops"], "cannot fuse SGDClassifier()"),
-        (["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--out", "{root}"],
-         "--out {root} is a directory"),
+        (
+            ["predict", "{model}", "{root}/pq", "--target", "lable", "--out", "{root}/p.csv"],
+            "--target 'lable' is not a column of {root}/pq",
+        ),
+        (
+            ["predict", "{model}", "{root}/pq", "--method", "transform", "--out", "{root}/p.csv"],
+            "the model (FusedClassifier) has no transform",
+        ),
+        (
+            ["predict", "{model}", "{root}/points.csv", "--out", "{root}/p.csv"],
+            "{root}/points.csv lacks the model's feature column(s) a, b, c, d",
+        ),
+        (
+            [
+                "fit",
+                "{root}/pq",
+                "--target",
+                "label",
+                "--estimator",
+                SGD,
+                "--fusion",
+                "exact",
+                "--out",
+                "{root}/x.skops",
+            ],
+            "cannot fuse SGDClassifier()",
+        ),
+        (
+            ["fit", "{root}/pq", "--target", "label", "--estimator", SGD, "--out", "{root}"],
+            "--out {root} is a directory",
+        ),
         (["report", "{root}/pq"], "{root}/pq is a directory, not a model file"),
-        (["report", "{model}", "--max-bytes", "1000"],
-         "{model}: unpacked, the file takes more than max_bytes=1,000 bytes"),
-        (["predict", "{model}", "{root}/pq", "--max-bytes", "1000", "--out", "{root}/p.csv"],
-         "(--max-bytes on the command line)"),
+        (
+            ["report", "{model}", "--max-bytes", "1000"],
+            "{model}: unpacked, the file takes more than max_bytes=1,000 bytes",
+        ),
+        (
+            ["predict", "{model}", "{root}/pq", "--max-bytes", "1000", "--out", "{root}/p.csv"],
+            "(--max-bytes on the command line)",
+        ),
     ],
 )
 def test_user_errors_all_exit_2_in_one_line(files, plain_model, capsys, args, message):
@@ -647,8 +877,9 @@ def test_report_loads_with_a_larger_max_bytes(plain_model, capsys):
 
 def test_predict_target_not_a_column_is_refused(files, plain_model, capsys):
     root = str(files["root"])
-    status = main(["predict", plain_model, f"{root}/pq", "--target", "lable",
-                   "--out", f"{root}/p.csv"])
+    status = main(
+        ["predict", plain_model, f"{root}/pq", "--target", "lable", "--out", f"{root}/p.csv"]
+    )
     assert status == 2
     line = one_error_line(capsys.readouterr().err, "predict")
     assert f"--target 'lable' is not a column of {root}/pq; its columns: a, b, c, d, label" in line

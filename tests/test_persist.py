@@ -82,12 +82,13 @@ def fit_case(name, data):
         if name == "trees-forest":
             return FusedClassifier(
                 RandomForestClassifier(n_estimators=4, random_state=0),
-                fusion="trees", n_partitions=3,
+                fusion="trees",
+                n_partitions=3,
             ).fit(X, y), X
         if name == "vote-svc":  # string labels
-            return FusedClassifier(
-                SVC(kernel="linear"), fusion="vote", n_partitions=3
-            ).fit(X, labels), X
+            return FusedClassifier(SVC(kernel="linear"), fusion="vote", n_partitions=3).fit(
+                X, labels
+            ), X
         if name == "stack-logistic":
             return FusedClassifier(
                 LogisticRegression(), fusion="stack", n_partitions=3, random_state=0
@@ -95,7 +96,9 @@ def fit_case(name, data):
         if name == "weighted-mlp":  # the MLP's optimizer objects
             return FusedClassifier(
                 MLPClassifier((4,), max_iter=30, random_state=0),
-                fusion="weighted", n_partitions=2, random_state=0,
+                fusion="weighted",
+                n_partitions=2,
+                random_state=0,
             ).fit(X, y), X
     raise AssertionError(name)
 
@@ -186,8 +189,10 @@ def test_clusterer_fitted_on_dask_data_leaves_out_its_lazy_labels(data, tmp_path
         lambda X, y: RandomForestRegressor(n_estimators=3, random_state=0).fit(X, y),
         lambda X, y: StandardScaler().fit(X),
         lambda X, y: fuse(
-            [LogisticRegression().fit(X[:300], y[:300]),
-             LogisticRegression().fit(X[300:], y[300:])],
+            [
+                LogisticRegression().fit(X[:300], y[:300]),
+                LogisticRegression().fit(X[300:], y[300:]),
+            ],
             fusion="vote",
         ),
     ],
@@ -287,8 +292,12 @@ def test_trusted_types_come_from_daskfuse_modules():
         assert type_name(cls) in names
     for name in ("FusedClassifier", "FusedRegressor", "FusedTransformer", "FusedClusterer"):
         assert f"daskfuse.estimators.{name}" in names
-    for name in ("FusedVotingClassifier", "FusedVotingRegressor",
-                 "FusedStackingClassifier", "FusedStackingRegressor"):
+    for name in (
+        "FusedVotingClassifier",
+        "FusedVotingRegressor",
+        "FusedStackingClassifier",
+        "FusedStackingRegressor",
+    ):
         assert f"daskfuse.models.{name}" in names
     assert "daskfuse.partition.Rows" in names
     assert "sklearn.tree._tree.Tree" in names
@@ -392,8 +401,12 @@ def logistic_file(data, tmp_path):
 def test_a_small_file_of_compressed_zeros_is_refused_before_unpacking(logistic_file, tmp_path):
     zeros = npy_bytes(np.zeros((10_000, 4)))  # 320 kB of zeros, some hundred bytes packed
     coef = member_of(logistic_file, "coef_")
-    bomb = rewrite(logistic_file, tmp_path / "bomb.skops", replace={coef: zeros},
-                   compression=zipfile.ZIP_DEFLATED)
+    bomb = rewrite(
+        logistic_file,
+        tmp_path / "bomb.skops",
+        replace={coef: zeros},
+        compression=zipfile.ZIP_DEFLATED,
+    )
     assert bomb.stat().st_size < 10_000
     peak, message = peak_bytes_of(lambda: load(bomb, max_bytes=100_000))
     assert f"{bomb}: unpacked, the file takes more than max_bytes=100,000 bytes" in message
@@ -412,8 +425,7 @@ def test_a_compressed_archive_inside_the_file_counts(logistic_file, tmp_path):
         load(path, max_bytes=500_000)
 
 
-def test_an_array_header_declaring_more_than_the_file_holds_is_refused(logistic_file,
-                                                                      tmp_path):
+def test_an_array_header_declaring_more_than_the_file_holds_is_refused(logistic_file, tmp_path):
     # a header declaring 2**40 float64 (8 TiB) before 32 bytes of data: numpy would
     # allocate the declared array before reading it
     header = io.BytesIO()
@@ -421,8 +433,9 @@ def test_an_array_header_declaring_more_than_the_file_holds_is_refused(logistic_
         header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)}
     )
     coef = member_of(logistic_file, "coef_")
-    path = rewrite(logistic_file, tmp_path / "header.skops",
-                   replace={coef: header.getvalue() + bytes(32)})
+    path = rewrite(
+        logistic_file, tmp_path / "header.skops", replace={coef: header.getvalue() + bytes(32)}
+    )
     peak, message = peak_bytes_of(lambda: load(path))  # the default max_bytes
     assert f"array {coef} declares shape (1099511627776,) of float64" in message
     assert "(8,796,093,022,208 bytes) but holds 32 bytes of data" in message
@@ -445,8 +458,9 @@ def test_max_bytes_argument(logistic_file):
 
 def test_a_tampered_coef_in_the_file_is_refused(logistic_file, tmp_path):
     coef = member_of(logistic_file, "coef_")
-    path = rewrite(logistic_file, tmp_path / "coef.skops",
-                   replace={coef: npy_bytes(np.zeros((1, 3)))})
+    path = rewrite(
+        logistic_file, tmp_path / "coef.skops", replace={coef: npy_bytes(np.zeros((1, 3)))}
+    )
     with pytest.raises(ModelFileError) as exc:
         load(path)
     assert str(exc.value) == (
@@ -477,8 +491,11 @@ def tamper(name, data):
             model = MLPClassifier((3,), max_iter=5, random_state=0).fit(X, y)
             model.coefs_[1] = np.zeros((2, 1))
         elif name == "forest":
-            model = FusedClassifier(RandomForestClassifier(n_estimators=2, random_state=0),
-                                    fusion="trees", n_partitions=2).fit(X, y)
+            model = FusedClassifier(
+                RandomForestClassifier(n_estimators=2, random_state=0),
+                fusion="trees",
+                n_partitions=2,
+            ).fit(X, y)
             forest = model.fused_estimator_
             forest.estimators_[1] = DecisionTreeClassifier(random_state=0).fit(X[:, :3], y)
         elif name == "components":
@@ -492,20 +509,34 @@ def tamper(name, data):
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("coef-classes",
-         "SGDClassifier.coef_ has shape (2, 4); expected 3 on its first axis (one row per "
-         "class)"),
-        ("intercept",
-         "LogisticRegression.intercept_ has shape (2,); expected (1,) (one per row of coef_, "
-         "of shape (1, 4))"),
-        ("fused-coef",
-         "SGDClassifier.coef_ has shape (1, 5); expected 4 on its last axis (n_features_in_)"),
-        ("theta", "GaussianNB.theta_ has shape (2, 4); expected 3 on its first axis (one per "
-                  "class)"),
-        ("mlp", "MLPClassifier.coefs_[1] has shape (2, 1); expected 3 on its first axis (the "
-                "columns of coefs_[0])"),
-        ("forest", "RandomForestClassifier.estimators_[1].n_features_in_ is 3; expected 4 "
-                   "(the forest's n_features_in_)"),
+        (
+            "coef-classes",
+            "SGDClassifier.coef_ has shape (2, 4); expected 3 on its first axis (one row per "
+            "class)",
+        ),
+        (
+            "intercept",
+            "LogisticRegression.intercept_ has shape (2,); expected (1,) (one per row of coef_, "
+            "of shape (1, 4))",
+        ),
+        (
+            "fused-coef",
+            "SGDClassifier.coef_ has shape (1, 5); expected 4 on its last axis (n_features_in_)",
+        ),
+        (
+            "theta",
+            "GaussianNB.theta_ has shape (2, 4); expected 3 on its first axis (one per class)",
+        ),
+        (
+            "mlp",
+            "MLPClassifier.coefs_[1] has shape (2, 1); expected 3 on its first axis (the "
+            "columns of coefs_[0])",
+        ),
+        (
+            "forest",
+            "RandomForestClassifier.estimators_[1].n_features_in_ is 3; expected 4 "
+            "(the forest's n_features_in_)",
+        ),
         ("components", "PCA.components_ has shape (2, 3); expected 4 on its last axis"),
     ],
 )
