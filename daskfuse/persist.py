@@ -49,6 +49,7 @@ import numbers
 import os
 import pkgutil
 import zipfile
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -343,14 +344,15 @@ def _npy_data_bytes(member, name, size, where):
     return declared
 
 
-def _unpacked_bytes(archive, where, max_bytes, prefix=""):
+def _unpacked_bytes(archive, where, max_bytes, prefix="", counted=0):
     """The bytes that unpacking ``archive`` (a ZipFile) takes, checked against ``max_bytes``.
 
     Counts the declared size of every member (which :mod:`zipfile` enforces while
     reading), and of the members of nested ``.npz`` archives, before anything is
-    unpacked; checks each ``.npy`` header against its member's size.
+    unpacked; checks each ``.npy`` header against its member's size. ``counted``:
+    the bytes already counted (of the archive holding this one).
     """
-    total = 0
+    total = counted
     for info in archive.infolist():
         name = f"{prefix}{info.filename}"
         total += info.file_size
@@ -368,8 +370,7 @@ def _unpacked_bytes(archive, where, max_bytes, prefix=""):
                     _npy_data_bytes(member, name, info.file_size, where)
                 else:
                     with zipfile.ZipFile(member) as inner:
-                        left = None if max_bytes is None else max_bytes - total
-                        total += _unpacked_bytes(inner, where, left, prefix=f"{name}/")
+                        total = _unpacked_bytes(inner, where, max_bytes, f"{name}/", total)
     return total
 
 
@@ -378,7 +379,7 @@ def _check_size(path, max_bytes):
     try:
         with zipfile.ZipFile(path) as archive:
             _unpacked_bytes(archive, path, max_bytes)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise ModelFileError(
             f"{path} is not a model file written by daskfuse.save (a skops file): {_reason(exc)}"
         ) from None
@@ -465,7 +466,7 @@ def _shape_problem(name, value, axis, expected, why):
     return f"{name} has shape {value.shape}; expected {expected} on its {which} axis ({why})"
 
 
-def _linear_problems(state, n_features, n_classes):
+def _linear_problems(state, n_classes):
     """Problems of ``coef_`` and ``intercept_`` against features, classes and each other."""
     coef, intercept = state.get("coef_"), state.get("intercept_")
     if not isinstance(coef, np.ndarray):
@@ -550,7 +551,7 @@ def _estimator_problems(estimator, n_features):
         n_classes = len(classes)
         for name in CLASS_AXIS:
             yield _shape_problem(name, state.get(name), 0, n_classes, "one per class")
-    yield from _linear_problems(state, n_features, n_classes)
+    yield from _linear_problems(state, n_classes)
     yield from _mlp_problems(state, n_features)
     yield from _forest_problems(estimator, n_features)
 
