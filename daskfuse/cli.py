@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import glob
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -74,12 +75,24 @@ FIT_WORKERS = 2
 PREDICT_METHODS = ("predict", "transform", "predict_proba", "decision_function")
 
 
+#: the exit status of every error that the command reports in one line (as argparse's
+#: usage errors): a bad argument, file, column, estimator, model file or data
+ERROR_STATUS = 2
+
+#: the exit statuses, as ``--help`` and the README state them
+EXIT_STATUS_HELP = (
+    f"exit status: 0 on success; {ERROR_STATUS} on an error, reported in one line on "
+    "stderr (a bad argument, file, column, estimator, model file, or data that cannot "
+    "be fitted or predicted as asked); 130 when interrupted"
+)
+
+
 class UserError(Exception):
     """A mistake in the command line that argparse cannot catch: one line, exit 2."""
 
 
 class DataError(Exception):
-    """The data cannot be fitted or predicted as asked: one line, exit 1."""
+    """The data cannot be fitted or predicted as asked: one line, exit 2."""
 
 
 # --------------------------------------------------------------------------- parser
@@ -112,12 +125,14 @@ def build_parser():
         description=(
             "Fit one scikit-learn model per data partition on dask and fuse them into one."
         ),
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser(
         "demo",
+        epilog=EXIT_STATUS_HELP,
         help="fit on a local dask cluster and compare with single-process scikit-learn",
         description=(
             "Start a LocalCluster, print the dashboard link, build a synthetic "
@@ -127,20 +142,33 @@ def build_parser():
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    demo.add_argument("--rows", type=_positive_int, default=2_000_000,
-                      help="training rows")
+    demo.add_argument("--rows", type=_positive_int, default=2_000_000, help="training rows")
     demo.add_argument("--features", type=_positive_int, default=20, help="features")
-    demo.add_argument("--partitions", type=_positive_int, default=8,
-                      help="row partitions (row blocks of the dask array)")
-    demo.add_argument("--workers", type=_positive_int, default=2,
-                      help="worker processes of the LocalCluster")
-    demo.add_argument("--threads-per-worker", type=_positive_int, default=1,
-                      help="threads per worker")
-    demo.add_argument("--estimator", choices=DEMO_ESTIMATORS, default="sgd",
-                      help="sgd: SGDClassifier, logistic: LogisticRegression")
+    demo.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=8,
+        help="row partitions (row blocks of the dask array)",
+    )
+    demo.add_argument(
+        "--workers", type=_positive_int, default=2, help="worker processes of the LocalCluster"
+    )
+    demo.add_argument(
+        "--threads-per-worker", type=_positive_int, default=1, help="threads per worker"
+    )
+    demo.add_argument(
+        "--estimator",
+        choices=DEMO_ESTIMATORS,
+        default="sgd",
+        help="sgd: SGDClassifier, logistic: LogisticRegression",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed of data and models")
-    demo.add_argument("--no-progress", dest="progress", action="store_false",
-                      help="do not show the progress bar while fitting")
+    demo.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not show the progress bar while fitting",
+    )
     demo.set_defaults(func=_demo_command)
     _add_fit_parser(sub)
     _add_predict_parser(sub)
@@ -151,15 +179,22 @@ def build_parser():
 def _add_cluster_options(parser, workers_help):
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
-        "--scheduler", metavar="ADDRESS",
+        "--scheduler",
+        metavar="ADDRESS",
         help="address of a running dask scheduler (tcp://host:8786) to run on; the "
-             "workers must be able to read DATA at the same path",
+        "workers must be able to read DATA at the same path",
     )
     # default None, so that argparse sees an explicit --workers next to --scheduler
-    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                       help=workers_help)
-    parser.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="N",
-                        help="threads per worker of that LocalCluster (default: 1)")
+    where.add_argument(
+        "--workers", type=_positive_int, default=None, metavar="N", help=workers_help
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="threads per worker of that LocalCluster (default: 1)",
+    )
 
 
 def _add_fit_parser(sub):
@@ -168,6 +203,7 @@ def _add_fit_parser(sub):
 
     fit = sub.add_parser(
         "fit",
+        epilog=EXIT_STATUS_HELP,
         help="fit a fused model on a CSV or parquet data set and save it",
         description=(
             "Read DATA (a CSV or parquet file, a directory of part files, or a glob) as "
@@ -177,52 +213,106 @@ def _add_fit_parser(sub):
             "started for the fit and closed after it."
         ),
     )
-    fit.add_argument("data", metavar="DATA",
-                     help="CSV or parquet file, directory of part files, or glob")
-    fit.add_argument("--target", metavar="COL",
-                     help="the label column (required for classifiers and regressors)")
-    fit.add_argument("--estimator", required=True, metavar="DOTTED.PATH",
-                     help="estimator class, e.g. sklearn.linear_model.SGDClassifier")
-    fit.add_argument("--params", default="{}", metavar="JSON",
-                     help='estimator parameters as a JSON object, e.g. '
-                          '\'{"alpha": 0.001}\' (default: {})')
-    fit.add_argument("--fusion", default="auto", choices=("auto", *FUSERS),
-                     help="fusion strategy (default: auto)")
-    fit.add_argument("--partitions", type=_positive_int, default=None, metavar="N",
-                     help="number of partitions (default: one per partition of DATA)")
-    fit.add_argument("--partition", default=None,
-                     choices=tuple(s for s in STRATEGIES if s != "auto"),
-                     help="how rows are laid over partitions (default: the blocks of "
-                          "DATA, or uniform parts with --partitions)")
-    fit.add_argument("--drop", action="append", default=[], metavar="COL",
-                     help="a column that is not a feature (an id); repeat for several")
-    fit.add_argument("--seed", type=int, default=None,
-                     help="random_state of the fused estimator: reproducible shuffles "
-                          "and per-partition seeds")
-    _add_cluster_options(
-        fit, f"worker processes of the LocalCluster started for the fit (default: "
-             f"{FIT_WORKERS})",
+    fit.add_argument(
+        "data", metavar="DATA", help="CSV or parquet file, directory of part files, or glob"
     )
-    fit.add_argument("--out", required=True, metavar="MODEL",
-                     help="model file to write (skops format, e.g. model.skops)")
-    fit.add_argument("--report", metavar="REPORT.json",
-                     help="write a JSON report: partitions, fusion, fit seconds, score")
-    fit.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="do not show the progress bar while fitting")
+    fit.add_argument(
+        "--target", metavar="COL", help="the label column (required for classifiers and regressors)"
+    )
+    fit.add_argument(
+        "--estimator",
+        required=True,
+        metavar="DOTTED.PATH",
+        help="estimator class, e.g. sklearn.linear_model.SGDClassifier",
+    )
+    fit.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help="estimator parameters as a JSON object, e.g. '{\"alpha\": 0.001}' (default: {})",
+    )
+    fit.add_argument(
+        "--fusion",
+        default="auto",
+        choices=("auto", *FUSERS),
+        help="fusion strategy (default: auto)",
+    )
+    fit.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of partitions (default: one per partition of DATA)",
+    )
+    fit.add_argument(
+        "--partition",
+        default=None,
+        choices=tuple(s for s in STRATEGIES if s != "auto"),
+        help="how rows are laid over partitions (default: the blocks of "
+        "DATA, or uniform parts with --partitions)",
+    )
+    fit.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="a column that is not a feature (an id); repeat for several",
+    )
+    fit.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random_state of the fused estimator: reproducible shuffles and per-partition seeds",
+    )
+    _add_cluster_options(
+        fit,
+        f"worker processes of the LocalCluster started for the fit (default: {FIT_WORKERS})",
+    )
+    fit.add_argument(
+        "--out",
+        required=True,
+        metavar="MODEL",
+        help="model file to write (skops format, e.g. model.skops)",
+    )
+    fit.add_argument(
+        "--report",
+        metavar="REPORT.json",
+        help="write a JSON report: partitions, fusion, fit seconds, score",
+    )
+    fit.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not show the progress bar while fitting",
+    )
     fit.set_defaults(func=_fit_command)
 
 
-def _add_trust_option(parser):
+def _add_load_options(parser):
+    from .persist import MAX_BYTES
+
     parser.add_argument(
-        "--trust", action="append", default=[], metavar="TYPE",
+        "--trust",
+        action="append",
+        default=[],
+        metavar="TYPE",
         help="also trust this type when loading MODEL (a fully qualified name that the "
-             "refusal named); review it first; repeat for several",
+        "refusal named); review it first; repeat for several",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=MAX_BYTES,
+        metavar="N",
+        help=f"refuse a MODEL that unpacks to more than N bytes (default: {MAX_BYTES:,}; "
+        "daskfuse.load's max_bytes)",
     )
 
 
 def _add_predict_parser(sub):
     predict = sub.add_parser(
         "predict",
+        epilog=EXIT_STATUS_HELP,
         help="write a saved model's predictions for a CSV or parquet data set",
         description=(
             "Load MODEL (written by daskfuse fit or daskfuse.save), apply it to every "
@@ -233,31 +323,39 @@ def _add_predict_parser(sub):
         ),
     )
     predict.add_argument("model", metavar="MODEL", help="model file")
-    predict.add_argument("data", metavar="DATA",
-                         help="CSV or parquet file, directory of part files, or glob")
-    predict.add_argument("--out", required=True, metavar="PRED",
-                         help="file to write: .csv or .parquet")
-    predict.add_argument("--target", metavar="COL",
-                         help="the label column of DATA, left out of the features")
-    predict.add_argument("--method", default="auto", choices=("auto", *PREDICT_METHODS),
-                         help="what to compute (default: auto: predict, or transform "
-                              "for a transformer)")
-    _add_cluster_options(
-        predict, "start a LocalCluster of N worker processes for the predictions "
-                 "(default: none; dask's threads in this process)",
+    predict.add_argument(
+        "data", metavar="DATA", help="CSV or parquet file, directory of part files, or glob"
     )
-    _add_trust_option(predict)
+    predict.add_argument(
+        "--out", required=True, metavar="PRED", help="file to write: .csv or .parquet"
+    )
+    predict.add_argument(
+        "--target", metavar="COL", help="the label column of DATA, left out of the features"
+    )
+    predict.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", *PREDICT_METHODS),
+        help="what to compute (default: auto: predict, or transform for a transformer)",
+    )
+    _add_cluster_options(
+        predict,
+        "start a LocalCluster of N worker processes for the predictions "
+        "(default: none; dask's threads in this process)",
+    )
+    _add_load_options(predict)
     predict.set_defaults(func=_predict_command)
 
 
 def _add_report_parser(sub):
     report = sub.add_parser(
         "report",
+        epilog=EXIT_STATUS_HELP,
         help="print a saved model's estimator, fusion, classes and partition table",
         description="Load MODEL and print what it is and how it was fitted.",
     )
     report.add_argument("model", metavar="MODEL", help="model file")
-    _add_trust_option(report)
+    _add_load_options(report)
     report.set_defaults(func=_report_command)
 
 
@@ -272,8 +370,10 @@ def main(argv=None):
     Returns
     -------
     status : int
-        The exit status: 0 on success, 1 when the data cannot be fitted as asked,
-        2 for a usage error, 130 when interrupted.
+        The exit status: 0 on success, :data:`ERROR_STATUS` (2, as argparse's usage
+        errors) on any error reported in one line on stderr (a bad argument, file,
+        column, estimator, model file, or data that cannot be fitted or predicted as
+        asked), 130 when interrupted.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -284,13 +384,10 @@ def main(argv=None):
     console = Console(highlight=False)
     try:
         return args.func(args, console)
-    except UserError as exc:
+    except (UserError, DataError, FusionError, PartitionError) as exc:
+        # a mistake in the command, its files or its data: a message, not a traceback
         print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except (DataError, FusionError, PartitionError) as exc:
-        # the data cannot be fitted as asked: a message, not a traceback
-        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return ERROR_STATUS
     except KeyboardInterrupt:
         print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -501,8 +598,7 @@ def run_demo(
     template = _make_estimator(estimator, seed)
     est_name = type(template).__name__
     console.print(
-        f"Starting a LocalCluster: {workers} worker process(es) x "
-        f"{threads_per_worker} thread(s)"
+        f"Starting a LocalCluster: {workers} worker process(es) x {threads_per_worker} thread(s)"
     )
     with _workers_ignore_sigint():
         cluster = LocalCluster(
@@ -563,9 +659,7 @@ def run_demo(
             )
         else:
             console.print(f"Fitting {est_name} on 1 process (data gathered to numpy) ...")
-            X_np, y_np, X_test_np, y_test_np = client.gather(
-                client.compute([X, y, X_test, y_test])
-            )
+            X_np, y_np, X_test_np, y_test_np = client.gather(client.compute([X, y, X_test, y_test]))
             baseline = _make_estimator(estimator, seed)
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -590,10 +684,7 @@ def _results_table(single, fused, model, est_name, workers, threads):
     from rich.table import Table
 
     table = Table(
-        title=(
-            f"{est_name}: single process vs fused "
-            f"({workers} worker(s) x {threads} thread(s))"
-        ),
+        title=(f"{est_name}: single process vs fused ({workers} worker(s) x {threads} thread(s))"),
         title_justify="left",
     )
     table.add_column("model")
@@ -603,9 +694,7 @@ def _results_table(single, fused, model, est_name, workers, threads):
     fused_label = f"daskfuse ({model.n_partitions_} partitions, fusion={model.fusion_.name})"
     if single is None:
         table.add_row("scikit-learn (1 process)", "skipped", "-", "-")
-        table.add_row(
-            fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-"
-        )
+        table.add_row(fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-")
     else:
         table.add_row(
             "scikit-learn (1 process)",
@@ -718,6 +807,31 @@ def _suffixes():
     return ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
 
 
+def _csv_has_rows(path):
+    """Whether the CSV file ``path`` holds a non-blank line after its header line."""
+    with open(path, "rb") as f:
+        f.readline()
+        return any(line.strip() for line in f)
+
+
+def _csv_with_rows(path, files):
+    """The CSV ``files`` that hold rows; header-only (or empty) files are left out.
+
+    A header-only file holds no rows, and dask would take the types of its columns
+    (strings, for no values) for those of every file.
+    """
+    kept = [f for f in files if _csv_has_rows(f)]
+    if not kept:
+        if len(files) > 1:
+            what = f"all {len(files)} CSV files it names hold"
+        elif os.path.isfile(path):
+            what = "it holds"
+        else:
+            what = f"{files[0]} holds"
+        raise UserError(f"{path} has no rows: {what} only a header line")
+    return kept
+
+
 def read_data(path):
     """Read a CSV or parquet data set as a dask DataFrame.
 
@@ -734,13 +848,16 @@ def read_data(path):
     Returns
     -------
     frame : dask.dataframe.DataFrame
-        One or more partitions per file.
+        One or more partitions per file. A CSV file holding only a header line has
+        no rows and is left out (so that its empty columns do not make every file's
+        columns strings).
 
     Raises
     ------
     UserError
         The path does not exist, a glob matches no file, the format cannot be told
-        from the names, or the files cannot be read; the message is one line.
+        from the names, every CSV file holds only a header, or the files cannot be
+        read; the message is one line.
 
     Examples
     --------
@@ -794,7 +911,8 @@ def read_data(path):
         raise UserError(f"no such file or directory: {path}")
     try:
         if fmt == "csv":
-            return dd.read_csv(source)
+            files = [source] if isinstance(source, str) else source
+            return dd.read_csv(_csv_with_rows(path, files))
         return dd.read_parquet(source)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
@@ -816,7 +934,7 @@ def _parse_params(text):
         raise UserError(f"--params is not valid JSON: {exc} in {text!r}") from None
     if not isinstance(params, dict):
         raise UserError(
-            f"--params must be a JSON object ({{\"name\": value, ...}}); got a "
+            f'--params must be a JSON object ({{"name": value, ...}}); got a '
             f"{type(params).__name__}: {text!r}"
         )
     return params
@@ -839,15 +957,27 @@ def _import_estimator(path):
             f"--estimator {path}: importing {module_name} failed: "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from None
+    # a plain attribute look-up: nothing named by the path is called (no property, no
+    # descriptor, no module __getattr__)
     try:
-        cls = getattr(module, attr)
+        cls = inspect.getattr_static(module, attr)
     except AttributeError:
-        raise UserError(f"--estimator {path}: module {module_name} has no {attr!r}") from None
-    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")):
-        what = "class" if isinstance(cls, type) else type(cls).__name__
         raise UserError(
-            f"--estimator {path} is not a scikit-learn estimator class (a {what} "
-            "without fit and get_params)"
+            f"--estimator {path}: module {module_name} has no {attr!r} (name the module "
+            "that defines the class)"
+        ) from None
+    if not isinstance(cls, type):
+        what = "a module" if inspect.ismodule(cls) else f"a {type(cls).__name__}"
+        raise UserError(
+            f"--estimator {path} is not a scikit-learn estimator class: it is {what}, not a class"
+        )
+    missing = [
+        name for name in ("fit", "get_params") if inspect.getattr_static(cls, name, None) is None
+    ]
+    if missing:
+        raise UserError(
+            f"--estimator {path} is not a scikit-learn estimator class: the class has no "
+            f"{' and no '.join(missing)}"
         )
     return cls
 
@@ -864,8 +994,15 @@ def _build_estimator(cls, params):
         raise UserError(f"--params rejected by {name}: {_one_line(exc)}{valid}") from None
     except ValueError as exc:
         raise UserError(f"--params rejected by {name}: {_one_line(exc)}") from None
+    except Exception as exc:  # a third-party __init__ that fails otherwise
+        raise UserError(
+            f"--estimator {name}: making it from --params failed: "
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+    # scikit-learn's own check of the parameters, for the classes that declare their
+    # constraints (a third-party BaseEstimator subclass need not)
     validate = getattr(estimator, "_validate_params", None)
-    if callable(validate):
+    if callable(validate) and getattr(cls, "_parameter_constraints", None) is not None:
         try:
             validate()
         except (TypeError, ValueError) as exc:
@@ -941,9 +1078,7 @@ def _dask_client(scheduler, workers, threads, console):
         with client, _quiet_after_interrupt():
             yield client
         return
-    console.print(
-        f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)"
-    )
+    console.print(f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)")
     with _workers_ignore_sigint():
         cluster = LocalCluster(
             n_workers=workers,
@@ -997,7 +1132,7 @@ def _fit_command(args, console):
     template = _build_estimator(cls, params)
     meta_cls, kind = _meta_estimator(template)
     supervised = kind in ("classifier", "regressor")
-    # a strategy that cannot fuse the estimator: FusionError (exit 1) before any work
+    # a strategy that cannot fuse the estimator: FusionError (one line) before any work
     resolve_fusion(args.fusion, template)
     _check_writable(args.out, "--out")
     if args.report:
@@ -1055,10 +1190,11 @@ def _fit_command(args, console):
             if kind != "transformer" and hasattr(model, "score"):
                 score = float(model.score(X, y) if supervised else model.score(X))
         except (FusionError, PartitionError):
-            raise  # one line, exit 1 (see main)
-        except (ValueError, TypeError, OSError) as exc:
+            raise  # one line (see main)
+        except Exception as exc:
             # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
-            # change type between files, ...): one line, not a traceback
+            # change type between files, an estimator that fails, ...): one line, not
+            # a traceback
             raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
     try:
         save(model, args.out)
@@ -1103,9 +1239,8 @@ def _fit_command(args, console):
             "fit_seconds": fit_seconds,
             "score_name": score_name,
             "train_score": score,
-            "scheduler": args.scheduler or (
-                f"LocalCluster({workers} workers x {args.threads_per_worker} threads)"
-            ),
+            "scheduler": args.scheduler
+            or (f"LocalCluster({workers} workers x {args.threads_per_worker} threads)"),
             "partitions": model.partition_report_.to_dict("records"),
         }
         with open(args.report, "w", encoding="utf-8") as f:
@@ -1116,9 +1251,7 @@ def _fit_command(args, console):
 
 
 def _score_label(kind):
-    return {"classifier": "train\naccuracy", "regressor": "train\nR²"}.get(
-        kind, "train\nscore"
-    )
+    return {"classifier": "train\naccuracy", "regressor": "train\nR²"}.get(kind, "train\nscore")
 
 
 def _needs_trust(path):
@@ -1130,11 +1263,11 @@ def _needs_trust(path):
     return sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted_types()))
 
 
-def _load_model(path, trust):
+def _load_model(path, trust, max_bytes):
     from .persist import ModelFileError, load
 
     try:
-        return load(path, trusted=trust or None)
+        return load(path, trusted=trust or None, max_bytes=max_bytes)
     except FileNotFoundError:
         raise UserError(f"no such model file: {path}") from None
     except ModelFileError as exc:
@@ -1147,6 +1280,11 @@ def _load_model(path, trust):
 # --------------------------------------------------------------------------- predict
 def _feature_columns(model, frame, args):
     columns = list(frame.columns)
+    if args.target is not None and args.target not in columns:
+        raise UserError(
+            f"--target {args.target!r} is not a column of {args.data}; its columns: "
+            f"{_columns_text(columns)}"
+        )
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         names = [str(n) for n in names]
@@ -1158,11 +1296,6 @@ def _feature_columns(model, frame, args):
             )
         return names
     if args.target is not None:
-        if args.target not in columns:
-            raise UserError(
-                f"--target {args.target!r} is not a column of {args.data}; its columns: "
-                f"{_columns_text(columns)}"
-            )
         columns = [c for c in columns if c != args.target]
     n = getattr(model, "n_features_in_", None)
     if n is not None and len(columns) != n:
@@ -1184,10 +1317,17 @@ def _predict_method(model, method):
     raise UserError(f"the model ({type(model).__name__}) has neither predict nor transform")
 
 
-def _apply_model(frame, model, method, use_names, out_columns):
-    """One partition's output as a DataFrame (a ``daskfuse-predict`` task)."""
+def _apply_model(frame, model, method, use_names, meta):
+    """One partition's output as a DataFrame like ``meta`` (a ``daskfuse-predict`` task).
+
+    A partition without rows (an empty part file) gives no rows: scikit-learn refuses
+    to apply a model to zero samples.
+    """
     import pandas as pd
 
+    if len(frame) == 0:
+        return meta.set_axis(frame.index)
+    out_columns = list(meta.columns)
     X = frame if use_names else frame.to_numpy()
     values = np.asarray(getattr(model, method)(X))
     if values.ndim == 1:
@@ -1202,16 +1342,16 @@ def _output_columns(model, method, features, use_names):
     probe = pd.DataFrame(np.zeros((1, len(features))), columns=features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = np.asarray(
-            getattr(model, method)(probe if use_names else probe.to_numpy())
-        )
+        values = np.asarray(getattr(model, method)(probe if use_names else probe.to_numpy()))
     if values.ndim == 1:
         return ["prediction" if method == "predict" else method], values
     width = values.shape[1]
     classes = getattr(model, "classes_", None)
-    if method in ("predict_proba", "decision_function") and classes is not None and len(
-        classes
-    ) == width:
+    if (
+        method in ("predict_proba", "decision_function")
+        and classes is not None
+        and len(classes) == width
+    ):
         prefix = "proba" if method == "predict_proba" else "decision"
         return [f"{prefix}_{c}" for c in classes], values
     if method == "transform" and hasattr(model, "get_feature_names_out"):
@@ -1237,8 +1377,12 @@ class _Writer:
 
     def write(self, df):
         if self.fmt == "csv":
-            df.to_csv(self.tmp, mode="w" if self.rows == 0 and self._empty is None else "a",
-                      header=self.rows == 0 and self._empty is None, index=False)
+            df.to_csv(
+                self.tmp,
+                mode="w" if self.rows == 0 and self._empty is None else "a",
+                header=self.rows == 0 and self._empty is None,
+                index=False,
+            )
             self._empty = False
         else:
             import pyarrow as pa
@@ -1262,8 +1406,7 @@ class _Writer:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pandas(self._empty, preserve_index=False),
-                               self.tmp)
+                pq.write_table(pa.Table.from_pandas(self._empty, preserve_index=False), self.tmp)
             else:
                 self._parquet.close()
         os.replace(self.tmp, self.path)
@@ -1283,7 +1426,7 @@ def _predict_command(args, console):
     if fmt is None:
         raise UserError(f"--out {args.out}: expected a name ending in {_suffixes()}")
     _check_writable(args.out, "--out")
-    model = _load_model(args.model, args.trust)
+    model = _load_model(args.model, args.trust, args.max_bytes)
     method = _predict_method(model, args.method)
     frame = read_data(args.data)
     features = _feature_columns(model, frame, args)
@@ -1296,9 +1439,7 @@ def _predict_command(args, console):
     )
     X = frame[features]
     model_arg = dask.delayed(model, pure=True)
-    predictions = X.map_partitions(
-        _apply_model, model_arg, method, use_names, out_columns, meta=meta
-    )
+    predictions = X.map_partitions(_apply_model, model_arg, method, use_names, meta, meta=meta)
     parts = predictions.to_delayed()
     writer = _Writer(args.out, fmt)
     with _dask_client(args.scheduler, args.workers, args.threads_per_worker, console):
@@ -1310,19 +1451,16 @@ def _predict_command(args, console):
         )
         try:
             for start in range(0, len(parts), PREDICT_BATCH):
-                for df in dask.compute(*parts[start:start + PREDICT_BATCH]):
+                for df in dask.compute(*parts[start : start + PREDICT_BATCH]):
                     writer.write(df)
             writer.close()
-        except (ValueError, TypeError, OSError) as exc:
+        except Exception as exc:  # the data or the model's method failed: one line
             writer.discard()
-            raise DataError(
-                f"predicting failed: {type(exc).__name__}: {_one_line(exc)}"
-            ) from None
+            raise DataError(f"predicting failed: {type(exc).__name__}: {_one_line(exc)}") from None
         except BaseException:
             writer.discard()
             raise
-    console.print(f"Wrote {writer.rows:,} rows of {method} output to {args.out}",
-                  markup=False)
+    console.print(f"Wrote {writer.rows:,} rows of {method} output to {args.out}", markup=False)
     return 0
 
 
@@ -1330,10 +1468,11 @@ def _predict_command(args, console):
 def _report_command(args, console):
     import pandas as pd
 
-    model = _load_model(args.model, args.trust)
+    model = _load_model(args.model, args.trust, args.max_bytes)
     size = os.path.getsize(args.model)
-    console.print(f"Model:       {args.model} ({type(model).__name__}, {_nbytes(size)})",
-                  markup=False)
+    console.print(
+        f"Model:       {args.model} ({type(model).__name__}, {_nbytes(size)})", markup=False
+    )
     inner = getattr(model, "estimator", None)
     fused = getattr(model, "fused_estimator_", None)
     if inner is not None:

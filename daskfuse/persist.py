@@ -49,11 +49,13 @@ import numbers
 import os
 import pkgutil
 import zipfile
+import zlib
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
+    "MAX_BYTES",
     "ModelFileError",
     "UntrustedTypesError",
     "load",
@@ -71,12 +73,28 @@ TREE_TYPE = "sklearn.tree._tree.Tree"
 
 #: the scikit-learn modules whose public classes of the given base fused models hold,
 #: beyond skops's defaults: the MLP's optimizer (``_optimizer``)
-_SKLEARN_EXTRA = (
-    ("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),
-)
+_SKLEARN_EXTRA = (("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),)
 
 #: the modules whose public classes daskfuse produces
 _MODULES = ("daskfuse.estimators", "daskfuse.models", "daskfuse.partition")
+
+#: the default ``max_bytes`` of :func:`load`: what a model file may take once unpacked
+#: (the declared sizes of its zip members, nested ``.npz`` archives included)
+MAX_BYTES = 2**29
+
+#: fitted attributes whose last axis is the estimator's features (``n_features_in_``)
+FEATURE_AXIS = (
+    "coef_",
+    "components_",
+    "cluster_centers_",
+    "theta_",
+    "var_",
+    "mean_",
+    "scale_",
+)
+
+#: fitted attributes of a classifier whose first axis is its classes (``classes_``)
+CLASS_AXIS = ("theta_", "var_", "class_count_", "class_prior_")
 
 
 class ModelFileError(ValueError):
@@ -188,8 +206,7 @@ def _trusted_argument(trusted):
             names.append(item)
         else:
             raise TypeError(
-                f"trusted must hold type names (str) or types; got {type(item).__name__} "
-                f"{item!r}"
+                f"trusted must hold type names (str) or types; got {type(item).__name__} {item!r}"
             )
     return names
 
@@ -286,6 +303,88 @@ def _restore_frames(model):
     return model
 
 
+# ------------------------------------------------------------------ size checks
+def _max_bytes_argument(max_bytes):
+    if max_bytes is None:
+        return None
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral):
+        raise TypeError(
+            f"max_bytes must be a positive int or None (no limit); got "
+            f"{type(max_bytes).__name__} {max_bytes!r}"
+        )
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive int or None (no limit); got {max_bytes}")
+    return int(max_bytes)
+
+
+def _npy_data_bytes(member, name, size, where):
+    """The bytes of array data that the header of the ``.npy`` stream declares.
+
+    Reads the header only; raises :class:`ModelFileError` when the stream holds fewer
+    bytes (``size`` in all) than the header declares.
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"npy format version {version} is not supported")
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: array {name} has no valid npy header: {exc}") from None
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = size - member.tell()
+    if declared > held:
+        raise ModelFileError(
+            f"{where}: array {name} declares shape {shape} of {dtype} ({declared:,} bytes) "
+            f"but holds {held:,} bytes of data"
+        )
+    return declared
+
+
+def _unpacked_bytes(archive, where, max_bytes, prefix="", counted=0):
+    """The bytes that unpacking ``archive`` (a ZipFile) takes, checked against ``max_bytes``.
+
+    Counts the declared size of every member (which :mod:`zipfile` enforces while
+    reading), and of the members of nested ``.npz`` archives, before anything is
+    unpacked; checks each ``.npy`` header against its member's size. ``counted``:
+    the bytes already counted (of the archive holding this one).
+    """
+    total = counted
+    for info in archive.infolist():
+        name = f"{prefix}{info.filename}"
+        total += info.file_size
+        if max_bytes is not None and total > max_bytes:
+            raise ModelFileError(
+                f"{where}: unpacked, the file takes more than max_bytes={max_bytes:,} "
+                f"bytes (its member {name} alone {info.file_size:,}); nothing was loaded. "
+                "If the model is this large and you trust the file, load it with a "
+                "larger max_bytes (--max-bytes on the command line)"
+            )
+        suffix = info.filename.lower()
+        if suffix.endswith((".npy", ".npz")):
+            with archive.open(info) as member:
+                if suffix.endswith(".npy"):
+                    _npy_data_bytes(member, name, info.file_size, where)
+                else:
+                    with zipfile.ZipFile(member) as inner:
+                        total = _unpacked_bytes(inner, where, max_bytes, f"{name}/", total)
+    return total
+
+
+def _check_size(path, max_bytes):
+    """Refuse the file at ``path`` if it would unpack to more than ``max_bytes``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _unpacked_bytes(archive, path, max_bytes)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ModelFileError(
+            f"{path} is not a model file written by daskfuse.save (a skops file): {_reason(exc)}"
+        ) from None
+
+
 # ------------------------------------------------------------------ tree checks
 def _check_tree(tree, n_features, where):
     """Raise :class:`ModelFileError` unless every index in ``tree`` is in range."""
@@ -315,8 +414,12 @@ def _check_tree(tree, n_features, where):
         raise ModelFileError(f"{where}: corrupt decision tree ({problem})")
 
 
-def _check_trees(obj, where, n_features=None, seen=None):
-    """Check every ``sklearn.tree._tree.Tree`` reachable from ``obj``."""
+def _reachable(obj, n_features=None, seen=None):
+    """Yield ``(item, n_features)`` for every tree and estimator reachable from ``obj``.
+
+    ``item`` is an ``sklearn.tree._tree.Tree`` or an estimator; ``n_features`` is the
+    ``n_features_in_`` of the nearest estimator holding it (itself, for an estimator).
+    """
     from sklearn.tree._tree import Tree
 
     seen = set() if seen is None else seen
@@ -324,22 +427,156 @@ def _check_trees(obj, where, n_features=None, seen=None):
         return
     seen.add(id(obj))
     if isinstance(obj, Tree):
-        _check_tree(obj, n_features, where)
+        yield obj, n_features
     elif isinstance(obj, dict):
         for value in obj.values():
-            _check_trees(value, where, n_features, seen)
+            yield from _reachable(value, n_features, seen)
     elif isinstance(obj, list | tuple):
         for value in obj:
-            _check_trees(value, where, n_features, seen)
+            yield from _reachable(value, n_features, seen)
     elif isinstance(obj, np.ndarray):
         if obj.dtype == object:
             for value in obj.ravel():
-                _check_trees(value, where, n_features, seen)
+                yield from _reachable(value, n_features, seen)
     elif hasattr(obj, "__dict__") and hasattr(obj, "get_params"):
         n = getattr(obj, "n_features_in_", n_features)
         n = int(n) if isinstance(n, numbers.Integral) else n_features
+        yield obj, n
         for value in vars(obj).values():
-            _check_trees(value, where, n, seen)
+            yield from _reachable(value, n, seen)
+
+
+def _check_trees(obj, where):
+    """Check every ``sklearn.tree._tree.Tree`` reachable from ``obj``."""
+    from sklearn.tree._tree import Tree
+
+    for item, n_features in _reachable(obj):
+        if isinstance(item, Tree):
+            _check_tree(item, n_features, where)
+
+
+# ------------------------------------------------------------------ shape checks
+def _shape_problem(name, value, axis, expected, why):
+    """A message if ``value`` (an array attribute) is not ``expected`` long on ``axis``."""
+    if not isinstance(value, np.ndarray) or value.ndim == 0 or expected is None:
+        return None
+    if value.shape[axis] == expected:
+        return None
+    which = "last" if axis == -1 else "first"
+    return f"{name} has shape {value.shape}; expected {expected} on its {which} axis ({why})"
+
+
+def _linear_problems(state, n_classes):
+    """Problems of ``coef_`` and ``intercept_`` against features, classes and each other."""
+    coef, intercept = state.get("coef_"), state.get("intercept_")
+    if not isinstance(coef, np.ndarray):
+        return
+    if n_classes is not None and coef.ndim == 2:
+        rows = 1 if n_classes <= 2 else n_classes
+        yield _shape_problem(
+            "coef_", coef, 0, rows, f"one row {'per class' if rows > 1 else 'for 2 classes'}"
+        )
+    if isinstance(intercept, np.ndarray) and intercept.ndim > 0:
+        rows = coef.shape[0] if coef.ndim == 2 else 1
+        if intercept.shape != (rows,):
+            yield (
+                f"intercept_ has shape {intercept.shape}; expected ({rows},) (one per row "
+                f"of coef_, of shape {coef.shape})"
+            )
+
+
+def _mlp_problems(state, n_features):
+    """Problems of an MLP's ``coefs_`` and ``intercepts_`` (the layers must chain)."""
+    coefs, intercepts = state.get("coefs_"), state.get("intercepts_")
+    if not isinstance(coefs, list) or not isinstance(intercepts, list):
+        return
+    if len(coefs) != len(intercepts):
+        yield f"coefs_ holds {len(coefs)} layers but intercepts_ {len(intercepts)}"
+        return
+    width = n_features
+    for i, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        if not isinstance(coef, np.ndarray) or coef.ndim != 2:
+            yield f"coefs_[{i}] is not a 2-d array"
+            return
+        why = "the features" if i == 0 else f"the columns of coefs_[{i - 1}]"
+        yield _shape_problem(f"coefs_[{i}]", coef, 0, width, why)
+        yield _shape_problem(
+            f"intercepts_[{i}]", intercept, 0, coef.shape[1], f"the columns of coefs_[{i}]"
+        )
+        width = coef.shape[1]
+
+
+def _forest_problems(estimator, n_features):
+    """Problems of the trees of a scikit-learn forest against the forest's features."""
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+
+    forests = (
+        RandomForestClassifier,
+        RandomForestRegressor,
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+    )
+    if not isinstance(estimator, forests) or n_features is None:
+        return
+    for i, tree in enumerate(vars(estimator).get("estimators_", [])):
+        for name, n in (
+            ("n_features_in_", getattr(tree, "n_features_in_", None)),
+            ("tree_.n_features", getattr(getattr(tree, "tree_", None), "n_features", None)),
+        ):
+            if n is not None and n != n_features:
+                yield (
+                    f"estimators_[{i}].{name} is {n}; expected {n_features} (the "
+                    "forest's n_features_in_)"
+                )
+
+
+def _estimator_problems(estimator, n_features):
+    """What is inconsistent in the fitted array attributes of one estimator."""
+    from sklearn.base import is_classifier
+
+    state = vars(estimator)
+    names = state.get("feature_names_in_")
+    if isinstance(names, np.ndarray) and n_features is not None and len(names) != n_features:
+        yield f"feature_names_in_ holds {len(names)} names; expected {n_features}"
+    for name in FEATURE_AXIS:
+        yield _shape_problem(name, state.get(name), -1, n_features, "n_features_in_")
+    classes = state.get("classes_")
+    n_classes = None
+    if is_classifier(estimator) and isinstance(classes, np.ndarray) and classes.ndim == 1:
+        n_classes = len(classes)
+        for name in CLASS_AXIS:
+            yield _shape_problem(name, state.get(name), 0, n_classes, "one per class")
+    yield from _linear_problems(state, n_classes)
+    yield from _mlp_problems(state, n_features)
+    yield from _forest_problems(estimator, n_features)
+
+
+def _check_shapes(model, where):
+    """Raise :class:`ModelFileError` if an estimator's arrays contradict its shape.
+
+    Every estimator reachable from ``model`` is checked against its own
+    ``n_features_in_`` and ``classes_``: the feature axis of ``coef_``,
+    ``components_``, ``cluster_centers_`` and the like, the class axis of a
+    classifier's ``coef_`` and per-class arrays, ``intercept_`` against ``coef_``,
+    the layers of an MLP, and the trees of a forest.
+    """
+    from sklearn.tree._tree import Tree
+
+    for item, _ in _reachable(model):
+        if isinstance(item, Tree):
+            continue
+        n_features = getattr(item, "n_features_in_", None)
+        n_features = int(n_features) if isinstance(n_features, numbers.Integral) else None
+        for problem in _estimator_problems(item, n_features):
+            if problem is not None:
+                raise ModelFileError(
+                    f"{where}: {type(item).__name__}.{problem}; the file is corrupt or was altered"
+                )
 
 
 # ------------------------------------------------------------------ public API
@@ -395,13 +632,21 @@ def save(model, path):
     skops.io.dump(_persistable(model), os.fspath(path))
 
 
-def load(path, trusted=None):
+def load(path, trusted=None, max_bytes=MAX_BYTES):
     """Read a model written by :func:`save`, without running code from the file.
 
     The types named in the file are checked before anything is built: those that
     skops trusts by default (scikit-learn estimators, numpy, builtins), those of
     :func:`trusted_types` and those in ``trusted`` are allowed; any other type makes
     the load fail with :class:`UntrustedTypesError`, which names them.
+
+    Before that, the size the file unpacks to is checked against ``max_bytes``,
+    from the sizes that its zip members and array headers declare (nothing is
+    unpacked or allocated for it): a small file of compressed zeros cannot become a
+    huge array. After the model is built, its array attributes are checked against
+    the model they belong to (``coef_`` against ``n_features_in_`` and
+    ``classes_``, ``intercept_`` against ``coef_``, the trees of a forest against
+    its features, ...), and the trees of fused forests are checked for consistency.
 
     Parameters
     ----------
@@ -411,6 +656,10 @@ def load(path, trusted=None):
         More types to trust, by fully qualified name (as the error names them) or as
         types. Pass only types that you have reviewed: a trusted type's code runs
         when the model is built.
+    max_bytes : int or None, default=MAX_BYTES
+        The most bytes that the file may take once unpacked (the sum of the sizes
+        its zip members declare, nested archives included); the default is 512 MiB
+        (:data:`MAX_BYTES`). None sets no limit: only for files that you trust.
 
     Returns
     -------
@@ -424,7 +673,10 @@ def load(path, trusted=None):
     UntrustedTypesError
         The file names types that are not trusted; nothing was built.
     ModelFileError
-        The file is not a skops file, is corrupt, or does not hold an estimator.
+        The file is not a skops file, is corrupt, unpacks to more than
+        ``max_bytes``, does not hold an estimator, or holds arrays whose shapes
+        contradict the model (the message names the attribute, the shape expected
+        and the shape found).
 
     Examples
     --------
@@ -441,16 +693,17 @@ def load(path, trusted=None):
 
     path = os.fspath(path)
     extra = _trusted_argument(trusted)
+    max_bytes = _max_bytes_argument(max_bytes)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ModelFileError(f"{path} is a directory, not a model file")
+    _check_size(path, max_bytes)
     try:
         found = skops.io.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ModelFileError(
-            f"{path} is not a model file written by daskfuse.save (a skops file): "
-            f"{_reason(exc)}"
+            f"{path} is not a model file written by daskfuse.save (a skops file): {_reason(exc)}"
         ) from None
     allowed = set(trusted_types()) | set(extra)
     untrusted = sorted(set(found) - allowed)
@@ -461,11 +714,10 @@ def load(path, trusted=None):
     except (ImportError, AttributeError, KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: cannot build the model: {_reason(exc)}") from None
     if not (hasattr(model, "get_params") and hasattr(model, "fit")):
-        raise ModelFileError(
-            f"{path} holds a {type(model).__name__}, not a scikit-learn estimator"
-        )
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a scikit-learn estimator")
     _restore_frames(model)
     _check_trees(model, path)
+    _check_shapes(model, path)
     return model
 
 
@@ -476,5 +728,3 @@ def _reason(exc):
     if isinstance(exc, KeyError):
         return f"missing entry {text}"
     return f"{name}: {text}" if text else name
-
-

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
+import tracemalloc
 import warnings
 import zipfile
 
@@ -80,12 +82,13 @@ def fit_case(name, data):
         if name == "trees-forest":
             return FusedClassifier(
                 RandomForestClassifier(n_estimators=4, random_state=0),
-                fusion="trees", n_partitions=3,
+                fusion="trees",
+                n_partitions=3,
             ).fit(X, y), X
         if name == "vote-svc":  # string labels
-            return FusedClassifier(
-                SVC(kernel="linear"), fusion="vote", n_partitions=3
-            ).fit(X, labels), X
+            return FusedClassifier(SVC(kernel="linear"), fusion="vote", n_partitions=3).fit(
+                X, labels
+            ), X
         if name == "stack-logistic":
             return FusedClassifier(
                 LogisticRegression(), fusion="stack", n_partitions=3, random_state=0
@@ -93,7 +96,9 @@ def fit_case(name, data):
         if name == "weighted-mlp":  # the MLP's optimizer objects
             return FusedClassifier(
                 MLPClassifier((4,), max_iter=30, random_state=0),
-                fusion="weighted", n_partitions=2, random_state=0,
+                fusion="weighted",
+                n_partitions=2,
+                random_state=0,
             ).fit(X, y), X
     raise AssertionError(name)
 
@@ -184,8 +189,10 @@ def test_clusterer_fitted_on_dask_data_leaves_out_its_lazy_labels(data, tmp_path
         lambda X, y: RandomForestRegressor(n_estimators=3, random_state=0).fit(X, y),
         lambda X, y: StandardScaler().fit(X),
         lambda X, y: fuse(
-            [LogisticRegression().fit(X[:300], y[:300]),
-             LogisticRegression().fit(X[300:], y[300:])],
+            [
+                LogisticRegression().fit(X[:300], y[:300]),
+                LogisticRegression().fit(X[300:], y[300:]),
+            ],
             fusion="vote",
         ),
     ],
@@ -285,8 +292,12 @@ def test_trusted_types_come_from_daskfuse_modules():
         assert type_name(cls) in names
     for name in ("FusedClassifier", "FusedRegressor", "FusedTransformer", "FusedClusterer"):
         assert f"daskfuse.estimators.{name}" in names
-    for name in ("FusedVotingClassifier", "FusedVotingRegressor",
-                 "FusedStackingClassifier", "FusedStackingRegressor"):
+    for name in (
+        "FusedVotingClassifier",
+        "FusedVotingRegressor",
+        "FusedStackingClassifier",
+        "FusedStackingRegressor",
+    ):
         assert f"daskfuse.models.{name}" in names
     assert "daskfuse.partition.Rows" in names
     assert "sklearn.tree._tree.Tree" in names
@@ -340,3 +351,213 @@ def test_bad_arguments(data, tmp_path):
         load(tmp_path / "m.skops", trusted=[3])
     with pytest.raises(TypeError, match="must be a scikit-learn estimator"):
         save({"not": "a model"}, tmp_path / "x.skops")
+
+
+# ------------------------------------------------------------------ sizes and shapes
+def rewrite(path, out, replace=None, add=None, compression=zipfile.ZIP_STORED):
+    """Copy the zip ``path`` to ``out``: members renamed in ``replace`` get new bytes,
+    ``add`` adds members, every member written with ``compression``."""
+    replace, add = replace or {}, add or {}
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", compression) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, replace.get(info.filename, src.read(info)))
+        for name, content in add.items():
+            dst.writestr(name, content)
+    return out
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def member_of(path, attribute):
+    """The zip member holding the array ``attribute`` of the top-level estimator."""
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+    return schema["content"]["content"][attribute]["file"]
+
+
+def peak_bytes_of(call):
+    """Run ``call()`` (which must raise ModelFileError); the peak bytes it allocated."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError) as exc:
+            call()
+        return tracemalloc.get_traced_memory()[1], str(exc.value)
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture
+def logistic_file(data, tmp_path):
+    X, y, _, _ = data
+    path = tmp_path / "logistic.skops"
+    save(LogisticRegression().fit(X, y), path)
+    return path
+
+
+def test_a_small_file_of_compressed_zeros_is_refused_before_unpacking(logistic_file, tmp_path):
+    zeros = npy_bytes(np.zeros((10_000, 4)))  # 320 kB of zeros, some hundred bytes packed
+    coef = member_of(logistic_file, "coef_")
+    bomb = rewrite(
+        logistic_file,
+        tmp_path / "bomb.skops",
+        replace={coef: zeros},
+        compression=zipfile.ZIP_DEFLATED,
+    )
+    assert bomb.stat().st_size < 10_000
+    peak, message = peak_bytes_of(lambda: load(bomb, max_bytes=100_000))
+    assert f"{bomb}: unpacked, the file takes more than max_bytes=100,000 bytes" in message
+    assert f"its member {coef} alone 320,128" in message and "--max-bytes" in message
+    assert peak < 100_000  # nothing was unpacked
+    # with room for it, the file loads, and its wrong coef_ is then refused by shape
+    with pytest.raises(ModelFileError, match=r"coef_ has shape \(10000, 4\); expected 1"):
+        load(bomb, max_bytes=10**6)
+
+
+def test_a_compressed_archive_inside_the_file_counts(logistic_file, tmp_path):
+    inner = io.BytesIO()
+    np.savez_compressed(inner, big=np.zeros(100_000))
+    path = rewrite(logistic_file, tmp_path / "nested.skops", add={"extra.npz": inner.getvalue()})
+    with pytest.raises(ModelFileError) as exc:
+        load(path, max_bytes=500_000)
+    message = str(exc.value)
+    assert "takes more than max_bytes=500,000 bytes" in message
+    assert "its member extra.npz/big.npy alone 800,128" in message
+
+
+def test_an_array_header_declaring_more_than_the_file_holds_is_refused(logistic_file, tmp_path):
+    # a header declaring 2**40 float64 (8 TiB) before 32 bytes of data: numpy would
+    # allocate the declared array before reading it
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)}
+    )
+    coef = member_of(logistic_file, "coef_")
+    path = rewrite(
+        logistic_file, tmp_path / "header.skops", replace={coef: header.getvalue() + bytes(32)}
+    )
+    peak, message = peak_bytes_of(lambda: load(path))  # the default max_bytes
+    assert f"array {coef} declares shape (1099511627776,) of float64" in message
+    assert "(8,796,093,022,208 bytes) but holds 32 bytes of data" in message
+    assert peak < 1_000_000
+
+
+def test_max_bytes_argument(logistic_file):
+    from daskfuse.persist import MAX_BYTES
+
+    assert MAX_BYTES == 2**29
+    assert load(logistic_file, max_bytes=None).coef_.shape == (1, 4)
+    assert load(logistic_file, max_bytes=10_000).coef_.shape == (1, 4)
+    with pytest.raises(ModelFileError, match="more than max_bytes=100 bytes"):
+        load(logistic_file, max_bytes=100)
+    with pytest.raises(ValueError, match="max_bytes must be a positive int or None"):
+        load(logistic_file, max_bytes=0)
+    with pytest.raises(TypeError, match="max_bytes must be a positive int or None"):
+        load(logistic_file, max_bytes=True)
+
+
+def test_a_tampered_coef_in_the_file_is_refused(logistic_file, tmp_path):
+    coef = member_of(logistic_file, "coef_")
+    path = rewrite(
+        logistic_file, tmp_path / "coef.skops", replace={coef: npy_bytes(np.zeros((1, 3)))}
+    )
+    with pytest.raises(ModelFileError) as exc:
+        load(path)
+    assert str(exc.value) == (
+        f"{path}: LogisticRegression.coef_ has shape (1, 3); expected 4 on its last axis "
+        "(n_features_in_); the file is corrupt or was altered"
+    )
+
+
+def tamper(name, data):
+    """A fitted model and a copy with one array attribute of a wrong shape."""
+    X, y, _, _ = data
+    y3 = np.arange(len(y)) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "coef-classes":
+            model = SGDClassifier(random_state=0).fit(X, y3)
+            model.coef_ = model.coef_[:2]
+        elif name == "intercept":
+            model = LogisticRegression().fit(X, y)
+            model.intercept_ = np.zeros(2)
+        elif name == "fused-coef":
+            model = FusedClassifier(SGDClassifier(random_state=0), n_partitions=2).fit(X, y)
+            model.fused_estimator_.coef_ = np.zeros((1, 5))
+        elif name == "theta":
+            model = GaussianNB().fit(X, y3)
+            model.theta_ = model.theta_[:2]
+        elif name == "mlp":
+            model = MLPClassifier((3,), max_iter=5, random_state=0).fit(X, y)
+            model.coefs_[1] = np.zeros((2, 1))
+        elif name == "forest":
+            model = FusedClassifier(
+                RandomForestClassifier(n_estimators=2, random_state=0),
+                fusion="trees",
+                n_partitions=2,
+            ).fit(X, y)
+            forest = model.fused_estimator_
+            forest.estimators_[1] = DecisionTreeClassifier(random_state=0).fit(X[:, :3], y)
+        elif name == "components":
+            model = PCA(n_components=2).fit(X)
+            model.components_ = model.components_[:, :3]
+        else:
+            raise AssertionError(name)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        (
+            "coef-classes",
+            "SGDClassifier.coef_ has shape (2, 4); expected 3 on its first axis (one row per "
+            "class)",
+        ),
+        (
+            "intercept",
+            "LogisticRegression.intercept_ has shape (2,); expected (1,) (one per row of coef_, "
+            "of shape (1, 4))",
+        ),
+        (
+            "fused-coef",
+            "SGDClassifier.coef_ has shape (1, 5); expected 4 on its last axis (n_features_in_)",
+        ),
+        (
+            "theta",
+            "GaussianNB.theta_ has shape (2, 4); expected 3 on its first axis (one per class)",
+        ),
+        (
+            "mlp",
+            "MLPClassifier.coefs_[1] has shape (2, 1); expected 3 on its first axis (the "
+            "columns of coefs_[0])",
+        ),
+        (
+            "forest",
+            "RandomForestClassifier.estimators_[1].n_features_in_ is 3; expected 4 "
+            "(the forest's n_features_in_)",
+        ),
+        ("components", "PCA.components_ has shape (2, 3); expected 4 on its last axis"),
+    ],
+)
+def test_arrays_that_contradict_their_model_are_refused(data, tmp_path, case, message):
+    path = tmp_path / f"{case}.skops"
+    save(tamper(case, data), path)
+    with pytest.raises(ModelFileError) as exc:
+        load(path)
+    assert f"{path}: {message}" in str(exc.value)
+
+
+def test_a_corrupt_compressed_array_is_refused(logistic_file, tmp_path):
+    coef = member_of(logistic_file, "coef_")
+    path = rewrite(logistic_file, tmp_path / "deflated.skops", compression=zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        start = z.getinfo(coef).header_offset + 30 + len(coef)  # past the local header
+    raw[start : start + 20] = bytes(b ^ 0xFF for b in raw[start : start + 20])
+    path.write_bytes(raw)
+    with pytest.raises(ModelFileError, match="not a model file written by daskfuse.save"):
+        load(path)
