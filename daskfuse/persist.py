@@ -54,6 +54,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from ._validation import is_int
+
 __all__ = [
     "MAX_BYTES",
     "ModelFileError",
@@ -307,7 +309,7 @@ def _restore_frames(model):
 def _max_bytes_argument(max_bytes):
     if max_bytes is None:
         return None
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral):
+    if not is_int(max_bytes):
         raise TypeError(
             f"max_bytes must be a positive int or None (no limit); got "
             f"{type(max_bytes).__name__} {max_bytes!r}"

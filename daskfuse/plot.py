@@ -13,6 +13,8 @@ import numpy as np
 from sklearn.base import is_classifier, is_clusterer
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import check_int
+
 __all__ = ["fusion_tree", "plot_fusion"]
 
 _FITTED = ("fused_estimator_", "partition_report_", "n_partitions_", "split_every_")
@@ -48,9 +50,8 @@ def fusion_tree(n_partitions, split_every):
     >>> fusion_tree(1, 8)
     []
     """
-    for name, value, low in (("n_partitions", n_partitions, 1), ("split_every", split_every, 2)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
+    check_int(n_partitions, "n_partitions", low=1)
+    check_int(split_every, "split_every", low=2)
     levels = []
     width = int(n_partitions)
     while width > 1:
