@@ -38,6 +38,7 @@ from ._graph import (
     compute_with_progress,
     estimator_allows_nan,
     fit_prefix,
+    plain_params,
     r2_from_sums,
 )
 from ._inputs import (
@@ -493,9 +494,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     def _token_parts(self, fuser, rows, split_every, seeds):
         return (
             type(self).__name__,
-            type(self.estimator).__module__,
-            type(self.estimator).__qualname__,
-            repr(sorted(self.estimator.get_params(deep=True).items(), key=str)),
+            # the real parameter values (arrays by their data), not a printed form
+            plain_params(self.estimator),
             fuser,
             rows,
             split_every,
