@@ -418,11 +418,7 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
         )
     n_rows = len(X)
     n = _resolve_count(rows, n_rows)
-    if n > n_rows:
-        raise ValueError(
-            f"n_partitions={n} is larger than the number of rows ({n_rows}): "
-            "every partition needs at least one row"
-        )
+    check_row_count(n, n_rows)
     rng = np.random.default_rng(seed_sequence.spawn(1)[0])
     ids = assign_rows(strategy, n_rows, y, n, rng, 0, n_rows)
     groups = row_groups(ids, n)
@@ -469,6 +465,20 @@ def _data_nodes(groups, row_bytes):
     return nodes
 
 
+def check_row_count(n_partitions, n_rows):
+    """Raise ``ValueError`` naming both counts when there are fewer rows than partitions."""
+    if n_partitions > n_rows:
+        raise ValueError(
+            f"n_partitions={n_partitions} is larger than the number of rows ({n_rows}): "
+            "every partition needs at least one row"
+        )
+
+
+def count_rows(x_blocks):
+    """The number of rows of a dask input's row blocks (one pass over the blocks)."""
+    return int(sum(_block_lengths(x_blocks, None)))
+
+
 def _block_lengths(x_blocks, known):
     if known is not None:
         return list(known)
@@ -503,11 +513,8 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         lengths = _block_lengths(x_blocks, lengths)
     n_rows = None if lengths is None else int(sum(lengths))
     n = _resolve_count(rows, n_rows)
-    if n_rows is not None and n > n_rows:
-        raise ValueError(
-            f"n_partitions={n} is larger than the number of rows ({n_rows}): "
-            "every partition needs at least one row"
-        )
+    if n_rows is not None:
+        check_row_count(n, n_rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths else [0] * n_blocks
     seeds = _seeds(seed_sequence, n_blocks)
     pieces = [[] for _ in range(n)]

@@ -205,6 +205,34 @@ def _split_every_above_partitions():
     assert_allclose(reg.fused_estimator_.coef_, LinearRegression().fit(X, y).coef_, rtol=1e-10)
 
 
+def _fewer_rows_than_partitions(reg=False):
+    """13 rows in blocks of unknown size, for 20 randomly dealt partitions."""
+    X, y = _data(n=40)
+    Xd, yd = _dask(X, X[:, 1] if reg else y, chunks=10)
+    keep = Xd[:, 0] > 0.5
+    assert int(keep.sum().compute()) == 13
+    return Xd[keep], yd[keep]
+
+
+def _fewer_rows_than_partitions_skipped():
+    reg = FusedRegressor(
+        LinearRegression(), partition="random", n_partitions=20, on_error="skip", random_state=0
+    )
+    with pytest.warns(UserWarning, match=r"the data has fewer rows \(13\) than partitions"):
+        reg.fit(*_fewer_rows_than_partitions(reg=True))
+    assert reg.n_partitions_skipped_ >= 7
+
+
+def _nan_in_dask_block_skipped():
+    X, y = _data()
+    X[250, 2] = np.nan
+    with pytest.warns(UserWarning, match=r"partition 2: X contains NaN"):
+        clf = _fit(*_dask(X, y), on_error="skip")
+    assert clf.partition_report_["skipped"].tolist() == [False, False, True, False]
+    keep = np.r_[0:200, 300:400]
+    assert clf.score(X[keep], y[keep]) > 0.95
+
+
 def _overfit_noise():
     # 20 features on 20 fitted rows per partition: the models interpolate noise, so
     # each one scores below 0 on its held-out rows and gets weight 0
@@ -230,6 +258,10 @@ CASES = [
     Case("NaN in a dask block", lambda: _fit(*_with(np.nan, 250, 2, dask=True)),
          PartitionError, r"partition 2: X contains NaN or infinity \(in column\(s\) \[2\]\); "
          "LogisticRegression needs finite values", dask=True),
+    # on_error="skip" covers the fit tasks: in-memory data are validated whole first
+    Case("NaN in X, on_error skip", lambda: _fit(*_with(np.nan, 5, 1), on_error="skip"),
+         ValueError, "Input X contains NaN"),
+    Case("NaN in a dask block, on_error skip", _nan_in_dask_block_skipped, dask=True),
     Case("NaN in a dask y", lambda: FusedRegressor(LinearRegression()).fit(
         *_dask(_data()[0], np.where(np.arange(400) == 150, np.nan, 1.0))),
          PartitionError, r"partition 1: y contains NaN or infinity", dask=True),
@@ -248,6 +280,11 @@ CASES = [
          r"Found array with 0 sample\(s\) \(shape=\(0, 3\)\)"),
     Case("more partitions than rows", lambda: _fit(*_data(n=10), n_partitions=11), ValueError,
          r"n_partitions=11 is larger than the number of rows \(10\)"),
+    Case("more partitions than rows of unknown number", lambda: _fit(
+        *_fewer_rows_than_partitions(), partition="random", n_partitions=20, random_state=0),
+         ValueError, r"n_partitions=20 is larger than the number of rows \(13\)", dask=True),
+    Case("more partitions than rows of unknown number, skipped",
+         _fewer_rows_than_partitions_skipped, dask=True),
     # single-class partitions
     Case("single-class partition", lambda: _fit(*_dask(*_sorted_by_label(*_data()))),
          PartitionError,
@@ -310,6 +347,12 @@ CASES = [
         da.from_array(_data()[0], chunks=(100, -1)).map_blocks(sp.csr_matrix),
         _dask(*_data())[1]), TypeError,
          r"X is a dask array of sparse blocks \(scipy\.sparse.*\).*map_blocks", dask=True),
+    Case("complex dask X at predict", lambda: _fitted().predict(
+        da.from_array(_data()[0] + 1j, chunks=(100, -1))), ValueError,
+         "X must be numeric; got a dask array of dtype complex128", dask=True),
+    Case("complex dask X at score", lambda: _fitted().score(
+        da.from_array(_data()[0] + 1j, chunks=(100, -1)), _data()[1]), ValueError,
+         "X must be numeric; got a dask array of dtype complex128", dask=True),
     Case("scipy.sparse X at predict", lambda: _fitted().predict(sp.csr_matrix(_data()[0])),
          TypeError, r"X is a sparse matrix"),
     # dimensions
