@@ -259,3 +259,47 @@ def test_dask_score_with_a_column_vector_y_is_the_accuracy(scheduler):
     assert clf.score(Xd, pd.Series(y)) == pytest.approx(expected)
     with pytest.raises(ValueError, match="y must be 1-dimensional .* with 2 columns"):
         clf.score(kept[features], kept[["y", "b"]])
+
+
+def _combine_levels(graph):
+    """Combine nodes of a fit graph per level: {level: count}."""
+    levels = {}
+    for key in _keys(graph):
+        if isinstance(key, tuple) and _step(key) == "daskfuse-combine":
+            levels[key[1]] = levels.get(key[1], 0) + 1
+    return dict(sorted(levels.items()))
+
+
+@pytest.mark.parametrize(
+    "n, split_every, levels",
+    # n % split_every == 1: a lone leftover node at the first level
+    [(5, 4, {1: 2, 2: 1}), (9, 4, {1: 3, 2: 1}), (7, 3, {1: 3, 2: 1})],
+)
+def test_tree_reduce_with_a_lone_leftover_keeps_every_partition(n, split_every, levels):
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(20 * n, 3))
+    y_reg = X @ [1.0, -2.0, 0.5] + 0.3 + 0.1 * rng.normal(size=len(X))
+    y_clf = (X[:, 0] + 0.3 * rng.normal(size=len(X)) > 0).astype(int)
+
+    reg = FusedRegressor(LinearRegression(), n_partitions=n, split_every=split_every)
+    assert _combine_levels(reg.fit_graph(X, y_reg)) == levels
+    reg.fit(X, y_reg)
+    report = reg.partition_report_
+    assert report["partition"].tolist() == list(range(n))
+    assert report["rows"].tolist() == [20] * n and not report["skipped"].any()
+    exact = LinearRegression().fit(X, y_reg)
+    assert_allclose(reg.fused_estimator_.coef_, exact.coef_, rtol=1e-10)
+    assert_allclose(reg.fused_estimator_.intercept_, exact.intercept_, rtol=1e-10)
+
+    models = {}
+    for fan_in in (split_every, 2):
+        clf = FusedClassifier(
+            LogisticRegression(), fusion="weighted", n_partitions=n, split_every=fan_in
+        ).fit(X, y_clf)
+        assert clf.partition_report_["partition"].tolist() == list(range(n))
+        assert clf.partition_report_["weight"].sum() == pytest.approx(len(X))
+        models[fan_in] = clf.fused_estimator_
+    assert_allclose(models[split_every].coef_, models[2].coef_, rtol=1e-12)
+    assert_allclose(models[split_every].intercept_, models[2].intercept_, rtol=1e-12)
