@@ -122,7 +122,11 @@ def _score_block(estimator, X, y, kind, feature_names):
             )
         return float(np.sum(pred == y)), len(y)
     y = y.reshape(len(y), -1).astype(float)
-    pred = np.asarray(pred, dtype=float).reshape(y.shape)
+    pred = np.asarray(pred, dtype=float).reshape(len(y), -1)
+    if pred.shape != y.shape:
+        raise ValueError(
+            f"y has {y.shape[1]} target column(s) but the model predicts {pred.shape[1]}"
+        )
     mean = y.mean(axis=0)
     return {
         "n": len(y),
@@ -179,7 +183,8 @@ def _check_rows_after_failure(prepared, error):
     the partitions' errors (empty, one class) hide the cause, so raise that instead.
     """
     plan = prepared["plan"]
-    if prepared["x_blocks"] is None or plan.n_rows is not None:
+    dealt = plan.strategy in ("random", "stratified")
+    if prepared["x_blocks"] is None or plan.n_rows is not None or not dealt:
         return
     try:
         n_rows = count_rows(prepared["x_blocks"])

@@ -214,6 +214,13 @@ def _fewer_rows_than_partitions(reg=False):
     return Xd[keep], yd[keep]
 
 
+def _two_rows_in_three_blocks():
+    """Blocks of unknown size holding 1, 0 and 1 rows."""
+    X, y = _dask(*_data(n=30), chunks=10)
+    keep = da.from_array(np.isin(np.arange(30), [0, 25]), chunks=10)
+    return X[keep], y[keep]
+
+
 def _fewer_rows_than_partitions_skipped():
     reg = FusedRegressor(
         LinearRegression(), partition="random", n_partitions=20, on_error="skip", random_state=0
@@ -283,6 +290,9 @@ CASES = [
     Case("more partitions than rows of unknown number", lambda: _fit(
         *_fewer_rows_than_partitions(), partition="random", n_partitions=20, random_state=0),
          ValueError, r"n_partitions=20 is larger than the number of rows \(13\)", dask=True),
+    Case("fewer rows than blocks of unknown size, chunks", lambda: _fit(
+        *_two_rows_in_three_blocks()), PartitionError,
+         r"partition \d: the partition (is empty|holds 1 class)", dask=True),
     Case("more partitions than rows of unknown number, skipped",
          _fewer_rows_than_partitions_skipped, dask=True),
     # single-class partitions
@@ -353,6 +363,10 @@ CASES = [
     Case("complex dask X at score", lambda: _fitted().score(
         da.from_array(_data()[0] + 1j, chunks=(100, -1)), _data()[1]), ValueError,
          "X must be numeric; got a dask array of dtype complex128", dask=True),
+    Case("dask y of 2 columns to score a one-target regressor", lambda: FusedRegressor(
+        LinearRegression(), n_partitions=2).fit(*_data()).score(*_dask(
+            _data()[0], np.c_[_data()[1], _data()[1]])), ValueError,
+         r"y has 2 target column\(s\) but the model predicts 1", dask=True),
     Case("scipy.sparse X at predict", lambda: _fitted().predict(sp.csr_matrix(_data()[0])),
          TypeError, r"X is a sparse matrix"),
     # dimensions
