@@ -763,14 +763,13 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         )
         if self._kind == "clusterer":
             return sum(parts)
-        rows = sum(p[1] for p in parts) if self._kind == "classifier" else sum(
-            p["n"] for p in parts
-        )
+        classifier = self._kind == "classifier"
+        rows = sum(p[1] if classifier else p["n"] for p in parts)
         if rows == 0:
             raise ValueError(
                 f"X has 0 rows in all of its {len(parts)} blocks: there is nothing to score"
             )
-        if self._kind == "classifier":
+        if classifier:
             return sum(p[0] for p in parts) / rows
         return _r2_from_parts(parts)
 
