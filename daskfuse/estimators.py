@@ -584,6 +584,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             else None,
             self.on_error,
             self.min_partitions,
+            # what the later passes compute (their keys derive from this token)
+            self.local_epochs,
+            self.proximal,
         )
 
     def _multi_output(self):

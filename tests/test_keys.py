@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.cluster import KMeans
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -100,6 +100,21 @@ def test_vertical_keys_come_from_the_parameter_values():
     assert keys[0] != keys[1] and keys[0] == keys[2]
 
 
+def test_later_passes_have_keys_of_their_own():
+    """The keys of the passes after the first derive from the fit's token: estimators
+    that differ only in what those passes compute (local_epochs, proximal) must not
+    share them when they fit at once on one cluster."""
+    X, y = _counts()
+
+    def token(**kwargs):
+        est = FusedClassifier(SGDClassifier(random_state=0), rounds=3, n_partitions=2, **kwargs)
+        return est._prepare(X, y)["token"]
+
+    assert token(local_epochs=1) == token(local_epochs=1)
+    assert token(local_epochs=1) != token(local_epochs=3)
+    assert token(proximal=0.1) != token(proximal=0.2)
+
+
 def _pipeline(class_weight):
     return Pipeline(
         [("scale", StandardScaler()), ("model", LogisticRegression(class_weight=class_weight))]
@@ -142,7 +157,7 @@ import numpy as np
 from sklearn.naive_bayes import MultinomialNB
 from daskfuse import FusedClassifier
 from daskfuse.fusion import Stack
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 X = np.arange(400.0).reshape(40, 10) % 7
 y = np.arange(40) % 2
 est = MultinomialNB(alpha=np.linspace(0.5, 2.0, 10))
