@@ -59,6 +59,7 @@ from .partition import (
     Columns,
     Rows,
     check_row_count,
+    cluster_threads,
     count_rows,
     plan_blocks,
     plan_in_memory,
@@ -576,6 +577,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             plain_params(self.estimator),
             fuser,
             rows,
+            # "auto" counts resolve to the threads of the active scheduler
+            cluster_threads() if rows.n_partitions in (None, "auto") else None,
             split_every,
             # Fresh entropy (random_state=None) only matters where rows are shuffled;
             # elsewhere the keys stay deterministic.

@@ -115,6 +115,21 @@ def test_later_passes_have_keys_of_their_own():
     assert token(proximal=0.1) != token(proximal=0.2)
 
 
+def test_auto_partition_counts_are_in_the_keys():
+    """``n_partitions`` None/"auto" resolves to the scheduler's threads: fits that split
+    the same data into different numbers of partitions must not share keys."""
+    X = np.random.default_rng(0).integers(0, 5, size=(400, 5)).astype(float)
+    y = np.arange(400) % 2
+    graphs, counts = [], []
+    for threads in (2, 4):
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            clf = FusedClassifier(MultinomialNB())
+            graphs.append(clf.fit_graph(X, y).key)
+            counts.append(clf.fit(X, y).n_partitions_)
+    assert counts == [2, 4]
+    assert graphs[0] != graphs[1]
+
+
 def _pipeline(class_weight):
     return Pipeline(
         [("scale", StandardScaler()), ("model", LogisticRegression(class_weight=class_weight))]
