@@ -214,6 +214,22 @@ def _fewer_rows_than_partitions(reg=False):
     return Xd[keep], yd[keep]
 
 
+def _random_over_one_row_blocks():
+    """'random' deals all rows round-robin when the block lengths are known: 1-row
+    blocks give every partition its share, down to one row each."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 3))
+    y = X @ [1.0, 2.0, 3.0] + 0.5
+    Xd, yd = da.from_array(X, chunks=(1, -1)), da.from_array(y, chunks=1)
+    reg = FusedRegressor(LinearRegression(), partition="random", n_partitions=8, random_state=0)
+    reg.fit(Xd, yd)
+    assert reg.partition_report_["rows"].tolist() == [1] * 8
+    assert_allclose(reg.fused_estimator_.coef_, [1.0, 2.0, 3.0], rtol=1e-8)
+    clf = _fit(*_dask(*_data(n=16), chunks=1), partition="random", n_partitions=4,
+               estimator=GaussianNB(), random_state=0)
+    assert clf.partition_report_["rows"].tolist() == [4] * 4
+
+
 def _two_rows_in_three_blocks():
     """Blocks of unknown size holding 1, 0 and 1 rows."""
     X, y = _dask(*_data(n=30), chunks=10)
@@ -290,6 +306,7 @@ CASES = [
     Case("more partitions than rows of unknown number", lambda: _fit(
         *_fewer_rows_than_partitions(), partition="random", n_partitions=20, random_state=0),
          ValueError, r"n_partitions=20 is larger than the number of rows \(13\)", dask=True),
+    Case("random partitions of 1-row blocks", _random_over_one_row_blocks, dask=True),
     Case("fewer rows than blocks of unknown size, chunks", lambda: _fit(
         *_two_rows_in_three_blocks()), PartitionError,
          r"partition \d: the partition (is empty|holds 1 class)", dask=True),
