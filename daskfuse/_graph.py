@@ -36,6 +36,7 @@ __all__ = [
     "build_score_graph",
     "fit_partition",
     "fit_prefix",
+    "plain_params",
 ]
 
 
@@ -75,6 +76,34 @@ def fit_prefix(token):
             "data", "split", "piece", "fit", "combine", "finalize", "global", "score"
         )
     }
+
+
+def plain_params(value):
+    """``value`` with every estimator in it replaced by its class and parameters.
+
+    The graph tokens hash this with ``dask.base.tokenize``, which hashes the data of
+    arrays, numbers and strings. A printed form does not do: NumPy prints large arrays
+    shortened and scikit-learn shortens long estimator reprs, so two estimators that
+    differ only there would share their task keys. An estimator (anything with
+    ``get_params``) becomes its class name and the plain form of its own parameters,
+    recursively (``deep=False`` at every level, so that the estimators in lists, as
+    in a ``Pipeline``'s steps, are reached too); dicts, lists and tuples are walked;
+    everything else is left to ``tokenize``.
+    """
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        params = value.get_params(deep=False)
+        return (
+            "estimator",
+            type(value).__module__,
+            type(value).__qualname__,
+            {k: plain_params(v) for k, v in params.items()},
+        )
+    if isinstance(value, dict):
+        # (tokenize hashes a dict's items sorted by key)
+        return {k: plain_params(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [plain_params(v) for v in value])
+    return value
 
 
 def _worker_name():

@@ -175,6 +175,16 @@ def _check_frame_dtypes(X):
         )
 
 
+def _check_array_dtype(X):
+    """Raise ``ValueError`` for a dask array ``X`` that is not of real numbers.
+
+    Complex, string and object values are never cast silently (a cast to float drops
+    an imaginary part), at fit time or at predict time.
+    """
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
+
+
 def _x_blocks(X):
     if isinstance(X, da.Array):
         if X.ndim != 2:
@@ -184,8 +194,7 @@ def _x_blocks(X):
             )
         if math.isnan(X.shape[1]):
             raise ValueError("X has an unknown number of columns; call X.compute_chunk_sizes()")
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
+        _check_array_dtype(X)
         check_dense(X._meta, "X", blocks=True)
         if X.numblocks[1] > 1:
             # one partition = one row block with all of its columns
@@ -313,6 +322,7 @@ def dask_to_array(X):
                 f"X must be 2-dimensional (n_samples, n_features); got a dask array with "
                 f"{X.ndim} dimension(s)"
             )
+        _check_array_dtype(X)
         check_dense(X._meta, "X", blocks=True)
         return X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
     raise TypeError(f"X must be a dask array or dask DataFrame; got {type(X).__name__}")

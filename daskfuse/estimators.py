@@ -25,6 +25,7 @@ from sklearn.base import (
     is_clusterer,
     is_regressor,
 )
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -38,6 +39,7 @@ from ._graph import (
     compute_with_progress,
     estimator_allows_nan,
     fit_prefix,
+    plain_params,
     r2_from_sums,
 )
 from ._inputs import (
@@ -50,9 +52,18 @@ from ._inputs import (
     is_dask_input,
     seed_sequence,
 )
-from .exceptions import FusionError
+from .exceptions import FusionError, PartitionError
 from .fusion import resolve_fusion
-from .partition import STRATEGIES, Columns, Rows, plan_blocks, plan_in_memory
+from .partition import (
+    STRATEGIES,
+    Columns,
+    Rows,
+    check_row_count,
+    cluster_threads,
+    count_rows,
+    plan_blocks,
+    plan_in_memory,
+)
 
 __all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
 
@@ -79,25 +90,44 @@ def _estimator_has(attr):
     return check
 
 
-def _apply_block(block, estimator, method, feature_names):
+def _apply_block(block, estimator, method, feature_names, empty=None):
+    """``estimator.method`` on one block; ``empty`` (the output of 0 rows) for a block
+    without rows, which scikit-learn refuses (a dask DataFrame after a filter has them)."""
     # Fused models hold float64 parameters (statistics are merged in float64); some
     # estimators (k-means) need the input in the dtype of their parameters.
     block = aligned(np.asarray(block, dtype=np.float64))
+    if len(block) == 0 and empty is not None:
+        return empty
     if feature_names is not None:
         block = pd.DataFrame(block, columns=feature_names)
     return getattr(estimator, method)(block)
 
 
 def _score_block(estimator, X, y, kind, feature_names):
-    """Sufficient statistics of the score on one block (a ``daskfuse-score`` task)."""
+    """Sufficient statistics of the score on one block (a ``daskfuse-score`` task).
+
+    A block without rows adds nothing. A classifier's ``y`` is 1-D or a column
+    vector (``_dask_score`` has checked which).
+    """
     if kind == "clusterer":
-        return float(_apply_block(X, estimator, "score", feature_names))
-    pred = _apply_block(X, estimator, "predict", feature_names)
+        return 0.0 if len(X) == 0 else float(_apply_block(X, estimator, "score", feature_names))
     y = aligned(np.asarray(y))
+    if len(X) == 0:
+        return (0.0, 0) if kind == "classifier" else {"n": 0}
+    pred = _apply_block(X, estimator, "predict", feature_names)
     if kind == "classifier":
+        y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
+        if y.shape != pred.shape:
+            raise ValueError(
+                f"y has shape {y.shape} in a block where the predictions have {pred.shape}"
+            )
         return float(np.sum(pred == y)), len(y)
     y = y.reshape(len(y), -1).astype(float)
-    pred = np.asarray(pred, dtype=float).reshape(y.shape)
+    pred = np.asarray(pred, dtype=float).reshape(len(y), -1)
+    if pred.shape != y.shape:
+        raise ValueError(
+            f"y has {y.shape[1]} target column(s) but the model predicts {pred.shape[1]}"
+        )
     mean = y.mean(axis=0)
     return {
         "n": len(y),
@@ -107,9 +137,37 @@ def _score_block(estimator, X, y, kind, feature_names):
     }
 
 
+def _check_score_target(y):
+    """A classifier's dask-scored ``y``: 1-D, or a column vector that is raveled with
+    scikit-learn's ``DataConversionWarning``; more columns raise ``ValueError``."""
+    if isinstance(y, dd.DataFrame):
+        shape, what = (y.shape[0], len(y.columns)), "a dask DataFrame"
+    else:
+        shape = getattr(y, "shape", None) or np.shape(y)
+        what = f"a {type(y).__name__}"
+    if len(shape) == 1:
+        return
+    if len(shape) == 2 and shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change "
+            "the shape of y to (n_samples, ), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=5,  # the caller of score
+        )
+        return
+    columns = shape[1] if len(shape) == 2 else None
+    raise ValueError(
+        "y must be 1-dimensional (or a column vector) to score a classifier; got "
+        f"{what} of {len(shape)} dimension(s)"
+        + ("" if columns is None else f" with {columns} columns")
+    )
+
+
 def _r2_from_parts(parts):
     n, mean, m2, ss_res = 0, 0.0, 0.0, 0.0
     for p in parts:
+        if p["n"] == 0:
+            continue
         # Chan et al.'s pairwise update of the total sum of squares
         delta = p["mean"] - mean
         total = n + p["n"]
@@ -118,6 +176,25 @@ def _r2_from_parts(parts):
         n = total
         ss_res = ss_res + p["ss_res"]
     return float(np.mean(r2_from_sums(ss_res, m2)))
+
+
+def _check_rows_after_failure(prepared, error):
+    """After a failed fit of a dask input whose rows were dealt out without knowing
+    their number (unknown chunk sizes), count them: with fewer rows than partitions
+    the partitions' errors (empty, one class) hide the cause, so raise that instead.
+    """
+    plan = prepared["plan"]
+    dealt = plan.strategy in ("random", "stratified")
+    if prepared["x_blocks"] is None or plan.n_rows is not None or not dealt:
+        return
+    try:
+        n_rows = count_rows(prepared["x_blocks"])
+    except Exception:
+        return  # the fit's own error says more than a failed count
+    try:
+        check_row_count(len(plan.partitions), n_rows)
+    except ValueError as too_few:
+        raise too_few from error
 
 
 def _mean_score(parts, total=False):
@@ -336,8 +413,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         token_parts = self._token_parts(fuser, rows, split_every, seeds)
         classes = None
 
+        x_blocks = None
         if is_dask_input(X):
             blocks = dask_blocks(X, y)
+            x_blocks = blocks.x_blocks
             meta = {
                 "n_features_in_": blocks.n_features,
                 "feature_names_in_": blocks.feature_names,
@@ -417,6 +496,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             "spec": spec,
             "token": token,
             "passes": passes,
+            "x_blocks": x_blocks,
         }
 
     def _run_passes(self, prepared):
@@ -493,11 +573,12 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     def _token_parts(self, fuser, rows, split_every, seeds):
         return (
             type(self).__name__,
-            type(self.estimator).__module__,
-            type(self.estimator).__qualname__,
-            repr(sorted(self.estimator.get_params(deep=True).items(), key=str)),
+            # the real parameter values (arrays by their data), not a printed form
+            plain_params(self.estimator),
             fuser,
             rows,
+            # "auto" counts resolve to the threads of the active scheduler
+            cluster_threads() if rows.n_partitions in (None, "auto") else None,
             split_every,
             # Fresh entropy (random_state=None) only matters where rows are shuffled;
             # elsewhere the keys stay deterministic.
@@ -506,6 +587,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             else None,
             self.on_error,
             self.min_partitions,
+            # what the later passes compute (their keys derive from this token)
+            self.local_epochs,
+            self.proximal,
         )
 
     def _multi_output(self):
@@ -540,12 +624,15 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         if isinstance(self.partition, Columns):
             return vertical.fit(self, X, y)
         self._clear_fitted()
+        prepared = None
         try:
             prepared = self._prepare(X, y)
             fused, reports, history = self._run_passes(prepared)
             fitted = self._fitted_attributes(prepared, fused, reports)
-        except BaseException:
+        except BaseException as exc:
             self._clear_fitted()
+            if prepared is not None and isinstance(exc, PartitionError | FusionError):
+                _check_rows_after_failure(prepared, exc)
             raise
         fitted["n_rounds_"] = 1 if history is None else len(history)
         if history is not None:
@@ -559,9 +646,16 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             setattr(self, name, value)
         skipped = self.partition_report_.loc[self.partition_report_["skipped"]]
         if len(skipped):
+            n_rows = self.partition_report_["rows"].sum()
             warnings.warn(
                 f"{type(self).__name__}: {len(skipped)} of {self.n_partitions_} partitions "
-                "were skipped (on_error='skip') and left out of the fusion: "
+                "were skipped (on_error='skip') and left out of the fusion"
+                + (
+                    f" (the data has fewer rows ({int(n_rows)}) than partitions)"
+                    if n_rows < self.n_partitions_
+                    else ""
+                )
+                + ": "
                 + "; ".join(
                     f"partition {p}: {e}" for p, e in zip(skipped["partition"], skipped["error"])
                 ),
@@ -627,13 +721,14 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 np.zeros((1, self.n_features_in_)), estimator, method, names
             )
         model = delayed(estimator, pure=True)
+        # a block without rows gives probe[:0]: (0,) or (0, k), of the output's dtype
         if probe.ndim == 1:
             return Xa.map_blocks(
-                _apply_block, model, method, names,
+                _apply_block, model, method, names, probe[:0],
                 drop_axis=1, dtype=probe.dtype, meta=probe[:0],
             )
         return Xa.map_blocks(
-            _apply_block, model, method, names,
+            _apply_block, model, method, names, probe[:0],
             chunks=(Xa.chunks[0], (probe.shape[1],)), dtype=probe.dtype, meta=probe[:0],
         )
 
@@ -661,6 +756,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 f"X has {blocks.n_features} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input"
             )
+        if self._kind == "classifier":
+            _check_score_target(y)
         model = delayed(self.fused_estimator_, pure=True)
         names = getattr(self, "feature_names_in_", None)
         y_blocks = blocks.y_blocks or [None] * len(blocks.x_blocks)
@@ -672,8 +769,14 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         )
         if self._kind == "clusterer":
             return sum(parts)
-        if self._kind == "classifier":
-            return sum(p[0] for p in parts) / sum(p[1] for p in parts)
+        classifier = self._kind == "classifier"
+        rows = sum(p[1] if classifier else p["n"] for p in parts)
+        if rows == 0:
+            raise ValueError(
+                f"X has 0 rows in all of its {len(parts)} blocks: there is nothing to score"
+            )
+        if classifier:
+            return sum(p[0] for p in parts) / rows
         return _r2_from_parts(parts)
 
     def _score(self, X, y, sample_weight, in_memory_score):
@@ -756,12 +859,17 @@ _PARAMS_DOC = """
         when given, each partition's estimator (one derived seed per partition), so
         that results are reproducible.
     on_error : {{"raise", "skip"}}, default="raise"
-        What a partition that cannot be fitted or summarised (NaN rows, a single
-        class, an estimator error ...) does: ``"raise"`` fails the fit with a
+        What a partition whose fit task fails does (it cannot be fitted or
+        summarised: an estimator error, a single class, no rows, and for a dask
+        input NaN or infinity in its rows): ``"raise"`` fails the fit with a
         :class:`~daskfuse.PartitionError` naming the partition; ``"skip"`` leaves it
         out of the fusion, marks it in ``partition_report_`` (``skipped``, ``error``)
-        and warns. Errors outside the fit tasks (reading or splitting the data) and
-        lost workers are not partition errors: dask reruns tasks of a lost worker.
+        and warns. It covers only the fit tasks. An in-memory ``X`` and ``y`` are
+        validated whole before any partition is made, so NaN or infinity there (for
+        an estimator that does not accept NaN) raise ``ValueError`` whatever
+        ``on_error`` is: drop or impute those rows first. Errors outside the fit
+        tasks (reading or splitting the data) and lost workers are not partition
+        errors: dask reruns tasks of a lost worker.
     min_partitions : int or float, default=1
         With ``on_error="skip"``, the fewest partitions that must be fitted for the
         fusion to go on, else the fit raises a :class:`~daskfuse.FusionError` naming
@@ -1002,6 +1110,7 @@ class FusedTransformer(TransformerMixin, _FusedBase):
             Xa = dask_to_array(X)
             return Xa.map_blocks(
                 _apply_block, model, "inverse_transform", None,
+                np.zeros((0, self.n_features_in_)),
                 chunks=(Xa.chunks[0], (self.n_features_in_,)), dtype=float,
             )
         return self.fused_estimator_.inverse_transform(X)

@@ -326,7 +326,7 @@ def auto_n_partitions(n_rows=None):
     return max(1, n)
 
 
-def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None):
+def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None, start=None):
     """Partition index of every row of one block.
 
     Parameters
@@ -340,7 +340,13 @@ def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None):
     rng : numpy.random.Generator
     offset, total : int
         Position of the block's first row and number of rows of the whole data
-        (``"uniform"`` only).
+        (``"uniform"``; ``offset`` also for ``"random"`` with ``start``).
+    start : int or None
+        ``"random"``: where the dealing of the whole data starts. Given (with the
+        block's ``offset``), the blocks deal their shuffled rows on from one another,
+        round-robin over all rows, so that every partition gets its share to within
+        one row however small the blocks (1-row blocks included). None: the block
+        deals from a random partition of its own (block lengths unknown).
     """
     if strategy == "uniform":
         return ((offset + np.arange(n)) * n_partitions) // total
@@ -350,16 +356,19 @@ def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None):
     else:
         _, inverse = np.unique(np.asarray(y), return_inverse=True)
         groups = row_groups(inverse, inverse.max(initial=-1) + 1)
+    if strategy == "random" and start is not None:
+        ids[rng.permutation(n)] = (offset + start + np.arange(n)) % n_partitions
+        return ids
     for rows in groups:
         dealt = rng.permutation(rows)
         ids[dealt] = (np.arange(len(dealt)) + rng.integers(n_partitions)) % n_partitions
     return ids
 
 
-def split_block(X, y, strategy, n_partitions, seed, offset, total):
+def split_block(X, y, strategy, n_partitions, seed, offset, total, start=None):
     """Split one row block into ``n_partitions`` pieces (a ``daskfuse-split`` task)."""
     ids = assign_rows(
-        strategy, len(X), y, n_partitions, np.random.default_rng(seed), offset, total
+        strategy, len(X), y, n_partitions, np.random.default_rng(seed), offset, total, start
     )
     take = _take_rows
     return [(take(X, idx), take(y, idx)) for idx in row_groups(ids, n_partitions)]
@@ -418,11 +427,7 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
         )
     n_rows = len(X)
     n = _resolve_count(rows, n_rows)
-    if n > n_rows:
-        raise ValueError(
-            f"n_partitions={n} is larger than the number of rows ({n_rows}): "
-            "every partition needs at least one row"
-        )
+    check_row_count(n, n_rows)
     rng = np.random.default_rng(seed_sequence.spawn(1)[0])
     ids = assign_rows(strategy, n_rows, y, n, rng, 0, n_rows)
     groups = row_groups(ids, n)
@@ -469,6 +474,20 @@ def _data_nodes(groups, row_bytes):
     return nodes
 
 
+def check_row_count(n_partitions, n_rows):
+    """Raise ``ValueError`` naming both counts when there are fewer rows than partitions."""
+    if n_partitions > n_rows:
+        raise ValueError(
+            f"n_partitions={n_partitions} is larger than the number of rows ({n_rows}): "
+            "every partition needs at least one row"
+        )
+
+
+def count_rows(x_blocks):
+    """The number of rows of a dask input's row blocks (one pass over the blocks)."""
+    return int(sum(_block_lengths(x_blocks, None)))
+
+
 def _block_lengths(x_blocks, known):
     if known is not None:
         return list(known)
@@ -503,17 +522,18 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         lengths = _block_lengths(x_blocks, lengths)
     n_rows = None if lengths is None else int(sum(lengths))
     n = _resolve_count(rows, n_rows)
-    if n_rows is not None and n > n_rows:
-        raise ValueError(
-            f"n_partitions={n} is larger than the number of rows ({n_rows}): "
-            "every partition needs at least one row"
-        )
+    if n_rows is not None:
+        check_row_count(n, n_rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths else [0] * n_blocks
     seeds = _seeds(seed_sequence, n_blocks)
+    # with known block lengths, "random" deals all rows round-robin from one start
+    start = None
+    if strategy == "random" and lengths is not None:
+        start = int(np.random.default_rng(seed_sequence.spawn(1)[0]).integers(n))
     pieces = [[] for _ in range(n)]
     for i, (xb, yb) in enumerate(zip(x_blocks, y_blocks)):
         split = delayed(split_block, pure=True, nout=n)(
-            xb, yb, strategy, n, seeds[i], int(offsets[i]), n_rows,
+            xb, yb, strategy, n, seeds[i], int(offsets[i]), n_rows, start,
             dask_key_name=(names["split"], i),
         )
         for j in range(n):

@@ -98,7 +98,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._graph import _worker_name, compute_with_progress, estimator_allows_nan
+from ._graph import _worker_name, compute_with_progress, estimator_allows_nan, plain_params
 from ._inputs import _y_blocks, aligned, dask_blocks, is_dask_input, seed_sequence
 from .exceptions import FusionError, PartitionError
 from .fusion.base import Strategy
@@ -1222,7 +1222,7 @@ def _prepare(est, X, y):
         seeds = tuple(int(s.generate_state(1)[0]) for s in ss.spawn(len(groups)))
     token = tokenize(
         "daskfuse.vertical", type(est).__name__, type(est.estimator).__qualname__,
-        repr(sorted(est.estimator.get_params(deep=True).items(), key=str)),
+        plain_params(est.estimator),
         fusion, tuple(tuple(g.tolist()) for g in groups), seeds, Xp, yp,
     )
     plan = plan_columns(Xp, yp, groups, strategy, token)

@@ -57,3 +57,22 @@ def test_explicit_strategy_that_cannot_apply_lists_those_that_can():
     assert "Strategies that apply to SVC: 'vote', 'stack', 'cascade'" in message
     assert available_fusions(SVC()) == ["vote", "stack", "cascade"]
     assert available_fusions(SVC(), from_models=True) == ["vote"]
+
+
+def test_auto_without_a_strategy_gives_each_strategys_reason():
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    estimator = PCA(n_components="mle")
+    with pytest.raises(FusionError) as err:
+        FusedTransformer(estimator, n_partitions=2).fit(X)
+    message = str(err.value)
+    assert message.startswith("fusion='auto' found no strategy for PCA(n_components='mle'): ")
+    # the same reason that an explicit fusion="exact" gives
+    exact = Exact().unsupported_reason(estimator)
+    assert "mle" in exact
+    assert f"exact: {exact}" in message
+    assert "average, weighted, median, trimmed_mean, krum: parameter averaging needs" in message
+    assert "recluster: reclustering needs a KMeans" in message
+    assert "vote, stack: ensemble fusion needs a classifier or a regressor" in message
+    with pytest.raises(FusionError) as explicit:
+        FusedTransformer(estimator, fusion="exact", n_partitions=2).fit(X)
+    assert f"cannot fuse PCA(n_components='mle'): {exact}." in str(explicit.value)

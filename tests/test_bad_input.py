@@ -205,6 +205,57 @@ def _split_every_above_partitions():
     assert_allclose(reg.fused_estimator_.coef_, LinearRegression().fit(X, y).coef_, rtol=1e-10)
 
 
+def _fewer_rows_than_partitions(reg=False):
+    """13 rows in blocks of unknown size, for 20 randomly dealt partitions."""
+    X, y = _data(n=40)
+    Xd, yd = _dask(X, X[:, 1] if reg else y, chunks=10)
+    keep = Xd[:, 0] > 0.5
+    assert int(keep.sum().compute()) == 13
+    return Xd[keep], yd[keep]
+
+
+def _random_over_one_row_blocks():
+    """'random' deals all rows round-robin when the block lengths are known: 1-row
+    blocks give every partition its share, down to one row each."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 3))
+    y = X @ [1.0, 2.0, 3.0] + 0.5
+    Xd, yd = da.from_array(X, chunks=(1, -1)), da.from_array(y, chunks=1)
+    reg = FusedRegressor(LinearRegression(), partition="random", n_partitions=8, random_state=0)
+    reg.fit(Xd, yd)
+    assert reg.partition_report_["rows"].tolist() == [1] * 8
+    assert_allclose(reg.fused_estimator_.coef_, [1.0, 2.0, 3.0], rtol=1e-8)
+    clf = _fit(*_dask(*_data(n=16), chunks=1), partition="random", n_partitions=4,
+               estimator=GaussianNB(), random_state=0)
+    assert clf.partition_report_["rows"].tolist() == [4] * 4
+
+
+def _two_rows_in_three_blocks():
+    """Blocks of unknown size holding 1, 0 and 1 rows."""
+    X, y = _dask(*_data(n=30), chunks=10)
+    keep = da.from_array(np.isin(np.arange(30), [0, 25]), chunks=10)
+    return X[keep], y[keep]
+
+
+def _fewer_rows_than_partitions_skipped():
+    reg = FusedRegressor(
+        LinearRegression(), partition="random", n_partitions=20, on_error="skip", random_state=0
+    )
+    with pytest.warns(UserWarning, match=r"the data has fewer rows \(13\) than partitions"):
+        reg.fit(*_fewer_rows_than_partitions(reg=True))
+    assert reg.n_partitions_skipped_ >= 7
+
+
+def _nan_in_dask_block_skipped():
+    X, y = _data()
+    X[250, 2] = np.nan
+    with pytest.warns(UserWarning, match=r"partition 2: X contains NaN"):
+        clf = _fit(*_dask(X, y), on_error="skip")
+    assert clf.partition_report_["skipped"].tolist() == [False, False, True, False]
+    keep = np.r_[0:200, 300:400]
+    assert clf.score(X[keep], y[keep]) > 0.95
+
+
 def _overfit_noise():
     # 20 features on 20 fitted rows per partition: the models interpolate noise, so
     # each one scores below 0 on its held-out rows and gets weight 0
@@ -230,6 +281,10 @@ CASES = [
     Case("NaN in a dask block", lambda: _fit(*_with(np.nan, 250, 2, dask=True)),
          PartitionError, r"partition 2: X contains NaN or infinity \(in column\(s\) \[2\]\); "
          "LogisticRegression needs finite values", dask=True),
+    # on_error="skip" covers the fit tasks: in-memory data are validated whole first
+    Case("NaN in X, on_error skip", lambda: _fit(*_with(np.nan, 5, 1), on_error="skip"),
+         ValueError, "Input X contains NaN"),
+    Case("NaN in a dask block, on_error skip", _nan_in_dask_block_skipped, dask=True),
     Case("NaN in a dask y", lambda: FusedRegressor(LinearRegression()).fit(
         *_dask(_data()[0], np.where(np.arange(400) == 150, np.nan, 1.0))),
          PartitionError, r"partition 1: y contains NaN or infinity", dask=True),
@@ -248,6 +303,15 @@ CASES = [
          r"Found array with 0 sample\(s\) \(shape=\(0, 3\)\)"),
     Case("more partitions than rows", lambda: _fit(*_data(n=10), n_partitions=11), ValueError,
          r"n_partitions=11 is larger than the number of rows \(10\)"),
+    Case("more partitions than rows of unknown number", lambda: _fit(
+        *_fewer_rows_than_partitions(), partition="random", n_partitions=20, random_state=0),
+         ValueError, r"n_partitions=20 is larger than the number of rows \(13\)", dask=True),
+    Case("random partitions of 1-row blocks", _random_over_one_row_blocks, dask=True),
+    Case("fewer rows than blocks of unknown size, chunks", lambda: _fit(
+        *_two_rows_in_three_blocks()), PartitionError,
+         r"partition \d: the partition (is empty|holds 1 class)", dask=True),
+    Case("more partitions than rows of unknown number, skipped",
+         _fewer_rows_than_partitions_skipped, dask=True),
     # single-class partitions
     Case("single-class partition", lambda: _fit(*_dask(*_sorted_by_label(*_data()))),
          PartitionError,
@@ -310,6 +374,16 @@ CASES = [
         da.from_array(_data()[0], chunks=(100, -1)).map_blocks(sp.csr_matrix),
         _dask(*_data())[1]), TypeError,
          r"X is a dask array of sparse blocks \(scipy\.sparse.*\).*map_blocks", dask=True),
+    Case("complex dask X at predict", lambda: _fitted().predict(
+        da.from_array(_data()[0] + 1j, chunks=(100, -1))), ValueError,
+         "X must be numeric; got a dask array of dtype complex128", dask=True),
+    Case("complex dask X at score", lambda: _fitted().score(
+        da.from_array(_data()[0] + 1j, chunks=(100, -1)), _data()[1]), ValueError,
+         "X must be numeric; got a dask array of dtype complex128", dask=True),
+    Case("dask y of 2 columns to score a one-target regressor", lambda: FusedRegressor(
+        LinearRegression(), n_partitions=2).fit(*_data()).score(*_dask(
+            _data()[0], np.c_[_data()[1], _data()[1]])), ValueError,
+         r"y has 2 target column\(s\) but the model predicts 1", dask=True),
     Case("scipy.sparse X at predict", lambda: _fitted().predict(sp.csr_matrix(_data()[0])),
          TypeError, r"X is a sparse matrix"),
     # dimensions

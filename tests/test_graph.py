@@ -193,3 +193,113 @@ def test_unaligned_blocks_are_realigned_before_the_fit(scheduler):
     parts = [Ridge().fit(X[i : i + 150], y[i : i + 150]) for i in range(0, 600, 150)]
     expected = np.mean([part.predict(X) for part in parts], axis=0)
     assert_allclose(model.predict(X), expected, rtol=1e-10)
+
+
+def _filtered_frames():
+    """A dask DataFrame with a block of 0 rows (a filter emptied it), and the same rows
+    in memory."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    frame["y"] = (frame["a"] + frame["b"] > 0).astype(int)
+    frame.loc[20:39, "a"] = -5.0  # the whole second block
+    ddf = dd.from_pandas(frame, npartitions=3, sort=False)
+    kept = ddf[ddf["a"] > -4]
+    assert kept.map_partitions(len).compute().tolist() == [20, 0, 20]
+    return kept, frame[frame["a"] > -4]
+
+
+def test_blocks_without_rows_give_empty_output(scheduler):
+    from sklearn.decomposition import PCA
+
+    from daskfuse import FusedTransformer
+
+    kept, memory = _filtered_frames()
+    features = ["a", "b", "c"]
+    X, y = memory[features], memory["y"]
+    clf = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    for method in ["predict", "predict_proba", "decision_function"]:
+        lazy = getattr(clf, method)(kept[features])
+        blocks = [np.asarray(b) for b in dask.compute(*lazy.to_delayed().ravel())]
+        expected = getattr(clf, method)(X)
+        assert blocks[1].shape == (0, *expected.shape[1:]), method
+        assert all(b.dtype == expected.dtype for b in blocks), method
+        assert_allclose(np.concatenate(blocks), expected, err_msg=method)
+    assert clf.score(kept[features], kept["y"]) == pytest.approx(clf.score(X, y))
+
+    reg = FusedRegressor(Ridge(), n_partitions=2).fit(X, memory["a"])
+    assert reg.score(kept[features], kept["a"]) == pytest.approx(reg.score(X, memory["a"]))
+
+    pca = FusedTransformer(PCA(n_components=2), n_partitions=2).fit(X)
+    out = pca.transform(kept[features])
+    blocks = dask.compute(*out.to_delayed().ravel())
+    assert blocks[1].shape == (0, 2)
+    assert_allclose(np.concatenate(blocks), pca.transform(X))
+    back = pca.inverse_transform(out).compute()
+    assert_allclose(back, pca.inverse_transform(pca.transform(X)))
+
+
+def test_dask_score_with_a_column_vector_y_is_the_accuracy(scheduler):
+    from sklearn.exceptions import DataConversionWarning
+
+    kept, memory = _filtered_frames()
+    features = ["a", "b", "c"]
+    X, y = memory[features].to_numpy(), memory["y"].to_numpy()
+    clf = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, y)
+    expected = clf.score(X, y)
+    Xd = da.from_array(X, chunks=(13, -1))
+    columns = [
+        da.from_array(y[:, None], chunks=(13, 1)),
+        y[:, None],
+        kept[["y"]],  # a one-column dask DataFrame
+    ]
+    for X_, y_ in zip([Xd, Xd, kept[features]], columns):
+        with pytest.warns(DataConversionWarning, match="A column-vector y was passed"):
+            assert clf.score(X_, y_) == pytest.approx(expected)
+    assert clf.score(kept[features], kept["y"]) == pytest.approx(expected)
+    assert clf.score(Xd, pd.Series(y)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="y must be 1-dimensional .* with 2 columns"):
+        clf.score(kept[features], kept[["y", "b"]])
+
+
+def _combine_levels(graph):
+    """Combine nodes of a fit graph per level: {level: count}."""
+    levels = {}
+    for key in _keys(graph):
+        if isinstance(key, tuple) and _step(key) == "daskfuse-combine":
+            levels[key[1]] = levels.get(key[1], 0) + 1
+    return dict(sorted(levels.items()))
+
+
+@pytest.mark.parametrize(
+    "n, split_every, levels",
+    # n % split_every == 1: a lone leftover node at the first level
+    [(5, 4, {1: 2, 2: 1}), (9, 4, {1: 3, 2: 1}), (7, 3, {1: 3, 2: 1})],
+)
+def test_tree_reduce_with_a_lone_leftover_keeps_every_partition(n, split_every, levels):
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(20 * n, 3))
+    y_reg = X @ [1.0, -2.0, 0.5] + 0.3 + 0.1 * rng.normal(size=len(X))
+    y_clf = (X[:, 0] + 0.3 * rng.normal(size=len(X)) > 0).astype(int)
+
+    reg = FusedRegressor(LinearRegression(), n_partitions=n, split_every=split_every)
+    assert _combine_levels(reg.fit_graph(X, y_reg)) == levels
+    reg.fit(X, y_reg)
+    report = reg.partition_report_
+    assert report["partition"].tolist() == list(range(n))
+    assert report["rows"].tolist() == [20] * n and not report["skipped"].any()
+    exact = LinearRegression().fit(X, y_reg)
+    assert_allclose(reg.fused_estimator_.coef_, exact.coef_, rtol=1e-10)
+    assert_allclose(reg.fused_estimator_.intercept_, exact.intercept_, rtol=1e-10)
+
+    models = {}
+    for fan_in in (split_every, 2):
+        clf = FusedClassifier(
+            LogisticRegression(), fusion="weighted", n_partitions=n, split_every=fan_in
+        ).fit(X, y_clf)
+        assert clf.partition_report_["partition"].tolist() == list(range(n))
+        assert clf.partition_report_["weight"].sum() == pytest.approx(len(X))
+        models[fan_in] = clf.fused_estimator_
+    assert_allclose(models[split_every].coef_, models[2].coef_, rtol=1e-12)
+    assert_allclose(models[split_every].intercept_, models[2].intercept_, rtol=1e-12)

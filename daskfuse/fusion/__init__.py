@@ -65,16 +65,30 @@ FUSERS = {
 AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "cascade", "vote")
 
 
-def _auto(estimator, alternatives):
+def _auto(estimator, alternatives, from_models=False):
     name = next((n for n in AUTO_ORDER if n in alternatives), None)
     if name is None:
         raise FusionError(
-            f"fusion='auto' found no strategy for {type(estimator).__name__}; "
-            f"strategies: {', '.join(FUSERS)}"
+            f"fusion='auto' found no strategy for {estimator!r}: "
+            + _reasons(estimator, from_models)
         )
     if name == "vote" and is_classifier(estimator) and hasattr(estimator, "predict_proba"):
         return Vote(voting="soft")
     return FUSERS[name]()
+
+
+def _reasons(estimator, from_models=False):
+    """Why each strategy cannot fuse ``estimator``, strategies with one reason together."""
+    by_reason = {}
+    for name, cls in FUSERS.items():
+        fuser = cls()
+        reason = fuser.unsupported_reason(estimator)
+        if reason is None and from_models and not fuser.from_models_for(estimator):
+            reason = "it needs the partitions' rows, not only fitted models"
+        elif reason is None:
+            reason = "it applies, but fusion='auto' never picks it: name it"
+        by_reason.setdefault(reason, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
 
 
 def available_fusions(estimator, from_models=False):
@@ -118,7 +132,7 @@ def resolve_fusion(fusion, estimator, from_models=False):
     if isinstance(fusion, Fuser):
         fuser = fusion
     elif isinstance(fusion, str) and fusion == "auto":
-        fuser = _auto(estimator, alternatives)
+        fuser = _auto(estimator, alternatives, from_models)
     elif isinstance(fusion, str) and fusion in FUSERS:
         fuser = FUSERS[fusion]()
     else:

@@ -38,6 +38,9 @@ reveal.
 
 from __future__ import annotations
 
+from dask.base import tokenize
+
+from .._graph import plain_params
 from ..exceptions import FusionError
 
 __all__ = ["Fuser", "WrappingFuser"]
@@ -61,13 +64,15 @@ class Strategy:
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
-        return type(self) is type(other) and repr(self) == repr(other)
+        return type(self) is type(other) and self.__dask_tokenize__() == other.__dask_tokenize__()
 
     def __hash__(self):
-        return hash(repr(self))
+        return hash(self.__dask_tokenize__())
 
     def __dask_tokenize__(self):
-        return (self._token_name, repr(self))
+        # the real parameter values (an array or an estimator by its data), not the
+        # repr, which NumPy and scikit-learn shorten for large values
+        return (self._token_name, type(self).__qualname__, tokenize(plain_params(self._params())))
 
 
 class Fuser(Strategy):
