@@ -270,8 +270,10 @@ def test_voting_models_are_usable_alone_with_feature_names(animals):
     b = LogisticRegression().fit(frame[600:], y[600:])
     vote = FusedVotingClassifier([a, b], voting="soft").fit()
     assert_array_equal(vote.feature_names_in_, columns)
-    expected = (a.predict_proba(pd.DataFrame(X_test, columns=columns)) + b.predict_proba(
-        pd.DataFrame(X_test, columns=columns))) / 2
+    expected = (
+        a.predict_proba(pd.DataFrame(X_test, columns=columns))
+        + b.predict_proba(pd.DataFrame(X_test, columns=columns))
+    ) / 2
     assert_allclose(vote.predict_proba(pd.DataFrame(X_test, columns=columns)), expected)
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         assert_allclose(vote.predict_proba(X_test), expected)
@@ -454,15 +456,21 @@ def test_trees_of_already_fitted_forests_must_agree_on_classes(animals):
     keep = y[400:800] != "cat"
     lacking = RandomForestClassifier(5, random_state=1).fit(X[400:800][keep], y[400:800][keep])
     summary = fuser.combine(
-        [fuser.summarize(full, None, None, _info(0, 400)),
-         fuser.summarize(lacking, None, None, _info(1, int(keep.sum())))]
+        [
+            fuser.summarize(full, None, None, _info(0, 400)),
+            fuser.summarize(lacking, None, None, _info(1, int(keep.sum()))),
+        ]
     )
     with pytest.raises(FusionError, match=r"partition 1 \['ant', 'bee'\]"):
         fuser.finalize(summary, RandomForestClassifier(5), {"n_features_in_": X.shape[1]})
-    same = fuser.summarize(RandomForestClassifier(5, random_state=2).fit(X[800:], y[800:]),
-                           None, None, _info(1, 400))
-    fused = fuser.finalize(fuser.combine([fuser.summarize(full, None, None, _info(0, 400)), same]),
-                           RandomForestClassifier(5), {"n_features_in_": X.shape[1]})
+    same = fuser.summarize(
+        RandomForestClassifier(5, random_state=2).fit(X[800:], y[800:]), None, None, _info(1, 400)
+    )
+    fused = fuser.finalize(
+        fuser.combine([fuser.summarize(full, None, None, _info(0, 400)), same]),
+        RandomForestClassifier(5),
+        {"n_features_in_": X.shape[1]},
+    )
     assert len(fused.estimators_) == 10
 
 
@@ -505,7 +513,12 @@ def test_fused_models_are_plain_and_picklable(
     fused = model.fused_estimator_
     modules = _modules(fused)
     assert {m.split(".")[0] for m in modules} <= {
-        "sklearn", "numpy", "daskfuse", "builtins", "copyreg", "_codecs"
+        "sklearn",
+        "numpy",
+        "daskfuse",
+        "builtins",
+        "copyreg",
+        "_codecs",
     }
     # daskfuse's only part: the plain model classes, which import nothing from dask
     assert {m for m in modules if m.startswith("daskfuse")} <= {"daskfuse.models"}
