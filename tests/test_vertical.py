@@ -541,3 +541,70 @@ def test_save_and_load_a_vertical_fit(tmp_path, spread_data):
             assert loaded.partition_ == clf.partition_
             assert loaded.fusion_ == fusion
             assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+# ------------------------------------------- column groups that are not contiguous
+
+SCATTERED = [
+    Columns(groups=[[6, 0, 3], [1, 7, 4], [8, 2, 5]]),
+    Columns(n_blocks=3, strategy="random", random_state=2),
+    Columns(n_blocks=3, strategy="correlation"),
+]
+SCATTERED_IDS = ["interleaved-groups", "random", "correlation"]
+
+
+def _scattered(reg):
+    """The fitted column groups, after checking that none is a contiguous run."""
+    groups = [list(g) for g in reg.partition_.groups]
+    assert len(groups) == 3
+    assert all(np.any(np.diff(g) != 1) for g in groups), groups
+    return groups
+
+
+@pytest.mark.parametrize("columns", SCATTERED, ids=SCATTERED_IDS)
+@pytest.mark.parametrize("estimator", [LinearRegression(), Ridge(alpha=30.0)], ids=["ols", "ridge"])
+def test_backfit_scattered_groups_equal_centralized(columns, estimator, ls_data):
+    """Coefficients go back to their columns, not to block order."""
+    X, y = ls_data
+    reg = FusedRegressor(estimator, partition=columns, fusion=_tight_backfit())
+    with dask.config.set(scheduler="sync"):
+        reg.fit(X, y)
+    _scattered(reg)
+    central = clone(estimator).fit(X, y)
+    assert _rel(reg.fused_estimator_.coef_, central.coef_) < 1e-6
+    assert reg.fused_estimator_.intercept_ == pytest.approx(central.intercept_, rel=1e-6)
+    assert_allclose(reg.predict(X), central.predict(X), rtol=1e-6, atol=1e-8)
+    # and from a dask array chunked across the groups' columns
+    with dask.config.set(scheduler="sync"):
+        lazy = clone(reg).fit(da.from_array(X, chunks=(200, 4)), da.from_array(y, chunks=200))
+    assert _rel(lazy.fused_estimator_.coef_, central.coef_) < 1e-6
+
+
+@pytest.mark.parametrize("columns", SCATTERED, ids=SCATTERED_IDS)
+def test_backfit_logistic_scattered_groups_equal_centralized(columns, three_class_data):
+    X, y = three_class_data
+    clf = FusedClassifier(LogisticRegression(C=0.5), partition=columns, fusion=_tight_backfit())
+    with dask.config.set(scheduler="sync"):
+        clf.fit(pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]), y)
+    _scattered(clf)
+    central = LogisticRegression(C=0.5, tol=1e-12, max_iter=10_000).fit(X, y)
+    assert _rel(clf.fused_estimator_.coef_, central.coef_) < 1e-4
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    assert_allclose(clf.predict_proba(frame), central.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("columns", SCATTERED, ids=SCATTERED_IDS)
+def test_stacking_scattered_groups_equal_the_same_blocks_made_contiguous(columns, ls_data):
+    """Stacking is not exact: compare it with the columns permuted into block order."""
+    X, y = ls_data
+    reg = FusedRegressor(Ridge(), partition=columns, fusion=ColumnStack())
+    with dask.config.set(scheduler="sync"):
+        reg.fit(X, y)
+        groups = _scattered(reg)
+        order = np.concatenate(groups)
+        edges = np.cumsum([0] + [len(g) for g in groups])
+        blocks = [list(range(a, b)) for a, b in zip(edges[:-1], edges[1:])]
+        contiguous = FusedRegressor(Ridge(), partition=Columns(groups=blocks), fusion=ColumnStack())
+        contiguous.fit(X[:, order], y)
+    assert_allclose(reg.predict(X), contiguous.predict(X[:, order]), rtol=1e-10)
+    assert reg.score(X, y) == pytest.approx(contiguous.score(X[:, order], y), rel=1e-10)
