@@ -191,34 +191,41 @@ def test_unknown_column_names_are_listed():
     [
         (
             lambda: FusedRegressor(Ridge(), partition=Columns(), n_partitions=3),
-            ValueError, "n_partitions=3 counts row partitions",
+            ValueError,
+            "n_partitions=3 counts row partitions",
         ),
         (
             lambda: FusedRegressor(Ridge(), partition=Columns(), fusion="weighted"),
-            ValueError, "fusion must be 'auto', 'backfit', 'stack'",
+            ValueError,
+            "fusion must be 'auto', 'backfit', 'stack'",
         ),
         (
             lambda: FusedClassifier(
                 DecisionTreeClassifier(), partition=Columns(), fusion="backfit"
             ),
-            FusionError, "backfitting fuses LinearRegression.*'stack'",
+            FusionError,
+            "backfitting fuses LinearRegression.*'stack'",
         ),
         (
             lambda: FusedClassifier(
-                LogisticRegression(l1_ratio=1.0, solver="saga"), partition=Columns(),
+                LogisticRegression(l1_ratio=1.0, solver="saga"),
+                partition=Columns(),
                 fusion="backfit",
             ),
-            FusionError, "an L1 term",
+            FusionError,
+            "an L1 term",
         ),
         (
             lambda: FusedClassifier(
                 LogisticRegression(solver="liblinear"), partition=Columns(), fusion="backfit"
             ),
-            FusionError, "penalises the intercept",
+            FusionError,
+            "penalises the intercept",
         ),
         (
             lambda: FusedTransformer(StandardScaler(), partition=Columns()),
-            TypeError, "needs a FusedClassifier or FusedRegressor",
+            TypeError,
+            "needs a FusedClassifier or FusedRegressor",
         ),
     ],
 )
@@ -281,7 +288,8 @@ def test_backfit_logistic_equals_centralized(estimator, logit_data):
 def test_backfit_multinomial_with_string_labels(three_class_data):
     X, y = three_class_data
     clf = FusedClassifier(
-        LogisticRegression(C=0.5), partition=Columns(groups=[[0, 1, 2, 3], [4, 5, 6, 7, 8]]),
+        LogisticRegression(C=0.5),
+        partition=Columns(groups=[[0, 1, 2, 3], [4, 5, 6, 7, 8]]),
         fusion=_tight_backfit(),
     )
     with dask.config.set(scheduler="sync"):
@@ -340,7 +348,9 @@ def test_same_model_from_numpy_pandas_and_dask(scheduler, mild_data):
         "numpy": (X, y, Columns(groups=[list(range(4)), list(range(4, 9))])),
         "pandas": (frame, pd.Series(y), Columns(groups=groups)),
         "dask array": (
-            da.from_array(X, chunks=(250, (4, 5))), da.from_array(y, chunks=250), Columns()
+            da.from_array(X, chunks=(250, (4, 5))),
+            da.from_array(y, chunks=250),
+            Columns(),
         ),
         "dask dataframe": (
             dd.from_pandas(frame, npartitions=3, sort=False),
@@ -386,8 +396,10 @@ def test_stacking_any_estimator_with_names_and_string_labels(three_class_data):
     names = [f"c{i}" for i in range(X.shape[1])]
     frame = pd.DataFrame(X, columns=names)
     clf = FusedClassifier(
-        DecisionTreeClassifier(max_depth=3), partition=Columns(groups=[names[:5], names[5:]]),
-        fusion=ColumnStack(cv=3), random_state=0,
+        DecisionTreeClassifier(max_depth=3),
+        partition=Columns(groups=[names[:5], names[5:]]),
+        fusion=ColumnStack(cv=3),
+        random_state=0,
     )
     with dask.config.set(scheduler="sync"):
         clf.fit(frame, y)
@@ -471,8 +483,9 @@ def test_no_task_outside_a_block_reads_its_columns(fusion, logit_data):
     Xd = da.from_array(X, chunks=(200, (3, 3, 3)))
     yd = da.from_array(y, chunks=200)
     clf = FusedClassifier(
-        LogisticRegression(), partition=Columns(), fusion=Backfit(max_rounds=3)
-        if fusion == "backfit" else "stack",
+        LogisticRegression(),
+        partition=Columns(),
+        fusion=Backfit(max_rounds=3) if fusion == "backfit" else "stack",
     )
     graph = clf.fit_graph(Xd, yd)
     hlg, users = _direct_dependents(graph)
@@ -505,7 +518,8 @@ def test_in_memory_and_dataframe_pieces_stay_in_their_block(logit_data):
     ddf = dd.from_pandas(frame, npartitions=2, sort=False)
     ys = dd.from_pandas(pd.Series(y), npartitions=2, sort=False)
     clf = FusedClassifier(
-        LogisticRegression(), partition=Columns(groups=[names[::2], names[1::2]]),
+        LogisticRegression(),
+        partition=Columns(groups=[names[::2], names[1::2]]),
         fusion=Backfit(max_rounds=2),
     )
     _, users = _direct_dependents(clf.fit_graph(ddf, ys))
