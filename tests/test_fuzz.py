@@ -54,13 +54,13 @@ FUZZ = settings(
 FUZZ_LONG = settings(FUZZ, max_examples=3000, derandomize=False)
 CLUSTER_EXAMPLES = 10
 
-#: pending i13-graph: input cases that branch fixes, avoided until it is merged;
-#: remove each name once it is (the tests then exercise the case):
-#: ``"more-partitions-than-rows"``: draw up to 4 partitions whatever the rows (its
-#: error gets a new message there); ``"zero-row-block-predict"``: predict and score
-#: on a dask input with a 0-row block (they fail today); ``"dask-2d-y-score"``:
-#: score with a 2-D dask y (above 1 today); ``"complex-dask-predict"``: predict on a
-#: complex dask X must refuse it (silently cast today).
+# pending i13-graph: input cases that branch fixes, avoided until it is merged;
+# remove each name once it is (the tests then exercise the case):
+# ``"more-partitions-than-rows"``: draw up to 4 partitions whatever the rows (its
+# error gets a new message there); ``"zero-row-block-predict"``: predict and score
+# on a dask input with a 0-row block (they fail today); ``"dask-2d-y-score"``:
+# score with a 2-D dask y (above 1 today); ``"complex-dask-predict"``: predict on a
+# complex dask X must refuse it (silently cast today).
 PENDING_I13_GRAPH = {
     "more-partitions-than-rows",
     "zero-row-block-predict",
@@ -182,7 +182,7 @@ def cases(draw, containers=None):
         n_partitions = None
     else:
         most = 4
-        if "more-partitions-than-rows" in PENDING_I13_GRAPH:
+        if "more-partitions-than-rows" in PENDING_I13_GRAPH:  # pending i13-graph:
             most = max(1, min(4, n_rows))
         n_partitions = draw(st.integers(1, most))
     seed = draw(st.integers(0, 2**16))
@@ -445,6 +445,7 @@ def _check_same_model(case, model, reference, X_ref):
 def _scoring_inputs(case, X, y, X_ref):
     """What predict and score are called on: the container, but for pending cases."""
     dask_input = case.container in DASK_CONTAINERS
+    # pending i13-graph: the next two cases predict on and score the numpy version
     if dask_input and 0 in case.chunks and "zero-row-block-predict" in PENDING_I13_GRAPH:
         return X_ref, case.y
     if dask_input and case.y_form == "column" and "dask-2d-y-score" in PENDING_I13_GRAPH:
@@ -481,7 +482,7 @@ def check_case(case):
         assert np.isnan(score) or score <= 1.0, f"{case}: R² {score}"
     else:
         assert score <= 1.0 + 1e-12, f"{case}: R² {score}"
-    if "complex-dask-predict" not in PENDING_I13_GRAPH:
+    if "complex-dask-predict" not in PENDING_I13_GRAPH:  # pending i13-graph:
         with pytest.raises((ValueError, TypeError), match="(?i)complex"):
             model.predict(da.from_array(X_ref.astype(complex), chunks=(max(1, case.n_rows), -1)))
     return "fitted"
