@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -622,3 +622,58 @@ def test_stacking_scattered_groups_equal_the_same_blocks_made_contiguous(columns
         contiguous.fit(X[:, order], y)
     assert_allclose(reg.predict(X), contiguous.predict(X[:, order]), rtol=1e-10)
     assert reg.score(X, y) == pytest.approx(contiguous.score(X[:, order], y), rel=1e-10)
+
+
+# ------------------------------------------------------- found by tests/test_fuzz.py
+
+
+@pytest.mark.parametrize("estimator", [LogisticRegression(), DecisionTreeClassifier(max_depth=2)])
+@pytest.mark.parametrize("container", ["dask-array", "dask-frame"])
+def test_classifier_takes_a_dask_column_vector_y(estimator, container, logit_data):
+    """A one-column dask y is a label vector, as an in-memory one is (with a warning)."""
+    X, y = logit_data
+    X, y = X[:300], y[:300]
+    if container == "dask-array":
+        Xd, yd = da.from_array(X, chunks=100), da.from_array(y[:, None], chunks=100)
+    else:
+        frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])]).assign(t=y)
+        ddf = dd.from_pandas(frame, npartitions=3)
+        Xd, yd = ddf.drop(columns="t").to_dask_array(lengths=True), ddf[["t"]]
+    model = FusedClassifier(estimator, partition=Columns(n_blocks=3))
+    with dask.config.set(scheduler="sync"):
+        with pytest.warns(DataConversionWarning, match="column-vector y"):
+            model.fit(Xd, yd)
+        with pytest.warns(DataConversionWarning):
+            in_memory = clone(model).fit(X, y[:, None])
+    assert_array_equal(model.classes_, [0, 1])
+    assert_allclose(model.predict_proba(X), in_memory.predict_proba(X), rtol=1e-10)
+
+
+def test_classifier_on_zero_dask_rows_says_so():
+    X, y = da.zeros((0, 4), chunks=(0, 4)), da.zeros((0,), dtype=int, chunks=0)
+    model = FusedClassifier(LogisticRegression(), partition=Columns(n_blocks=2))
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match="no class"):
+        model.fit(X, y)
+    assert not hasattr(model, "fused_estimator_")
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "correlation"])
+def test_stacking_a_dask_frame_with_missing_nullable_values(strategy, mild_data):
+    """pd.NA in a nullable column is NaN, as in the numpy version (trees take NaN)."""
+    X, y = mild_data
+    X, y = np.round(X[:200] * 4), y[:200]
+    X[::7, 1] = np.nan
+    frame = pd.DataFrame({f"f{j}": pd.array(X[:, j], dtype="Int64") for j in range(9)})
+    ddf = dd.from_pandas(frame.assign(t=y), npartitions=2)
+    model = FusedRegressor(
+        DecisionTreeRegressor(max_depth=3, random_state=0),
+        partition=Columns(n_blocks=3, strategy=strategy),
+        fusion="stack",
+    )
+    with dask.config.set(scheduler="sync"):
+        model.fit(ddf[list(frame.columns)], ddf["t"])
+        numpy_version = clone(model).fit(
+            da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100)
+        )
+    assert model.partition_.groups == numpy_version.partition_.groups
+    assert_allclose(model.predict(X), numpy_version.predict(X), rtol=1e-12)
