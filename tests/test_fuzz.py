@@ -36,6 +36,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from daskfuse import FusedClassifier, FusedRegressor
+from daskfuse.partition import Columns
 
 #: the default run: a modest, derandomized profile (about 15 s with the cluster test)
 FUZZ = settings(
@@ -79,6 +80,8 @@ CLASSIFIERS = {
     "nb": lambda: GaussianNB(),
     "forest": lambda: RandomForestClassifier(n_estimators=3, random_state=0),
 }
+#: the estimators also fitted on column blocks (daskfuse.partition.Columns)
+VERTICAL = ("logistic", "ridge", "ols", "tree")
 REGRESSORS = {
     "ridge": lambda: Ridge(),
     "ols": lambda: LinearRegression(),
@@ -175,11 +178,16 @@ def cases(draw, containers=None):
     dask_input = container in DASK_CONTAINERS
     if dask_input:
         strategies.append("chunks")
+    if estimator in VERTICAL:
+        # column blocks: backfitting (least squares, logistic) or column stacking
+        strategies += [f"columns-{s}" for s in ("uniform", "random", "correlation")]
     strategy = draw(st.sampled_from(strategies))
     n_blocks = draw(st.integers(1, 4)) if dask_input else 1
     chunks = _chunks(draw, n_rows, n_blocks) if dask_input else (n_rows,)
     if strategy == "chunks":
         n_partitions = None
+    elif strategy.startswith("columns-"):
+        n_partitions = draw(st.integers(1, n_features))  # the number of column blocks
     else:
         most = 4
         if "more-partitions-than-rows" in PENDING_I13_GRAPH:  # pending i13-graph:
@@ -342,6 +350,11 @@ def reference_inputs(case):
 def _model(case):
     estimators = CLASSIFIERS if case.kind == "classifier" else REGRESSORS
     cls = FusedClassifier if case.kind == "classifier" else FusedRegressor
+    if case.strategy.startswith("columns-"):
+        columns = Columns(
+            n_blocks=case.n_partitions, strategy=case.strategy[8:], random_state=case.seed
+        )
+        return cls(estimators[case.estimator](), partition=columns, random_state=0)
     return cls(
         estimators[case.estimator](),
         partition=case.strategy,
@@ -359,7 +372,8 @@ def _names(case):
 
 
 def _dtype_names(case):
-    names = [case.dtype.split("-")[0], "complex", "object", "str", "numeric", "categor"]
+    # (or a problem of y's classes, which may come first)
+    names = [case.dtype.split("-")[0], "complex", "object", "str", "numeric", "categor", "class"]
     if case.container in FRAME_CONTAINERS:
         names += case.columns
     return names
