@@ -676,4 +676,5 @@ def test_stacking_a_dask_frame_with_missing_nullable_values(strategy, mild_data)
             da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100)
         )
     assert model.partition_.groups == numpy_version.partition_.groups
-    assert_allclose(model.predict(X), numpy_version.predict(X), rtol=1e-12)
+    named = pd.DataFrame(X, columns=frame.columns)
+    assert_allclose(model.predict(named), numpy_version.predict(X), rtol=1e-12)
