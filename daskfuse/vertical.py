@@ -91,7 +91,7 @@ from dask.highlevelgraph import HighLevelGraph
 from scipy import optimize
 from scipy.special import logsumexp, softmax
 from sklearn.base import clone, is_classifier, is_regressor
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import cross_val_predict
 from sklearn.utils.class_weight import compute_class_weight
@@ -379,9 +379,16 @@ def _column_dtypes(X, n_features):
     return [str(dtype)] * n_features
 
 
+def _float_array(block):
+    """``block`` as a float64 array; a DataFrame's missing values (``pd.NA``) are NaN."""
+    if isinstance(block, pd.DataFrame):
+        return block.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(block, dtype=np.float64)
+
+
 def _moments(block):
     """Row count, column sums and cross-products of one row block (correlation planning)."""
-    a = np.asarray(block, dtype=np.float64)
+    a = _float_array(block)
     return len(a), a.sum(axis=0), a.T @ a
 
 
@@ -554,7 +561,8 @@ def _select_columns(index, *chunks):
     parts = []
     for chunk in chunks:
         if isinstance(chunk, pd.DataFrame | pd.Series):
-            chunk = chunk.to_numpy()
+            # (a nullable column's pd.NA as NaN: float() does not take pd.NA)
+            chunk = chunk.to_numpy(na_value=np.nan)
         parts.append(np.asarray(chunk))
     whole = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     return whole[:, index]
@@ -650,11 +658,7 @@ class VerticalSpec:
 def _block_matrix(spec, index, pieces, n_rows):
     """Block ``index``'s columns as one float64 array, checked (on its worker)."""
     try:
-        parts = [
-            p.to_numpy(dtype=np.float64) if isinstance(p, pd.DataFrame)
-            else np.asarray(p, dtype=np.float64)
-            for p in pieces
-        ]
+        parts = [_float_array(p) for p in pieces]
     except (TypeError, ValueError) as exc:
         raise PartitionError(
             index, f"the block's columns could not be converted to numbers ({exc})"
@@ -1162,6 +1166,23 @@ def _dask_classes(target_pieces):
     return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
 
 
+def _label_column(y):
+    """A classifier's dask (or numpy) ``y`` of one column as 1-D labels.
+
+    As scikit-learn does with an in-memory column vector (the in-memory path goes
+    through it), with its ``DataConversionWarning``.
+    """
+    if y.ndim != 2 or y.shape[1] != 1:
+        return y
+    warnings.warn(
+        "A column-vector y was passed when a 1d array was expected. Please change the "
+        "shape of y to (n_samples, ), for example using ravel().",
+        DataConversionWarning,
+        stacklevel=5,  # the caller of FusedClassifier.fit
+    )
+    return y.iloc[:, 0] if isinstance(y, dd.DataFrame) else y[:, 0]
+
+
 def _prepare(est, X, y):
     """Validate, plan the blocks and build what both drivers need."""
     _check_meta_estimator(est)
@@ -1193,6 +1214,8 @@ def _prepare(est, X, y):
             )
         if not is_dask_input(y):
             y = np.asarray(y)
+        if classifier:
+            y = _label_column(y)
         groups, strategy = column_groups(columns, X, n_features, names)
         y_ndim = y.ndim
         n_rows = None
@@ -1234,10 +1257,8 @@ def _prepare(est, X, y):
             check_classification_targets(yp)
             classes = np.unique(yp)
         if len(classes) < 2:
-            raise ValueError(
-                f"y holds 1 class ({classes[0]}); a classifier needs samples of at least "
-                "2 classes"
-            )
+            held = f"1 class ({classes[0]})" if len(classes) else "no class (0 rows)"
+            raise ValueError(f"y holds {held}; a classifier needs samples of at least 2 classes")
     meta = {
         "n_features_in_": n_features,
         "feature_names_in_": names,

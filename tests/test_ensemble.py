@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -269,8 +270,10 @@ def test_voting_models_are_usable_alone_with_feature_names(animals):
     b = LogisticRegression().fit(frame[600:], y[600:])
     vote = FusedVotingClassifier([a, b], voting="soft").fit()
     assert_array_equal(vote.feature_names_in_, columns)
-    expected = (a.predict_proba(pd.DataFrame(X_test, columns=columns)) + b.predict_proba(
-        pd.DataFrame(X_test, columns=columns))) / 2
+    expected = (
+        a.predict_proba(pd.DataFrame(X_test, columns=columns))
+        + b.predict_proba(pd.DataFrame(X_test, columns=columns))
+    ) / 2
     assert_allclose(vote.predict_proba(pd.DataFrame(X_test, columns=columns)), expected)
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         assert_allclose(vote.predict_proba(X_test), expected)
@@ -377,6 +380,63 @@ def test_forest_union_realigns_a_partition_lacking_a_class(scheduler, animals):
     assert clf.partition_report_["rows"].tolist() == [len(p[1]) for p in parts]
 
 
+CLASS_WEIGHTS = ["balanced", "balanced_subsample", {"ant": 1.0, "bee": 3.0, "cat": 0.5}, None]
+
+
+@pytest.mark.parametrize("forest", [RandomForestClassifier, ExtraTreesClassifier])
+@pytest.mark.parametrize("class_weight", CLASS_WEIGHTS, ids=repr)
+def test_forest_union_realigns_with_every_class_weight(animals, forest, class_weight):
+    X, y, X_test, y_test = animals
+    Xd, yd, parts = _lacking(X, y)
+    template = forest(n_estimators=10, class_weight=class_weight)
+    with dask.config.set(scheduler="sync"):
+        clf = FusedClassifier(template, fusion=Trees(), random_state=0).fit(Xd, yd)
+    fused = clf.fused_estimator_
+    assert_array_equal(fused.classes_, LABELS)
+    assert fused.get_params()["class_weight"] == class_weight
+    for tree in fused.estimators_:
+        assert_array_equal(tree.classes_, [0, 1, 2])
+    proba = clf.predict_proba(X_test)
+    assert np.isfinite(proba).all()
+    assert_allclose(proba.sum(axis=1), 1)
+    # partition 0 never saw "cat": its trees give it probability 0
+    first = np.mean([t.predict_proba(X_test) for t in fused.estimators_[:10]], axis=0)
+    assert_array_equal(first[:, 2], 0)
+    # as good as the mean of forests fitted on each partition alone with the same weights
+    alone = [clone(template).set_params(random_state=i).fit(*part) for i, part in enumerate(parts)]
+    mean = np.mean([_aligned_proba(m, X_test, LABELS) for m in alone], axis=0)
+    baseline = np.mean(LABELS[mean.argmax(axis=1)] == y_test)
+    assert clf.score(X_test, y_test) >= baseline - 0.05
+
+
+@pytest.mark.parametrize("class_weight", CLASS_WEIGHTS, ids=repr)
+def test_realigned_forest_weighs_rows_as_the_partitions_own_fit(animals, class_weight):
+    from daskfuse.fusion.ensemble import _refit_with_classes
+
+    X, y, X_test, _ = animals
+    keep = y != "cat"
+    # extra-trees draw no bootstrap: the realigned forest is the partition's own fit
+    own = ExtraTreesClassifier(10, class_weight=class_weight, random_state=0)
+    own.fit(X[keep], y[keep])
+    realigned = _refit_with_classes(own, X[keep], y[keep], np.array(["cat"]))
+    assert_array_equal(realigned.classes_, LABELS)
+    assert realigned.get_params()["class_weight"] == class_weight
+    proba = realigned.predict_proba(X_test)
+    assert_array_equal(proba[:, :2], own.predict_proba(X_test))
+    assert_array_equal(proba[:, 2], 0)
+
+
+def test_forest_class_weight_lacking_a_class_names_partition_and_class(animals):
+    X, y, _, _ = animals
+    Xd, yd, _ = _lacking(X, y)
+    template = RandomForestClassifier(5, class_weight={"ant": 1.0, "bee": 2.0})
+    with (
+        dask.config.set(scheduler="sync"),
+        pytest.raises(ValueError, match=r"partition \d.*\['cat'\].*class_weight"),
+    ):
+        FusedClassifier(template, fusion=Trees(), random_state=0).fit(Xd, yd)
+
+
 def test_forest_union_of_regressors(regression_data):
     X, y = regression_data
     reg = FusedRegressor(
@@ -396,15 +456,21 @@ def test_trees_of_already_fitted_forests_must_agree_on_classes(animals):
     keep = y[400:800] != "cat"
     lacking = RandomForestClassifier(5, random_state=1).fit(X[400:800][keep], y[400:800][keep])
     summary = fuser.combine(
-        [fuser.summarize(full, None, None, _info(0, 400)),
-         fuser.summarize(lacking, None, None, _info(1, int(keep.sum())))]
+        [
+            fuser.summarize(full, None, None, _info(0, 400)),
+            fuser.summarize(lacking, None, None, _info(1, int(keep.sum()))),
+        ]
     )
     with pytest.raises(FusionError, match=r"partition 1 \['ant', 'bee'\]"):
         fuser.finalize(summary, RandomForestClassifier(5), {"n_features_in_": X.shape[1]})
-    same = fuser.summarize(RandomForestClassifier(5, random_state=2).fit(X[800:], y[800:]),
-                           None, None, _info(1, 400))
-    fused = fuser.finalize(fuser.combine([fuser.summarize(full, None, None, _info(0, 400)), same]),
-                           RandomForestClassifier(5), {"n_features_in_": X.shape[1]})
+    same = fuser.summarize(
+        RandomForestClassifier(5, random_state=2).fit(X[800:], y[800:]), None, None, _info(1, 400)
+    )
+    fused = fuser.finalize(
+        fuser.combine([fuser.summarize(full, None, None, _info(0, 400)), same]),
+        RandomForestClassifier(5),
+        {"n_features_in_": X.shape[1]},
+    )
     assert len(fused.estimators_) == 10
 
 
@@ -447,7 +513,12 @@ def test_fused_models_are_plain_and_picklable(
     fused = model.fused_estimator_
     modules = _modules(fused)
     assert {m.split(".")[0] for m in modules} <= {
-        "sklearn", "numpy", "daskfuse", "builtins", "copyreg", "_codecs"
+        "sklearn",
+        "numpy",
+        "daskfuse",
+        "builtins",
+        "copyreg",
+        "_codecs",
     }
     # daskfuse's only part: the plain model classes, which import nothing from dask
     assert {m for m in modules if m.startswith("daskfuse")} <= {"daskfuse.models"}

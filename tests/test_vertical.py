@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -191,34 +191,41 @@ def test_unknown_column_names_are_listed():
     [
         (
             lambda: FusedRegressor(Ridge(), partition=Columns(), n_partitions=3),
-            ValueError, "n_partitions=3 counts row partitions",
+            ValueError,
+            "n_partitions=3 counts row partitions",
         ),
         (
             lambda: FusedRegressor(Ridge(), partition=Columns(), fusion="weighted"),
-            ValueError, "fusion must be 'auto', 'backfit', 'stack'",
+            ValueError,
+            "fusion must be 'auto', 'backfit', 'stack'",
         ),
         (
             lambda: FusedClassifier(
                 DecisionTreeClassifier(), partition=Columns(), fusion="backfit"
             ),
-            FusionError, "backfitting fuses LinearRegression.*'stack'",
+            FusionError,
+            "backfitting fuses LinearRegression.*'stack'",
         ),
         (
             lambda: FusedClassifier(
-                LogisticRegression(l1_ratio=1.0, solver="saga"), partition=Columns(),
+                LogisticRegression(l1_ratio=1.0, solver="saga"),
+                partition=Columns(),
                 fusion="backfit",
             ),
-            FusionError, "an L1 term",
+            FusionError,
+            "an L1 term",
         ),
         (
             lambda: FusedClassifier(
                 LogisticRegression(solver="liblinear"), partition=Columns(), fusion="backfit"
             ),
-            FusionError, "penalises the intercept",
+            FusionError,
+            "penalises the intercept",
         ),
         (
             lambda: FusedTransformer(StandardScaler(), partition=Columns()),
-            TypeError, "needs a FusedClassifier or FusedRegressor",
+            TypeError,
+            "needs a FusedClassifier or FusedRegressor",
         ),
     ],
 )
@@ -281,7 +288,8 @@ def test_backfit_logistic_equals_centralized(estimator, logit_data):
 def test_backfit_multinomial_with_string_labels(three_class_data):
     X, y = three_class_data
     clf = FusedClassifier(
-        LogisticRegression(C=0.5), partition=Columns(groups=[[0, 1, 2, 3], [4, 5, 6, 7, 8]]),
+        LogisticRegression(C=0.5),
+        partition=Columns(groups=[[0, 1, 2, 3], [4, 5, 6, 7, 8]]),
         fusion=_tight_backfit(),
     )
     with dask.config.set(scheduler="sync"):
@@ -340,7 +348,9 @@ def test_same_model_from_numpy_pandas_and_dask(scheduler, mild_data):
         "numpy": (X, y, Columns(groups=[list(range(4)), list(range(4, 9))])),
         "pandas": (frame, pd.Series(y), Columns(groups=groups)),
         "dask array": (
-            da.from_array(X, chunks=(250, (4, 5))), da.from_array(y, chunks=250), Columns()
+            da.from_array(X, chunks=(250, (4, 5))),
+            da.from_array(y, chunks=250),
+            Columns(),
         ),
         "dask dataframe": (
             dd.from_pandas(frame, npartitions=3, sort=False),
@@ -386,8 +396,10 @@ def test_stacking_any_estimator_with_names_and_string_labels(three_class_data):
     names = [f"c{i}" for i in range(X.shape[1])]
     frame = pd.DataFrame(X, columns=names)
     clf = FusedClassifier(
-        DecisionTreeClassifier(max_depth=3), partition=Columns(groups=[names[:5], names[5:]]),
-        fusion=ColumnStack(cv=3), random_state=0,
+        DecisionTreeClassifier(max_depth=3),
+        partition=Columns(groups=[names[:5], names[5:]]),
+        fusion=ColumnStack(cv=3),
+        random_state=0,
     )
     with dask.config.set(scheduler="sync"):
         clf.fit(frame, y)
@@ -471,8 +483,9 @@ def test_no_task_outside_a_block_reads_its_columns(fusion, logit_data):
     Xd = da.from_array(X, chunks=(200, (3, 3, 3)))
     yd = da.from_array(y, chunks=200)
     clf = FusedClassifier(
-        LogisticRegression(), partition=Columns(), fusion=Backfit(max_rounds=3)
-        if fusion == "backfit" else "stack",
+        LogisticRegression(),
+        partition=Columns(),
+        fusion=Backfit(max_rounds=3) if fusion == "backfit" else "stack",
     )
     graph = clf.fit_graph(Xd, yd)
     hlg, users = _direct_dependents(graph)
@@ -505,7 +518,8 @@ def test_in_memory_and_dataframe_pieces_stay_in_their_block(logit_data):
     ddf = dd.from_pandas(frame, npartitions=2, sort=False)
     ys = dd.from_pandas(pd.Series(y), npartitions=2, sort=False)
     clf = FusedClassifier(
-        LogisticRegression(), partition=Columns(groups=[names[::2], names[1::2]]),
+        LogisticRegression(),
+        partition=Columns(groups=[names[::2], names[1::2]]),
         fusion=Backfit(max_rounds=2),
     )
     _, users = _direct_dependents(clf.fit_graph(ddf, ys))
@@ -541,3 +555,126 @@ def test_save_and_load_a_vertical_fit(tmp_path, spread_data):
             assert loaded.partition_ == clf.partition_
             assert loaded.fusion_ == fusion
             assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+# ------------------------------------------- column groups that are not contiguous
+
+SCATTERED = [
+    Columns(groups=[[6, 0, 3], [1, 7, 4], [8, 2, 5]]),
+    Columns(n_blocks=3, strategy="random", random_state=2),
+    Columns(n_blocks=3, strategy="correlation"),
+]
+SCATTERED_IDS = ["interleaved-groups", "random", "correlation"]
+
+
+def _scattered(reg):
+    """The fitted column groups, after checking that none is a contiguous run."""
+    groups = [list(g) for g in reg.partition_.groups]
+    assert len(groups) == 3
+    assert all(np.any(np.diff(g) != 1) for g in groups), groups
+    return groups
+
+
+@pytest.mark.parametrize("columns", SCATTERED, ids=SCATTERED_IDS)
+@pytest.mark.parametrize("estimator", [LinearRegression(), Ridge(alpha=30.0)], ids=["ols", "ridge"])
+def test_backfit_scattered_groups_equal_centralized(columns, estimator, ls_data):
+    """Coefficients go back to their columns, not to block order."""
+    X, y = ls_data
+    reg = FusedRegressor(estimator, partition=columns, fusion=_tight_backfit())
+    with dask.config.set(scheduler="sync"):
+        reg.fit(X, y)
+    _scattered(reg)
+    central = clone(estimator).fit(X, y)
+    assert _rel(reg.fused_estimator_.coef_, central.coef_) < 1e-6
+    assert reg.fused_estimator_.intercept_ == pytest.approx(central.intercept_, rel=1e-6)
+    assert_allclose(reg.predict(X), central.predict(X), rtol=1e-6, atol=1e-8)
+    # and from a dask array chunked across the groups' columns
+    with dask.config.set(scheduler="sync"):
+        lazy = clone(reg).fit(da.from_array(X, chunks=(200, 4)), da.from_array(y, chunks=200))
+    assert _rel(lazy.fused_estimator_.coef_, central.coef_) < 1e-6
+
+
+@pytest.mark.parametrize("columns", SCATTERED, ids=SCATTERED_IDS)
+def test_backfit_logistic_scattered_groups_equal_centralized(columns, three_class_data):
+    X, y = three_class_data
+    clf = FusedClassifier(LogisticRegression(C=0.5), partition=columns, fusion=_tight_backfit())
+    with dask.config.set(scheduler="sync"):
+        clf.fit(pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]), y)
+    _scattered(clf)
+    central = LogisticRegression(C=0.5, tol=1e-12, max_iter=10_000).fit(X, y)
+    assert _rel(clf.fused_estimator_.coef_, central.coef_) < 1e-4
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    assert_allclose(clf.predict_proba(frame), central.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("columns", SCATTERED, ids=SCATTERED_IDS)
+def test_stacking_scattered_groups_equal_the_same_blocks_made_contiguous(columns, ls_data):
+    """Stacking is not exact: compare it with the columns permuted into block order."""
+    X, y = ls_data
+    reg = FusedRegressor(Ridge(), partition=columns, fusion=ColumnStack())
+    with dask.config.set(scheduler="sync"):
+        reg.fit(X, y)
+        groups = _scattered(reg)
+        order = np.concatenate(groups)
+        edges = np.cumsum([0] + [len(g) for g in groups])
+        blocks = [list(range(a, b)) for a, b in zip(edges[:-1], edges[1:])]
+        contiguous = FusedRegressor(Ridge(), partition=Columns(groups=blocks), fusion=ColumnStack())
+        contiguous.fit(X[:, order], y)
+    assert_allclose(reg.predict(X), contiguous.predict(X[:, order]), rtol=1e-10)
+    assert reg.score(X, y) == pytest.approx(contiguous.score(X[:, order], y), rel=1e-10)
+
+
+# ------------------------------------------------------- found by tests/test_fuzz.py
+
+
+@pytest.mark.parametrize("estimator", [LogisticRegression(), DecisionTreeClassifier(max_depth=2)])
+@pytest.mark.parametrize("container", ["dask-array", "dask-frame"])
+def test_classifier_takes_a_dask_column_vector_y(estimator, container, logit_data):
+    """A one-column dask y is a label vector, as an in-memory one is (with a warning)."""
+    X, y = logit_data
+    X, y = X[:300], y[:300]
+    if container == "dask-array":
+        Xd, yd = da.from_array(X, chunks=100), da.from_array(y[:, None], chunks=100)
+    else:
+        frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])]).assign(t=y)
+        ddf = dd.from_pandas(frame, npartitions=3)
+        Xd, yd = ddf.drop(columns="t").to_dask_array(lengths=True), ddf[["t"]]
+    model = FusedClassifier(estimator, partition=Columns(n_blocks=3))
+    with dask.config.set(scheduler="sync"):
+        with pytest.warns(DataConversionWarning, match="column-vector y"):
+            model.fit(Xd, yd)
+        with pytest.warns(DataConversionWarning):
+            in_memory = clone(model).fit(X, y[:, None])
+    assert_array_equal(model.classes_, [0, 1])
+    assert_allclose(model.predict_proba(X), in_memory.predict_proba(X), rtol=1e-10)
+
+
+def test_classifier_on_zero_dask_rows_says_so():
+    X, y = da.zeros((0, 4), chunks=(0, 4)), da.zeros((0,), dtype=int, chunks=0)
+    model = FusedClassifier(LogisticRegression(), partition=Columns(n_blocks=2))
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match="no class"):
+        model.fit(X, y)
+    assert not hasattr(model, "fused_estimator_")
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "correlation"])
+def test_stacking_a_dask_frame_with_missing_nullable_values(strategy, mild_data):
+    """pd.NA in a nullable column is NaN, as in the numpy version (trees take NaN)."""
+    X, y = mild_data
+    X, y = np.round(X[:200] * 4), y[:200]
+    X[::7, 1] = np.nan
+    frame = pd.DataFrame({f"f{j}": pd.array(X[:, j], dtype="Int64") for j in range(9)})
+    ddf = dd.from_pandas(frame.assign(t=y), npartitions=2)
+    model = FusedRegressor(
+        DecisionTreeRegressor(max_depth=3, random_state=0),
+        partition=Columns(n_blocks=3, strategy=strategy),
+        fusion="stack",
+    )
+    with dask.config.set(scheduler="sync"):
+        model.fit(ddf[list(frame.columns)], ddf["t"])
+        numpy_version = clone(model).fit(
+            da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100)
+        )
+    assert model.partition_.groups == numpy_version.partition_.groups
+    named = pd.DataFrame(X, columns=frame.columns)
+    assert_allclose(model.predict(named), numpy_version.predict(X), rtol=1e-12)

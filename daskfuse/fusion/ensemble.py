@@ -32,6 +32,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.utils.class_weight import compute_sample_weight
 
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError, PartitionError
@@ -442,6 +443,24 @@ _FORESTS = (
 )
 
 
+def _row_class_weights(estimator, y):
+    """Per-row weights of ``estimator``'s ``class_weight`` over ``y`` (None: none to apply).
+
+    The weights the partition's own fit gave its rows: ``"balanced"`` counts only
+    the classes in ``y``. ``"balanced_subsample"`` without bootstrap is
+    ``"balanced"``; with bootstrap the forest computes it per tree on the rows the
+    tree drew, which never include a zero-weight row, so it is left to the forest.
+    """
+    class_weight = estimator.get_params().get("class_weight")
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str) and class_weight == "balanced_subsample":
+        if estimator.get_params().get("bootstrap"):
+            return None
+        class_weight = "balanced"
+    return compute_sample_weight(class_weight, y)
+
+
 def _refit_with_classes(estimator, X, y, missing):
     """Refit a clone of ``estimator`` so that its trees know the ``missing`` classes.
 
@@ -452,11 +471,24 @@ def _refit_with_classes(estimator, X, y, missing):
     it with weight 0), and, a copy of an existing row, it moves no split
     threshold. Only the trees' ``n_node_samples`` counts (and so ``min_samples_*``)
     see the extra row.
+
+    A ``class_weight`` is applied as the partition's fit applied it: its per-row
+    weights over the partition's own rows (see ``_row_class_weights``) become the
+    sample weights of a fit without ``class_weight``; left to the forest,
+    ``"balanced"`` would weigh the added labels by their zero count (NaN weights).
     """
     X2 = np.concatenate([X, np.repeat(X[:1], len(missing), axis=0)])
     y2 = np.concatenate([np.asarray(y), np.asarray(missing)])
-    weights = np.concatenate([np.ones(len(X)), np.zeros(len(missing))])
-    return _fit_quietly(clone(estimator), X2, y2, sample_weight=weights)
+    refit = clone(estimator)
+    weights = _row_class_weights(estimator, y)
+    if weights is None:
+        weights = np.ones(len(X))
+    else:
+        refit.set_params(class_weight=None)
+    weights = np.concatenate([weights, np.zeros(len(missing))])
+    refit = _fit_quietly(refit, X2, y2, sample_weight=weights)
+    # the fitted forest keeps the parameters it was given
+    return refit.set_params(class_weight=estimator.get_params()["class_weight"])
 
 
 class Trees(_Ensemble):
@@ -471,7 +503,9 @@ class Trees(_Ensemble):
     A forest's ``predict_proba`` adds its trees' probability columns, so every tree
     must know the same classes: a partition that lacks a class is refitted with the
     missing labels added as zero-weight rows (one extra fit for that partition only;
-    see ``_refit_with_classes``). Forests fused from already fitted models (no rows)
+    see ``_refit_with_classes``); its rows keep the weights of the template's
+    ``class_weight`` (``"balanced"``, ``"balanced_subsample"``, a dict or None) as
+    the partition's own fit gave them. Forests fused from already fitted models (no rows)
     must already agree on the classes, else a :class:`~daskfuse.exceptions.FusionError`
     names the partitions that do not.
 

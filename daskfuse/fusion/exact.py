@@ -232,7 +232,9 @@ def _cross_products(X, Y):
     n, p = X.shape
     q = p + Y.shape[1]
     head = slice(0, min(n, 1024))
-    shift = np.concatenate([X[head].mean(axis=0), Y[head].mean(axis=0)])
+    # float64, as the buffer: a longdouble mean would leave the summary in a dtype
+    # that numpy's linalg (the R-factor merge) does not take
+    shift = np.concatenate([X[head].mean(axis=0), Y[head].mean(axis=0)]).astype(float)
     rows = max(64, _CHUNK_BYTES // (8 * q))
     buffer = np.empty((min(n, rows), q))
     cross = np.zeros((q, q))
