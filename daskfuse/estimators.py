@@ -49,6 +49,7 @@ from ._inputs import (
     check_label_types,
     dask_blocks,
     dask_to_array,
+    float_array,
     is_dask_input,
     seed_sequence,
 )
@@ -95,7 +96,7 @@ def _apply_block(block, estimator, method, feature_names, empty=None):
     without rows, which scikit-learn refuses (a dask DataFrame after a filter has them)."""
     # Fused models hold float64 parameters (statistics are merged in float64); some
     # estimators (k-means) need the input in the dtype of their parameters.
-    block = aligned(np.asarray(block, dtype=np.float64))
+    block = aligned(float_array(block))
     if len(block) == 0 and empty is not None:
         return empty
     if feature_names is not None:

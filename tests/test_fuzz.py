@@ -55,24 +55,6 @@ FUZZ = settings(
 FUZZ_LONG = settings(FUZZ, max_examples=3000, derandomize=False)
 CLUSTER_EXAMPLES = 10
 
-# pending i13-graph: input cases that branch fixes, avoided until it is merged;
-# remove each name once it is (the tests then exercise the case):
-# ``"more-partitions-than-rows"``: draw up to 4 partitions whatever the rows (its
-# error gets a new message there); ``"zero-row-block-predict"``: predict and score
-# on a dask input with a 0-row block (they fail today); ``"dask-2d-y-score"``:
-# score with a 2-D dask y (above 1 today); ``"complex-dask-predict"``: predict on a
-# complex dask X must refuse it (silently cast today).
-PENDING_I13_GRAPH = {
-    "more-partitions-than-rows",
-    "zero-row-block-predict",
-    "dask-2d-y-score",
-    "complex-dask-predict",
-}
-#: reported, not fixed here (the code is being changed on i13-graph): predict on a
-#: dask DataFrame whose nullable column holds pd.NA raises "float() argument must be
-#: a string or a real number, not 'NAType'" (estimators._apply_block), though the
-#: fit on it worked; remove the name once it is fixed
-REPORTED = {"dask-frame-na-predict"}
 
 CLASSIFIERS = {
     "logistic": lambda: LogisticRegression(),
@@ -189,10 +171,7 @@ def cases(draw, containers=None):
     elif strategy.startswith("columns-"):
         n_partitions = draw(st.integers(1, n_features))  # the number of column blocks
     else:
-        most = 4
-        if "more-partitions-than-rows" in PENDING_I13_GRAPH:  # pending i13-graph:
-            most = max(1, min(4, n_rows))
-        n_partitions = draw(st.integers(1, most))
+        n_partitions = draw(st.integers(1, 4))  # more partitions than rows too
     seed = draw(st.integers(0, 2**16))
     missing = dtype in MISSING and draw(st.booleans())
     case = Case(
@@ -456,19 +435,6 @@ def _check_same_model(case, model, reference, X_ref):
     return got
 
 
-def _scoring_inputs(case, X, y, X_ref):
-    """What predict and score are called on: the container, but for pending cases."""
-    dask_input = case.container in DASK_CONTAINERS
-    # pending i13-graph: the next two cases predict on and score the numpy version
-    if dask_input and 0 in case.chunks and "zero-row-block-predict" in PENDING_I13_GRAPH:
-        return X_ref, case.y
-    if dask_input and case.y_form == "column" and "dask-2d-y-score" in PENDING_I13_GRAPH:
-        return X_ref, case.y
-    if case.container == "dask-frame" and case.missing and "dask-frame-na-predict" in REPORTED:
-        return X_ref, case.y
-    return X, y
-
-
 def check_case(case):
     """Fit on the case's input: a clear error, or the model of the numpy version."""
     X, y = containers(case)
@@ -480,14 +446,13 @@ def check_case(case):
     reference = _quietly(_model(case).fit, ref_X, ref_y)
     X_ref = _result(ref_X)
     got = _check_same_model(case, model, reference, X_ref)
-    X_score, y_score = _scoring_inputs(case, X, y, X_ref)
-    if X_score is X:
-        # the container's own predictions (a dask input's block by block)
-        own = _quietly(lambda: _result(model.predict(X)))
-        if case.kind == "regressor":
-            assert_allclose(own, got, **_tolerance(case))
-        else:
-            assert_array_equal(own, got)
+    # the container's own predictions (a dask input's block by block)
+    own = _quietly(lambda: _result(model.predict(X)))
+    if case.kind == "regressor":
+        assert_allclose(own, got, **_tolerance(case))
+    else:
+        assert_array_equal(own, got)
+    X_score, y_score = X, y
     score = _quietly(model.score, X_score, y_score)
     if case.kind == "classifier":
         assert 0.0 <= score <= 1.0, f"{case}: accuracy {score}"
@@ -496,9 +461,8 @@ def check_case(case):
         assert np.isnan(score) or score <= 1.0, f"{case}: R² {score}"
     else:
         assert score <= 1.0 + 1e-12, f"{case}: R² {score}"
-    if "complex-dask-predict" not in PENDING_I13_GRAPH:  # pending i13-graph:
-        with pytest.raises((ValueError, TypeError), match="(?i)complex"):
-            model.predict(da.from_array(X_ref.astype(complex), chunks=(max(1, case.n_rows), -1)))
+    with pytest.raises((ValueError, TypeError), match="(?i)complex"):
+        model.predict(da.from_array(X_ref.astype(complex), chunks=(max(1, case.n_rows), -1)))
     return "fitted"
 
 

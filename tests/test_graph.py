@@ -303,3 +303,27 @@ def test_tree_reduce_with_a_lone_leftover_keeps_every_partition(n, split_every, 
         models[fan_in] = clf.fused_estimator_
     assert_allclose(models[split_every].coef_, models[2].coef_, rtol=1e-12)
     assert_allclose(models[split_every].intercept_, models[2].intercept_, rtol=1e-12)
+
+
+def test_predict_on_a_dask_frame_with_missing_nullable_values():
+    """pd.NA in a nullable column is NaN at predict, as at fit (it raised TypeError)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from daskfuse import FusedClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"a": pd.array(rng.normal(size=60), dtype="Float64"), "b": rng.normal(size=60)}
+    )
+    frame.loc[[3, 40], "a"] = pd.NA
+    y = pd.Series((frame["b"] > 0).astype(int))
+    X, Y = dd.from_pandas(frame, npartitions=2), dd.from_pandas(y, npartitions=2)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            HistGradientBoostingClassifier(max_iter=5), fusion="vote", n_partitions=None
+        ).fit(X, Y)
+        got = model.predict(X).compute()
+        score = model.score(X, Y)
+    expected = model.predict(frame.astype(float))
+    np.testing.assert_array_equal(got, expected)
+    assert score == pytest.approx(np.mean(expected == y.to_numpy()))
