@@ -375,14 +375,27 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------- output
 
+#: the columns of the results table
+COLUMNS = (
+    "case",
+    "library",
+    "fit on",
+    "rows",
+    "partitions",
+    "s (median)",
+    "s (all)",
+    "M rows/s",
+    "GFLOP/s (2nd²/s)",
+    "held-out R²",
+    "max rel. coef diff vs sklearn",
+    "peak MiB",
+    "rise MiB",
+    "note",
+)
+
 
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
-    head = (
-        "| case | library | fit on | rows | partitions | s (median) | s (all) | M rows/s "
-        "| GFLOP/s (2nd²/s) | held-out R² | max rel. coef diff vs sklearn | peak MiB | rise MiB "
-        "| note |"
-    )
     lines = [
         "# Exact least squares benchmark" + (" (quick)" if p["quick"] else ""),
         "",
@@ -403,15 +416,13 @@ def markdown_report(payload: dict[str, Any]) -> str:
             ],
         ),
         "",
-        head,
-        "|" + "---|" * 14,
+        *common.md_head(COLUMNS),
     ]
     for r in payload["results"]:
         peak, rise = common.memory_cells(r.get("memory"), r["fit_on"])
         diff = r.get("coef_max_rel_diff")
         lines.append(
-            "| "
-            + " | ".join(
+            common.md_row(
                 [
                     r["label"],
                     r["library"],
@@ -429,23 +440,13 @@ def markdown_report(payload: dict[str, Any]) -> str:
                     common.md_cell(r.get("error", "") or common.breakdown_note(r), 240),
                 ]
             )
-            + " |"
         )
-    lines += [
-        "",
-        "## Targets (issue 5, target 2)",
-        "",
-        common.targets_table(payload["targets"]),
-        "",
-    ]
+    lines += common.targets_section(payload["targets"], 2)
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: 200,000 rows, 1 repeat")
     parser.add_argument("--rows", type=int, help="training rows (default 5,000,000)")
     parser.add_argument("--features", type=int, default=100, help="features")
@@ -455,14 +456,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_run_args(parser)
     parser.add_argument("--out", type=Path, help="JSON output (default results/exact.json)")
     args = parser.parse_args(argv)
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if min(args.rows, args.chunks, args.repeats, args.test_rows, args.features) < 1:
-        parser.error("sizes and --repeats must be positive")
+    common.complete_args(args, "exact", DEFAULTS, QUICK_DEFAULTS)
+    common.check_positive(
+        parser,
+        "sizes and --repeats must be positive",
+        args.rows,
+        args.chunks,
+        args.repeats,
+        args.test_rows,
+        args.features,
+    )
     args.chunks = min(args.chunks, args.rows)
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("exact_quick.json" if args.quick else "exact.json")
     return args
 
 
@@ -486,15 +490,16 @@ def main(argv: list[str] | None = None) -> int:
         "alpha": ALPHA,
         "baseline_scheduler_tasks": out["baseline"],
     }
-    payload = common.make_payload(
+    common.write_run(
+        args.out,
         "exact",
         t_start,
         parameters,
         out["machine"],
         out["results"],
+        markdown_report,
         targets=targets(out["results"]),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 

@@ -823,7 +823,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
         + [c[0] for c in cols]
         + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "note"]
     )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = common.md_head(head)
     for r in results:
         metrics = r.get("metrics", {})
         notes = []
@@ -858,7 +858,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             _ratio_cell(r),
             common.md_cell(note, 240),
         ]
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append(common.md_row(row))
     return "\n".join(lines)
 
 
@@ -882,8 +882,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
             "(`max rel.` = max over entries of abs(a - b) / abs(b)).",
         ),
         "",
-        "| data set | generator | rows x features | partitions | held-out rows |",
-        "|---|---|---|---|---|",
+        *common.md_head(
+            ["data set", "generator", "rows x features", "partitions", "held-out rows"]
+        ),
     ]
     for name, d in p["datasets"].items():
         lines.append(
@@ -913,10 +914,7 @@ def _key_value(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: small data, 1 repeat")
     parser.add_argument("--repeats", type=int, help="fits per case, median reported (default 3)")
     parser.add_argument(
@@ -959,12 +957,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or families_quick.json with --quick)",
     )
     args = parser.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
-    if args.repeats < 1 or args.slow_repeats < 1:
-        parser.error("--repeats and --slow-repeats must be positive")
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("families_quick.json" if args.quick else "families.json")
+    common.complete_args(args, "families", {"repeats": 3}, {"repeats": 1})
+    common.check_positive(
+        parser, "--repeats and --slow-repeats must be positive", args.repeats, args.slow_repeats
+    )
     sizes = {}
     for name, (gen, feats, rows, chunk, test) in DATASETS.items():
         if args.quick:
@@ -1074,8 +1070,16 @@ def main(argv: list[str] | None = None) -> int:
         },
         "baseline_scheduler_tasks": baseline,
     }
-    payload = common.make_payload("families", t_start, parameters, machine, results)
-    common.write_outputs(args.out, payload, markdown_report(payload), json_default=str)
+    common.write_run(
+        args.out,
+        "families",
+        t_start,
+        parameters,
+        machine,
+        results,
+        markdown_report,
+        json_default=str,
+    )
     return 0
 
 
