@@ -463,11 +463,23 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
-    head = (
-        "| case | library | fit on | rows | partitions | fit s (median) | fit s (all) | accuracy "
-        "| peak MiB | rise MiB | anchor s / daskfuse-SGD s | anchor s / daskfuse-LR s | note |"
+    lines = common.md_head(
+        [
+            "case",
+            "library",
+            "fit on",
+            "rows",
+            "partitions",
+            "fit s (median)",
+            "fit s (all)",
+            "accuracy",
+            "peak MiB",
+            "rise MiB",
+            "anchor s / daskfuse-SGD s",
+            "anchor s / daskfuse-LR s",
+            "note",
+        ]
     )
-    lines = [head, "|" + "---|" * 13]
     for r in results:
         ratios = r.get("ratios", {})
         note = r.get("error", "") if r["status"] != "ok" else common.breakdown_note(r)
@@ -511,8 +523,8 @@ def markdown_report(payload: dict[str, Any]) -> str:
             f"{p['admm_partitions']} partitions, median of {p['admm_repeats']} fit(s); the "
             "daskfuse cases are re-run on it for the ratios."
         )
-    lines += ["", markdown_table(payload["results"]), ""]
-    lines += ["## Targets (issue 5, target 1)", "", common.targets_table(payload["targets"]), ""]
+    lines += ["", markdown_table(payload["results"])]
+    lines += common.targets_section(payload["targets"], 1)
     return "\n".join(lines)
 
 
@@ -520,10 +532,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--rows", type=int, help=f"training rows (default {DEFAULTS['rows']:,})")
     parser.add_argument("--features", type=int, default=50, help="features")
     parser.add_argument(
@@ -564,16 +573,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "benchmarks/results/linear.json, or linear_quick.json with --quick)",
     )
     args = parser.parse_args(argv)
-    base = QUICK_DEFAULTS if args.quick else DEFAULTS
-    for name, value in base.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    common.complete_args(args, "linear", DEFAULTS, QUICK_DEFAULTS)
     if args.admm is None:
         args.admm = not args.quick
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("linear_quick.json" if args.quick else "linear.json")
-    if min(args.rows, args.chunks, args.repeats, args.test_rows, args.admm_rows) < 1:
-        parser.error("--rows, --chunks, --repeats, --test-rows and --admm-rows must be positive")
+    common.check_positive(
+        parser,
+        "--rows, --chunks, --repeats, --test-rows and --admm-rows must be positive",
+        args.rows,
+        args.chunks,
+        args.repeats,
+        args.test_rows,
+        args.admm_rows,
+    )
     return args
 
 
@@ -652,16 +663,17 @@ def main(argv: list[str] | None = None) -> int:
         "true_intercept": intercept,
         "baseline_scheduler_tasks": data["baseline_tasks"],
     }
-    payload = common.make_payload(
+    common.write_run(
+        args.out,
         "linear",
         t_start,
         parameters,
         machine,
         results,
+        markdown_report,
         oracle_accuracy=oracle,
         targets=targets(results),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 
