@@ -251,8 +251,8 @@ def report(payload) -> str:
         if r["status"] != "ok":
             lines.append(f"| {r['estimator']} | {r['partitions']} | error: {r['error'][:80]} |")
             continue
-        curve = "—" if r["train_scores"] is None else ", ".join(
-            f"{s:.3f}" for s in r["train_scores"]
+        curve = (
+            "—" if r["train_scores"] is None else ", ".join(f"{s:.3f}" for s in r["train_scores"])
         )
         lines.append(
             f"| {r['estimator']} | {r['partitions']} | {r['rounds']} x {r['local_epochs']} | "

@@ -108,10 +108,12 @@ def prepare(dataset: str, rows: int, test_rows: int, chunk: int, seed: int, clie
     X, grid, y = client.persist([X, grid, y])
     common.wait([X, grid, y])
     X_np, y_np = (common.as_local(a) for a in client.gather(client.compute([X, y])))
-    test = np.vstack([
-        _block(min(chunk, test_rows - i), 10_000 + i // chunk, dataset=dataset, seed=seed)
-        for i in range(0, test_rows, chunk)
-    ])
+    test = np.vstack(
+        [
+            _block(min(chunk, test_rows - i), 10_000 + i // chunk, dataset=dataset, seed=seed)
+            for i in range(0, test_rows, chunk)
+        ]
+    )
     return {
         "rows": rows,
         "partitions": X.numblocks[0],
@@ -143,25 +145,58 @@ def cases(args: argparse.Namespace) -> dict[str, list[tuple[str, str, str, Any, 
     stack = ColumnStack(cv=3)
     return {
         "additive": [
-            ("vertical-backfit", "FusedClassifier(LogisticRegression), Columns, backfit",
-             "daskfuse", FusedClassifier(lr, partition=cols, fusion="backfit"), "grid"),
-            ("vertical-stack", "FusedClassifier(LogisticRegression), Columns, stack",
-             "daskfuse", FusedClassifier(lr, partition=cols, fusion=stack, random_state=0),
-             "grid"),
-            ("horizontal", "FusedClassifier(LogisticRegression), row blocks, auto (weighted)",
-             "daskfuse", FusedClassifier(lr), "rows"),
+            (
+                "vertical-backfit",
+                "FusedClassifier(LogisticRegression), Columns, backfit",
+                "daskfuse",
+                FusedClassifier(lr, partition=cols, fusion="backfit"),
+                "grid",
+            ),
+            (
+                "vertical-stack",
+                "FusedClassifier(LogisticRegression), Columns, stack",
+                "daskfuse",
+                FusedClassifier(lr, partition=cols, fusion=stack, random_state=0),
+                "grid",
+            ),
+            (
+                "horizontal",
+                "FusedClassifier(LogisticRegression), row blocks, auto (weighted)",
+                "daskfuse",
+                FusedClassifier(lr),
+                "rows",
+            ),
             ("central", "LogisticRegression, one process", "scikit-learn", lr, "numpy"),
         ],
         "interaction": [
-            ("vertical-stack", f"FusedClassifier(HGB({args.hgb_iter})), Columns, stack",
-             "daskfuse", FusedClassifier(hgb, partition=cols, fusion=stack, random_state=0),
-             "grid"),
-            ("horizontal", f"FusedClassifier(HGB({args.hgb_iter})), row blocks, auto (soft vote)",
-             "daskfuse", FusedClassifier(hgb, random_state=0), "rows"),
-            ("central", f"HistGradientBoostingClassifier(max_iter={args.hgb_iter}), one process",
-             "scikit-learn", hgb, "numpy"),
-            ("vertical-backfit-linear", "FusedClassifier(LogisticRegression), Columns, backfit",
-             "daskfuse", FusedClassifier(lr, partition=cols, fusion="backfit"), "grid"),
+            (
+                "vertical-stack",
+                f"FusedClassifier(HGB({args.hgb_iter})), Columns, stack",
+                "daskfuse",
+                FusedClassifier(hgb, partition=cols, fusion=stack, random_state=0),
+                "grid",
+            ),
+            (
+                "horizontal",
+                f"FusedClassifier(HGB({args.hgb_iter})), row blocks, auto (soft vote)",
+                "daskfuse",
+                FusedClassifier(hgb, random_state=0),
+                "rows",
+            ),
+            (
+                "central",
+                f"HistGradientBoostingClassifier(max_iter={args.hgb_iter}), one process",
+                "scikit-learn",
+                hgb,
+                "numpy",
+            ),
+            (
+                "vertical-backfit-linear",
+                "FusedClassifier(LogisticRegression), Columns, backfit",
+                "daskfuse",
+                FusedClassifier(lr, partition=cols, fusion="backfit"),
+                "grid",
+            ),
             ("central-linear", "LogisticRegression, one process", "scikit-learn", lr, "numpy"),
         ],
     }
@@ -283,8 +318,7 @@ def findings(results: list[dict[str, Any]]) -> list[str]:
     out = []
     for name in DATASETS:
         acc = {
-            r["key"]: r["accuracy"] for r in results
-            if r["dataset"] == name and r["status"] == "ok"
+            r["key"]: r["accuracy"] for r in results if r["dataset"] == name and r["status"] == "ok"
         }
         if "central" not in acc:
             continue
@@ -376,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         done = {(r["dataset"], r["key"]) for r in results}
         old = json.loads(args.out.read_text())["results"]
         results = [r for r in old if (r["dataset"], r["key"]) not in done] + results
-        order = {(d, c[0]): i for i, (d, c) in enumerate(
-            (d, c) for d, cs in cases(args).items() for c in cs
-        )}
+        order = {
+            (d, c[0]): i
+            for i, (d, c) in enumerate((d, c) for d, cs in cases(args).items() for c in cs)
+        }
         results.sort(key=lambda r: order.get((r["dataset"], r["key"]), len(order)))
     payload = common.make_payload(
         "vertical", t_start, parameters, machine, results, findings=findings(results)
