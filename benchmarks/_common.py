@@ -663,7 +663,13 @@ def write_run(
 
 
 def result_path(name: str, quick: bool = False, results: Path = RESULTS_DIR) -> Path:
-    """A script's JSON file: ``results/NAME.json``, ``NAME_quick.json`` for a quick run."""
+    """A script's JSON file: ``results/NAME.json``, ``NAME_quick.json`` for a quick run.
+
+    >>> result_path("exact").relative_to(RESULTS_DIR).as_posix()
+    'exact.json'
+    >>> result_path("exact", quick=True, results=Path("out")).as_posix()
+    'out/exact_quick.json'
+    """
     return results / f"{name}{'_quick' if quick else ''}.json"
 
 
@@ -693,7 +699,14 @@ def md_row(cells: Iterable[str]) -> str:
 
 
 def md_head(columns: Sequence[str]) -> list[str]:
-    """A markdown table's header row and its rule (one ``---|`` per column)."""
+    """A markdown table's header row and its rule (one ``---|`` per column).
+
+    >>> for line in [*md_head(["case", "fit s"]), md_row(["ridge", "1.00"])]:
+    ...     print(line)
+    | case | fit s |
+    |---|---|
+    | ridge | 1.00 |
+    """
     return [md_row(columns), "|" + "---|" * len(columns)]
 
 
@@ -857,6 +870,14 @@ def complete_args(
 
     Each option named in ``quick_defaults`` (with ``--quick``) or ``defaults`` gets its
     value there, and ``--out`` the script's results file :func:`result_path` ``(name)``.
+
+    >>> parser = make_parser("Demo.")
+    >>> for flag in ("--quick", "--rows", "--repeats", "--out"):
+    ...     _ = parser.add_argument(flag, **({"action": "store_true"} if flag == "--quick" else {}))
+    >>> args = parser.parse_args(["--quick", "--rows", "7"])
+    >>> complete_args(args, "demo", {"rows": 100, "repeats": 3}, {"rows": 10, "repeats": 1})
+    >>> args.rows, args.repeats, args.out.name
+    ('7', 1, 'demo_quick.json')
     """
     for key, value in ((quick_defaults if args.quick else defaults) or {}).items():
         if getattr(args, key) is None:
@@ -866,6 +887,13 @@ def complete_args(
 
 
 def check_positive(parser: argparse.ArgumentParser, message: str, *values: int) -> None:
-    """Exit with the usage and ``message`` (``parser.error``) unless every value is >= 1."""
+    """Exit with the usage and ``message`` (``parser.error``) unless every value is >= 1.
+
+    >>> parser = make_parser("Demo.")
+    >>> check_positive(parser, "sizes must be positive", 1, 2)
+    >>> check_positive(parser, "sizes must be positive", 1, 0)
+    Traceback (most recent call last):
+    SystemExit: 2
+    """
     if min(values) < 1:
         parser.error(message)
