@@ -698,6 +698,26 @@ def md_row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+#: the first columns of a results table, filled by :func:`case_cells`
+CASE_COLUMNS = ("case", "library", "fit on", "rows", "partitions", "fit s (median)", "fit s (all)")
+
+
+def case_cells(r: dict[str, Any], partitions: Any = None) -> list[str]:
+    """The first cells of a case's row (:data:`CASE_COLUMNS`) from its result ``r``.
+
+    ``partitions`` replaces ``r["partitions"]`` when given.
+    """
+    return [
+        r["label"],
+        r["library"],
+        "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
+        f"{r['rows']:,}",
+        str(r["partitions"] if partitions is None else partitions),
+        fmt(r.get("fit_seconds_median")),
+        fmt_times(r.get("fit_seconds", [])),
+    ]
+
+
 def md_head(columns: Sequence[str]) -> list[str]:
     """A markdown table's header row and its rule (one ``---|`` per column).
 
@@ -708,6 +728,15 @@ def md_head(columns: Sequence[str]) -> list[str]:
     | ridge | 1.00 |
     """
     return [md_row(columns), "|" + "---|" * len(columns)]
+
+
+def report_head(payload: dict[str, Any], title: str, **header: Any) -> list[str]:
+    """A report's first lines: ``# title`` (and `` (quick)``), then :func:`header_lines`.
+
+    ``header`` goes to :func:`header_lines`; `` (quick)`` marks a ``--quick`` run.
+    """
+    quick = " (quick)" if payload["parameters"].get("quick") else ""
+    return [f"# {title}{quick}", "", *header_lines(payload, **header)]
 
 
 def header_lines(
@@ -886,12 +915,12 @@ def complete_args(
         args.out = result_path(name, args.quick)
 
 
-def check_positive(parser: argparse.ArgumentParser, message: str, *values: int) -> None:
+def check_positive(parser: argparse.ArgumentParser, values: Iterable[int], message: str) -> None:
     """Exit with the usage and ``message`` (``parser.error``) unless every value is >= 1.
 
     >>> parser = make_parser("Demo.")
-    >>> check_positive(parser, "sizes must be positive", 1, 2)
-    >>> check_positive(parser, "sizes must be positive", 1, 0)
+    >>> check_positive(parser, (1, 2), "sizes must be positive")
+    >>> check_positive(parser, (1, 0), "sizes must be positive")
     Traceback (most recent call last):
     SystemExit: 2
     """

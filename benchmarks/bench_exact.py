@@ -397,10 +397,9 @@ COLUMNS = (
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     lines = [
-        "# Exact least squares benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Exact least squares benchmark",
             data=[
                 f"- data: {p['rows']:,} x {p['features']} float64 "
                 f"({p['rows'] * p['features'] * 8 / 2**30:.2f} GiB), row chunks of "
@@ -424,13 +423,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         lines.append(
             common.md_row(
                 [
-                    r["label"],
-                    r["library"],
-                    "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-                    f"{r['rows']:,}",
-                    str(r["partitions"]),
-                    common.fmt(r.get("fit_seconds_median")),
-                    common.fmt_times(r.get("fit_seconds", [])),
+                    *common.case_cells(r),
                     common.fmt(r["rows_per_second"] / 1e6) if "rows_per_second" in r else "—",
                     common.fmt(r.get("gflops"), 1),
                     common.fmt(r.get("r2"), 6),
@@ -457,15 +450,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="JSON output (default results/exact.json)")
     args = parser.parse_args(argv)
     common.complete_args(args, "exact", DEFAULTS, QUICK_DEFAULTS)
-    common.check_positive(
-        parser,
-        "sizes and --repeats must be positive",
-        args.rows,
-        args.chunks,
-        args.repeats,
-        args.test_rows,
-        args.features,
-    )
+    counts = (args.rows, args.chunks, args.repeats, args.test_rows, args.features)
+    common.check_positive(parser, counts, "sizes and --repeats must be positive")
     args.chunks = min(args.chunks, args.rows)
     return args
 

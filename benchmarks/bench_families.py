@@ -819,7 +819,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
     """One family's results as a markdown table (its own metric columns)."""
     cols = METRIC_COLUMNS[family]
     head = (
-        ["case", "library", "fit on", "rows", "partitions", "fit s (median)", "fit s (all)"]
+        list(common.CASE_COLUMNS)
         + [c[0] for c in cols]
         + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "note"]
     )
@@ -846,13 +846,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             notes.append("ConvergenceWarning")
         note = "; ".join(n for n in notes if n)
         row = [
-            r["label"],
-            r["library"],
-            "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-            f"{r['rows']:,}",
-            str(metrics.get("n_partitions", r["partitions"])),
-            common.fmt(r.get("fit_seconds_median")),
-            common.fmt_times(r.get("fit_seconds", [])),
+            *common.case_cells(r, metrics.get("n_partitions", r["partitions"])),
             *[_cell(metrics.get(key), spec) for _, key, spec in cols],
             *common.memory_cells(r.get("memory"), r["fit_on"]),
             _ratio_cell(r),
@@ -869,10 +863,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
     n_slow = min(p["repeats"], p["slow_repeats"])
     slow = f" ({', '.join(slow_keys)}: {n_slow})" if slow_keys and n_slow < p["repeats"] else ""
     lines = [
-        "# Model-family benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Model-family benchmark",
             cluster_suffix=slow,
             notes=[
                 "- fusers registered by name: " + ", ".join(p["fusers_registered"]),
@@ -959,7 +952,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     common.complete_args(args, "families", {"repeats": 3}, {"repeats": 1})
     common.check_positive(
-        parser, "--repeats and --slow-repeats must be positive", args.repeats, args.slow_repeats
+        parser, (args.repeats, args.slow_repeats), "--repeats and --slow-repeats must be positive"
     )
     sizes = {}
     for name, (gen, feats, rows, chunk, test) in DATASETS.items():

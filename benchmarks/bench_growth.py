@@ -301,10 +301,9 @@ def targets(fits: dict[str, Any], ooc: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     lines = [
-        "# Growth benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Growth benchmark",
             data=[
                 f"- data: {p['base_rows']:,} x {p['features']} float64 times "
                 f"{', '.join(map(str, p['multipliers']))}, row chunks of {p['chunks']:,} "
@@ -397,15 +396,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="JSON output (default results/growth.json)")
     args = parser.parse_args(argv)
     common.complete_args(args, "growth", DEFAULTS, QUICK_DEFAULTS)
-    common.check_positive(
-        parser,
-        "sizes and repeats must be positive",
-        args.base_rows,
-        args.chunks,
-        args.repeats,
-        args.ooc_rows,
-        args.ooc_chunks,
-    )
+    counts = (args.base_rows, args.chunks, args.repeats, args.ooc_rows, args.ooc_chunks)
+    common.check_positive(parser, counts, "sizes and repeats must be positive")
     return args
 
 

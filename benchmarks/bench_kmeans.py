@@ -188,10 +188,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     slow = f" (dask-ml: {min(p['repeats'], p['slow_repeats'])})"
     lines = [
-        "# k-means benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "k-means benchmark",
             data=[
                 f"- data: {p['rows']:,} x {p['features']} float64, {p['k']} unit-variance blobs "
                 f"with centres in [-10, 10]^{p['features']}, row chunks of {p['chunks']:,} "
@@ -207,13 +206,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         "",
         *common.md_head(
             [
-                "case",
-                "library",
-                "fit on",
-                "rows",
-                "partitions",
-                "fit s (median)",
-                "fit s (all)",
+                *common.CASE_COLUMNS,
                 "inertia",
                 "inertia / sklearn",
                 "ARI vs true blobs",
@@ -229,13 +222,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         lines.append(
             common.md_row(
                 [
-                    r["label"],
-                    r["library"],
-                    "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-                    f"{r['rows']:,}",
-                    str(r["partitions"]),
-                    common.fmt(r.get("fit_seconds_median")),
-                    common.fmt_times(r.get("fit_seconds", [])),
+                    *common.case_cells(r),
                     "—" if "inertia" not in r else f"{r['inertia']:,.0f}",
                     common.fmt(r.get("inertia_ratio"), 4),
                     common.fmt(r.get("ari_vs_true_blobs"), 4),
@@ -268,15 +255,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="JSON output (default results/kmeans.json)")
     args = parser.parse_args(argv)
     common.complete_args(args, "kmeans", DEFAULTS, QUICK_DEFAULTS)
-    common.check_positive(
-        parser,
-        "sizes and repeats must be positive",
-        args.rows,
-        args.chunks,
-        args.repeats,
-        args.slow_repeats,
-        args.k,
-    )
+    counts = (args.rows, args.chunks, args.repeats, args.slow_repeats, args.k)
+    common.check_positive(parser, counts, "sizes and repeats must be positive")
     args.chunks = min(args.chunks, args.rows)
     return args
 

@@ -465,13 +465,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     lines = common.md_head(
         [
-            "case",
-            "library",
-            "fit on",
-            "rows",
-            "partitions",
-            "fit s (median)",
-            "fit s (all)",
+            *common.CASE_COLUMNS,
             "accuracy",
             "peak MiB",
             "rise MiB",
@@ -487,21 +481,16 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
             note = "fit() returned None (fitted in place)"
         peak, rise = common.memory_cells(r.get("memory"), r["fit_on"])
         lines.append(
-            "| {label} | {lib} | {on} | {rows:,} | {parts} | {med} | {all} | {acc} | {peak} "
-            "| {rise} | {r1} | {r2} | {note} |".format(
-                peak=peak,
-                rise=rise,
-                label=r["label"],
-                lib=r["library"],
-                on="driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-                rows=r["rows"],
-                parts=r["partitions"],
-                med=common.fmt(r.get("fit_seconds_median")),
-                all=common.fmt_times(r.get("fit_seconds", [])),
-                acc=common.fmt(r.get("accuracy"), 4),
-                r1=common.fmt(ratios.get("vs_daskfuse-sgd")),
-                r2=common.fmt(ratios.get("vs_daskfuse-logreg")),
-                note=common.md_cell(note, 160),
+            common.md_row(
+                [
+                    *common.case_cells(r),
+                    common.fmt(r.get("accuracy"), 4),
+                    peak,
+                    rise,
+                    common.fmt(ratios.get("vs_daskfuse-sgd")),
+                    common.fmt(ratios.get("vs_daskfuse-logreg")),
+                    common.md_cell(note, 160),
+                ]
             )
         )
     return "\n".join(lines)
@@ -515,8 +504,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         f"({p['partitions']} partitions); held-out test {p['test_rows']:,} rows; "
         f"oracle (true rule) test accuracy {payload['oracle_accuracy']:.4f}"
     )
-    title = "# Linear benchmark" + (" (quick)" if p.get("quick") else "")
-    lines = [title, "", *common.header_lines(payload, data=[data], notes=[common.MEMORY_LINE])]
+    lines = common.report_head(payload, "Linear benchmark", data=[data], notes=[common.MEMORY_LINE])
     if p.get("with_admm"):
         lines.append(
             f"- ADMM rows use their own data set: {p['admm_rows']:,} rows in "
@@ -576,14 +564,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.complete_args(args, "linear", DEFAULTS, QUICK_DEFAULTS)
     if args.admm is None:
         args.admm = not args.quick
+    counts = (args.rows, args.chunks, args.repeats, args.test_rows, args.admm_rows)
     common.check_positive(
-        parser,
-        "--rows, --chunks, --repeats, --test-rows and --admm-rows must be positive",
-        args.rows,
-        args.chunks,
-        args.repeats,
-        args.test_rows,
-        args.admm_rows,
+        parser, counts, "--rows, --chunks, --repeats, --test-rows and --admm-rows must be positive"
     )
     return args
 

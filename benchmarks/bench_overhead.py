@@ -221,10 +221,9 @@ def targets(results: list[dict[str, Any]], partitions: int) -> list[dict[str, An
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     lines = [
-        "# Orchestration overhead benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Orchestration overhead benchmark",
             data=[
                 f"- data: {p['partitions']:,} partitions of {p['rows']:,} x {p['features']} "
                 "float64 (standard normal), persisted"

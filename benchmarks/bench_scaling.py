@@ -369,15 +369,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="JSON output (default results/scaling.json)")
     args = parser.parse_args(argv)
     common.complete_args(args, "scaling", DEFAULTS, QUICK_DEFAULTS)
-    common.check_positive(
-        parser,
-        "worker counts, sizes and repeats must be positive",
-        *args.workers,
-        args.rows,
-        args.partitions,
-        args.forest_rows,
-        args.trees,
-    )
+    counts = (*args.workers, args.rows, args.partitions, args.forest_rows, args.trees)
+    common.check_positive(parser, counts, "worker counts, sizes and repeats must be positive")
     return args
 
 

@@ -398,15 +398,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.complete_args(args, "svm", DEFAULTS, QUICK_DEFAULTS)
     if args.quick and args.repeats == 1 and args.anchor_repeats is None:
         args.anchor_repeats = 1
-    common.check_positive(
-        parser,
-        "--rows, --chunk and the repeats must be positive",
-        *args.rows,
-        args.chunk,
-        args.repeats,
-        args.slow_repeats,
-        args.anchor_repeats or 1,
-    )
+    counts = (*args.rows, args.chunk, args.repeats, args.slow_repeats, args.anchor_repeats or 1)
+    common.check_positive(parser, counts, "--rows, --chunk and the repeats must be positive")
     return args
 
 
