@@ -1,15 +1,17 @@
-"""Helpers shared by the benchmark scripts (``bench_linear.py``, ``bench_families.py``).
+"""Helpers shared by the benchmark scripts (``bench_*.py``, ``ceiling.py``, ``run.py``).
 
 The scripts run as ``python benchmarks/bench_*.py``: their own folder is then first on
 ``sys.path`` (and, through it, on the spawned workers' path), so they import this module
-as ``_common``. It holds what both do the same way: the results folder, the cluster and
+as ``_common``. It holds what they do the same way: the results folder and file names,
+the command-line plumbing (parser, common options, defaults, checks), the cluster and
 its warm-up, data generation in row blocks, the untimed barrier and the timing loop
-around ``fit``, machine information, the common JSON fields and markdown header lines,
-and small formatting helpers.
+around ``fit``, machine information, the common JSON fields, writing the JSON and
+markdown of a run, markdown header lines and tables, and small formatting helpers.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib
 import json
@@ -625,6 +627,52 @@ def write_outputs(
     print(f"wrote {out} and {md_path}")
 
 
+def write_run(
+    out: Path,
+    benchmark: str,
+    t_start: float,
+    parameters: dict[str, Any],
+    machine: dict[str, Any],
+    results: list[dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+    *,
+    json_default: Any = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write a run: its JSON document (:func:`make_payload`) and ``report(payload)``.
+
+    Parameters
+    ----------
+    out : Path
+        The JSON file; the markdown goes next to it (:func:`write_outputs`).
+    benchmark, t_start, parameters, machine, results, **extra
+        As for :func:`make_payload`.
+    report : callable
+        The script's markdown report of the JSON document.
+    json_default : callable, optional
+        ``json.dumps``'s ``default`` (``str`` for values JSON has no type for).
+
+    Returns
+    -------
+    dict
+        The JSON document written.
+    """
+    payload = make_payload(benchmark, t_start, parameters, machine, results, **extra)
+    write_outputs(out, payload, report(payload), json_default=json_default)
+    return payload
+
+
+def result_path(name: str, quick: bool = False, results: Path = RESULTS_DIR) -> Path:
+    """A script's JSON file: ``results/NAME.json``, ``NAME_quick.json`` for a quick run.
+
+    >>> result_path("exact").relative_to(RESULTS_DIR).as_posix()
+    'exact.json'
+    >>> result_path("exact", quick=True, results=Path("out")).as_posix()
+    'out/exact_quick.json'
+    """
+    return results / f"{name}{'_quick' if quick else ''}.json"
+
+
 def fmt(x: float | None, digits: int = 2) -> str:
     """``x`` with ``digits`` decimals, a dash for None."""
     return "—" if x is None else f"{x:.{digits}f}"
@@ -643,6 +691,52 @@ def fmt_times(seconds: Iterable[float]) -> str:
 def md_cell(text: str, limit: int) -> str:
     """``text`` as one markdown table cell: pipes escaped, one line, at most ``limit`` chars."""
     return text.replace("|", "\\|").replace("\n", " ")[:limit]
+
+
+def md_row(cells: Iterable[str]) -> str:
+    """One markdown table row: ``| a | b |``."""
+    return "| " + " | ".join(cells) + " |"
+
+
+#: the first columns of a results table, filled by :func:`case_cells`
+CASE_COLUMNS = ("case", "library", "fit on", "rows", "partitions", "fit s (median)", "fit s (all)")
+
+
+def case_cells(r: dict[str, Any], partitions: Any = None) -> list[str]:
+    """The first cells of a case's row (:data:`CASE_COLUMNS`) from its result ``r``.
+
+    ``partitions`` replaces ``r["partitions"]`` when given.
+    """
+    return [
+        r["label"],
+        r["library"],
+        "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
+        f"{r['rows']:,}",
+        str(r["partitions"] if partitions is None else partitions),
+        fmt(r.get("fit_seconds_median")),
+        fmt_times(r.get("fit_seconds", [])),
+    ]
+
+
+def md_head(columns: Sequence[str]) -> list[str]:
+    """A markdown table's header row and its rule (one ``---|`` per column).
+
+    >>> for line in [*md_head(["case", "fit s"]), md_row(["ridge", "1.00"])]:
+    ...     print(line)
+    | case | fit s |
+    |---|---|
+    | ridge | 1.00 |
+    """
+    return [md_row(columns), "|" + "---|" * len(columns)]
+
+
+def report_head(payload: dict[str, Any], title: str, **header: Any) -> list[str]:
+    """A report's first lines: ``# title`` (and `` (quick)``), then :func:`header_lines`.
+
+    ``header`` goes to :func:`header_lines`; `` (quick)`` marks a ``--quick`` run.
+    """
+    quick = " (quick)" if payload["parameters"].get("quick") else ""
+    return [f"# {title}{quick}", "", *header_lines(payload, **header)]
 
 
 def header_lines(
@@ -743,27 +837,92 @@ def met_text(met: bool | None) -> str:
     return {True: "met", False: "**missed**", None: "not measured"}[met]
 
 
+def target_detail(t: dict[str, Any]) -> str:
+    """A target row's conditions (``what: yes``, ``no`` or ``—``) and its detail, in one text."""
+    conds = "; ".join(
+        f"{c['what']}: {'yes' if c['ok'] else ('—' if c['ok'] is None else 'no')}"
+        for c in t.get("conditions", [])
+    )
+    return "; ".join(x for x in (conds, t.get("detail", "")) if x)
+
+
 def targets_table(targets: Sequence[dict[str, Any]]) -> str:
     """The ``"targets"`` rows of one script as a markdown table."""
-    lines = ["| target | what | measured | goal | result | detail |", "|---|---|---|---|---|---|"]
+    lines = md_head(["target", "what", "measured", "goal", "result", "detail"])
     for t in targets:
-        conds = "; ".join(
-            f"{c['what']}: {'yes' if c['ok'] else ('—' if c['ok'] is None else 'no')}"
-            for c in t["conditions"]
-        )
-        detail = "; ".join(x for x in (conds, t["detail"]) if x)
         lines.append(
             f"| {t['id']} | {md_cell(t['what'], 200)} | {t['measured_text']} | {t['goal']} "
-            f"| {met_text(t['met'])} | {md_cell(detail, 300)} |"
+            f"| {met_text(t['met'])} | {md_cell(target_detail(t), 300)} |"
         )
     return "\n".join(lines)
+
+
+def targets_section(targets: Sequence[dict[str, Any]], number: str | int) -> list[str]:
+    """The lines that end a report: the heading of issue 5's target ``number`` and its table."""
+    return ["", f"## Targets (issue 5, target {number})", "", targets_table(targets), ""]
 
 
 # ------------------------------------------------------------------------ options
 
 
-def add_run_args(parser: Any) -> None:
-    """The options every script has: cluster size and data seed."""
-    parser.add_argument("--workers", type=int, default=2, help="LocalCluster n_workers")
-    parser.add_argument("--threads", type=int, default=1, help="LocalCluster threads_per_worker")
+def make_parser(doc: str, *, show_defaults: bool = True) -> argparse.ArgumentParser:
+    """A script's parser, described by the first paragraph of its docstring ``doc``.
+
+    With ``show_defaults`` ``--help`` shows every option's default
+    (``argparse.ArgumentDefaultsHelpFormatter``).
+    """
+    if not show_defaults:
+        return argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def add_run_args(parser: argparse.ArgumentParser, *, cluster: bool = True) -> None:
+    """The options every script has: cluster size (unless ``cluster`` is False) and data seed."""
+    if cluster:
+        parser.add_argument("--workers", type=int, default=2, help="LocalCluster n_workers")
+        parser.add_argument(
+            "--threads", type=int, default=1, help="LocalCluster threads_per_worker"
+        )
     parser.add_argument("--seed", type=int, default=0, help="data seed")
+
+
+def complete_args(
+    args: argparse.Namespace,
+    name: str,
+    defaults: dict[str, Any] | None = None,
+    quick_defaults: dict[str, Any] | None = None,
+) -> None:
+    """Fill in the options left unset (None) on the command line, in place.
+
+    Each option named in ``quick_defaults`` (with ``--quick``) or ``defaults`` gets its
+    value there, and ``--out`` the script's results file :func:`result_path` ``(name)``.
+
+    >>> parser = make_parser("Demo.")
+    >>> for flag in ("--quick", "--rows", "--repeats", "--out"):
+    ...     _ = parser.add_argument(flag, **({"action": "store_true"} if flag == "--quick" else {}))
+    >>> args = parser.parse_args(["--quick", "--rows", "7"])
+    >>> complete_args(args, "demo", {"rows": 100, "repeats": 3}, {"rows": 10, "repeats": 1})
+    >>> args.rows, args.repeats, args.out.name
+    ('7', 1, 'demo_quick.json')
+    """
+    for key, value in ((quick_defaults if args.quick else defaults) or {}).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = result_path(name, args.quick)
+
+
+def check_positive(parser: argparse.ArgumentParser, values: Iterable[int], message: str) -> None:
+    """Exit with the usage and ``message`` (``parser.error``) unless every value is >= 1.
+
+    >>> parser = make_parser("Demo.")
+    >>> check_positive(parser, (1, 2), "sizes must be positive")
+    >>> check_positive(parser, (1, 0), "sizes must be positive")
+    Traceback (most recent call last):
+    SystemExit: 2
+    """
+    if min(values) < 1:
+        parser.error(message)

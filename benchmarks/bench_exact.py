@@ -375,19 +375,31 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------- output
 
+#: the columns of the results table
+COLUMNS = (
+    "case",
+    "library",
+    "fit on",
+    "rows",
+    "partitions",
+    "s (median)",
+    "s (all)",
+    "M rows/s",
+    "GFLOP/s (2nd²/s)",
+    "held-out R²",
+    "max rel. coef diff vs sklearn",
+    "peak MiB",
+    "rise MiB",
+    "note",
+)
+
 
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
-    head = (
-        "| case | library | fit on | rows | partitions | s (median) | s (all) | M rows/s "
-        "| GFLOP/s (2nd²/s) | held-out R² | max rel. coef diff vs sklearn | peak MiB | rise MiB "
-        "| note |"
-    )
     lines = [
-        "# Exact least squares benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Exact least squares benchmark",
             data=[
                 f"- data: {p['rows']:,} x {p['features']} float64 "
                 f"({p['rows'] * p['features'] * 8 / 2**30:.2f} GiB), row chunks of "
@@ -403,23 +415,15 @@ def markdown_report(payload: dict[str, Any]) -> str:
             ],
         ),
         "",
-        head,
-        "|" + "---|" * 14,
+        *common.md_head(COLUMNS),
     ]
     for r in payload["results"]:
         peak, rise = common.memory_cells(r.get("memory"), r["fit_on"])
         diff = r.get("coef_max_rel_diff")
         lines.append(
-            "| "
-            + " | ".join(
+            common.md_row(
                 [
-                    r["label"],
-                    r["library"],
-                    "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-                    f"{r['rows']:,}",
-                    str(r["partitions"]),
-                    common.fmt(r.get("fit_seconds_median")),
-                    common.fmt_times(r.get("fit_seconds", [])),
+                    *common.case_cells(r),
                     common.fmt(r["rows_per_second"] / 1e6) if "rows_per_second" in r else "—",
                     common.fmt(r.get("gflops"), 1),
                     common.fmt(r.get("r2"), 6),
@@ -429,23 +433,13 @@ def markdown_report(payload: dict[str, Any]) -> str:
                     common.md_cell(r.get("error", "") or common.breakdown_note(r), 240),
                 ]
             )
-            + " |"
         )
-    lines += [
-        "",
-        "## Targets (issue 5, target 2)",
-        "",
-        common.targets_table(payload["targets"]),
-        "",
-    ]
+    lines += common.targets_section(payload["targets"], 2)
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: 200,000 rows, 1 repeat")
     parser.add_argument("--rows", type=int, help="training rows (default 5,000,000)")
     parser.add_argument("--features", type=int, default=100, help="features")
@@ -455,14 +449,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_run_args(parser)
     parser.add_argument("--out", type=Path, help="JSON output (default results/exact.json)")
     args = parser.parse_args(argv)
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if min(args.rows, args.chunks, args.repeats, args.test_rows, args.features) < 1:
-        parser.error("sizes and --repeats must be positive")
+    common.complete_args(args, "exact", DEFAULTS, QUICK_DEFAULTS)
+    counts = (args.rows, args.chunks, args.repeats, args.test_rows, args.features)
+    common.check_positive(parser, counts, "sizes and --repeats must be positive")
     args.chunks = min(args.chunks, args.rows)
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("exact_quick.json" if args.quick else "exact.json")
     return args
 
 
@@ -486,15 +476,16 @@ def main(argv: list[str] | None = None) -> int:
         "alpha": ALPHA,
         "baseline_scheduler_tasks": out["baseline"],
     }
-    payload = common.make_payload(
+    common.write_run(
+        args.out,
         "exact",
         t_start,
         parameters,
         out["machine"],
         out["results"],
+        markdown_report,
         targets=targets(out["results"]),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 

@@ -819,11 +819,11 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
     """One family's results as a markdown table (its own metric columns)."""
     cols = METRIC_COLUMNS[family]
     head = (
-        ["case", "library", "fit on", "rows", "partitions", "fit s (median)", "fit s (all)"]
+        list(common.CASE_COLUMNS)
         + [c[0] for c in cols]
         + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "note"]
     )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = common.md_head(head)
     for r in results:
         metrics = r.get("metrics", {})
         notes = []
@@ -846,19 +846,13 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             notes.append("ConvergenceWarning")
         note = "; ".join(n for n in notes if n)
         row = [
-            r["label"],
-            r["library"],
-            "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-            f"{r['rows']:,}",
-            str(metrics.get("n_partitions", r["partitions"])),
-            common.fmt(r.get("fit_seconds_median")),
-            common.fmt_times(r.get("fit_seconds", [])),
+            *common.case_cells(r, metrics.get("n_partitions", r["partitions"])),
             *[_cell(metrics.get(key), spec) for _, key, spec in cols],
             *common.memory_cells(r.get("memory"), r["fit_on"]),
             _ratio_cell(r),
             common.md_cell(note, 240),
         ]
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append(common.md_row(row))
     return "\n".join(lines)
 
 
@@ -869,10 +863,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
     n_slow = min(p["repeats"], p["slow_repeats"])
     slow = f" ({', '.join(slow_keys)}: {n_slow})" if slow_keys and n_slow < p["repeats"] else ""
     lines = [
-        "# Model-family benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Model-family benchmark",
             cluster_suffix=slow,
             notes=[
                 "- fusers registered by name: " + ", ".join(p["fusers_registered"]),
@@ -882,8 +875,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
             "(`max rel.` = max over entries of abs(a - b) / abs(b)).",
         ),
         "",
-        "| data set | generator | rows x features | partitions | held-out rows |",
-        "|---|---|---|---|---|",
+        *common.md_head(
+            ["data set", "generator", "rows x features", "partitions", "held-out rows"]
+        ),
     ]
     for name, d in p["datasets"].items():
         lines.append(
@@ -913,10 +907,7 @@ def _key_value(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: small data, 1 repeat")
     parser.add_argument("--repeats", type=int, help="fits per case, median reported (default 3)")
     parser.add_argument(
@@ -959,12 +950,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or families_quick.json with --quick)",
     )
     args = parser.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
-    if args.repeats < 1 or args.slow_repeats < 1:
-        parser.error("--repeats and --slow-repeats must be positive")
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("families_quick.json" if args.quick else "families.json")
+    common.complete_args(args, "families", {"repeats": 3}, {"repeats": 1})
+    common.check_positive(
+        parser, (args.repeats, args.slow_repeats), "--repeats and --slow-repeats must be positive"
+    )
     sizes = {}
     for name, (gen, feats, rows, chunk, test) in DATASETS.items():
         if args.quick:
@@ -1074,8 +1063,16 @@ def main(argv: list[str] | None = None) -> int:
         },
         "baseline_scheduler_tasks": baseline,
     }
-    payload = common.make_payload("families", t_start, parameters, machine, results)
-    common.write_outputs(args.out, payload, markdown_report(payload), json_default=str)
+    common.write_run(
+        args.out,
+        "families",
+        t_start,
+        parameters,
+        machine,
+        results,
+        markdown_report,
+        json_default=str,
+    )
     return 0
 
 

@@ -26,26 +26,28 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
 from _common import (
-    RESULTS_DIR,
     add_run_args,
+    complete_args,
     error_fields,
     fmt,
     header_lines,
     local_cluster,
     machine_info,
-    make_payload,
+    make_parser,
+    md_head,
+    md_row,
     settle,
     time_fits,
-    write_outputs,
+    write_run,
 )
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -242,17 +244,27 @@ def report(payload) -> str:
         "",
         "## Rounds (FedAvg-style)",
         "",
-        "| estimator | partitions | rounds x local epochs | rounds run | accuracy | "
-        "one process, all rows | points vs all rows | fit s | one process s | "
-        "train score by round |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *md_head(
+            [
+                "estimator",
+                "partitions",
+                "rounds x local epochs",
+                "rounds run",
+                "accuracy",
+                "one process, all rows",
+                "points vs all rows",
+                "fit s",
+                "one process s",
+                "train score by round",
+            ]
+        ),
     ]
     for r in payload["rounds"]:
         if r["status"] != "ok":
             lines.append(f"| {r['estimator']} | {r['partitions']} | error: {r['error'][:80]} |")
             continue
-        curve = "—" if r["train_scores"] is None else ", ".join(
-            f"{s:.3f}" for s in r["train_scores"]
+        curve = (
+            "—" if r["train_scores"] is None else ", ".join(f"{s:.3f}" for s in r["train_scores"])
         )
         lines.append(
             f"| {r['estimator']} | {r['partitions']} | {r['rounds']} x {r['local_epochs']} | "
@@ -264,9 +276,7 @@ def report(payload) -> str:
         "",
         "## Robust fusion (points of held-out accuracy against the clean weighted model)",
         "",
-        "| estimator | corruption | corrupted partitions | weighted | median | "
-        "trimmed(0.25) | krum(2) |",
-        "|---|---|---|---|---|---|---|",
+        *md_head(["estimator", "corruption", "corrupted partitions", *FUSION_NAMES]),
     ]
     rows: dict[tuple, dict[str, str]] = {}
     for r in payload["robust"]:
@@ -279,15 +289,15 @@ def report(payload) -> str:
         rows.setdefault(key, {})[r["fusion"]] = cell
     for (est, kind, parts), cells in rows.items():
         lines.append(
-            f"| {est} | {kind} | {', '.join(map(str, parts))} | "
-            + " | ".join(cells.get(f, "—") for f in FUSION_NAMES)
-            + " |"
+            md_row(
+                [est, kind, ", ".join(map(str, parts)), *(cells.get(f, "—") for f in FUSION_NAMES)]
+            )
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__, show_defaults=False)
     add_run_args(parser)
     parser.add_argument("--rows", type=int, default=200_000, help="rounds: training rows")
     parser.add_argument(
@@ -295,12 +305,11 @@ def main(argv=None):
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small data, 1 repeat")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "federated.json"))
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.rows_per_part, args.repeats = 24_000, 2_000, 1
-        if args.out == str(RESULTS_DIR / "federated.json"):
-            args.out = str(RESULTS_DIR / "federated_quick.json")
+    complete_args(args, "federated")
     t_start = time.perf_counter()
     warnings.simplefilter("ignore")
     with local_cluster(args.workers, args.threads, ["sklearn.linear_model", "daskfuse"]) as client:
@@ -318,12 +327,17 @@ def main(argv=None):
         "partitions": PARTITIONS,
         "seed": args.seed,
     }
-    payload = make_payload(
-        "federated", t_start, parameters, machine, [], rounds=rounds, robust=robust
+    write_run(
+        args.out,
+        "federated",
+        t_start,
+        parameters,
+        machine,
+        [],
+        report,
+        rounds=rounds,
+        robust=robust,
     )
-    from pathlib import Path
-
-    write_outputs(Path(args.out), payload, report(payload))
 
 
 if __name__ == "__main__":

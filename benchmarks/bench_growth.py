@@ -301,10 +301,9 @@ def targets(fits: dict[str, Any], ooc: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     lines = [
-        "# Growth benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Growth benchmark",
             data=[
                 f"- data: {p['base_rows']:,} x {p['features']} float64 times "
                 f"{', '.join(map(str, p['multipliers']))}, row chunks of {p['chunks']:,} "
@@ -313,9 +312,20 @@ def markdown_report(payload: dict[str, Any]) -> str:
             notes=[common.MEMORY_LINE],
         ),
         "",
-        "| case | x | rows | partitions | fit s (median) | fit s (all) | s per million rows "
-        "| peak MiB | rise MiB | note |",
-        "|" + "---|" * 10,
+        *common.md_head(
+            [
+                "case",
+                "x",
+                "rows",
+                "partitions",
+                "fit s (median)",
+                "fit s (all)",
+                "s per million rows",
+                "peak MiB",
+                "rise MiB",
+                "note",
+            ]
+        ),
     ]
     for r in payload["results"]:
         peak, rise = common.memory_cells(r.get("memory"), "dask")
@@ -330,9 +340,16 @@ def markdown_report(payload: dict[str, Any]) -> str:
         "",
         "Least-squares line `seconds = intercept + slope * rows`:",
         "",
-        "| case | slope (s per million rows) | intercept s | R² | t(x16) / t(x1) "
-        "| log-log exponent |",
-        "|---|---|---|---|---|---|",
+        *common.md_head(
+            [
+                "case",
+                "slope (s per million rows)",
+                "intercept s",
+                "R²",
+                "t(x16) / t(x1)",
+                "log-log exponent",
+            ]
+        ),
     ]
     for f in payload["linear_fits"].values():
         lines.append(
@@ -360,21 +377,12 @@ def markdown_report(payload: dict[str, Any]) -> str:
             f"peak worker RSS {common.fmt(mem.get('worker_peak_mib'), 0)} MiB"
             + (f"; error: {o['error']}" if o.get("error") else ""),
         ]
-    lines += [
-        "",
-        "## Targets (issue 5, target 6)",
-        "",
-        common.targets_table(payload["targets"]),
-        "",
-    ]
+    lines += common.targets_section(payload["targets"], 6)
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, 1 repeat")
     parser.add_argument("--base-rows", type=int, help="rows at x1 (default 250,000)")
     parser.add_argument("--features", type=int, default=20, help="features")
@@ -387,13 +395,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_run_args(parser)
     parser.add_argument("--out", type=Path, help="JSON output (default results/growth.json)")
     args = parser.parse_args(argv)
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if min(args.base_rows, args.chunks, args.repeats, args.ooc_rows, args.ooc_chunks) < 1:
-        parser.error("sizes and repeats must be positive")
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("growth_quick.json" if args.quick else "growth.json")
+    common.complete_args(args, "growth", DEFAULTS, QUICK_DEFAULTS)
+    counts = (args.base_rows, args.chunks, args.repeats, args.ooc_rows, args.ooc_chunks)
+    common.check_positive(parser, counts, "sizes and repeats must be positive")
     return args
 
 
@@ -420,17 +424,18 @@ def main(argv: list[str] | None = None) -> int:
         "ooc_chunks": args.ooc_chunks,
         "ooc_memory_limit": args.ooc_memory_limit,
     }
-    payload = common.make_payload(
+    common.write_run(
+        args.out,
         "growth",
         t_start,
         parameters,
         machine,
         results,
+        markdown_report,
         linear_fits=fits,
         out_of_core=ooc,
         targets=targets(fits, ooc),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 

@@ -188,10 +188,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     slow = f" (dask-ml: {min(p['repeats'], p['slow_repeats'])})"
     lines = [
-        "# k-means benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "k-means benchmark",
             data=[
                 f"- data: {p['rows']:,} x {p['features']} float64, {p['k']} unit-variance blobs "
                 f"with centres in [-10, 10]^{p['features']}, row chunks of {p['chunks']:,} "
@@ -205,24 +204,25 @@ def markdown_report(payload: dict[str, Any]) -> str:
             ],
         ),
         "",
-        "| case | library | fit on | rows | partitions | fit s (median) | fit s (all) | inertia "
-        "| inertia / sklearn | ARI vs true blobs | peak MiB | rise MiB | anchor s / daskfuse s "
-        "| note |",
-        "|" + "---|" * 14,
+        *common.md_head(
+            [
+                *common.CASE_COLUMNS,
+                "inertia",
+                "inertia / sklearn",
+                "ARI vs true blobs",
+                "peak MiB",
+                "rise MiB",
+                "anchor s / daskfuse s",
+                "note",
+            ]
+        ),
     ]
     for r in payload["results"]:
         peak, rise = common.memory_cells(r.get("memory"), r["fit_on"])
         lines.append(
-            "| "
-            + " | ".join(
+            common.md_row(
                 [
-                    r["label"],
-                    r["library"],
-                    "driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-                    f"{r['rows']:,}",
-                    str(r["partitions"]),
-                    common.fmt(r.get("fit_seconds_median")),
-                    common.fmt_times(r.get("fit_seconds", [])),
+                    *common.case_cells(r),
                     "—" if "inertia" not in r else f"{r['inertia']:,.0f}",
                     common.fmt(r.get("inertia_ratio"), 4),
                     common.fmt(r.get("ari_vs_true_blobs"), 4),
@@ -232,23 +232,13 @@ def markdown_report(payload: dict[str, Any]) -> str:
                     common.md_cell(r.get("error", "") or common.breakdown_note(r), 240),
                 ]
             )
-            + " |"
         )
-    lines += [
-        "",
-        "## Targets (issue 5, target 3)",
-        "",
-        common.targets_table(payload["targets"]),
-        "",
-    ]
+    lines += common.targets_section(payload["targets"], 3)
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: 100,000 rows, 1 repeat")
     parser.add_argument("--rows", type=int, help="training rows (default 1,000,000)")
     parser.add_argument("--features", type=int, default=20, help="features")
@@ -264,14 +254,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_run_args(parser)
     parser.add_argument("--out", type=Path, help="JSON output (default results/kmeans.json)")
     args = parser.parse_args(argv)
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if min(args.rows, args.chunks, args.repeats, args.slow_repeats, args.k) < 1:
-        parser.error("sizes and repeats must be positive")
+    common.complete_args(args, "kmeans", DEFAULTS, QUICK_DEFAULTS)
+    counts = (args.rows, args.chunks, args.repeats, args.slow_repeats, args.k)
+    common.check_positive(parser, counts, "sizes and repeats must be positive")
     args.chunks = min(args.chunks, args.rows)
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("kmeans_quick.json" if args.quick else "kmeans.json")
     return args
 
 
@@ -354,10 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "baseline_scheduler_tasks": baseline,
     }
-    payload = common.make_payload(
-        "kmeans", t_start, parameters, machine, results, targets=targets(results)
+    common.write_run(
+        args.out,
+        "kmeans",
+        t_start,
+        parameters,
+        machine,
+        results,
+        markdown_report,
+        targets=targets(results),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 

@@ -463,11 +463,17 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
-    head = (
-        "| case | library | fit on | rows | partitions | fit s (median) | fit s (all) | accuracy "
-        "| peak MiB | rise MiB | anchor s / daskfuse-SGD s | anchor s / daskfuse-LR s | note |"
+    lines = common.md_head(
+        [
+            *common.CASE_COLUMNS,
+            "accuracy",
+            "peak MiB",
+            "rise MiB",
+            "anchor s / daskfuse-SGD s",
+            "anchor s / daskfuse-LR s",
+            "note",
+        ]
     )
-    lines = [head, "|" + "---|" * 13]
     for r in results:
         ratios = r.get("ratios", {})
         note = r.get("error", "") if r["status"] != "ok" else common.breakdown_note(r)
@@ -475,21 +481,16 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
             note = "fit() returned None (fitted in place)"
         peak, rise = common.memory_cells(r.get("memory"), r["fit_on"])
         lines.append(
-            "| {label} | {lib} | {on} | {rows:,} | {parts} | {med} | {all} | {acc} | {peak} "
-            "| {rise} | {r1} | {r2} | {note} |".format(
-                peak=peak,
-                rise=rise,
-                label=r["label"],
-                lib=r["library"],
-                on="driver (NumPy)" if r["fit_on"] == "numpy" else "cluster (dask)",
-                rows=r["rows"],
-                parts=r["partitions"],
-                med=common.fmt(r.get("fit_seconds_median")),
-                all=common.fmt_times(r.get("fit_seconds", [])),
-                acc=common.fmt(r.get("accuracy"), 4),
-                r1=common.fmt(ratios.get("vs_daskfuse-sgd")),
-                r2=common.fmt(ratios.get("vs_daskfuse-logreg")),
-                note=common.md_cell(note, 160),
+            common.md_row(
+                [
+                    *common.case_cells(r),
+                    common.fmt(r.get("accuracy"), 4),
+                    peak,
+                    rise,
+                    common.fmt(ratios.get("vs_daskfuse-sgd")),
+                    common.fmt(ratios.get("vs_daskfuse-logreg")),
+                    common.md_cell(note, 160),
+                ]
             )
         )
     return "\n".join(lines)
@@ -503,16 +504,15 @@ def markdown_report(payload: dict[str, Any]) -> str:
         f"({p['partitions']} partitions); held-out test {p['test_rows']:,} rows; "
         f"oracle (true rule) test accuracy {payload['oracle_accuracy']:.4f}"
     )
-    title = "# Linear benchmark" + (" (quick)" if p.get("quick") else "")
-    lines = [title, "", *common.header_lines(payload, data=[data], notes=[common.MEMORY_LINE])]
+    lines = common.report_head(payload, "Linear benchmark", data=[data], notes=[common.MEMORY_LINE])
     if p.get("with_admm"):
         lines.append(
             f"- ADMM rows use their own data set: {p['admm_rows']:,} rows in "
             f"{p['admm_partitions']} partitions, median of {p['admm_repeats']} fit(s); the "
             "daskfuse cases are re-run on it for the ratios."
         )
-    lines += ["", markdown_table(payload["results"]), ""]
-    lines += ["## Targets (issue 5, target 1)", "", common.targets_table(payload["targets"]), ""]
+    lines += ["", markdown_table(payload["results"])]
+    lines += common.targets_section(payload["targets"], 1)
     return "\n".join(lines)
 
 
@@ -520,10 +520,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--rows", type=int, help=f"training rows (default {DEFAULTS['rows']:,})")
     parser.add_argument("--features", type=int, default=50, help="features")
     parser.add_argument(
@@ -564,16 +561,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "benchmarks/results/linear.json, or linear_quick.json with --quick)",
     )
     args = parser.parse_args(argv)
-    base = QUICK_DEFAULTS if args.quick else DEFAULTS
-    for name, value in base.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    common.complete_args(args, "linear", DEFAULTS, QUICK_DEFAULTS)
     if args.admm is None:
         args.admm = not args.quick
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("linear_quick.json" if args.quick else "linear.json")
-    if min(args.rows, args.chunks, args.repeats, args.test_rows, args.admm_rows) < 1:
-        parser.error("--rows, --chunks, --repeats, --test-rows and --admm-rows must be positive")
+    counts = (args.rows, args.chunks, args.repeats, args.test_rows, args.admm_rows)
+    common.check_positive(
+        parser, counts, "--rows, --chunks, --repeats, --test-rows and --admm-rows must be positive"
+    )
     return args
 
 
@@ -652,16 +646,17 @@ def main(argv: list[str] | None = None) -> int:
         "true_intercept": intercept,
         "baseline_scheduler_tasks": data["baseline_tasks"],
     }
-    payload = common.make_payload(
+    common.write_run(
+        args.out,
         "linear",
         t_start,
         parameters,
         machine,
         results,
+        markdown_report,
         oracle_accuracy=oracle,
         targets=targets(results),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 

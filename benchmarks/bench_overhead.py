@@ -221,10 +221,9 @@ def targets(results: list[dict[str, Any]], partitions: int) -> list[dict[str, An
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     lines = [
-        "# Orchestration overhead benchmark" + (" (quick)" if p["quick"] else ""),
-        "",
-        *common.header_lines(
+        *common.report_head(
             payload,
+            "Orchestration overhead benchmark",
             data=[
                 f"- data: {p['partitions']:,} partitions of {p['rows']:,} x {p['features']} "
                 "float64 (standard normal), persisted"
@@ -239,18 +238,29 @@ def markdown_report(payload: dict[str, Any]) -> str:
         "",
         "## Fits",
         "",
-        "| case | partitions | fit wall s (median) | fit wall s (all) | sum fit s | sum task s "
-        "| overhead ms / partition | vs tasks ms / partition | fit_graph s (client side) "
-        "| peak MiB | rise MiB | note |",
-        "|" + "---|" * 12,
+        *common.md_head(
+            [
+                "case",
+                "partitions",
+                "fit wall s (median)",
+                "fit wall s (all)",
+                "sum fit s",
+                "sum task s",
+                "overhead ms / partition",
+                "vs tasks ms / partition",
+                "fit_graph s (client side)",
+                "peak MiB",
+                "rise MiB",
+                "note",
+            ]
+        ),
     ]
     for r in payload["results"]:
         if not r["key"].startswith("fit-"):
             continue
         peak, rise = common.memory_cells(r.get("memory"), "dask")
         lines.append(
-            "| "
-            + " | ".join(
+            common.md_row(
                 [
                     r["label"],
                     f"{r.get('partitions', p['partitions']):,}",
@@ -266,14 +276,12 @@ def markdown_report(payload: dict[str, Any]) -> str:
                     common.md_cell(r.get("error", ""), 200),
                 ]
             )
-            + " |"
         )
     lines += [
         "",
         "## Fusing fitted models (`daskfuse.fuse`, in the driver)",
         "",
-        "| case | models | s (median) | s (all) | note |",
-        "|---|---|---|---|---|",
+        *common.md_head(["case", "models", "s (median)", "s (all)", "note"]),
     ]
     for r in payload["results"]:
         if r["key"].startswith("fuse-"):
@@ -282,21 +290,12 @@ def markdown_report(payload: dict[str, Any]) -> str:
                 f"| {common.fmt_times(r.get('fit_seconds', []))} "
                 f"| {common.md_cell(r.get('error', ''), 200)} |"
             )
-    lines += [
-        "",
-        "## Targets (issue 5, target 5)",
-        "",
-        common.targets_table(payload["targets"]),
-        "",
-    ]
+    lines += common.targets_section(payload["targets"], 5)
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 partitions")
     parser.add_argument("--partitions", type=int, help="partitions (default 1,000)")
     parser.add_argument("--rows", type=int, default=1000, help="rows per partition")
@@ -306,13 +305,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_run_args(parser)
     parser.add_argument("--out", type=Path, help="JSON output (default results/overhead.json)")
     args = parser.parse_args(argv)
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    common.complete_args(args, "overhead", DEFAULTS, QUICK_DEFAULTS)
     if min(args.partitions, args.rows, args.features, args.repeats) < 1 or args.split_every < 2:
         parser.error("sizes and repeats must be positive, --split-every >= 2")
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("overhead_quick.json" if args.quick else "overhead.json")
     return args
 
 
@@ -383,15 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "baseline_scheduler_tasks": baseline,
     }
-    payload = common.make_payload(
+    common.write_run(
+        args.out,
         "overhead",
         t_start,
         parameters,
         machine,
         results,
+        markdown_report,
         targets=targets(results, args.partitions),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload))
     return 0
 
 

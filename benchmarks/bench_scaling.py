@@ -297,10 +297,24 @@ def markdown_report(payload: dict[str, Any]) -> str:
         "- efficiency = t(1) / (p * t(p)); speed-up = t(1) / t(p)",
         common.MEMORY_LINE,
         "",
-        "| case | workers | fit s (median) | fit s (all) | speed-up | efficiency | workers used "
-        "| partition tasks s (sum) | tasks / (p x wall) | start / fits / tail s "
-        "| peak MiB | cluster start s | load before | note |",
-        "|" + "---|" * 14,
+        *common.md_head(
+            [
+                "case",
+                "workers",
+                "fit s (median)",
+                "fit s (all)",
+                "speed-up",
+                "efficiency",
+                "workers used",
+                "partition tasks s (sum)",
+                "tasks / (p x wall)",
+                "start / fits / tail s",
+                "peak MiB",
+                "cluster start s",
+                "load before",
+                "note",
+            ]
+        ),
     ]
     for r in sorted(payload["results"], key=lambda r: (r["case"], r["workers"])):
         peak, _ = common.memory_cells(r.get("memory"), "dask")
@@ -314,21 +328,12 @@ def markdown_report(payload: dict[str, Any]) -> str:
             f"{common.fmt(r.get('cluster_startup_seconds'), 1)} | "
             f"{common.loads(r.get('loadavg_before'))} | {common.md_cell(r.get('error', ''), 200)} |"
         )
-    lines += [
-        "",
-        "## Targets (issue 5, target 7)",
-        "",
-        common.targets_table(payload["targets"]),
-        "",
-    ]
+    lines += common.targets_section(payload["targets"], 7)
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: small data, 1 repeat")
     parser.add_argument(
         "--workers",
@@ -360,16 +365,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["linear", "forest"],
         help="cases to run",
     )
-    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    common.add_run_args(parser, cluster=False)
     parser.add_argument("--out", type=Path, help="JSON output (default results/scaling.json)")
     args = parser.parse_args(argv)
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if min(*args.workers, args.rows, args.partitions, args.forest_rows, args.trees) < 1:
-        parser.error("worker counts, sizes and repeats must be positive")
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("scaling_quick.json" if args.quick else "scaling.json")
+    common.complete_args(args, "scaling", DEFAULTS, QUICK_DEFAULTS)
+    counts = (*args.workers, args.rows, args.partitions, args.forest_rows, args.trees)
+    common.check_positive(parser, counts, "worker counts, sizes and repeats must be positive")
     return args
 
 
@@ -406,16 +407,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(incomplete: str = "") -> None:
         efficiencies(results)
-        payload = common.make_payload(
+        common.write_run(
+            args.out,
             "scaling",
             t_start,
             parameters,
             machine,
             results,
+            markdown_report,
             targets=targets(results, cpus),
             incomplete=incomplete,
         )
-        common.write_outputs(args.out, payload, markdown_report(payload))
 
     last = 0.0
     for i, p in enumerate(order):

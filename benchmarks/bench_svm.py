@@ -266,11 +266,23 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
-    head = (
-        "| case | rows | partitions | passes | fit s (median) | fit s (all) | accuracy "
-        "| vs SVC (points) | support vectors | predict s (test) | SVC s / case s | goal | note |"
+    lines = common.md_head(
+        [
+            "case",
+            "rows",
+            "partitions",
+            "passes",
+            "fit s (median)",
+            "fit s (all)",
+            "accuracy",
+            "vs SVC (points)",
+            "support vectors",
+            "predict s (test)",
+            "SVC s / case s",
+            "goal",
+            "note",
+        ]
     )
-    lines = [head, "|" + "---|" * 13]
     for r in results:
         ok = r["status"] == "ok"
         goal = "" if "goal_met" not in r else ("yes" if r["goal_met"] else "no")
@@ -354,11 +366,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         *common.header_lines(payload, data=[data], notes=notes),
         "",
         markdown_table(payload["results"]),
-        "",
-        "## Targets (issue 5, target 4)",
-        "",
-        common.targets_table(payload.get("targets", [])),
-        "",
+        *common.targets_section(payload.get("targets", []), 4),
     ]
     return "\n".join(lines)
 
@@ -367,10 +375,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--rows", type=int, nargs="+", help="training rows, one or more sizes")
     parser.add_argument("--chunk", type=int, help="rows per partition (default 2,500)")
     parser.add_argument("--repeats", type=int, help="fits per daskfuse case (default 3)")
@@ -390,17 +395,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, help="JSON output (default results/svm.json, svm_quick.json)"
     )
     args = parser.parse_args(argv)
-    base = QUICK_DEFAULTS if args.quick else DEFAULTS
-    for name, value in base.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    common.complete_args(args, "svm", DEFAULTS, QUICK_DEFAULTS)
     if args.quick and args.repeats == 1 and args.anchor_repeats is None:
         args.anchor_repeats = 1
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("svm_quick.json" if args.quick else "svm.json")
-    counts = (args.chunk, args.repeats, args.slow_repeats, args.anchor_repeats or 1)
-    if min(args.rows) < 1 or min(counts) < 1:
-        parser.error("--rows, --chunk and the repeats must be positive")
+    counts = (*args.rows, args.chunk, args.repeats, args.slow_repeats, args.anchor_repeats or 1)
+    common.check_positive(parser, counts, "--rows, --chunk and the repeats must be positive")
     return args
 
 
@@ -475,10 +474,17 @@ def main(argv: list[str] | None = None) -> int:
         "only": args.only,
         "generator": {"informative": INFORMATIVE, "separation": SEPARATION, "flip": FLIP},
     }
-    payload = common.make_payload(
-        "svm", t_start, parameters, machine, results, targets=targets(results)
+    common.write_run(
+        args.out,
+        "svm",
+        t_start,
+        parameters,
+        machine,
+        results,
+        markdown_report,
+        json_default=str,
+        targets=targets(results),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload), json_default=str)
     return 0
 
 

@@ -71,6 +71,8 @@ TITLES = {
     "additive": "Informative features spread across blocks (additive log-odds)",
     "interaction": "Features that interact across blocks (x0*x6 + x12*x18)",
 }
+DEFAULTS = {"rows": 200_000, "repeats": 3}
+QUICK_DEFAULTS = {"rows": 40_000, "repeats": 1}
 WARM_MODULES = (
     "sklearn.linear_model",
     "sklearn.ensemble",
@@ -108,10 +110,12 @@ def prepare(dataset: str, rows: int, test_rows: int, chunk: int, seed: int, clie
     X, grid, y = client.persist([X, grid, y])
     common.wait([X, grid, y])
     X_np, y_np = (common.as_local(a) for a in client.gather(client.compute([X, y])))
-    test = np.vstack([
-        _block(min(chunk, test_rows - i), 10_000 + i // chunk, dataset=dataset, seed=seed)
-        for i in range(0, test_rows, chunk)
-    ])
+    test = np.vstack(
+        [
+            _block(min(chunk, test_rows - i), 10_000 + i // chunk, dataset=dataset, seed=seed)
+            for i in range(0, test_rows, chunk)
+        ]
+    )
     return {
         "rows": rows,
         "partitions": X.numblocks[0],
@@ -143,25 +147,58 @@ def cases(args: argparse.Namespace) -> dict[str, list[tuple[str, str, str, Any, 
     stack = ColumnStack(cv=3)
     return {
         "additive": [
-            ("vertical-backfit", "FusedClassifier(LogisticRegression), Columns, backfit",
-             "daskfuse", FusedClassifier(lr, partition=cols, fusion="backfit"), "grid"),
-            ("vertical-stack", "FusedClassifier(LogisticRegression), Columns, stack",
-             "daskfuse", FusedClassifier(lr, partition=cols, fusion=stack, random_state=0),
-             "grid"),
-            ("horizontal", "FusedClassifier(LogisticRegression), row blocks, auto (weighted)",
-             "daskfuse", FusedClassifier(lr), "rows"),
+            (
+                "vertical-backfit",
+                "FusedClassifier(LogisticRegression), Columns, backfit",
+                "daskfuse",
+                FusedClassifier(lr, partition=cols, fusion="backfit"),
+                "grid",
+            ),
+            (
+                "vertical-stack",
+                "FusedClassifier(LogisticRegression), Columns, stack",
+                "daskfuse",
+                FusedClassifier(lr, partition=cols, fusion=stack, random_state=0),
+                "grid",
+            ),
+            (
+                "horizontal",
+                "FusedClassifier(LogisticRegression), row blocks, auto (weighted)",
+                "daskfuse",
+                FusedClassifier(lr),
+                "rows",
+            ),
             ("central", "LogisticRegression, one process", "scikit-learn", lr, "numpy"),
         ],
         "interaction": [
-            ("vertical-stack", f"FusedClassifier(HGB({args.hgb_iter})), Columns, stack",
-             "daskfuse", FusedClassifier(hgb, partition=cols, fusion=stack, random_state=0),
-             "grid"),
-            ("horizontal", f"FusedClassifier(HGB({args.hgb_iter})), row blocks, auto (soft vote)",
-             "daskfuse", FusedClassifier(hgb, random_state=0), "rows"),
-            ("central", f"HistGradientBoostingClassifier(max_iter={args.hgb_iter}), one process",
-             "scikit-learn", hgb, "numpy"),
-            ("vertical-backfit-linear", "FusedClassifier(LogisticRegression), Columns, backfit",
-             "daskfuse", FusedClassifier(lr, partition=cols, fusion="backfit"), "grid"),
+            (
+                "vertical-stack",
+                f"FusedClassifier(HGB({args.hgb_iter})), Columns, stack",
+                "daskfuse",
+                FusedClassifier(hgb, partition=cols, fusion=stack, random_state=0),
+                "grid",
+            ),
+            (
+                "horizontal",
+                f"FusedClassifier(HGB({args.hgb_iter})), row blocks, auto (soft vote)",
+                "daskfuse",
+                FusedClassifier(hgb, random_state=0),
+                "rows",
+            ),
+            (
+                "central",
+                f"HistGradientBoostingClassifier(max_iter={args.hgb_iter}), one process",
+                "scikit-learn",
+                hgb,
+                "numpy",
+            ),
+            (
+                "vertical-backfit-linear",
+                "FusedClassifier(LogisticRegression), Columns, backfit",
+                "daskfuse",
+                FusedClassifier(lr, partition=cols, fusion="backfit"),
+                "grid",
+            ),
             ("central-linear", "LogisticRegression, one process", "scikit-learn", lr, "numpy"),
         ],
     }
@@ -253,9 +290,20 @@ def markdown_report(payload: dict[str, Any]) -> str:
             "",
             f"## {TITLES[name]}",
             "",
-            "| case | fit on | blocks | fit s (median) | fit s (all) | held-out accuracy "
-            "| rounds | coef diff | central s / case s | load after |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            *common.md_head(
+                [
+                    "case",
+                    "fit on",
+                    "blocks",
+                    "fit s (median)",
+                    "fit s (all)",
+                    "held-out accuracy",
+                    "rounds",
+                    "coef diff",
+                    "central s / case s",
+                    "load after",
+                ]
+            ),
         ]
         for r in rows:
             if r["status"] != "ok":
@@ -283,8 +331,7 @@ def findings(results: list[dict[str, Any]]) -> list[str]:
     out = []
     for name in DATASETS:
         acc = {
-            r["key"]: r["accuracy"] for r in results
-            if r["dataset"] == name and r["status"] == "ok"
+            r["key"]: r["accuracy"] for r in results if r["dataset"] == name and r["status"] == "ok"
         }
         if "central" not in acc:
             continue
@@ -299,10 +346,7 @@ def findings(results: list[dict[str, Any]]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: 40,000 rows, 1 repeat")
     parser.add_argument("--rows", type=int, help="training rows (default 200,000)")
     parser.add_argument("--chunk", type=int, help="rows per row chunk (default rows / 4)")
@@ -317,16 +361,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=common.Path, help="JSON path (default results/vertical.json)")
     common.add_run_args(parser)
     args = parser.parse_args(argv)
-    if args.rows is None:
-        args.rows = 40_000 if args.quick else 200_000
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+    common.complete_args(args, "vertical", DEFAULTS, QUICK_DEFAULTS)
     if args.chunk is None:
         args.chunk = -(-args.rows // 4)
     if args.quick:
         args.test_rows = min(args.test_rows, 20_000)
-    if args.out is None:
-        args.out = common.RESULTS_DIR / ("vertical_quick.json" if args.quick else "vertical.json")
     return args
 
 
@@ -376,14 +415,22 @@ def main(argv: list[str] | None = None) -> int:
         done = {(r["dataset"], r["key"]) for r in results}
         old = json.loads(args.out.read_text())["results"]
         results = [r for r in old if (r["dataset"], r["key"]) not in done] + results
-        order = {(d, c[0]): i for i, (d, c) in enumerate(
-            (d, c) for d, cs in cases(args).items() for c in cs
-        )}
+        order = {
+            (d, c[0]): i
+            for i, (d, c) in enumerate((d, c) for d, cs in cases(args).items() for c in cs)
+        }
         results.sort(key=lambda r: order.get((r["dataset"], r["key"]), len(order)))
-    payload = common.make_payload(
-        "vertical", t_start, parameters, machine, results, findings=findings(results)
+    common.write_run(
+        args.out,
+        "vertical",
+        t_start,
+        parameters,
+        machine,
+        results,
+        markdown_report,
+        json_default=str,
+        findings=findings(results),
     )
-    common.write_outputs(args.out, payload, markdown_report(payload), json_default=str)
     return 0
 
 

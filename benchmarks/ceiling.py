@@ -25,8 +25,6 @@ Writes ``benchmarks/results/ceiling.json`` and ``ceiling.md`` (or ``--out``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import statistics
@@ -88,11 +86,11 @@ def measure(case: str, p: int, fits: int) -> list[float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.make_parser(__doc__, show_defaults=False)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--fits", type=int, default=4, help="fits per process")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--out", type=Path, default=common.RESULTS_DIR / "ceiling.json")
+    parser.add_argument("--out", type=Path, default=common.result_path("ceiling"))
     args = parser.parse_args(argv)
     rows = []
     for case in args.cases:
@@ -117,8 +115,6 @@ def main(argv=None) -> int:
         "loadavg_at_end": os.getloadavg(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
     lines = [
         "# Hardware ceiling of strong scaling (plain processes, no dask)",
         "",
@@ -127,8 +123,7 @@ def main(argv=None) -> int:
         "- ceiling = median fit seconds alone / median fit seconds with p processes: the "
         "best parallel efficiency any scheduler can reach on these fits",
         "",
-        "| case | partition | processes | median fit s | ceiling |",
-        "|---|---|---|---|---|",
+        *common.md_head(["case", "partition", "processes", "median fit s", "ceiling"]),
     ]
     for r in rows:
         n, what = CASES[r["case"]]
@@ -137,8 +132,7 @@ def main(argv=None) -> int:
             f"| {r['case']} | {what} on {n:,} x 20 | {r['workers']} | "
             f"{r['fit_seconds_median']:.3f} | {ceiling} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    common.write_outputs(args.out, payload, "\n".join(lines) + "\n")
     return 0
 
 

@@ -63,10 +63,6 @@ def discover() -> dict[str, Path]:
     return {n: found[n] for n in ranked}
 
 
-def result_path(results: Path, name: str, quick: bool) -> Path:
-    return results / f"{name}{'_quick' if quick else ''}.json"
-
-
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
@@ -150,7 +146,7 @@ def collect(
     rows: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
     for name in scripts:
-        out = result_path(results, name, quick)
+        out = common.result_path(name, quick, results)
         run = runs.get(name)
         payload = load(out)
         src: dict[str, Any] = {"name": name, "file": out.name}
@@ -219,8 +215,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| # | target | what | measured | goal | result | details | script (run) |",
-        "|---|---|---|---|---|---|---|---|",
+        *common.md_head(
+            ["#", "target", "what", "measured", "goal", "result", "details", "script (run)"]
+        ),
     ]
     by_target: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -237,11 +234,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             )
             continue
         for i, r in enumerate(group):
-            conds = "; ".join(
-                f"{c['what']}: {'yes' if c['ok'] else ('—' if c['ok'] is None else 'no')}"
-                for c in r.get("conditions", [])
-            )
-            detail = "; ".join(x for x in (conds, r.get("detail", "")) if x)
+            detail = common.target_detail(r)
             when = (r.get("timestamp") or "")[:16].replace("T", " ")
             lines.append(
                 f"| {r['id']} | {title if i == 0 else ''} | {common.md_cell(r['what'], 160)} | "
@@ -254,9 +247,18 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         "## Scripts",
         "",
-        "| script | this run | seconds | result file | measured at | load (1/5/15 min) at start "
-        "| at end | error |",
-        "|---|---|---|---|---|---|---|---|",
+        *common.md_head(
+            [
+                "script",
+                "this run",
+                "seconds",
+                "result file",
+                "measured at",
+                "load (1/5/15 min) at start",
+                "at end",
+                "error",
+            ]
+        ),
     ]
     for s in sources:
         cells = [
@@ -269,16 +271,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             common.loads(s.get("loadavg_at_end")),
             common.md_cell(s.get("error") or "", 200),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(common.md_row(cells))
     lines.append("")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.make_parser(__doc__)
     names = list(discover())
     parser.add_argument("--quick", action="store_true", help="run every script with --quick")
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"scripts: {', '.join(names)}")
@@ -323,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if not args.summary_only:
         for name in selected:
-            out = result_path(args.results, name, args.quick)
+            out = common.result_path(name, args.quick, args.results)
             log = args.results / "logs" / f"{out.stem}.log"
             runs[name] = run_script(name, scripts[name], args, out, log)
     rows, sources = collect(scripts, runs, args.results, args.quick)
