@@ -518,7 +518,10 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         n_rows = None if lengths is None else int(sum(lengths))
         return RowPlan([[(xb, yb)] for xb, yb in zip(x_blocks, y_blocks)], strategy, n_rows)
 
-    if strategy == "uniform" or rows.n_partitions in (None, "auto"):
+    # "random" deals all rows round-robin from one start, so that unknown block
+    # lengths give the partitions that known ones do (never an empty one while there
+    # are at least as many rows as partitions): they are counted first, one pass
+    if strategy in ("uniform", "random") or rows.n_partitions in (None, "auto"):
         lengths = _block_lengths(x_blocks, lengths)
     n_rows = None if lengths is None else int(sum(lengths))
     n = _resolve_count(rows, n_rows)
@@ -526,7 +529,6 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         check_row_count(n, n_rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths else [0] * n_blocks
     seeds = _seeds(seed_sequence, n_blocks)
-    # with known block lengths, "random" deals all rows round-robin from one start
     start = None
     if strategy == "random" and lengths is not None:
         start = int(np.random.default_rng(seed_sequence.spawn(1)[0]).integers(n))

@@ -56,6 +56,32 @@ def test_same_partitions_same_model_across_input_types(scheduler, binary_data):
     assert list(ddf_clf.feature_names_in_) == cols
 
 
+def test_random_partitions_of_unknown_block_lengths_are_those_of_known_ones():
+    """Unknown block lengths are counted first, so 'random' deals the same partitions.
+
+    (Before, each block was dealt from its own start: 2 rows in 2 one-row blocks could
+    leave a partition empty, and the model differed from the known-length one.)
+    """
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(7, 2))
+    y = X @ np.array([1.0, -2.0]) + rng.normal(size=7)
+    chunks = (1, 2, 4)
+    known = da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,))
+    keep = known[0][:, 0] > -np.inf
+    unknown = (known[0][keep], known[1][keep])
+    assert np.isnan(unknown[0].shape[0]) and np.isnan(unknown[1].shape[0])
+    fits = [
+        FusedRegressor(Ridge(), partition="random", n_partitions=3, random_state=0).fit(*xy)
+        for xy in (known, unknown)
+    ]
+    assert_array_equal(fits[0].partition_report_["rows"], fits[1].partition_report_["rows"])
+    assert_array_equal(fits[0].fused_estimator_.coef_, fits[1].fused_estimator_.coef_)
+    two = [da.from_array(a, chunks=1) for a in (X[:2], y[:2])]
+    two = [a[two[0][:, 0] > -np.inf] for a in two]
+    fitted = FusedRegressor(Ridge(), partition="random", n_partitions=2).fit(*two)
+    assert list(fitted.partition_report_["rows"]) == [1, 1]
+
+
 def test_unknown_chunk_sizes(scheduler, binary_data):
     X, y = binary_data
     Xd, yd = da.from_array(X, chunks=(500, -1)), da.from_array(y, chunks=500)
