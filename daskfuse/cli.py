@@ -38,23 +38,11 @@ import warnings
 
 import numpy as np
 
-__all__ = ["build_parser", "main", "make_classification_data", "read_data", "run_demo"]
+# make_classification_data and run_demo live in daskfuse.demo; __getattr__ below
+# re-exports them
+__all__ = ["build_parser", "main", "make_classification_data", "read_data", "run_demo"]  # noqa: F822
 
 PROG = "daskfuse"
-
-#: estimators the demo can fit, by ``--estimator`` name
-DEMO_ESTIMATORS = ("sgd", "logistic")
-
-#: norm of the true coefficient vector of the demo data; the logistic link makes the
-#: labels noisy, so the best possible accuracy is about 0.91, not 1
-SIGNAL = 6.0
-
-#: the single-process fit is skipped unless this many copies of X fit in free memory
-MEMORY_HEADROOM = 3.0
-
-#: the demo refuses partitions smaller than this (a partition with one class only
-#: cannot be fitted by a classifier)
-MIN_ROWS_PER_PARTITION = 50
 
 #: the partition report table shows at most this many partitions
 REPORT_ROWS = 10
@@ -129,6 +117,24 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo_parser(sub)
+    _add_fit_parser(sub)
+    _add_predict_parser(sub)
+    _add_report_parser(sub)
+    return parser
+
+
+def _add_progress_option(parser):
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not show the progress bar while fitting",
+    )
+
+
+def _add_demo_parser(sub):
+    from .demo import DEMO_ESTIMATORS
 
     demo = sub.add_parser(
         "demo",
@@ -163,17 +169,8 @@ def build_parser():
         help="sgd: SGDClassifier, logistic: LogisticRegression",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed of data and models")
-    demo.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="do not show the progress bar while fitting",
-    )
+    _add_progress_option(demo)
     demo.set_defaults(func=_demo_command)
-    _add_fit_parser(sub)
-    _add_predict_parser(sub)
-    _add_report_parser(sub)
-    return parser
 
 
 def _add_cluster_options(parser, workers_help):
@@ -198,9 +195,6 @@ def _add_cluster_options(parser, workers_help):
 
 
 def _add_fit_parser(sub):
-    from .fusion import FUSERS
-    from .partition import STRATEGIES
-
     fit = sub.add_parser(
         "fit",
         epilog=EXIT_STATUS_HELP,
@@ -219,38 +213,7 @@ def _add_fit_parser(sub):
     fit.add_argument(
         "--target", metavar="COL", help="the label column (required for classifiers and regressors)"
     )
-    fit.add_argument(
-        "--estimator",
-        required=True,
-        metavar="DOTTED.PATH",
-        help="estimator class, e.g. sklearn.linear_model.SGDClassifier",
-    )
-    fit.add_argument(
-        "--params",
-        default="{}",
-        metavar="JSON",
-        help="estimator parameters as a JSON object, e.g. '{\"alpha\": 0.001}' (default: {})",
-    )
-    fit.add_argument(
-        "--fusion",
-        default="auto",
-        choices=("auto", *FUSERS),
-        help="fusion strategy (default: auto)",
-    )
-    fit.add_argument(
-        "--partitions",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="number of partitions (default: one per partition of DATA)",
-    )
-    fit.add_argument(
-        "--partition",
-        default=None,
-        choices=tuple(s for s in STRATEGIES if s != "auto"),
-        help="how rows are laid over partitions (default: the blocks of "
-        "DATA, or uniform parts with --partitions)",
-    )
+    _add_estimator_options(fit)
     fit.add_argument(
         "--drop",
         action="append",
@@ -279,13 +242,47 @@ def _add_fit_parser(sub):
         metavar="REPORT.json",
         help="write a JSON report: partitions, fusion, fit seconds, score",
     )
-    fit.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="do not show the progress bar while fitting",
-    )
+    _add_progress_option(fit)
     fit.set_defaults(func=_fit_command)
+
+
+def _add_estimator_options(parser):
+    """``fit``'s options of the fused estimator: what is fitted, fused and partitioned."""
+    from .fusion import FUSERS
+    from .partition import STRATEGIES
+
+    parser.add_argument(
+        "--estimator",
+        required=True,
+        metavar="DOTTED.PATH",
+        help="estimator class, e.g. sklearn.linear_model.SGDClassifier",
+    )
+    parser.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help="estimator parameters as a JSON object, e.g. '{\"alpha\": 0.001}' (default: {})",
+    )
+    parser.add_argument(
+        "--fusion",
+        default="auto",
+        choices=("auto", *FUSERS),
+        help="fusion strategy (default: auto)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of partitions (default: one per partition of DATA)",
+    )
+    parser.add_argument(
+        "--partition",
+        default=None,
+        choices=tuple(s for s in STRATEGIES if s != "auto"),
+        help="how rows are laid over partitions (default: the blocks of "
+        "DATA, or uniform parts with --partitions)",
+    )
 
 
 def _add_load_options(parser):
@@ -394,89 +391,44 @@ def main(argv=None):
 
 
 # --------------------------------------------------------------------------- demo
-def _row_chunks(n_rows, n_parts):
-    """``n_parts`` row block sizes that differ by at most one and sum to ``n_rows``."""
-    base, extra = divmod(n_rows, n_parts)
-    return tuple(base + (i < extra) for i in range(n_parts))
+def _demo_command(args, console):
+    from .demo import run_demo
+
+    run_demo(
+        rows=args.rows,
+        features=args.features,
+        partitions=args.partitions,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        estimator=args.estimator,
+        seed=args.seed,
+        progress=args.progress,
+        console=console,
+    )
+    return 0
 
 
-def make_classification_data(rows, features, partitions, seed=0, test_rows=None):
-    """A noisy, linearly separable binary classification set as dask arrays.
-
-    The features are standard normal; the label of a row is 1 with probability
-    ``sigmoid(X @ coef + intercept)`` for a fixed coefficient vector of norm
-    :data:`SIGNAL`, so that no model is right on every row (the best accuracy is
-    about 0.91).
-
-    Parameters
-    ----------
-    rows : int
-        Training rows; the arrays are chunked into ``partitions`` row blocks.
-    features : int
-        Number of features.
-    partitions : int
-        Number of row blocks of the training arrays (at most ``rows``).
-    seed : int, default=0
-        Seeds the coefficients and every draw: equal seeds give equal data.
-    test_rows : int or None, default=None
-        Rows of the held-out set; None takes a quarter of ``rows`` (at least 1,000
-        and at most 500,000).
-
-    Returns
-    -------
-    X_train, y_train, X_test, y_test : dask.array.Array
-        Lazy arrays; ``y`` holds the labels 0 and 1.
-    """
-    import dask.array as da
-
-    if partitions > rows:
-        raise ValueError(f"partitions ({partitions}) must not exceed rows ({rows})")
-    if test_rows is None:
-        test_rows = min(max(rows // 4, 1_000), 500_000)
-    coef_rng = np.random.default_rng(seed)
-    coef = coef_rng.normal(size=features)
-    coef *= SIGNAL / np.linalg.norm(coef)
-    intercept = 0.25
-    rng = da.random.default_rng(seed)
-
-    def draw(n, n_blocks):
-        chunks = _row_chunks(n, n_blocks)
-        X = rng.standard_normal((n, features), chunks=(chunks, features))
-        logits = X @ coef + intercept
-        u = rng.random(n, chunks=(chunks,))
-        y = (u < 1.0 / (1.0 + da.exp(-logits))).astype(np.int64)
-        return X, y
-
-    X_train, y_train = draw(rows, partitions)
-    X_test, y_test = draw(test_rows, max(1, min(partitions, test_rows)))
-    return X_train, y_train, X_test, y_test
+#: names that this module re-exports from :mod:`daskfuse.demo`, where the demo lives
+_DEMO_NAMES = (
+    "DEMO_ESTIMATORS",
+    "MEMORY_HEADROOM",
+    "MIN_ROWS_PER_PARTITION",
+    "SIGNAL",
+    "make_classification_data",
+    "run_demo",
+)
 
 
-def _make_estimator(name, seed):
-    if name == "sgd":
-        from sklearn.linear_model import SGDClassifier
+def __getattr__(name):
+    # daskfuse.demo imports this module, so it is imported when first asked for
+    if name in _DEMO_NAMES:
+        from . import demo
 
-        return SGDClassifier(random_state=seed)
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression()
-
-
-def _dashboard_problem():
-    """Why the scheduler has no dashboard, or None when it has one.
-
-    The scheduler makes the same check: the dashboard needs
-    ``distributed.dashboard.scheduler``, which needs a suitable bokeh.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import distributed.dashboard.scheduler  # noqa: F401
-    except ImportError as exc:
-        return str(exc) or "bokeh is not installed"
-    return None
+        return getattr(demo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# --------------------------------------------------------------------------- cluster
 @contextlib.contextmanager
 def _workers_ignore_sigint():
     """Start worker processes that ignore Ctrl-C (SIGINT).
@@ -512,204 +464,25 @@ def _quiet_after_interrupt():
         raise
 
 
+def _start_local_cluster(workers, threads, console, **kwargs):
+    """Say so and start a LocalCluster of ``workers`` processes that ignore Ctrl-C.
+
+    ``kwargs`` go to :class:`distributed.LocalCluster` (dashboard, logging).
+    """
+    from distributed import LocalCluster
+
+    console.print(f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)")
+    with _workers_ignore_sigint():
+        return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, **kwargs)
+
+
+# --------------------------------------------------------------------------- output
 def _nbytes(n):
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"  # pragma: no cover
-
-
-def _available_memory():
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except (ImportError, OSError):
-        return None
-
-
-def run_demo(
-    rows=2_000_000,
-    features=20,
-    partitions=8,
-    workers=2,
-    threads_per_worker=1,
-    estimator="sgd",
-    seed=0,
-    progress=True,
-    console=None,
-):
-    """Run the demo: fused fit on a LocalCluster against single-process scikit-learn.
-
-    Parameters
-    ----------
-    rows, features : int
-        Shape of the training data.
-    partitions : int
-        Row blocks of the training data, hence partitions of the fused fit.
-    workers, threads_per_worker : int
-        Shape of the :class:`distributed.LocalCluster` (worker processes).
-    estimator : {"sgd", "logistic"}, default="sgd"
-        ``SGDClassifier`` or ``LogisticRegression``.
-    seed : int, default=0
-        Seeds the data and the estimators.
-    progress : bool, default=True
-        Show a progress bar while the fused model is fitted.
-    console : rich.console.Console or None
-        Where to print; None makes one on stdout.
-
-    Returns
-    -------
-    results : dict
-        ``"fused"`` and ``"sklearn"`` (``{"seconds", "accuracy"}``, or None for
-        ``"sklearn"`` when the data did not fit in memory), ``"model"`` (the fitted
-        :class:`~daskfuse.FusedClassifier`) and ``"dashboard"`` (the link or None).
-
-    Raises
-    ------
-    UserError
-        The parameters contradict each other (fewer than
-        :data:`MIN_ROWS_PER_PARTITION` rows per partition).
-    """
-    if console is None:
-        from rich.console import Console
-
-        console = Console(highlight=False)
-    if estimator not in DEMO_ESTIMATORS:
-        raise UserError(f"--estimator must be one of {', '.join(DEMO_ESTIMATORS)}")
-    if rows < partitions:
-        raise UserError(
-            f"--rows ({rows}) must be at least --partitions ({partitions}): "
-            "every partition needs rows"
-        )
-    if rows < MIN_ROWS_PER_PARTITION * partitions:
-        raise UserError(
-            f"--rows ({rows}) is too small for --partitions ({partitions}): the demo "
-            f"needs at least {MIN_ROWS_PER_PARTITION} rows per partition "
-            f"({MIN_ROWS_PER_PARTITION * partitions} rows), so that every partition "
-            "holds both classes"
-        )
-
-    from distributed import Client, LocalCluster, wait
-
-    from . import FusedClassifier
-
-    template = _make_estimator(estimator, seed)
-    est_name = type(template).__name__
-    console.print(
-        f"Starting a LocalCluster: {workers} worker process(es) x {threads_per_worker} thread(s)"
-    )
-    with _workers_ignore_sigint():
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-    with cluster, Client(cluster) as client, _quiet_after_interrupt():
-        problem = _dashboard_problem()
-        if problem is None:
-            dashboard = client.dashboard_link
-            console.print(f"Dashboard: {dashboard}", markup=False)
-        else:
-            dashboard = None
-            console.print(f"Dashboard: not available ({problem})", markup=False)
-            console.print('  to get it: pip install "daskfuse[dashboard]"', markup=False)
-
-        X, y, X_test, y_test = make_classification_data(rows, features, partitions, seed)
-        start = time.perf_counter()
-        X, y, X_test, y_test = client.persist([X, y, X_test, y_test])
-        wait([X, y, X_test, y_test])
-        console.print(
-            f"Data: {rows:,} x {features} ({_nbytes(X.nbytes)}) in {partitions} row "
-            f"partitions of ~{rows // partitions:,} rows,\n"
-            f"      {len(X_test):,} held-out rows; made and persisted on the workers "
-            f"in {time.perf_counter() - start:.1f} s",
-            markup=False,
-        )
-        # import scikit-learn and daskfuse on the workers now, so that the timing
-        # below is of fitting and not of the workers' first imports
-        for module in ("daskfuse._graph", type(template).__module__):
-            client.run(importlib.import_module, module)
-
-        console.print(f"Fitting FusedClassifier({est_name}) on {partitions} partitions ...")
-        if progress and not console.is_terminal:
-            # distributed's text bar redraws one line with carriage returns: in a
-            # log file or a CI log that is one long line of bars
-            progress = False
-            console.print("  (no progress bar: stdout is not a terminal)")
-        model = FusedClassifier(template, random_state=seed, verbose=int(bool(progress)))
-        start = time.perf_counter()
-        model.fit(X, y)
-        fused_seconds = time.perf_counter() - start
-        fused_accuracy = model.score(X_test, y_test)
-        fused = {"seconds": fused_seconds, "accuracy": fused_accuracy}
-        console.print(f"  done in {fused_seconds:.2f} s")
-
-        single = None
-        need = MEMORY_HEADROOM * (X.nbytes + X_test.nbytes)
-        available = _available_memory()
-        if available is not None and need > available:
-            console.print(
-                f"Skipping the single-process fit: it needs about {_nbytes(need)} of "
-                f"memory and {_nbytes(available)} is free",
-                markup=False,
-            )
-        else:
-            console.print(f"Fitting {est_name} on 1 process (data gathered to numpy) ...")
-            X_np, y_np, X_test_np, y_test_np = client.gather(client.compute([X, y, X_test, y_test]))
-            baseline = _make_estimator(estimator, seed)
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                baseline.fit(X_np, y_np)
-            single_seconds = time.perf_counter() - start
-            single = {
-                "seconds": single_seconds,
-                "accuracy": float(baseline.score(X_test_np, y_test_np)),
-            }
-            del X_np, y_np, X_test_np, y_test_np
-            console.print(f"  done in {single_seconds:.2f} s")
-
-    console.print()
-    console.print(_results_table(single, fused, model, est_name, workers, threads_per_worker))
-    console.print()
-    console.print(_report_table(model.partition_report_))
-    return {"fused": fused, "sklearn": single, "model": model, "dashboard": dashboard}
-
-
-def _results_table(single, fused, model, est_name, workers, threads):
-    from rich.table import Table
-
-    table = Table(
-        title=(f"{est_name}: single process vs fused ({workers} worker(s) x {threads} thread(s))"),
-        title_justify="left",
-    )
-    table.add_column("model")
-    table.add_column("fit\nseconds", justify="right")
-    table.add_column("held-out\naccuracy", justify="right")
-    table.add_column("speed-up\nvs sklearn", justify="right")
-    fused_label = f"daskfuse ({model.n_partitions_} partitions, fusion={model.fusion_.name})"
-    if single is None:
-        table.add_row("scikit-learn (1 process)", "skipped", "-", "-")
-        table.add_row(fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-")
-    else:
-        table.add_row(
-            "scikit-learn (1 process)",
-            f"{single['seconds']:.2f}",
-            f"{single['accuracy']:.4f}",
-            "1.00x",
-        )
-        ratio = single["seconds"] / fused["seconds"] if fused["seconds"] > 0 else math.inf
-        table.add_row(
-            fused_label,
-            f"{fused['seconds']:.2f}",
-            f"{fused['accuracy']:.4f}",
-            f"{ratio:.2f}x",
-        )
-    return table
 
 
 def _cell(value, fmt):
@@ -753,21 +526,6 @@ def _report_table(report, limit=REPORT_ROWS, score_label="train\naccuracy"):
     if limit is not None and n > limit:
         table.add_row("...", f"{n - limit} more", "", "", "", "")
     return table
-
-
-def _demo_command(args, console):
-    run_demo(
-        rows=args.rows,
-        features=args.features,
-        partitions=args.partitions,
-        workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        estimator=args.estimator,
-        seed=args.seed,
-        progress=args.progress,
-        console=console,
-    )
-    return 0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1065,7 +823,7 @@ def _dask_client(scheduler, workers, threads, console):
     if scheduler is None and workers is None:
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None:
         try:
@@ -1078,20 +836,18 @@ def _dask_client(scheduler, workers, threads, console):
         with client, _quiet_after_interrupt():
             yield client
         return
-    console.print(f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)")
-    with _workers_ignore_sigint():
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads,
-            processes=True,
-            # no dashboard, and the scheduler's HTTP server on a free port (its
-            # default, 8787, may be taken by another cluster)
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": ":0"},
-            # a task that fails is reported by this command, in one line; the
-            # workers' own error logs would repeat it with a traceback
-            silence_logs=logging.CRITICAL,
-        )
+    cluster = _start_local_cluster(
+        workers,
+        threads,
+        console,
+        # no dashboard, and the scheduler's HTTP server on a free port (its
+        # default, 8787, may be taken by another cluster)
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+        # a task that fails is reported by this command, in one line; the
+        # workers' own error logs would repeat it with a traceback
+        silence_logs=logging.CRITICAL,
+    )
     with cluster, Client(cluster) as client, _quiet_after_interrupt():
         yield client
 
