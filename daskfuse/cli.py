@@ -633,6 +633,22 @@ def read_data(path):
     import dask.dataframe as dd
 
     path = os.fspath(path)
+    fmt, source = _data_source(path)
+    try:
+        if fmt == "csv":
+            files = [source] if isinstance(source, str) else source
+            return dd.read_csv(_csv_with_rows(path, files))
+        return dd.read_parquet(source)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
+
+
+def _data_source(path):
+    """``(format, source)`` of the data set at ``path`` (see :func:`read_data`).
+
+    ``source`` is the absolute path of a file or a parquet directory, or the list of
+    the absolute paths of the files to read.
+    """
     if os.path.isdir(path):
         found = _data_files(path)
         if found["csv"] and found["parquet"]:
@@ -641,18 +657,18 @@ def read_data(path):
                 "with a glob, e.g. DIR/*.parquet"
             )
         if found["parquet"]:
-            fmt, source = "parquet", os.path.abspath(path)
-        elif found["csv"]:
-            fmt, source = "csv", [os.path.abspath(f) for f in found["csv"]]
-        else:
-            raise UserError(f"{path} holds no data files ({_suffixes()})")
-    elif os.path.isfile(path):
-        fmt, source = _format_of(path), os.path.abspath(path)
+            return "parquet", os.path.abspath(path)
+        if found["csv"]:
+            return "csv", [os.path.abspath(f) for f in found["csv"]]
+        raise UserError(f"{path} holds no data files ({_suffixes()})")
+    if os.path.isfile(path):
+        fmt = _format_of(path)
         if fmt is None:
             raise UserError(
                 f"cannot tell the format of {path}: expected a name ending in {_suffixes()}"
             )
-    elif glob.has_magic(path):
+        return fmt, os.path.abspath(path)
+    if glob.has_magic(path):
         matches = sorted(m for m in glob.glob(path, recursive=True) if os.path.isfile(m))
         if not matches:
             raise UserError(f"no files match {path}")
@@ -664,16 +680,8 @@ def read_data(path):
                 f"{path} matches files of different or unknown formats ({odd[0]}); a "
                 f"glob must match files of one format: {_suffixes()}"
             )
-        fmt, source = formats.pop(), [os.path.abspath(m) for m in matches]
-    else:
-        raise UserError(f"no such file or directory: {path}")
-    try:
-        if fmt == "csv":
-            files = [source] if isinstance(source, str) else source
-            return dd.read_csv(_csv_with_rows(path, files))
-        return dd.read_parquet(source)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
+        return formats.pop(), [os.path.abspath(m) for m in matches]
+    raise UserError(f"no such file or directory: {path}")
 
 
 def _same_frame(frame):
@@ -879,45 +887,11 @@ SCORE_NAMES = {
 
 # --------------------------------------------------------------------------- fit
 def _fit_command(args, console):
-    from .exceptions import FusionError, PartitionError
-    from .fusion import resolve_fusion
-    from .persist import save
-
-    params = _parse_params(args.params)
-    cls = _import_estimator(args.estimator)
-    template = _build_estimator(cls, params)
-    meta_cls, kind = _meta_estimator(template)
+    params, cls, template, meta_cls, kind = _fit_estimator(args)
     supervised = kind in ("classifier", "regressor")
-    # a strategy that cannot fuse the estimator: FusionError (one line) before any work
-    resolve_fusion(args.fusion, template)
-    _check_writable(args.out, "--out")
-    if args.report:
-        _check_writable(args.report, "--report")
-
     frame = read_data(args.data)
-    columns = list(frame.columns)
-    if supervised and args.target is None:
-        raise UserError(
-            f"--target is required to fit a {kind} ({cls.__name__}); the columns of "
-            f"{args.data}: {_columns_text(columns)}"
-        )
-    for name, option in [(args.target, "--target"), *((d, "--drop") for d in args.drop)]:
-        if name is not None and name not in columns:
-            raise UserError(
-                f"{option} {name!r} is not a column of {args.data}; its columns: "
-                f"{_columns_text(columns)}"
-            )
-    features = [c for c in columns if c != args.target and c not in args.drop]
-    if not features:
-        raise UserError(f"{args.data} has no feature columns besides the target")
-    _check_numeric(frame, features)
-    used = frame[features + [args.target]] if supervised else frame[features]
-    # dask's optimizer may merge the row blocks of a parquet read when only some of
-    # the columns are read (X's columns, y's column): behind an opaque step, X and y
-    # are read with one column selection, so their row blocks stay aligned
-    used = used.map_partitions(_same_frame)
-    X = used[features]
-    y = used[args.target] if supervised else None
+    features = _fit_features(frame, args, kind, cls.__name__)
+    X, y = _fit_inputs(frame, features, args.target if supervised else None)
 
     progress = bool(args.progress and console.is_terminal)
     model = meta_cls(
@@ -938,45 +912,9 @@ def _fit_command(args, console):
         )
         if args.progress and not progress:
             console.print("  (no progress bar: stdout is not a terminal)")
-        start = time.perf_counter()
-        score = None
-        try:
-            model.fit(X, y)
-            fit_seconds = time.perf_counter() - start
-            if kind != "transformer" and hasattr(model, "score"):
-                score = float(model.score(X, y) if supervised else model.score(X))
-        except (FusionError, PartitionError):
-            raise  # one line (see main)
-        except Exception as exc:
-            # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
-            # change type between files, an estimator that fails, ...): one line, not
-            # a traceback
-            raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
-    try:
-        save(model, args.out)
-    except (TypeError, ValueError, OSError) as exc:
-        raise DataError(f"cannot write the model to {args.out}: {_one_line(exc)}") from None
-
-    score_name = SCORE_NAMES[kind]
-    console.print(
-        f"  done in {fit_seconds:.2f} s: {model.n_partitions_} partitions, "
-        f"fusion={model.fusion_!r}",
-        markup=False,
-    )
-    if score is not None:
-        console.print(f"Training {score_name}: {score:.4f}", markup=False)
-    console.print()
-    console.print(_report_table(model.partition_report_, score_label=_score_label(kind)))
-    console.print(f"Model written to {args.out}", markup=False)
-    needs_trust = _needs_trust(args.out)
-    if needs_trust:
-        console.print(
-            f"Note: loading this model needs --trust {' --trust '.join(needs_trust)} "
-            f"(daskfuse.load(path, trusted={needs_trust!r})): types that daskfuse does "
-            "not trust by default",
-            markup=False,
-            soft_wrap=True,
-        )
+        fit_seconds, score = _fit_and_score(model, X, y, kind)
+    _save_model(model, args.out)
+    _print_fit_summary(model, kind, fit_seconds, score, args.out, console)
     if args.report:
         report = {
             "model": os.path.abspath(args.out),
@@ -993,7 +931,7 @@ def _fit_command(args, console):
             "classes": getattr(model, "classes_", None),
             "rows": int(model.partition_report_["rows"].sum()),
             "fit_seconds": fit_seconds,
-            "score_name": score_name,
+            "score_name": SCORE_NAMES[kind],
             "train_score": score,
             "scheduler": args.scheduler
             or (f"LocalCluster({workers} workers x {args.threads_per_worker} threads)"),
@@ -1004,6 +942,119 @@ def _fit_command(args, console):
             f.write("\n")
         console.print(f"Report written to {args.report}", markup=False)
     return 0
+
+
+def _fit_estimator(args):
+    """What ``fit`` fits, checked before any data is read.
+
+    Returns ``(params, cls, template, meta_cls, kind)``: the ``--params``, the
+    ``--estimator`` class, an instance of it, the daskfuse meta-estimator class and
+    its task kind. The ``--fusion`` must be able to fuse the estimator and ``--out``
+    and ``--report`` must be writable.
+    """
+    from .fusion import resolve_fusion
+
+    params = _parse_params(args.params)
+    cls = _import_estimator(args.estimator)
+    template = _build_estimator(cls, params)
+    meta_cls, kind = _meta_estimator(template)
+    # a strategy that cannot fuse the estimator: FusionError (one line) before any work
+    resolve_fusion(args.fusion, template)
+    _check_writable(args.out, "--out")
+    if args.report:
+        _check_writable(args.report, "--report")
+    return params, cls, template, meta_cls, kind
+
+
+def _fit_features(frame, args, kind, name):
+    """The feature columns of ``frame``: all but ``--target`` and the ``--drop`` ones.
+
+    ``name`` is the estimator's, for the message when a ``kind`` that needs a
+    target has none.
+    """
+    columns = list(frame.columns)
+    if kind in ("classifier", "regressor") and args.target is None:
+        raise UserError(
+            f"--target is required to fit a {kind} ({name}); the columns of "
+            f"{args.data}: {_columns_text(columns)}"
+        )
+    for column, option in [(args.target, "--target"), *((d, "--drop") for d in args.drop)]:
+        if column is not None and column not in columns:
+            raise UserError(
+                f"{option} {column!r} is not a column of {args.data}; its columns: "
+                f"{_columns_text(columns)}"
+            )
+    features = [c for c in columns if c != args.target and c not in args.drop]
+    if not features:
+        raise UserError(f"{args.data} has no feature columns besides the target")
+    _check_numeric(frame, features)
+    return features
+
+
+def _fit_inputs(frame, features, target):
+    """``X`` (the ``features`` of ``frame``) and ``y`` (its ``target``; None without)."""
+    used = frame[features + [target]] if target is not None else frame[features]
+    # dask's optimizer may merge the row blocks of a parquet read when only some of
+    # the columns are read (X's columns, y's column): behind an opaque step, X and y
+    # are read with one column selection, so their row blocks stay aligned
+    used = used.map_partitions(_same_frame)
+    return used[features], (used[target] if target is not None else None)
+
+
+def _fit_and_score(model, X, y, kind):
+    """Fit ``model``; its fit seconds and training score (None for a transformer).
+
+    A failure other than daskfuse's own errors is a :class:`DataError` in one line.
+    """
+    from .exceptions import FusionError, PartitionError
+
+    start = time.perf_counter()
+    score = None
+    try:
+        model.fit(X, y)
+        fit_seconds = time.perf_counter() - start
+        if kind != "transformer" and hasattr(model, "score"):
+            score = float(model.score(X, y) if y is not None else model.score(X))
+    except (FusionError, PartitionError):
+        raise  # one line (see main)
+    except Exception as exc:
+        # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
+        # change type between files, an estimator that fails, ...): one line, not
+        # a traceback
+        raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
+    return fit_seconds, score
+
+
+def _save_model(model, path):
+    from .persist import save
+
+    try:
+        save(model, path)
+    except (TypeError, ValueError, OSError) as exc:
+        raise DataError(f"cannot write the model to {path}: {_one_line(exc)}") from None
+
+
+def _print_fit_summary(model, kind, fit_seconds, score, path, console):
+    """Print how the fit went, the partition table, and what loading ``path`` needs."""
+    console.print(
+        f"  done in {fit_seconds:.2f} s: {model.n_partitions_} partitions, "
+        f"fusion={model.fusion_!r}",
+        markup=False,
+    )
+    if score is not None:
+        console.print(f"Training {SCORE_NAMES[kind]}: {score:.4f}", markup=False)
+    console.print()
+    console.print(_report_table(model.partition_report_, score_label=_score_label(kind)))
+    console.print(f"Model written to {path}", markup=False)
+    needs_trust = _needs_trust(path)
+    if needs_trust:
+        console.print(
+            f"Note: loading this model needs --trust {' --trust '.join(needs_trust)} "
+            f"(daskfuse.load(path, trusted={needs_trust!r})): types that daskfuse does "
+            "not trust by default",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _score_label(kind):
@@ -1176,8 +1227,6 @@ class _Writer:
 
 
 def _predict_command(args, console):
-    import dask
-
     fmt = _format_of(args.out)
     if fmt is None:
         raise UserError(f"--out {args.out}: expected a name ending in {_suffixes()}")
@@ -1185,18 +1234,7 @@ def _predict_command(args, console):
     model = _load_model(args.model, args.trust, args.max_bytes)
     method = _predict_method(model, args.method)
     frame = read_data(args.data)
-    features = _feature_columns(model, frame, args)
-    use_names = getattr(model, "feature_names_in_", None) is not None
-    out_columns, probe = _output_columns(model, method, features, use_names)
-    import pandas as pd
-
-    meta = pd.DataFrame(
-        {c: pd.Series([], dtype=probe.dtype) for c in out_columns}, columns=out_columns
-    )
-    X = frame[features]
-    model_arg = dask.delayed(model, pure=True)
-    predictions = X.map_partitions(_apply_model, model_arg, method, use_names, meta, meta=meta)
-    parts = predictions.to_delayed()
+    parts = _prediction_parts(model, method, frame, args)
     writer = _Writer(args.out, fmt)
     with _dask_client(args.scheduler, args.workers, args.threads_per_worker, console):
         console.print(
@@ -1205,19 +1243,47 @@ def _predict_command(args, console):
             markup=False,
             soft_wrap=True,
         )
-        try:
-            for start in range(0, len(parts), PREDICT_BATCH):
-                for df in dask.compute(*parts[start : start + PREDICT_BATCH]):
-                    writer.write(df)
-            writer.close()
-        except Exception as exc:  # the data or the model's method failed: one line
-            writer.discard()
-            raise DataError(f"predicting failed: {type(exc).__name__}: {_one_line(exc)}") from None
-        except BaseException:
-            writer.discard()
-            raise
+        _write_parts(parts, writer)
     console.print(f"Wrote {writer.rows:,} rows of {method} output to {args.out}", markup=False)
     return 0
+
+
+def _prediction_parts(model, method, frame, args):
+    """The ``method`` output of ``model`` for ``frame``: a delayed DataFrame a partition."""
+    import dask
+    import pandas as pd
+
+    features = _feature_columns(model, frame, args)
+    use_names = getattr(model, "feature_names_in_", None) is not None
+    out_columns, probe = _output_columns(model, method, features, use_names)
+    meta = pd.DataFrame(
+        {c: pd.Series([], dtype=probe.dtype) for c in out_columns}, columns=out_columns
+    )
+    X = frame[features]
+    model_arg = dask.delayed(model, pure=True)
+    predictions = X.map_partitions(_apply_model, model_arg, method, use_names, meta, meta=meta)
+    return predictions.to_delayed()
+
+
+def _write_parts(parts, writer):
+    """Compute ``parts`` :data:`PREDICT_BATCH` at a time and write them with ``writer``.
+
+    On a failure nothing is left behind; a failure of the data or the model's method
+    is a :class:`DataError` in one line.
+    """
+    import dask
+
+    try:
+        for start in range(0, len(parts), PREDICT_BATCH):
+            for df in dask.compute(*parts[start : start + PREDICT_BATCH]):
+                writer.write(df)
+        writer.close()
+    except Exception as exc:  # the data or the model's method failed: one line
+        writer.discard()
+        raise DataError(f"predicting failed: {type(exc).__name__}: {_one_line(exc)}") from None
+    except BaseException:
+        writer.discard()
+        raise
 
 
 # --------------------------------------------------------------------------- report
