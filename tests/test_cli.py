@@ -168,3 +168,49 @@ def test_python_m_daskfuse_help():
     proc = run_cli("--help", timeout=60)
     assert proc.returncode == 0
     assert "demo" in proc.stdout
+
+
+def test_the_demo_lives_in_daskfuse_demo_and_cli_re_exports_it():
+    from daskfuse import cli, demo
+
+    for name in ("run_demo", "make_classification_data", "MIN_ROWS_PER_PARTITION"):
+        assert getattr(cli, name) is getattr(demo, name)
+    assert cli.run_demo.__module__ == "daskfuse.demo"
+    assert {"run_demo", "make_classification_data"} <= set(cli.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        cli.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["import daskfuse.demo", "from daskfuse.cli import run_demo", "from daskfuse.cli import *"],
+)
+def test_cli_and_demo_import_in_either_order(first):
+    # daskfuse.demo imports daskfuse.cli; cli reaches the demo only when asked
+    code = (
+        f"{first}\n"
+        "import daskfuse.cli, daskfuse.demo\n"
+        "assert daskfuse.cli.run_demo is daskfuse.demo.run_demo\n"
+        "print(sorted(daskfuse.demo.__all__))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['make_classification_data', 'run_demo']"
+
+
+@pytest.mark.parametrize("module", ["cli", "demo"])
+def test_no_function_of_the_command_line_is_over_80_lines(module):
+    # issue 14: short functions, each a named step
+    import ast
+    import importlib
+
+    path = importlib.import_module(f"daskfuse.{module}").__file__
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert not long, f"daskfuse/{module}.py: {', '.join(long)}"
