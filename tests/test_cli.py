@@ -38,8 +38,9 @@ def table_row(stdout, label):
 
 @pytest.fixture(scope="module")
 def demo_run():
-    return run_cli("demo", "--rows", "20000", "--partitions", "4", "--workers", "1",
-                   "--no-progress")
+    return run_cli(
+        "demo", "--rows", "20000", "--partitions", "4", "--workers", "1", "--no-progress"
+    )
 
 
 def test_demo_runs(demo_run):
@@ -50,8 +51,7 @@ def test_demo_runs(demo_run):
 def test_demo_prints_the_dashboard_line(demo_run):
     out = demo_run.stdout
     link = re.search(r"^Dashboard: (http://\S+)$", out, re.MULTILINE)
-    missing = re.search(r"^Dashboard: not available .*\n.*daskfuse\[dashboard\]", out,
-                        re.MULTILINE)
+    missing = re.search(r"^Dashboard: not available .*\n.*daskfuse\[dashboard\]", out, re.MULTILINE)
     assert link or missing, out
 
 
@@ -79,12 +79,19 @@ def test_demo_without_bokeh_explains_how_to_get_the_dashboard(tmp_path):
     # a real environment without bokeh: a package named bokeh that cannot be imported
     # shadows the installed one, in this process and in the worker processes
     (tmp_path / "bokeh").mkdir()
-    (tmp_path / "bokeh" / "__init__.py").write_text(
-        "raise ImportError('No module named bokeh')\n"
-    )
+    (tmp_path / "bokeh" / "__init__.py").write_text("raise ImportError('No module named bokeh')\n")
     pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    proc = run_cli("demo", "--rows", "2000", "--partitions", "2", "--workers", "1",
-                   "--no-progress", env={"PYTHONPATH": pythonpath})
+    proc = run_cli(
+        "demo",
+        "--rows",
+        "2000",
+        "--partitions",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        env={"PYTHONPATH": pythonpath},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Dashboard: not available" in proc.stdout
     assert 'pip install "daskfuse[dashboard]"' in proc.stdout
@@ -159,8 +166,16 @@ def test_demo_help_lists_its_options(capsys):
         main(["demo", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--rows", "--features", "--partitions", "--workers",
-                   "--threads-per-worker", "--estimator", "--seed", "--no-progress"):
+    for option in (
+        "--rows",
+        "--features",
+        "--partitions",
+        "--workers",
+        "--threads-per-worker",
+        "--estimator",
+        "--seed",
+        "--no-progress",
+    ):
         assert option in out
 
 
