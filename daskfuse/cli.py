@@ -4,7 +4,8 @@ Subcommands:
 
 ``demo``
     Start a local dask cluster, fit a fused model on a synthetic data set larger
-    than one partition and compare it with single-process scikit-learn.
+    than one partition and compare it with single-process scikit-learn
+    (:func:`daskfuse.demo.run_demo`, also importable from here).
 ``fit``
     Read a CSV or parquet data set as a dask DataFrame, fit a fused model of any
     scikit-learn estimator on a dask cluster (a LocalCluster it starts, or a running
