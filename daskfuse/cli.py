@@ -4,7 +4,8 @@ Subcommands:
 
 ``demo``
     Start a local dask cluster, fit a fused model on a synthetic data set larger
-    than one partition and compare it with single-process scikit-learn.
+    than one partition and compare it with single-process scikit-learn
+    (:func:`daskfuse.demo.run_demo`, also importable from here).
 ``fit``
     Read a CSV or parquet data set as a dask DataFrame, fit a fused model of any
     scikit-learn estimator on a dask cluster (a LocalCluster it starts, or a running
@@ -38,23 +39,11 @@ import warnings
 
 import numpy as np
 
-__all__ = ["build_parser", "main", "make_classification_data", "read_data", "run_demo"]
+# make_classification_data and run_demo live in daskfuse.demo; __getattr__ below
+# re-exports them
+__all__ = ["build_parser", "main", "make_classification_data", "read_data", "run_demo"]  # noqa: F822
 
 PROG = "daskfuse"
-
-#: estimators the demo can fit, by ``--estimator`` name
-DEMO_ESTIMATORS = ("sgd", "logistic")
-
-#: norm of the true coefficient vector of the demo data; the logistic link makes the
-#: labels noisy, so the best possible accuracy is about 0.91, not 1
-SIGNAL = 6.0
-
-#: the single-process fit is skipped unless this many copies of X fit in free memory
-MEMORY_HEADROOM = 3.0
-
-#: the demo refuses partitions smaller than this (a partition with one class only
-#: cannot be fitted by a classifier)
-MIN_ROWS_PER_PARTITION = 50
 
 #: the partition report table shows at most this many partitions
 REPORT_ROWS = 10
@@ -129,6 +118,24 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo_parser(sub)
+    _add_fit_parser(sub)
+    _add_predict_parser(sub)
+    _add_report_parser(sub)
+    return parser
+
+
+def _add_progress_option(parser):
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not show the progress bar while fitting",
+    )
+
+
+def _add_demo_parser(sub):
+    from .demo import DEMO_ESTIMATORS
 
     demo = sub.add_parser(
         "demo",
@@ -163,17 +170,8 @@ def build_parser():
         help="sgd: SGDClassifier, logistic: LogisticRegression",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed of data and models")
-    demo.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="do not show the progress bar while fitting",
-    )
+    _add_progress_option(demo)
     demo.set_defaults(func=_demo_command)
-    _add_fit_parser(sub)
-    _add_predict_parser(sub)
-    _add_report_parser(sub)
-    return parser
 
 
 def _add_cluster_options(parser, workers_help):
@@ -198,9 +196,6 @@ def _add_cluster_options(parser, workers_help):
 
 
 def _add_fit_parser(sub):
-    from .fusion import FUSERS
-    from .partition import STRATEGIES
-
     fit = sub.add_parser(
         "fit",
         epilog=EXIT_STATUS_HELP,
@@ -219,38 +214,7 @@ def _add_fit_parser(sub):
     fit.add_argument(
         "--target", metavar="COL", help="the label column (required for classifiers and regressors)"
     )
-    fit.add_argument(
-        "--estimator",
-        required=True,
-        metavar="DOTTED.PATH",
-        help="estimator class, e.g. sklearn.linear_model.SGDClassifier",
-    )
-    fit.add_argument(
-        "--params",
-        default="{}",
-        metavar="JSON",
-        help="estimator parameters as a JSON object, e.g. '{\"alpha\": 0.001}' (default: {})",
-    )
-    fit.add_argument(
-        "--fusion",
-        default="auto",
-        choices=("auto", *FUSERS),
-        help="fusion strategy (default: auto)",
-    )
-    fit.add_argument(
-        "--partitions",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="number of partitions (default: one per partition of DATA)",
-    )
-    fit.add_argument(
-        "--partition",
-        default=None,
-        choices=tuple(s for s in STRATEGIES if s != "auto"),
-        help="how rows are laid over partitions (default: the blocks of "
-        "DATA, or uniform parts with --partitions)",
-    )
+    _add_estimator_options(fit)
     fit.add_argument(
         "--drop",
         action="append",
@@ -279,13 +243,47 @@ def _add_fit_parser(sub):
         metavar="REPORT.json",
         help="write a JSON report: partitions, fusion, fit seconds, score",
     )
-    fit.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="do not show the progress bar while fitting",
-    )
+    _add_progress_option(fit)
     fit.set_defaults(func=_fit_command)
+
+
+def _add_estimator_options(parser):
+    """``fit``'s options of the fused estimator: what is fitted, fused and partitioned."""
+    from .fusion import FUSERS
+    from .partition import STRATEGIES
+
+    parser.add_argument(
+        "--estimator",
+        required=True,
+        metavar="DOTTED.PATH",
+        help="estimator class, e.g. sklearn.linear_model.SGDClassifier",
+    )
+    parser.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help="estimator parameters as a JSON object, e.g. '{\"alpha\": 0.001}' (default: {})",
+    )
+    parser.add_argument(
+        "--fusion",
+        default="auto",
+        choices=("auto", *FUSERS),
+        help="fusion strategy (default: auto)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of partitions (default: one per partition of DATA)",
+    )
+    parser.add_argument(
+        "--partition",
+        default=None,
+        choices=tuple(s for s in STRATEGIES if s != "auto"),
+        help="how rows are laid over partitions (default: the blocks of "
+        "DATA, or uniform parts with --partitions)",
+    )
 
 
 def _add_load_options(parser):
@@ -394,89 +392,44 @@ def main(argv=None):
 
 
 # --------------------------------------------------------------------------- demo
-def _row_chunks(n_rows, n_parts):
-    """``n_parts`` row block sizes that differ by at most one and sum to ``n_rows``."""
-    base, extra = divmod(n_rows, n_parts)
-    return tuple(base + (i < extra) for i in range(n_parts))
+def _demo_command(args, console):
+    from .demo import run_demo
+
+    run_demo(
+        rows=args.rows,
+        features=args.features,
+        partitions=args.partitions,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        estimator=args.estimator,
+        seed=args.seed,
+        progress=args.progress,
+        console=console,
+    )
+    return 0
 
 
-def make_classification_data(rows, features, partitions, seed=0, test_rows=None):
-    """A noisy, linearly separable binary classification set as dask arrays.
-
-    The features are standard normal; the label of a row is 1 with probability
-    ``sigmoid(X @ coef + intercept)`` for a fixed coefficient vector of norm
-    :data:`SIGNAL`, so that no model is right on every row (the best accuracy is
-    about 0.91).
-
-    Parameters
-    ----------
-    rows : int
-        Training rows; the arrays are chunked into ``partitions`` row blocks.
-    features : int
-        Number of features.
-    partitions : int
-        Number of row blocks of the training arrays (at most ``rows``).
-    seed : int, default=0
-        Seeds the coefficients and every draw: equal seeds give equal data.
-    test_rows : int or None, default=None
-        Rows of the held-out set; None takes a quarter of ``rows`` (at least 1,000
-        and at most 500,000).
-
-    Returns
-    -------
-    X_train, y_train, X_test, y_test : dask.array.Array
-        Lazy arrays; ``y`` holds the labels 0 and 1.
-    """
-    import dask.array as da
-
-    if partitions > rows:
-        raise ValueError(f"partitions ({partitions}) must not exceed rows ({rows})")
-    if test_rows is None:
-        test_rows = min(max(rows // 4, 1_000), 500_000)
-    coef_rng = np.random.default_rng(seed)
-    coef = coef_rng.normal(size=features)
-    coef *= SIGNAL / np.linalg.norm(coef)
-    intercept = 0.25
-    rng = da.random.default_rng(seed)
-
-    def draw(n, n_blocks):
-        chunks = _row_chunks(n, n_blocks)
-        X = rng.standard_normal((n, features), chunks=(chunks, features))
-        logits = X @ coef + intercept
-        u = rng.random(n, chunks=(chunks,))
-        y = (u < 1.0 / (1.0 + da.exp(-logits))).astype(np.int64)
-        return X, y
-
-    X_train, y_train = draw(rows, partitions)
-    X_test, y_test = draw(test_rows, max(1, min(partitions, test_rows)))
-    return X_train, y_train, X_test, y_test
+#: names that this module re-exports from :mod:`daskfuse.demo`, where the demo lives
+_DEMO_NAMES = (
+    "DEMO_ESTIMATORS",
+    "MEMORY_HEADROOM",
+    "MIN_ROWS_PER_PARTITION",
+    "SIGNAL",
+    "make_classification_data",
+    "run_demo",
+)
 
 
-def _make_estimator(name, seed):
-    if name == "sgd":
-        from sklearn.linear_model import SGDClassifier
+def __getattr__(name):
+    # daskfuse.demo imports this module, so it is imported when first asked for
+    if name in _DEMO_NAMES:
+        from . import demo
 
-        return SGDClassifier(random_state=seed)
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression()
-
-
-def _dashboard_problem():
-    """Why the scheduler has no dashboard, or None when it has one.
-
-    The scheduler makes the same check: the dashboard needs
-    ``distributed.dashboard.scheduler``, which needs a suitable bokeh.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import distributed.dashboard.scheduler  # noqa: F401
-    except ImportError as exc:
-        return str(exc) or "bokeh is not installed"
-    return None
+        return getattr(demo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# --------------------------------------------------------------------------- cluster
 @contextlib.contextmanager
 def _workers_ignore_sigint():
     """Start worker processes that ignore Ctrl-C (SIGINT).
@@ -512,204 +465,25 @@ def _quiet_after_interrupt():
         raise
 
 
+def _start_local_cluster(workers, threads, console, **kwargs):
+    """Say so and start a LocalCluster of ``workers`` processes that ignore Ctrl-C.
+
+    ``kwargs`` go to :class:`distributed.LocalCluster` (dashboard, logging).
+    """
+    from distributed import LocalCluster
+
+    console.print(f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)")
+    with _workers_ignore_sigint():
+        return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, **kwargs)
+
+
+# --------------------------------------------------------------------------- output
 def _nbytes(n):
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"  # pragma: no cover
-
-
-def _available_memory():
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except (ImportError, OSError):
-        return None
-
-
-def run_demo(
-    rows=2_000_000,
-    features=20,
-    partitions=8,
-    workers=2,
-    threads_per_worker=1,
-    estimator="sgd",
-    seed=0,
-    progress=True,
-    console=None,
-):
-    """Run the demo: fused fit on a LocalCluster against single-process scikit-learn.
-
-    Parameters
-    ----------
-    rows, features : int
-        Shape of the training data.
-    partitions : int
-        Row blocks of the training data, hence partitions of the fused fit.
-    workers, threads_per_worker : int
-        Shape of the :class:`distributed.LocalCluster` (worker processes).
-    estimator : {"sgd", "logistic"}, default="sgd"
-        ``SGDClassifier`` or ``LogisticRegression``.
-    seed : int, default=0
-        Seeds the data and the estimators.
-    progress : bool, default=True
-        Show a progress bar while the fused model is fitted.
-    console : rich.console.Console or None
-        Where to print; None makes one on stdout.
-
-    Returns
-    -------
-    results : dict
-        ``"fused"`` and ``"sklearn"`` (``{"seconds", "accuracy"}``, or None for
-        ``"sklearn"`` when the data did not fit in memory), ``"model"`` (the fitted
-        :class:`~daskfuse.FusedClassifier`) and ``"dashboard"`` (the link or None).
-
-    Raises
-    ------
-    UserError
-        The parameters contradict each other (fewer than
-        :data:`MIN_ROWS_PER_PARTITION` rows per partition).
-    """
-    if console is None:
-        from rich.console import Console
-
-        console = Console(highlight=False)
-    if estimator not in DEMO_ESTIMATORS:
-        raise UserError(f"--estimator must be one of {', '.join(DEMO_ESTIMATORS)}")
-    if rows < partitions:
-        raise UserError(
-            f"--rows ({rows}) must be at least --partitions ({partitions}): "
-            "every partition needs rows"
-        )
-    if rows < MIN_ROWS_PER_PARTITION * partitions:
-        raise UserError(
-            f"--rows ({rows}) is too small for --partitions ({partitions}): the demo "
-            f"needs at least {MIN_ROWS_PER_PARTITION} rows per partition "
-            f"({MIN_ROWS_PER_PARTITION * partitions} rows), so that every partition "
-            "holds both classes"
-        )
-
-    from distributed import Client, LocalCluster, wait
-
-    from . import FusedClassifier
-
-    template = _make_estimator(estimator, seed)
-    est_name = type(template).__name__
-    console.print(
-        f"Starting a LocalCluster: {workers} worker process(es) x {threads_per_worker} thread(s)"
-    )
-    with _workers_ignore_sigint():
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-    with cluster, Client(cluster) as client, _quiet_after_interrupt():
-        problem = _dashboard_problem()
-        if problem is None:
-            dashboard = client.dashboard_link
-            console.print(f"Dashboard: {dashboard}", markup=False)
-        else:
-            dashboard = None
-            console.print(f"Dashboard: not available ({problem})", markup=False)
-            console.print('  to get it: pip install "daskfuse[dashboard]"', markup=False)
-
-        X, y, X_test, y_test = make_classification_data(rows, features, partitions, seed)
-        start = time.perf_counter()
-        X, y, X_test, y_test = client.persist([X, y, X_test, y_test])
-        wait([X, y, X_test, y_test])
-        console.print(
-            f"Data: {rows:,} x {features} ({_nbytes(X.nbytes)}) in {partitions} row "
-            f"partitions of ~{rows // partitions:,} rows,\n"
-            f"      {len(X_test):,} held-out rows; made and persisted on the workers "
-            f"in {time.perf_counter() - start:.1f} s",
-            markup=False,
-        )
-        # import scikit-learn and daskfuse on the workers now, so that the timing
-        # below is of fitting and not of the workers' first imports
-        for module in ("daskfuse._graph", type(template).__module__):
-            client.run(importlib.import_module, module)
-
-        console.print(f"Fitting FusedClassifier({est_name}) on {partitions} partitions ...")
-        if progress and not console.is_terminal:
-            # distributed's text bar redraws one line with carriage returns: in a
-            # log file or a CI log that is one long line of bars
-            progress = False
-            console.print("  (no progress bar: stdout is not a terminal)")
-        model = FusedClassifier(template, random_state=seed, verbose=int(bool(progress)))
-        start = time.perf_counter()
-        model.fit(X, y)
-        fused_seconds = time.perf_counter() - start
-        fused_accuracy = model.score(X_test, y_test)
-        fused = {"seconds": fused_seconds, "accuracy": fused_accuracy}
-        console.print(f"  done in {fused_seconds:.2f} s")
-
-        single = None
-        need = MEMORY_HEADROOM * (X.nbytes + X_test.nbytes)
-        available = _available_memory()
-        if available is not None and need > available:
-            console.print(
-                f"Skipping the single-process fit: it needs about {_nbytes(need)} of "
-                f"memory and {_nbytes(available)} is free",
-                markup=False,
-            )
-        else:
-            console.print(f"Fitting {est_name} on 1 process (data gathered to numpy) ...")
-            X_np, y_np, X_test_np, y_test_np = client.gather(client.compute([X, y, X_test, y_test]))
-            baseline = _make_estimator(estimator, seed)
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                baseline.fit(X_np, y_np)
-            single_seconds = time.perf_counter() - start
-            single = {
-                "seconds": single_seconds,
-                "accuracy": float(baseline.score(X_test_np, y_test_np)),
-            }
-            del X_np, y_np, X_test_np, y_test_np
-            console.print(f"  done in {single_seconds:.2f} s")
-
-    console.print()
-    console.print(_results_table(single, fused, model, est_name, workers, threads_per_worker))
-    console.print()
-    console.print(_report_table(model.partition_report_))
-    return {"fused": fused, "sklearn": single, "model": model, "dashboard": dashboard}
-
-
-def _results_table(single, fused, model, est_name, workers, threads):
-    from rich.table import Table
-
-    table = Table(
-        title=(f"{est_name}: single process vs fused ({workers} worker(s) x {threads} thread(s))"),
-        title_justify="left",
-    )
-    table.add_column("model")
-    table.add_column("fit\nseconds", justify="right")
-    table.add_column("held-out\naccuracy", justify="right")
-    table.add_column("speed-up\nvs sklearn", justify="right")
-    fused_label = f"daskfuse ({model.n_partitions_} partitions, fusion={model.fusion_.name})"
-    if single is None:
-        table.add_row("scikit-learn (1 process)", "skipped", "-", "-")
-        table.add_row(fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-")
-    else:
-        table.add_row(
-            "scikit-learn (1 process)",
-            f"{single['seconds']:.2f}",
-            f"{single['accuracy']:.4f}",
-            "1.00x",
-        )
-        ratio = single["seconds"] / fused["seconds"] if fused["seconds"] > 0 else math.inf
-        table.add_row(
-            fused_label,
-            f"{fused['seconds']:.2f}",
-            f"{fused['accuracy']:.4f}",
-            f"{ratio:.2f}x",
-        )
-    return table
 
 
 def _cell(value, fmt):
@@ -753,21 +527,6 @@ def _report_table(report, limit=REPORT_ROWS, score_label="train\naccuracy"):
     if limit is not None and n > limit:
         table.add_row("...", f"{n - limit} more", "", "", "", "")
     return table
-
-
-def _demo_command(args, console):
-    run_demo(
-        rows=args.rows,
-        features=args.features,
-        partitions=args.partitions,
-        workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        estimator=args.estimator,
-        seed=args.seed,
-        progress=args.progress,
-        console=console,
-    )
-    return 0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -875,6 +634,22 @@ def read_data(path):
     import dask.dataframe as dd
 
     path = os.fspath(path)
+    fmt, source = _data_source(path)
+    try:
+        if fmt == "csv":
+            files = [source] if isinstance(source, str) else source
+            return dd.read_csv(_csv_with_rows(path, files))
+        return dd.read_parquet(source)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
+
+
+def _data_source(path):
+    """``(format, source)`` of the data set at ``path`` (see :func:`read_data`).
+
+    ``source`` is the absolute path of a file or a parquet directory, or the list of
+    the absolute paths of the files to read.
+    """
     if os.path.isdir(path):
         found = _data_files(path)
         if found["csv"] and found["parquet"]:
@@ -883,18 +658,18 @@ def read_data(path):
                 "with a glob, e.g. DIR/*.parquet"
             )
         if found["parquet"]:
-            fmt, source = "parquet", os.path.abspath(path)
-        elif found["csv"]:
-            fmt, source = "csv", [os.path.abspath(f) for f in found["csv"]]
-        else:
-            raise UserError(f"{path} holds no data files ({_suffixes()})")
-    elif os.path.isfile(path):
-        fmt, source = _format_of(path), os.path.abspath(path)
+            return "parquet", os.path.abspath(path)
+        if found["csv"]:
+            return "csv", [os.path.abspath(f) for f in found["csv"]]
+        raise UserError(f"{path} holds no data files ({_suffixes()})")
+    if os.path.isfile(path):
+        fmt = _format_of(path)
         if fmt is None:
             raise UserError(
                 f"cannot tell the format of {path}: expected a name ending in {_suffixes()}"
             )
-    elif glob.has_magic(path):
+        return fmt, os.path.abspath(path)
+    if glob.has_magic(path):
         matches = sorted(m for m in glob.glob(path, recursive=True) if os.path.isfile(m))
         if not matches:
             raise UserError(f"no files match {path}")
@@ -906,16 +681,8 @@ def read_data(path):
                 f"{path} matches files of different or unknown formats ({odd[0]}); a "
                 f"glob must match files of one format: {_suffixes()}"
             )
-        fmt, source = formats.pop(), [os.path.abspath(m) for m in matches]
-    else:
-        raise UserError(f"no such file or directory: {path}")
-    try:
-        if fmt == "csv":
-            files = [source] if isinstance(source, str) else source
-            return dd.read_csv(_csv_with_rows(path, files))
-        return dd.read_parquet(source)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
+        return formats.pop(), [os.path.abspath(m) for m in matches]
+    raise UserError(f"no such file or directory: {path}")
 
 
 def _same_frame(frame):
@@ -1065,7 +832,7 @@ def _dask_client(scheduler, workers, threads, console):
     if scheduler is None and workers is None:
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None:
         try:
@@ -1078,20 +845,18 @@ def _dask_client(scheduler, workers, threads, console):
         with client, _quiet_after_interrupt():
             yield client
         return
-    console.print(f"Starting a LocalCluster: {workers} worker process(es) x {threads} thread(s)")
-    with _workers_ignore_sigint():
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads,
-            processes=True,
-            # no dashboard, and the scheduler's HTTP server on a free port (its
-            # default, 8787, may be taken by another cluster)
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": ":0"},
-            # a task that fails is reported by this command, in one line; the
-            # workers' own error logs would repeat it with a traceback
-            silence_logs=logging.CRITICAL,
-        )
+    cluster = _start_local_cluster(
+        workers,
+        threads,
+        console,
+        # no dashboard, and the scheduler's HTTP server on a free port (its
+        # default, 8787, may be taken by another cluster)
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+        # a task that fails is reported by this command, in one line; the
+        # workers' own error logs would repeat it with a traceback
+        silence_logs=logging.CRITICAL,
+    )
     with cluster, Client(cluster) as client, _quiet_after_interrupt():
         yield client
 
@@ -1123,45 +888,11 @@ SCORE_NAMES = {
 
 # --------------------------------------------------------------------------- fit
 def _fit_command(args, console):
-    from .exceptions import FusionError, PartitionError
-    from .fusion import resolve_fusion
-    from .persist import save
-
-    params = _parse_params(args.params)
-    cls = _import_estimator(args.estimator)
-    template = _build_estimator(cls, params)
-    meta_cls, kind = _meta_estimator(template)
+    params, cls, template, meta_cls, kind = _fit_estimator(args)
     supervised = kind in ("classifier", "regressor")
-    # a strategy that cannot fuse the estimator: FusionError (one line) before any work
-    resolve_fusion(args.fusion, template)
-    _check_writable(args.out, "--out")
-    if args.report:
-        _check_writable(args.report, "--report")
-
     frame = read_data(args.data)
-    columns = list(frame.columns)
-    if supervised and args.target is None:
-        raise UserError(
-            f"--target is required to fit a {kind} ({cls.__name__}); the columns of "
-            f"{args.data}: {_columns_text(columns)}"
-        )
-    for name, option in [(args.target, "--target"), *((d, "--drop") for d in args.drop)]:
-        if name is not None and name not in columns:
-            raise UserError(
-                f"{option} {name!r} is not a column of {args.data}; its columns: "
-                f"{_columns_text(columns)}"
-            )
-    features = [c for c in columns if c != args.target and c not in args.drop]
-    if not features:
-        raise UserError(f"{args.data} has no feature columns besides the target")
-    _check_numeric(frame, features)
-    used = frame[features + [args.target]] if supervised else frame[features]
-    # dask's optimizer may merge the row blocks of a parquet read when only some of
-    # the columns are read (X's columns, y's column): behind an opaque step, X and y
-    # are read with one column selection, so their row blocks stay aligned
-    used = used.map_partitions(_same_frame)
-    X = used[features]
-    y = used[args.target] if supervised else None
+    features = _fit_features(frame, args, kind, cls.__name__)
+    X, y = _fit_inputs(frame, features, args.target if supervised else None)
 
     progress = bool(args.progress and console.is_terminal)
     model = meta_cls(
@@ -1182,45 +913,9 @@ def _fit_command(args, console):
         )
         if args.progress and not progress:
             console.print("  (no progress bar: stdout is not a terminal)")
-        start = time.perf_counter()
-        score = None
-        try:
-            model.fit(X, y)
-            fit_seconds = time.perf_counter() - start
-            if kind != "transformer" and hasattr(model, "score"):
-                score = float(model.score(X, y) if supervised else model.score(X))
-        except (FusionError, PartitionError):
-            raise  # one line (see main)
-        except Exception as exc:
-            # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
-            # change type between files, an estimator that fails, ...): one line, not
-            # a traceback
-            raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
-    try:
-        save(model, args.out)
-    except (TypeError, ValueError, OSError) as exc:
-        raise DataError(f"cannot write the model to {args.out}: {_one_line(exc)}") from None
-
-    score_name = SCORE_NAMES[kind]
-    console.print(
-        f"  done in {fit_seconds:.2f} s: {model.n_partitions_} partitions, "
-        f"fusion={model.fusion_!r}",
-        markup=False,
-    )
-    if score is not None:
-        console.print(f"Training {score_name}: {score:.4f}", markup=False)
-    console.print()
-    console.print(_report_table(model.partition_report_, score_label=_score_label(kind)))
-    console.print(f"Model written to {args.out}", markup=False)
-    needs_trust = _needs_trust(args.out)
-    if needs_trust:
-        console.print(
-            f"Note: loading this model needs --trust {' --trust '.join(needs_trust)} "
-            f"(daskfuse.load(path, trusted={needs_trust!r})): types that daskfuse does "
-            "not trust by default",
-            markup=False,
-            soft_wrap=True,
-        )
+        fit_seconds, score = _fit_and_score(model, X, y, kind)
+    _save_model(model, args.out)
+    _print_fit_summary(model, kind, fit_seconds, score, args.out, console)
     if args.report:
         report = {
             "model": os.path.abspath(args.out),
@@ -1237,7 +932,7 @@ def _fit_command(args, console):
             "classes": getattr(model, "classes_", None),
             "rows": int(model.partition_report_["rows"].sum()),
             "fit_seconds": fit_seconds,
-            "score_name": score_name,
+            "score_name": SCORE_NAMES[kind],
             "train_score": score,
             "scheduler": args.scheduler
             or (f"LocalCluster({workers} workers x {args.threads_per_worker} threads)"),
@@ -1248,6 +943,119 @@ def _fit_command(args, console):
             f.write("\n")
         console.print(f"Report written to {args.report}", markup=False)
     return 0
+
+
+def _fit_estimator(args):
+    """What ``fit`` fits, checked before any data is read.
+
+    Returns ``(params, cls, template, meta_cls, kind)``: the ``--params``, the
+    ``--estimator`` class, an instance of it, the daskfuse meta-estimator class and
+    its task kind. The ``--fusion`` must be able to fuse the estimator and ``--out``
+    and ``--report`` must be writable.
+    """
+    from .fusion import resolve_fusion
+
+    params = _parse_params(args.params)
+    cls = _import_estimator(args.estimator)
+    template = _build_estimator(cls, params)
+    meta_cls, kind = _meta_estimator(template)
+    # a strategy that cannot fuse the estimator: FusionError (one line) before any work
+    resolve_fusion(args.fusion, template)
+    _check_writable(args.out, "--out")
+    if args.report:
+        _check_writable(args.report, "--report")
+    return params, cls, template, meta_cls, kind
+
+
+def _fit_features(frame, args, kind, name):
+    """The feature columns of ``frame``: all but ``--target`` and the ``--drop`` ones.
+
+    ``name`` is the estimator's, for the message when a ``kind`` that needs a
+    target has none.
+    """
+    columns = list(frame.columns)
+    if kind in ("classifier", "regressor") and args.target is None:
+        raise UserError(
+            f"--target is required to fit a {kind} ({name}); the columns of "
+            f"{args.data}: {_columns_text(columns)}"
+        )
+    for column, option in [(args.target, "--target"), *((d, "--drop") for d in args.drop)]:
+        if column is not None and column not in columns:
+            raise UserError(
+                f"{option} {column!r} is not a column of {args.data}; its columns: "
+                f"{_columns_text(columns)}"
+            )
+    features = [c for c in columns if c != args.target and c not in args.drop]
+    if not features:
+        raise UserError(f"{args.data} has no feature columns besides the target")
+    _check_numeric(frame, features)
+    return features
+
+
+def _fit_inputs(frame, features, target):
+    """``X`` (the ``features`` of ``frame``) and ``y`` (its ``target``; None without)."""
+    used = frame[features + [target]] if target is not None else frame[features]
+    # dask's optimizer may merge the row blocks of a parquet read when only some of
+    # the columns are read (X's columns, y's column): behind an opaque step, X and y
+    # are read with one column selection, so their row blocks stay aligned
+    used = used.map_partitions(_same_frame)
+    return used[features], (used[target] if target is not None else None)
+
+
+def _fit_and_score(model, X, y, kind):
+    """Fit ``model``; its fit seconds and training score (None for a transformer).
+
+    A failure other than daskfuse's own errors is a :class:`DataError` in one line.
+    """
+    from .exceptions import FusionError, PartitionError
+
+    start = time.perf_counter()
+    score = None
+    try:
+        model.fit(X, y)
+        fit_seconds = time.perf_counter() - start
+        if kind != "transformer" and hasattr(model, "score"):
+            score = float(model.score(X, y) if y is not None else model.score(X))
+    except (FusionError, PartitionError):
+        raise  # one line (see main)
+    except Exception as exc:
+        # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
+        # change type between files, an estimator that fails, ...): one line, not
+        # a traceback
+        raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
+    return fit_seconds, score
+
+
+def _save_model(model, path):
+    from .persist import save
+
+    try:
+        save(model, path)
+    except (TypeError, ValueError, OSError) as exc:
+        raise DataError(f"cannot write the model to {path}: {_one_line(exc)}") from None
+
+
+def _print_fit_summary(model, kind, fit_seconds, score, path, console):
+    """Print how the fit went, the partition table, and what loading ``path`` needs."""
+    console.print(
+        f"  done in {fit_seconds:.2f} s: {model.n_partitions_} partitions, "
+        f"fusion={model.fusion_!r}",
+        markup=False,
+    )
+    if score is not None:
+        console.print(f"Training {SCORE_NAMES[kind]}: {score:.4f}", markup=False)
+    console.print()
+    console.print(_report_table(model.partition_report_, score_label=_score_label(kind)))
+    console.print(f"Model written to {path}", markup=False)
+    needs_trust = _needs_trust(path)
+    if needs_trust:
+        console.print(
+            f"Note: loading this model needs --trust {' --trust '.join(needs_trust)} "
+            f"(daskfuse.load(path, trusted={needs_trust!r})): types that daskfuse does "
+            "not trust by default",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _score_label(kind):
@@ -1420,8 +1228,6 @@ class _Writer:
 
 
 def _predict_command(args, console):
-    import dask
-
     fmt = _format_of(args.out)
     if fmt is None:
         raise UserError(f"--out {args.out}: expected a name ending in {_suffixes()}")
@@ -1429,18 +1235,7 @@ def _predict_command(args, console):
     model = _load_model(args.model, args.trust, args.max_bytes)
     method = _predict_method(model, args.method)
     frame = read_data(args.data)
-    features = _feature_columns(model, frame, args)
-    use_names = getattr(model, "feature_names_in_", None) is not None
-    out_columns, probe = _output_columns(model, method, features, use_names)
-    import pandas as pd
-
-    meta = pd.DataFrame(
-        {c: pd.Series([], dtype=probe.dtype) for c in out_columns}, columns=out_columns
-    )
-    X = frame[features]
-    model_arg = dask.delayed(model, pure=True)
-    predictions = X.map_partitions(_apply_model, model_arg, method, use_names, meta, meta=meta)
-    parts = predictions.to_delayed()
+    parts = _prediction_parts(model, method, frame, args)
     writer = _Writer(args.out, fmt)
     with _dask_client(args.scheduler, args.workers, args.threads_per_worker, console):
         console.print(
@@ -1449,19 +1244,47 @@ def _predict_command(args, console):
             markup=False,
             soft_wrap=True,
         )
-        try:
-            for start in range(0, len(parts), PREDICT_BATCH):
-                for df in dask.compute(*parts[start : start + PREDICT_BATCH]):
-                    writer.write(df)
-            writer.close()
-        except Exception as exc:  # the data or the model's method failed: one line
-            writer.discard()
-            raise DataError(f"predicting failed: {type(exc).__name__}: {_one_line(exc)}") from None
-        except BaseException:
-            writer.discard()
-            raise
+        _write_parts(parts, writer)
     console.print(f"Wrote {writer.rows:,} rows of {method} output to {args.out}", markup=False)
     return 0
+
+
+def _prediction_parts(model, method, frame, args):
+    """The ``method`` output of ``model`` for ``frame``: a delayed DataFrame a partition."""
+    import dask
+    import pandas as pd
+
+    features = _feature_columns(model, frame, args)
+    use_names = getattr(model, "feature_names_in_", None) is not None
+    out_columns, probe = _output_columns(model, method, features, use_names)
+    meta = pd.DataFrame(
+        {c: pd.Series([], dtype=probe.dtype) for c in out_columns}, columns=out_columns
+    )
+    X = frame[features]
+    model_arg = dask.delayed(model, pure=True)
+    predictions = X.map_partitions(_apply_model, model_arg, method, use_names, meta, meta=meta)
+    return predictions.to_delayed()
+
+
+def _write_parts(parts, writer):
+    """Compute ``parts`` :data:`PREDICT_BATCH` at a time and write them with ``writer``.
+
+    On a failure nothing is left behind; a failure of the data or the model's method
+    is a :class:`DataError` in one line.
+    """
+    import dask
+
+    try:
+        for start in range(0, len(parts), PREDICT_BATCH):
+            for df in dask.compute(*parts[start : start + PREDICT_BATCH]):
+                writer.write(df)
+        writer.close()
+    except Exception as exc:  # the data or the model's method failed: one line
+        writer.discard()
+        raise DataError(f"predicting failed: {type(exc).__name__}: {_one_line(exc)}") from None
+    except BaseException:
+        writer.discard()
+        raise
 
 
 # --------------------------------------------------------------------------- report

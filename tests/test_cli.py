@@ -38,8 +38,9 @@ def table_row(stdout, label):
 
 @pytest.fixture(scope="module")
 def demo_run():
-    return run_cli("demo", "--rows", "20000", "--partitions", "4", "--workers", "1",
-                   "--no-progress")
+    return run_cli(
+        "demo", "--rows", "20000", "--partitions", "4", "--workers", "1", "--no-progress"
+    )
 
 
 def test_demo_runs(demo_run):
@@ -50,8 +51,7 @@ def test_demo_runs(demo_run):
 def test_demo_prints_the_dashboard_line(demo_run):
     out = demo_run.stdout
     link = re.search(r"^Dashboard: (http://\S+)$", out, re.MULTILINE)
-    missing = re.search(r"^Dashboard: not available .*\n.*daskfuse\[dashboard\]", out,
-                        re.MULTILINE)
+    missing = re.search(r"^Dashboard: not available .*\n.*daskfuse\[dashboard\]", out, re.MULTILINE)
     assert link or missing, out
 
 
@@ -79,12 +79,19 @@ def test_demo_without_bokeh_explains_how_to_get_the_dashboard(tmp_path):
     # a real environment without bokeh: a package named bokeh that cannot be imported
     # shadows the installed one, in this process and in the worker processes
     (tmp_path / "bokeh").mkdir()
-    (tmp_path / "bokeh" / "__init__.py").write_text(
-        "raise ImportError('No module named bokeh')\n"
-    )
+    (tmp_path / "bokeh" / "__init__.py").write_text("raise ImportError('No module named bokeh')\n")
     pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    proc = run_cli("demo", "--rows", "2000", "--partitions", "2", "--workers", "1",
-                   "--no-progress", env={"PYTHONPATH": pythonpath})
+    proc = run_cli(
+        "demo",
+        "--rows",
+        "2000",
+        "--partitions",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        env={"PYTHONPATH": pythonpath},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Dashboard: not available" in proc.stdout
     assert 'pip install "daskfuse[dashboard]"' in proc.stdout
@@ -159,8 +166,16 @@ def test_demo_help_lists_its_options(capsys):
         main(["demo", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--rows", "--features", "--partitions", "--workers",
-                   "--threads-per-worker", "--estimator", "--seed", "--no-progress"):
+    for option in (
+        "--rows",
+        "--features",
+        "--partitions",
+        "--workers",
+        "--threads-per-worker",
+        "--estimator",
+        "--seed",
+        "--no-progress",
+    ):
         assert option in out
 
 
@@ -168,3 +183,49 @@ def test_python_m_daskfuse_help():
     proc = run_cli("--help", timeout=60)
     assert proc.returncode == 0
     assert "demo" in proc.stdout
+
+
+def test_the_demo_lives_in_daskfuse_demo_and_cli_re_exports_it():
+    from daskfuse import cli, demo
+
+    for name in ("run_demo", "make_classification_data", "MIN_ROWS_PER_PARTITION"):
+        assert getattr(cli, name) is getattr(demo, name)
+    assert cli.run_demo.__module__ == "daskfuse.demo"
+    assert {"run_demo", "make_classification_data"} <= set(cli.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        cli.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["import daskfuse.demo", "from daskfuse.cli import run_demo", "from daskfuse.cli import *"],
+)
+def test_cli_and_demo_import_in_either_order(first):
+    # daskfuse.demo imports daskfuse.cli; cli reaches the demo only when asked
+    code = (
+        f"{first}\n"
+        "import daskfuse.cli, daskfuse.demo\n"
+        "assert daskfuse.cli.run_demo is daskfuse.demo.run_demo\n"
+        "print(sorted(daskfuse.demo.__all__))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['make_classification_data', 'run_demo']"
+
+
+@pytest.mark.parametrize("module", ["cli", "demo"])
+def test_no_function_of_the_command_line_is_over_80_lines(module):
+    # issue 14: short functions, each a named step
+    import ast
+    import importlib
+
+    path = importlib.import_module(f"daskfuse.{module}").__file__
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert not long, f"daskfuse/{module}.py: {', '.join(long)}"
