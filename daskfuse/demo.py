@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from .cli import (
+from ._console import (
     UserError,
     _nbytes,
     _quiet_after_interrupt,
