@@ -21,7 +21,7 @@ index, which makes the result independent of how the tree grouped the partitions
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 
+from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError, PartitionError
 from ..models import (
@@ -77,9 +78,14 @@ class Member:
 
 @dataclass
 class Members:
-    """The summary of the ensemble fusers: the members of the partitions covered."""
+    """The summary of the ensemble fusers: the members of the partitions covered.
+
+    A leaf's ``report_weight`` is its partition's weight for the report (None once
+    combined).
+    """
 
     members: list
+    report_weight: float | None = None
 
     @property
     def ordered(self):
@@ -88,15 +94,6 @@ class Members:
 
 def _is_supervised(estimator):
     return bool(is_classifier(estimator) or is_regressor(estimator))
-
-
-def _set_inputs(model, meta):
-    """The fit-wide input facts on the fused model (members saw numpy arrays)."""
-    if meta.get("n_features_in_") is not None:
-        model.n_features_in_ = meta["n_features_in_"]
-    if meta.get("feature_names_in_") is not None:
-        model.feature_names_in_ = meta["feature_names_in_"]
-    return model
 
 
 def _fit_quietly(estimator, X, y, **fit_params):
@@ -151,7 +148,6 @@ class Vote(_Ensemble):
     """
 
     name = "vote"
-    from_models = True
 
     def __init__(self, voting="hard", weights="rows", *, holdout=0.2):
         if voting not in ("hard", "soft"):
@@ -180,9 +176,13 @@ class Vote(_Ensemble):
         self.weights = weights
         self.holdout_fraction = holdout
 
-    @property
-    def holdout(self):
-        return self.holdout_fraction if self.weights == "score" else 0.0
+    def tags(self, estimator):
+        """Fused from fitted models; rows held out where weighting by score."""
+        return replace(
+            super().tags(estimator),
+            from_models=True,
+            holdout=self.holdout_fraction if self.weights == "score" else 0.0,
+        )
 
     def _params(self):
         out = {"voting": self.voting, "weights": self.weights}
@@ -228,9 +228,8 @@ class Vote(_Ensemble):
 
     def summarize(self, estimator, X, y, info):
         weight = self._weight(info)
-        info["weight"] = weight
         classes = getattr(estimator, "classes_", None) if is_classifier(estimator) else None
-        return Members([Member(info["index"], estimator, weight, classes)])
+        return Members([Member(info["index"], estimator, weight, classes)], weight)
 
     def finalize(self, summary, template, meta):
         members = summary.ordered
@@ -247,7 +246,7 @@ class Vote(_Ensemble):
             ).fit()
         else:
             fused = FusedVotingRegressor(models, weights=weights).fit()
-        return _set_inputs(fused, meta)
+        return stamp_inputs(fused, meta)
 
 
 # --------------------------------------------------------------------- Stack
@@ -430,7 +429,7 @@ stack_method='auto')
                 models, self.final_estimator, stack_method=self.stack_method
             )
         fused.fit_final(np.hstack(blocks), y)
-        return _set_inputs(fused, meta)
+        return stamp_inputs(fused, meta)
 
 
 # --------------------------------------------------------------------- Trees
@@ -494,8 +493,6 @@ class Trees(_Ensemble):
     """
 
     name = "trees"
-    from_models = True
-    needs_classes = True
     requirement = (
         "tree union needs a random forest or extra-trees model ("
         + ", ".join(cls.__name__ for cls in _FORESTS)
@@ -504,6 +501,10 @@ class Trees(_Ensemble):
 
     def supports(self, estimator):
         return isinstance(estimator, _FORESTS)
+
+    def tags(self, estimator):
+        """Fused from fitted forests; the global classes realign a lacking one."""
+        return replace(super().tags(estimator), from_models=True, needs_classes=True)
 
     def summarize(self, estimator, X, y, info):
         classes = None
@@ -514,8 +515,10 @@ class Trees(_Ensemble):
                 if missing.size:
                     estimator = _refit_with_classes(estimator, X, y, missing)
             classes = estimator.classes_
-        info["weight"] = float(len(estimator.estimators_))
-        return Members([Member(info["index"], estimator, float(info["n_rows"]), classes)])
+        return Members(
+            [Member(info["index"], estimator, float(info["n_rows"]), classes)],
+            float(len(estimator.estimators_)),
+        )
 
     def finalize(self, summary, template, meta):
         members = summary.ordered
@@ -547,4 +550,4 @@ class Trees(_Ensemble):
         fused.estimator_ = first.estimator_
         fused.n_outputs_ = first.n_outputs_
         fused.n_features_in_ = first.n_features_in_
-        return _set_inputs(fused, meta)
+        return stamp_inputs(fused, meta)

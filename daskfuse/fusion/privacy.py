@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, special
@@ -199,11 +199,9 @@ class PrivateAveraging(WrappingFuser):
         adapter = adapter_for(estimator)
         return adapter is not None and not adapter.needs_carrier
 
-    def shares_seed(self, estimator):
-        return self.inner.shares_seed(estimator)
-
-    def needs_classes_for(self, estimator):
-        return bool(is_classifier(estimator))
+    def tags(self, estimator):
+        """The inner strategy's, with the global classes for a classifier."""
+        return replace(self.inner.tags(estimator), needs_classes=bool(is_classifier(estimator)))
 
     def prepare(self, n_partitions):
         self.inner.prepare(n_partitions)
@@ -302,7 +300,7 @@ class DP(PrivateAveraging):
         random_state=None,
     ):
         self.inner = _averaging(inner, "DP")
-        if self.inner.holdout:
+        if getattr(self.inner, "by", None) == "score":
             raise ValueError(
                 "DP(inner=...) cannot weight by holdout scores (they are computed from "
                 "the private rows); use 'average', Weighted(by='rows') or an array of "
@@ -349,10 +347,6 @@ class DP(PrivateAveraging):
     def noise_multiplier(self):
         return _SENSITIVITY[self.neighbouring] / self._mu
 
-    @property
-    def holdout(self):
-        return 0.0
-
     def _params(self):
         out = {
             "inner": self.inner,
@@ -367,8 +361,9 @@ class DP(PrivateAveraging):
             out["random_state"] = self.random_state
         return out
 
-    def from_models_for(self, estimator):
-        return True
+    def tags(self, estimator):
+        """As the inner averaging's; fitted models fuse too (their weights are given)."""
+        return replace(super().tags(estimator), from_models=True)
 
     def privacy_spent(self, n_releases=1):
         """The ``(epsilon, delta)`` spent by ``n_releases`` fused models.
@@ -399,7 +394,7 @@ class DP(PrivateAveraging):
     # ------------------------------------------------------------------ protocol
     def summarize(self, estimator, X, y, info):
         part = self.inner._parameters(estimator, info, scaled=False)
-        w = float(info["weight"])
+        w = part.report_weight
         classes = None
         if part.classes is not None:
             classes = info.get("classes")
@@ -417,6 +412,7 @@ class DP(PrivateAveraging):
             classes,
             {k: w * factor * v for k, v in update.items()},
             np.asarray(w),
+            report_weight=w,
             weight_max=w,
             init=init,
         )

@@ -44,10 +44,13 @@ class PartitionParameters:
         the number of partitions.
     indices : list of int
         The partition number of each entry.
+    report_weight : float or None
+        A leaf's partition weight, for the partition report; None once combined.
     """
 
     parts: list = field(default_factory=list)
     indices: list = field(default_factory=list)
+    report_weight: float | None = None
 
 
 class _RobustFusion(_ParameterAveraging):
@@ -59,7 +62,7 @@ class _RobustFusion(_ParameterAveraging):
     def partition_weight(self, info):
         return info["n_rows"] if self.weighted else 1.0
 
-    def given_weights_reason(self):
+    def _given_weights_reason(self):
         if self.weighted:
             return None
         weighted = type(self)(**{**self._params(), "weighted": True})
@@ -67,7 +70,7 @@ class _RobustFusion(_ParameterAveraging):
 
     def summarize(self, estimator, X, y, info):
         part = self._parameters(estimator, info, scaled=False)
-        return PartitionParameters([part], [info["index"]])
+        return PartitionParameters([part], [info["index"]], part.report_weight)
 
     def combine(self, summaries):
         # concatenation, kept in partition order so that the grouping of the tree
