@@ -149,8 +149,7 @@ def _is_multinomial(estimator):
     # classes (liblinear excepted); its binary model is the softmax model with rows
     # (-w/2, w/2). The other linear classifiers are one-vs-rest: rows (-w, w).
     return (
-        isinstance(estimator, linear_model.LogisticRegression)
-        and estimator.solver != "liblinear"
+        isinstance(estimator, linear_model.LogisticRegression) and estimator.solver != "liblinear"
     )
 
 
@@ -221,7 +220,6 @@ class LinearAdapter:
         estimator.coef_ = coef
         estimator.intercept_ = intercept
         return stamp_inputs(estimator, meta)
-
 
     @staticmethod
     def rounds_reason(estimator):
@@ -344,7 +342,6 @@ class MLPAdapter:
         estimator.set_params(**template.get_params(deep=False))
         return estimator
 
-
     @staticmethod
     def rounds_reason(estimator):
         return None
@@ -384,8 +381,7 @@ class MLPAdapter:
             _quiet_fit(estimator, X, y)
             if proximal:
                 estimator.coefs_ = [
-                    _pull(c, anchor[f"coefs_{i}"], proximal)
-                    for i, c in enumerate(estimator.coefs_)
+                    _pull(c, anchor[f"coefs_{i}"], proximal) for i, c in enumerate(estimator.coefs_)
                 ]
                 estimator.intercepts_ = [
                     _pull(b, anchor[f"intercepts_{i}"], proximal)

@@ -132,15 +132,8 @@ def fuse(models, fusion="auto", *, weights=None):
     w = _check_weights(weights, len(models))
     fuser = resolve_fusion(fusion, models[0], from_models=True)
     tags = fuser.tags(models[0])
-    if not tags.from_models:
-        able = available_fusions(models[0], from_models=True)
-        raise FusionError(
-            f"fusion={fuser!r} needs the training rows, not only fitted models; "
-            f"strategies that fuse fitted {type(models[0]).__name__} models: "
-            f"{', '.join(map(repr, able)) or 'none'}. To fuse from data use "
-            "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
-        )
-    _check_fuser_weights(tags, weights)
+    _check_fuser(fuser, tags, models, weights)
+    # (called here: their warnings point at the caller of fuse)
     check_models = _hook(fuser, "check_models")
     if check_models is not None:
         check_models(models)
@@ -151,6 +144,32 @@ def fuse(models, fusion="auto", *, weights=None):
     classes = None
     if is_classifier(models[0]):
         classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
+    summaries = _summaries(fuser, models, w, classes if tags.needs_classes else None)
+    meta = {
+        "n_features_in_": models[0].n_features_in_,
+        "feature_names_in_": getattr(models[0], "feature_names_in_", None),
+        "classes": classes,
+        "n_partitions": len(models),
+    }
+    return fuser.finalize(fuser.combine(summaries), models[0], meta)
+
+
+def _check_fuser(fuser, tags, models, weights):
+    """Refuse a strategy that cannot fuse ``models`` without their rows, or would
+    ignore ``weights``."""
+    if not tags.from_models:
+        able = available_fusions(models[0], from_models=True)
+        raise FusionError(
+            f"fusion={fuser!r} needs the training rows, not only fitted models; "
+            f"strategies that fuse fitted {type(models[0]).__name__} models: "
+            f"{', '.join(map(repr, able)) or 'none'}. To fuse from data use "
+            "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
+        )
+    _check_fuser_weights(tags, weights)
+
+
+def _summaries(fuser, models, w, classes):
+    """Every model's summary; ``w`` are their weights, ``classes`` the global list."""
     secrets = fuser.partition_secrets(len(models))
     # exact power-of-two rescaling: huge weights cannot overflow their sums
     scale = weight_scale(w)
@@ -160,7 +179,7 @@ def fuse(models, fusion="auto", *, weights=None):
             "index": i,
             "n_rows": wi,
             "holdout_score": None,
-            "classes": classes if tags.needs_classes else None,
+            "classes": classes,
             "seed": None,
             "template": models[0],
             "secret": None if secrets is None else secrets[i],
@@ -169,10 +188,4 @@ def fuse(models, fusion="auto", *, weights=None):
             "weight_scale": scale,
         }
         summaries.append(fuser.summarize(model, None, None, info))
-    meta = {
-        "n_features_in_": models[0].n_features_in_,
-        "feature_names_in_": getattr(models[0], "feature_names_in_", None),
-        "classes": classes,
-        "n_partitions": len(models),
-    }
-    return fuser.finalize(fuser.combine(summaries), models[0], meta)
+    return summaries

@@ -72,9 +72,7 @@ def fit_prefix(token):
     """Key names of one fit: ``{step: key prefix}``."""
     return {
         step: f"daskfuse-{step}-{token}"
-        for step in (
-            "data", "split", "piece", "fit", "combine", "finalize", "global", "score"
-        )
+        for step in ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
     }
 
 
@@ -252,8 +250,10 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
     try:
         return _fit_partition(spec, index, previous, pieces, secret, start)
     except Exception as exc:
-        error = exc if isinstance(exc, PartitionError) else PartitionError(
-            index, f"{type(exc).__name__}: {exc}"
+        error = (
+            exc
+            if isinstance(exc, PartitionError)
+            else PartitionError(index, f"{type(exc).__name__}: {exc}")
         )
         # secure aggregation: a failed partition hands over what removes its masks
         summary = spec.fuser.summarize_failed(index, secret)
@@ -552,9 +552,7 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     return nodes[0]
 
 
-def build_fit_graph(
-    partitions, spec, meta, split_every, token, previous=None, with_feedback=False
-):
+def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, with_feedback=False):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
     Parameters

@@ -8,7 +8,6 @@ saw takes its row only from the partitions that did.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass, replace
 from functools import reduce
@@ -17,7 +16,7 @@ import numpy as np
 
 from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from ..exceptions import FusionError
-from .base import Fuser
+from .base import Fuser, check_holdout
 
 __all__ = [
     "MEANING_PARAMS",
@@ -409,8 +408,7 @@ class Weighted(_ParameterAveraging):
             if not np.any(weights > 0):
                 raise ValueError("Weighted(by=...) weights are all zero")
             by = tuple(weights.tolist())
-        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
-            raise ValueError(f"Weighted(holdout=...) must be in (0, 1); got {holdout!r}")
+        check_holdout(holdout, "Weighted(holdout=...)")
         self.by = by
         self.holdout_fraction = holdout
 

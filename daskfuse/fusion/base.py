@@ -59,9 +59,15 @@ from dataclasses import dataclass
 from dask.base import tokenize
 
 from .._graph import plain_params
+from .._validation import check_real
 from ..exceptions import FusionError
 
 __all__ = ["Fuser", "FuserTags", "WrappingFuser"]
+
+
+def check_holdout(value, name):
+    """Raise a ValueError unless ``value`` is a held-out fraction, in (0, 1)."""
+    check_real(value, name, low=0, high=1, low_open=True, high_open=True, expected="in (0, 1)")
 
 
 class Strategy:

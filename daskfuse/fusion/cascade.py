@@ -22,7 +22,6 @@ id, and the result does not depend on the grouping).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +33,7 @@ from sklearn.svm import SVC, SVR
 
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
+from .._validation import check_int
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -424,15 +424,9 @@ class Cascade(Fuser):
     requirement = "the cascade needs an sklearn.svm.SVC or SVR (a kernel other than 'precomputed')"
 
     def __init__(self, max_passes=1, *, prune=True):
-        if (
-            not isinstance(max_passes, numbers.Integral)
-            or isinstance(max_passes, bool)
-            or max_passes < 1
-        ):
-            raise ValueError(f"Cascade(max_passes=...) must be an int >= 1; got {max_passes!r}")
+        self.max_passes = check_int(max_passes, "Cascade(max_passes=...)", low=1)
         if not isinstance(prune, bool):
             raise ValueError(f"Cascade(prune=...) must be True or False; got {prune!r}")
-        self.max_passes = int(max_passes)
         self.prune = prune
 
     def _params(self):

@@ -10,7 +10,6 @@ every point moved to its local centroid.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,6 +21,7 @@ from sklearn.utils import check_random_state
 
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
+from .._validation import check_int
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -260,25 +260,17 @@ class Recluster(Fuser):
     def __init__(self, split=True, n_init=10, random_state=0, init_sample="auto"):
         if not isinstance(split, bool):
             raise ValueError(f"Recluster(split=...) must be True or False; got {split!r}")
-        if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 1:
-            raise ValueError(f"Recluster(n_init=...) must be an int >= 1; got {n_init!r}")
-        if random_state is not None and (
-            not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool)
-        ):
-            raise ValueError(
-                f"Recluster(random_state=...) must be an int or None; got {random_state!r}"
-            )
-        if init_sample is not None and init_sample != "auto" and (
-            not isinstance(init_sample, numbers.Integral)
-            or isinstance(init_sample, bool)
-            or init_sample < 1
-        ):
-            raise ValueError(
-                "Recluster(init_sample=...) must be an int >= 1, 'auto' or None; "
-                f"got {init_sample!r}"
+        self.n_init = check_int(n_init, "Recluster(n_init=...)", low=1)
+        check_int(random_state, "Recluster(random_state=...)", allow_none=True)
+        if init_sample != "auto":
+            check_int(
+                init_sample,
+                "Recluster(init_sample=...)",
+                low=1,
+                allow_none=True,
+                expected="an int >= 1, 'auto' or None",
             )
         self.split = split
-        self.n_init = int(n_init)
         self.random_state = random_state
         self.init_sample = init_sample if init_sample in (None, "auto") else int(init_sample)
 

@@ -20,7 +20,6 @@ index, which makes the result independent of how the tree grouped the partitions
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +34,7 @@ from sklearn.ensemble import (
 
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
+from .._validation import check_int
 from ..exceptions import FusionError, PartitionError
 from ..models import (
     FusedStackingClassifier,
@@ -46,7 +46,7 @@ from ..models import (
     stack_features,
     union_classes,
 )
-from .base import Fuser
+from .base import Fuser, check_holdout
 
 __all__ = ["Member", "Members", "Stack", "Trees", "Vote"]
 
@@ -170,8 +170,7 @@ class Vote(_Ensemble):
                     f"Vote(weights=...) must be finite, >= 0 and not all zero; got {w.tolist()}"
                 )
             weights = tuple(w.tolist())
-        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
-            raise ValueError(f"Vote(holdout=...) must be in (0, 1); got {holdout!r}")
+        check_holdout(holdout, "Vote(holdout=...)")
         self.voting = voting
         self.weights = weights
         self.holdout_fraction = holdout
@@ -326,16 +325,8 @@ stack_method='auto')
                 "Stack(final_estimator=...) must be None or an estimator; got "
                 f"{type(final_estimator).__name__}"
             )
-        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
-            raise ValueError(f"Stack(holdout=...) must be in (0, 1); got {holdout!r}")
-        if (
-            not isinstance(max_holdout_rows, numbers.Integral)
-            or isinstance(max_holdout_rows, bool)
-            or max_holdout_rows < 1
-        ):
-            raise ValueError(
-                f"Stack(max_holdout_rows=...) must be an int >= 1; got {max_holdout_rows!r}"
-            )
+        check_holdout(holdout, "Stack(holdout=...)")
+        check_int(max_holdout_rows, "Stack(max_holdout_rows=...)", low=1)
         methods = ("auto", "predict_proba", "decision_function", "predict")
         if stack_method not in methods:
             raise ValueError(

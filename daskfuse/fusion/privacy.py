@@ -54,7 +54,6 @@ by anyone who knows it: use it for experiments only.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -62,6 +61,7 @@ from scipy import optimize, special
 from sklearn.base import is_classifier
 
 from .._adapters import adapter_for, linear_estimator_names
+from .._validation import check_int, check_real, is_real
 from ..exceptions import FusionError
 from .average import Average, ParameterSum, Weighted, _aligned
 from .base import WrappingFuser
@@ -307,33 +307,37 @@ class DP(PrivateAveraging):
                 f"public weights; got {self.inner!r}"
             )
         self.epsilon = _positive("DP(epsilon=...)", epsilon)
-        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
-            raise ValueError(f"DP(delta=...) must be a number in (0, 1); got {delta!r}")
-        self.delta = float(delta)
+        self.delta = check_real(
+            delta,
+            "DP(delta=...)",
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            expected="a number in (0, 1)",
+        )
         self.clip = _positive("DP(clip=...)", clip)
         if neighbouring not in _SENSITIVITY:
             raise ValueError(
                 f"DP(neighbouring=...) must be 'replace' or 'add-remove'; got {neighbouring!r}"
             )
         self.neighbouring = neighbouring
-        if max_share is not None and (
-            isinstance(max_share, bool)
-            or not isinstance(max_share, numbers.Real)
-            or not 0 < max_share <= 1
-        ):
-            raise ValueError(
-                f"DP(max_share=...) must be None or a number in (0, 1]; got {max_share!r}"
-            )
-        self.max_share = None if max_share is None else float(max_share)
-        if random_state is not None and (
-            isinstance(random_state, bool)
-            or not isinstance(random_state, numbers.Integral)
-            or random_state < 0
-        ):
-            raise ValueError(
-                f"DP(random_state=...) must be None or an int >= 0; got {random_state!r}"
-            )
-        self.random_state = None if random_state is None else int(random_state)
+        self.max_share = check_real(
+            max_share,
+            "DP(max_share=...)",
+            low=0,
+            high=1,
+            low_open=True,
+            allow_none=True,
+            expected="None or a number in (0, 1]",
+        )
+        self.random_state = check_int(
+            random_state,
+            "DP(random_state=...)",
+            low=0,
+            allow_none=True,
+            expected="None or an int >= 0",
+        )
         self._mu = gaussian_mu(self.epsilon, self.delta)
         if not math.isfinite(self.clip * self.noise_multiplier):
             raise ValueError(
@@ -379,12 +383,7 @@ class DP(PrivateAveraging):
             ``n_releases`` compose as ``sqrt(n_releases) * mu``-GDP, converted at
             this strategy's ``delta``.
         """
-        if (
-            isinstance(n_releases, bool)
-            or not isinstance(n_releases, numbers.Integral)
-            or n_releases < 0
-        ):
-            raise ValueError(f"n_releases must be an int >= 0; got {n_releases!r}")
+        check_int(n_releases, "n_releases", low=0)
         if n_releases == 0:
             return 0.0, 0.0
         if n_releases == 1:
@@ -537,11 +536,6 @@ def _averaging(inner, owner):
 
 
 def _positive(what, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_real(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{what} must be a finite number > 0; got {value!r}")
     return float(value)
