@@ -222,3 +222,13 @@ def test_mlp_seed_warning_comes_from_its_adapter():
     with pytest.warns(UserWarning, match="one shared initialisation") as record:
         fuse(models, fusion="average")
     assert record[0].filename == __file__  # points at the caller of fuse
+
+
+def test_a_strategy_on_the_old_protocol_is_refused():
+    with pytest.raises(TypeError, match=r"Stale defines needs_fit, shares_seed.*tags\(estimator\)"):
+
+        class Stale(Weighted):
+            needs_fit = False
+
+            def shares_seed(self, estimator):
+                return False

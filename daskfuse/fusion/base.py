@@ -54,7 +54,7 @@ strategy that makes no privacy claim. :func:`daskfuse.fuse` also calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from dask.base import tokenize
 
@@ -146,6 +146,13 @@ class FuserTags:
     given_weights_reason: str | None = None
 
 
+#: members of the earlier protocol whose answers are now fields of :class:`FuserTags`
+_ANSWERED_BY_TAGS = frozenset(
+    [f.name for f in fields(FuserTags)]
+    + ["needs_fit_for", "needs_classes_for", "from_models_for", "shares_seed"]
+)
+
+
 class Fuser(Strategy):
     """Base class of the fusion strategies (the protocol: :mod:`daskfuse.fusion.base`).
 
@@ -159,6 +166,17 @@ class Fuser(Strategy):
     name = None
     #: what the strategy needs, for the message of :meth:`check_estimator`
     requirement = "not supported"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a strategy written against the old protocol would be silently misread
+        old = sorted(set(vars(cls)) & _ANSWERED_BY_TAGS)
+        if old:
+            raise TypeError(
+                f"{cls.__name__} defines {', '.join(old)}, which the Fuser protocol now "
+                "answers in tags(estimator) -> FuserTags; override tags() and return "
+                "dataclasses.replace(super().tags(estimator), ...) instead"
+            )
 
     def supports(self, estimator):
         """Whether this strategy can fuse models like ``estimator``."""
