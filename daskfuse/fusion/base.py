@@ -3,7 +3,8 @@
 A fusion strategy is a monoid over a small *summary* object, so that the tree
 reduction may group partitions in any way (any ``split_every``) and still give the
 same model. A strategy subclasses :class:`Fuser`, sets ``name`` and ``requirement``
-and implements the first four members; everything else has a default.
+and implements the first four members below; ``tags`` and everything else has a
+default.
 
 ``supports(estimator) -> bool``
     whether the strategy can fuse models like the unfitted ``estimator``;
