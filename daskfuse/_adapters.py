@@ -5,14 +5,21 @@ Only public fitted attributes are read and written (``coef_``, ``intercept_``,
 held *per class*: a binary model's single row ``w`` becomes the two rows
 ``(-s*w, s*w)`` for its two classes, so partitions that saw different subsets of the
 classes can be aligned row by row on the union of their classes.
+
+The estimator-family knowledge that generic code needs lives here too:
+:func:`stamp_inputs` (the fit-wide input facts on a fused model),
+:func:`fitted_train_score` (k-means knows its score on its own rows),
+:func:`updates_per_partition` (the SGD schedule's step count over rounds) and
+:meth:`MLPAdapter.warn_unshared_init` (averaging networks needs one initialisation).
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
-from sklearn import linear_model, neural_network, svm
+from sklearn import cluster, linear_model, neural_network, svm
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 
@@ -22,9 +29,47 @@ __all__ = [
     "LinearAdapter",
     "MLPAdapter",
     "adapter_for",
+    "fitted_train_score",
     "linear_estimator_names",
     "parameter_change",
+    "stamp_inputs",
+    "updates_per_partition",
 ]
+
+
+def stamp_inputs(model, meta):
+    """Set the fit-wide input facts of ``meta`` on the fused ``model`` and return it.
+
+    The partition models saw NumPy arrays; the fused model gets the
+    ``n_features_in_`` and ``feature_names_in_`` of the whole input (each where
+    ``meta`` has it, not None).
+    """
+    if meta.get("n_features_in_") is not None:
+        model.n_features_in_ = meta["n_features_in_"]
+    if meta.get("feature_names_in_") is not None:
+        model.feature_names_in_ = meta["feature_names_in_"]
+    return model
+
+
+def fitted_train_score(estimator, X, y):
+    """The score of ``estimator`` on the rows ``X`` it was fitted on, where the fit
+    already knows it (k-means: minus its final inertia), else None."""
+    if isinstance(estimator, cluster.KMeans | cluster.MiniBatchKMeans) and y is None:
+        labels = getattr(estimator, "labels_", None)
+        inertia = getattr(estimator, "inertia_", None)
+        if labels is not None and inertia is not None and len(labels) == len(X):
+            return -float(inertia)
+    return None
+
+
+def updates_per_partition(reports, epochs):
+    """Mean number of updates (iterations x rows) one pass made per partition.
+
+    Summed over passes, it is the ``steps`` that :meth:`LinearAdapter.local_fit`
+    continues the SGD learning-rate schedule from. Where a report hides the
+    iteration count (a private strategy), a pass counts ``epochs`` iterations.
+    """
+    return float(np.mean([(row["n_iter"] or epochs) * row["rows"] for row in reports]))
 
 
 def _linear_classes():
@@ -104,8 +149,7 @@ def _is_multinomial(estimator):
     # classes (liblinear excepted); its binary model is the softmax model with rows
     # (-w/2, w/2). The other linear classifiers are one-vs-rest: rows (-w, w).
     return (
-        isinstance(estimator, linear_model.LogisticRegression)
-        and estimator.solver != "liblinear"
+        isinstance(estimator, linear_model.LogisticRegression) and estimator.solver != "liblinear"
     )
 
 
@@ -116,6 +160,8 @@ class LinearAdapter:
     aligns_classes = True
     #: whether ``build`` needs one partition's fitted model to copy private state from
     needs_carrier = False
+    #: whether every partition must start from one shared seed (initial parameters)
+    shared_seed = False
 
     @staticmethod
     def supports(estimator):
@@ -173,11 +219,7 @@ class LinearAdapter:
             intercept = float(intercept)
         estimator.coef_ = coef
         estimator.intercept_ = intercept
-        estimator.n_features_in_ = meta["n_features_in_"]
-        if meta.get("feature_names_in_") is not None:
-            estimator.feature_names_in_ = meta["feature_names_in_"]
-        return estimator
-
+        return stamp_inputs(estimator, meta)
 
     @staticmethod
     def rounds_reason(estimator):
@@ -193,6 +235,10 @@ class LinearAdapter:
             "apply to SGDClassifier, SGDRegressor, Perceptron, PassiveAggressive*, "
             "LogisticRegression and MLP*"
         )
+
+    @staticmethod
+    def warn_unshared_init(models):
+        """Linear models start from zero (or fit to their optimum): nothing to warn."""
 
     @staticmethod
     def proximal_reason(estimator):
@@ -264,11 +310,12 @@ class MLPAdapter:
 
     Averaging is meaningful only between networks grown from the same initial
     weights on the same output layer: every partition must see every class, and the
-    fit tasks get one shared seed (``shares_seed``).
+    fit tasks get one shared seed (``shared_seed``).
     """
 
     aligns_classes = False
     needs_carrier = True
+    shared_seed = True
 
     @staticmethod
     def supports(estimator):
@@ -295,7 +342,6 @@ class MLPAdapter:
         estimator.set_params(**template.get_params(deep=False))
         return estimator
 
-
     @staticmethod
     def rounds_reason(estimator):
         return None
@@ -303,6 +349,22 @@ class MLPAdapter:
     @staticmethod
     def proximal_reason(estimator):
         return None
+
+    @staticmethod
+    def warn_unshared_init(models):
+        """Warn where fitted networks (:func:`daskfuse.fuse`) were not grown from one seed."""
+        seeds = {m.random_state for m in models}
+        if len(seeds) != 1 or None in seeds or not isinstance(next(iter(seeds)), int):
+            warnings.warn(
+                "averaging MLPs is meaningful only when they were grown from one shared "
+                "initialisation (the same integer random_state and architecture); these "
+                f"models have random_state {[m.random_state for m in models]}. Use "
+                "fusion='vote', or fit them with daskfuse.FusedClassifier/FusedRegressor, "
+                "which share the initialisation",
+                UserWarning,
+                # the caller of daskfuse.fuse
+                stacklevel=3,
+            )
 
     @classmethod
     def local_fit(cls, template, init, X, y, epochs, proximal=0.0, steps=None):
@@ -319,8 +381,7 @@ class MLPAdapter:
             _quiet_fit(estimator, X, y)
             if proximal:
                 estimator.coefs_ = [
-                    _pull(c, anchor[f"coefs_{i}"], proximal)
-                    for i, c in enumerate(estimator.coefs_)
+                    _pull(c, anchor[f"coefs_{i}"], proximal) for i, c in enumerate(estimator.coefs_)
                 ]
                 estimator.intercepts_ = [
                     _pull(b, anchor[f"intercepts_{i}"], proximal)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import reduce
 
 import numpy as np
 from sklearn.base import is_classifier
-from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils.validation import check_is_fitted
 
+from ._adapters import adapter_for
 from .exceptions import FusionError
 from .fusion import available_fusions, resolve_fusion
 from .fusion.average import weight_scale
@@ -66,27 +65,11 @@ def _hook(fuser, name):
     return getattr(fuser, name, None)
 
 
-def _check_fuser_weights(fuser, weights):
-    """Refuse ``weights`` that ``fuser`` (or the strategy it wraps) would ignore."""
-    reason = _hook(fuser, "given_weights_reason")
-    reason = None if weights is None or reason is None else reason()
+def _check_fuser_weights(tags, weights):
+    """Refuse ``weights`` that the strategy (or the one it wraps) would ignore."""
+    reason = None if weights is None else tags.given_weights_reason
     if reason is not None:
         raise ValueError(f"weights were given, but {reason} (or leave weights out)")
-
-
-def _warn_unshared_init(models):
-    if isinstance(models[0], MLPClassifier | MLPRegressor):
-        seeds = {m.random_state for m in models}
-        if len(seeds) != 1 or None in seeds or not isinstance(next(iter(seeds)), int):
-            warnings.warn(
-                "averaging MLPs is meaningful only when they were grown from one shared "
-                "initialisation (the same integer random_state and architecture); these "
-                f"models have random_state {[m.random_state for m in models]}. Use "
-                "fusion='vote', or fit them with daskfuse.FusedClassifier/FusedRegressor, "
-                "which share the initialisation",
-                UserWarning,
-                stacklevel=3,
-            )
 
 
 def fuse(models, fusion="auto", *, weights=None):
@@ -98,7 +81,7 @@ def fuse(models, fusion="auto", *, weights=None):
         Models of one type, fitted on the same features. Classifiers may have seen
         different subsets of the classes.
     fusion : str or daskfuse.fusion.Fuser, default="auto"
-        A strategy that can work from fitted models alone (``Fuser.from_models``):
+        A strategy that can work from fitted models alone (``FuserTags.from_models``):
         parameter averaging (``"average"``, ``"weighted"``) and the others that say
         so. ``"auto"`` picks as :class:`~daskfuse.FusedClassifier` does.
     weights : array-like of shape (n_models,), default=None
@@ -148,7 +131,33 @@ def fuse(models, fusion="auto", *, weights=None):
     _check_models(models)
     w = _check_weights(weights, len(models))
     fuser = resolve_fusion(fusion, models[0], from_models=True)
-    if not fuser.from_models_for(models[0]):
+    tags = fuser.tags(models[0])
+    _check_fuser(fuser, tags, models, weights)
+    # (called here: their warnings point at the caller of fuse)
+    check_models = _hook(fuser, "check_models")
+    if check_models is not None:
+        check_models(models)
+    fuser.prepare(len(models))
+    adapter = adapter_for(models[0])
+    if adapter is not None:
+        adapter.warn_unshared_init(models)
+    classes = None
+    if is_classifier(models[0]):
+        classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
+    summaries = _summaries(fuser, models, w, classes if tags.needs_classes else None)
+    meta = {
+        "n_features_in_": models[0].n_features_in_,
+        "feature_names_in_": getattr(models[0], "feature_names_in_", None),
+        "classes": classes,
+        "n_partitions": len(models),
+    }
+    return fuser.finalize(fuser.combine(summaries), models[0], meta)
+
+
+def _check_fuser(fuser, tags, models, weights):
+    """Refuse a strategy that cannot fuse ``models`` without their rows, or would
+    ignore ``weights``."""
+    if not tags.from_models:
         able = available_fusions(models[0], from_models=True)
         raise FusionError(
             f"fusion={fuser!r} needs the training rows, not only fitted models; "
@@ -156,15 +165,11 @@ def fuse(models, fusion="auto", *, weights=None):
             f"{', '.join(map(repr, able)) or 'none'}. To fuse from data use "
             "FusedClassifier/FusedRegressor/FusedTransformer/FusedClusterer"
         )
-    _check_fuser_weights(fuser, weights)
-    check_models = _hook(fuser, "check_models")
-    if check_models is not None:
-        check_models(models)
-    fuser.prepare(len(models))
-    _warn_unshared_init(models)
-    classes = None
-    if is_classifier(models[0]):
-        classes = reduce(np.union1d, [np.asarray(m.classes_) for m in models])
+    _check_fuser_weights(tags, weights)
+
+
+def _summaries(fuser, models, w, classes):
+    """Every model's summary; ``w`` are their weights, ``classes`` the global list."""
     secrets = fuser.partition_secrets(len(models))
     # exact power-of-two rescaling: huge weights cannot overflow their sums
     scale = weight_scale(w)
@@ -174,7 +179,7 @@ def fuse(models, fusion="auto", *, weights=None):
             "index": i,
             "n_rows": wi,
             "holdout_score": None,
-            "classes": classes if fuser.needs_classes_for(models[0]) else None,
+            "classes": classes,
             "seed": None,
             "template": models[0],
             "secret": None if secrets is None else secrets[i],
@@ -183,10 +188,4 @@ def fuse(models, fusion="auto", *, weights=None):
             "weight_scale": scale,
         }
         summaries.append(fuser.summarize(model, None, None, info))
-    meta = {
-        "n_features_in_": models[0].n_features_in_,
-        "feature_names_in_": getattr(models[0], "feature_names_in_", None),
-        "classes": classes,
-        "n_partitions": len(models),
-    }
-    return fuser.finalize(fuser.combine(summaries), models[0], meta)
+    return summaries

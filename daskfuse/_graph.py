@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from dask import delayed
 from dask.base import tokenize
-from sklearn.base import ClassifierMixin, RegressorMixin, clone, is_classifier
-from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
+from ._adapters import fitted_train_score
 from ._inputs import aligned, check_dense, check_label_types
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
@@ -72,9 +72,7 @@ def fit_prefix(token):
     """Key names of one fit: ``{step: key prefix}``."""
     return {
         step: f"daskfuse-{step}-{token}"
-        for step in (
-            "data", "split", "piece", "fit", "combine", "finalize", "global", "score"
-        )
+        for step in ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
     }
 
 
@@ -252,8 +250,10 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
     try:
         return _fit_partition(spec, index, previous, pieces, secret, start)
     except Exception as exc:
-        error = exc if isinstance(exc, PartitionError) else PartitionError(
-            index, f"{type(exc).__name__}: {exc}"
+        error = (
+            exc
+            if isinstance(exc, PartitionError)
+            else PartitionError(index, f"{type(exc).__name__}: {exc}")
         )
         # secure aggregation: a failed partition hands over what removes its masks
         summary = spec.fuser.summarize_failed(index, secret)
@@ -283,6 +283,7 @@ def _skipped_report(index, pieces, error, start):
 
 
 def _fit_partition(spec, index, previous, pieces, secret, start):
+    """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
     X, y = _concat(pieces, index)
     _check_partition(X, y, index, spec)
     start_score = None
@@ -290,77 +291,128 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         # a model fitted on named columns, scored on this partition's array
         with quiet_warnings(UserWarning):
             start_score = _score(previous[0], X, y)
+    tags = spec.fuser.tags(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
-    # a strategy that summarises the rows themselves (sufficient statistics) gets None
-    needs_fit = previous is None and spec.fuser.needs_fit_for(spec.estimator)
-    estimator = clone(spec.estimator) if needs_fit else None
-    if needs_fit and seed is not None and "random_state" in estimator.get_params():
-        estimator.set_params(random_state=seed)
-
-    X_fit, y_fit, X_hold, y_hold = X, y, None, None
-    if spec.holdout:
-        fit_idx, hold_idx = _split_holdout(len(X), spec.holdout, seed)
-        if fit_idx is None:
-            raise PartitionError(
-                index,
-                f"{len(X)} rows are too few to hold out {spec.holdout:.0%} for scoring",
-            )
-        X_fit, X_hold = X[fit_idx], X[hold_idx]
-        if y is not None:
-            y_fit, y_hold = y[fit_idx], y[hold_idx]
-
+    X_fit, y_fit, X_hold, y_hold = _holdout_rows(X, y, index, spec.holdout, seed)
+    class_counts = None
     if spec.classifier:
-        # integer and boolean labels are always valid classes (and cheap to tell)
-        if y_fit.dtype.kind not in "biu":
-            try:
-                check_label_types(y_fit)
-                check_classification_targets(y_fit)
-            except ValueError as exc:
-                raise PartitionError(index, str(exc)) from None
-        labels, counts = np.unique(y_fit, return_counts=True)
-        if len(labels) < 2 and not getattr(spec.fuser, "single_class_partitions", False):
-            raise PartitionError(
-                index,
-                f"the partition holds 1 class ({labels[0]}) and a classifier "
-                "needs at least 2; use partition='stratified' or 'random'",
-            )
+        class_counts = _class_counts(y_fit, index, tags.single_class_partitions)
     fit_start = time.perf_counter()
     if previous is not None:
-        context = {
-            "index": index,
-            "seed": seed,
-            "classes": spec.classes,
-            "local_epochs": spec.local_epochs,
-            "proximal": spec.proximal,
-            "steps": previous[2],
-        }
-        template = spec.estimator
-        if seed is not None and "random_state" in template.get_params():
-            template = clone(template).set_params(random_state=seed)
-        try:
-            estimator = spec.fuser.local_fit(template, previous[1], X_fit, y_fit, context)
-        except PartitionError:
-            raise
-        except Exception as exc:
-            raise PartitionError(
-                index,
-                f"{type(spec.estimator).__name__} could not train from the fused model: "
-                f"{type(exc).__name__}: {exc}",
-            ) from exc
-    elif needs_fit:
-        try:
-            estimator = spec.fuser.first_estimator(estimator, X_fit, y_fit)
-            with quiet_warnings(UserWarning):
-                estimator.fit(X_fit, y_fit)
-        except Exception as exc:
-            raise PartitionError(
-                index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        estimator = _local_fit(spec, index, seed, previous, X_fit, y_fit)
+    elif tags.needs_fit:
+        estimator = _first_fit(spec, index, seed, X_fit, y_fit)
+    else:
+        # a strategy that summarises the rows themselves (sufficient statistics)
+        estimator = None
     fit_seconds = time.perf_counter() - fit_start
     holdout_score = None if X_hold is None else _score(estimator, X_hold, y_hold)
+    summary = _summarize(
+        spec, index, estimator, X_fit, y_fit, holdout_score, seed, secret, previous
+    )
+    report = {
+        "partition": index,
+        "rows": int(len(X)),
+        "class_counts": class_counts,
+        "train_score": _train_score(estimator, X_fit, y_fit),
+        "start_score": start_score,
+        "holdout_score": holdout_score,
+        # the weight a leaf summary carries (the Fuser protocol), else None
+        "weight": getattr(summary, "report_weight", None),
+        "n_iter": _n_iter(estimator),
+        "fit_seconds": fit_seconds,
+        "task_seconds": time.perf_counter() - start,
+        "worker": _worker_name(),
+        "skipped": False,
+        "error": None,
+    }
+    return Node(summary, [spec.fuser.public_report(report)])
+
+
+def _holdout_rows(X, y, index, holdout, seed):
+    """``(X_fit, y_fit, X_hold, y_hold)``: ``holdout`` of the rows set aside for scoring."""
+    if not holdout:
+        return X, y, None, None
+    fit_idx, hold_idx = _split_holdout(len(X), holdout, seed)
+    if fit_idx is None:
+        raise PartitionError(
+            index,
+            f"{len(X)} rows are too few to hold out {holdout:.0%} for scoring",
+        )
+    if y is None:
+        return X[fit_idx], None, X[hold_idx], None
+    return X[fit_idx], y[fit_idx], X[hold_idx], y[hold_idx]
+
+
+def _class_counts(y, index, single_class):
+    """``{label: rows}`` of a classifier's partition, after checking its labels."""
+    # integer and boolean labels are always valid classes (and cheap to tell)
+    if y.dtype.kind not in "biu":
+        try:
+            check_label_types(y)
+            check_classification_targets(y)
+        except ValueError as exc:
+            raise PartitionError(index, str(exc)) from None
+    labels, counts = np.unique(y, return_counts=True)
+    if len(labels) < 2 and not single_class:
+        raise PartitionError(
+            index,
+            f"the partition holds 1 class ({labels[0]}) and a classifier "
+            "needs at least 2; use partition='stratified' or 'random'",
+        )
+    return {_py(label): int(c) for label, c in zip(labels, counts)}
+
+
+def _takes_seed(estimator, seed):
+    return seed is not None and "random_state" in estimator.get_params()
+
+
+def _first_fit(spec, index, seed, X, y):
+    """The first pass: a clone of the template (with the partition's seed), fitted."""
+    estimator = clone(spec.estimator)
+    if _takes_seed(estimator, seed):
+        estimator.set_params(random_state=seed)
+    try:
+        estimator = spec.fuser.first_estimator(estimator, X, y)
+        with quiet_warnings(UserWarning):
+            estimator.fit(X, y)
+    except Exception as exc:
+        raise PartitionError(
+            index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return estimator
+
+
+def _local_fit(spec, index, seed, previous, X, y):
+    """A later pass: the strategy trains the partition's model from the feedback."""
+    context = {
+        "index": index,
+        "seed": seed,
+        "classes": spec.classes,
+        "local_epochs": spec.local_epochs,
+        "proximal": spec.proximal,
+        "steps": previous[2],
+    }
+    template = spec.estimator
+    if _takes_seed(template, seed):
+        template = clone(template).set_params(random_state=seed)
+    try:
+        return spec.fuser.local_fit(template, previous[1], X, y, context)
+    except PartitionError:
+        raise
+    except Exception as exc:
+        raise PartitionError(
+            index,
+            f"{type(spec.estimator).__name__} could not train from the fused model: "
+            f"{type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def _summarize(spec, index, estimator, X, y, holdout_score, seed, secret, previous):
+    """The strategy's summary of one partition (see :mod:`daskfuse.fusion.base`)."""
     info = {
         "index": index,
-        "n_rows": len(X_fit),
+        "n_rows": len(X),
         "holdout_score": holdout_score,
         "classes": spec.classes,
         "seed": seed,
@@ -370,33 +422,13 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         "init": None if previous is None else previous[0],
     }
     try:
-        summary = spec.fuser.summarize(estimator, X_fit, y_fit, info)
+        return spec.fuser.summarize(estimator, X, y, info)
     except PartitionError:
         raise
     except Exception as exc:
         raise PartitionError(
             index, f"{spec.fuser!r} could not summarise it: {type(exc).__name__}: {exc}"
         ) from exc
-    report = {
-        "partition": index,
-        "rows": int(len(X)),
-        "class_counts": (
-            {_py(label): int(c) for label, c in zip(labels, counts)}
-            if spec.classifier
-            else None
-        ),
-        "train_score": _train_score(estimator, X_fit, y_fit),
-        "start_score": start_score,
-        "holdout_score": holdout_score,
-        "weight": info.get("weight"),
-        "n_iter": _n_iter(estimator),
-        "fit_seconds": fit_seconds,
-        "task_seconds": time.perf_counter() - start,
-        "worker": _worker_name(),
-        "skipped": False,
-        "error": None,
-    }
-    return Node(summary, [spec.fuser.public_report(report)])
 
 
 def _score(estimator, X, y):
@@ -446,14 +478,10 @@ def r2_from_sums(ss_res, ss_tot):
 
 
 def _train_score(estimator, X, y):
-    """``_score`` on the rows the estimator was fitted on; k-means has it already."""
-    if isinstance(estimator, KMeans | MiniBatchKMeans) and y is None:
-        labels = getattr(estimator, "labels_", None)
-        inertia = getattr(estimator, "inertia_", None)
-        # the fit's final inertia is score(X) on its own rows (negated); one pass less
-        if labels is not None and inertia is not None and len(labels) == len(X):
-            return -float(inertia)
-    return _score(estimator, X, y)
+    """``_score`` on the rows the estimator was fitted on, one pass less where the
+    fit already knows it (:func:`~daskfuse._adapters.fitted_train_score`)."""
+    known = fitted_train_score(estimator, X, y)
+    return _score(estimator, X, y) if known is None else known
 
 
 def _n_iter(estimator):
@@ -524,9 +552,7 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     return nodes[0]
 
 
-def build_fit_graph(
-    partitions, spec, meta, split_every, token, previous=None, with_feedback=False
-):
+def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, with_feedback=False):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
     Parameters
@@ -635,7 +661,3 @@ def estimator_allows_nan(estimator):
         return bool(get_tags(estimator).input_tags.allow_nan)
     except (AttributeError, TypeError, ValueError):
         return False
-
-
-def is_classifier_estimator(estimator):
-    return bool(is_classifier(estimator))

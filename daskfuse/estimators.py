@@ -32,6 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import vertical
+from ._adapters import updates_per_partition
 from ._graph import (
     FitSpec,
     build_fit_graph,
@@ -319,15 +320,16 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             if not isinstance(value, kind) or isinstance(value, bool) or not value >= low:
                 raise ValueError(f"{name} must be {expected}; got {value!r}")
         name = type(self.estimator).__name__
+        tags = fuser.tags(self.estimator)
         if self.rounds > 1:
-            reason = fuser.rounds_reason(self.estimator)
+            reason = tags.rounds_reason
             if reason is not None:
                 raise FusionError(
                     f"rounds={self.rounds} cannot be used with fusion={fuser!r} and "
                     f"{name}: {reason}"
                 )
         if self.proximal > 0:
-            reason = fuser.proximal_reason(self.estimator)
+            reason = tags.proximal_reason
             if self.rounds == 1 or reason is not None:
                 raise ValueError(
                     f"proximal={self.proximal!r} needs rounds > 1 and an estimator that "
@@ -410,6 +412,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         allow_nan = estimator_allows_nan(self.estimator)
+        tags = fuser.tags(self.estimator)
         partition_seeds, fit_seeds = seeds.spawn(2)
         token_parts = self._token_parts(fuser, rows, split_every, seeds)
         classes = None
@@ -422,7 +425,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 "n_features_in_": blocks.n_features,
                 "feature_names_in_": blocks.feature_names,
             }
-            if classifier and fuser.needs_classes_for(self.estimator):
+            if classifier and tags.needs_classes:
                 classes = _dask_classes(blocks.y_blocks)
             token = tokenize(token_parts, X, y)
             names = fit_prefix(token)
@@ -477,9 +480,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             fuser=fuser,
             classifier=classifier,
             seeds=self._partition_seeds(fuser, fit_seeds, n),
-            holdout=fuser.holdout,
+            holdout=tags.holdout,
             allow_nan=allow_nan,
-            classes=classes if fuser.needs_classes_for(self.estimator) else None,
+            classes=classes if tags.needs_classes else None,
             local_epochs=int(self.local_epochs),
             proximal=float(self.proximal),
             on_error=self.on_error,
@@ -545,7 +548,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             # updates per partition so far (where a private strategy hides the
             # iteration counts: one pass in the first round, local_epochs later)
             epochs = spec.local_epochs if r else 1
-            steps += float(np.mean([(row["n_iter"] or epochs) * row["rows"] for row in reports]))
+            steps += updates_per_partition(reports, epochs)
             previous = (fused, feedback, steps)
             if change is not None and change <= self.tol:
                 break
@@ -558,7 +561,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         return fused, reports, pd.DataFrame(history)
 
     def _partition_seeds(self, fuser, fit_seeds, n):
-        shared = fuser.shares_seed(self.estimator)
+        shared = fuser.tags(self.estimator).shared_seed
         if self.random_state is None:
             inner = self.estimator.get_params().get("random_state")
             if not shared:
@@ -639,9 +642,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         if history is not None:
             fitted["history_"] = history
         # differentially private strategies account for what this fit released
-        privacy_spent = getattr(prepared["fuser"], "privacy_spent", None)
+        privacy_spent = prepared["fuser"].privacy_spent(fitted["n_rounds_"])
         if privacy_spent is not None:
-            fitted["privacy_spent_"] = privacy_spent(fitted["n_rounds_"])
+            fitted["privacy_spent_"] = privacy_spent
         # set only once everything is computed: a failed fit leaves no attribute half-set
         for name, value in fitted.items():
             setattr(self, name, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import dask
 import dask.array as da
@@ -281,3 +282,24 @@ def test_auto_picks_the_cascade_for_kernel_svms():
     assert "cascade" in available_fusions(SVC())
     assert "cascade" not in available_fusions(SVC(), from_models=True)
     assert "cascade" not in available_fusions(SVC(kernel="precomputed"))
+
+
+def test_node_refits_restore_warning_filters_across_threads():
+    # A fit thread that ends its quiet block while a cascade refit is inside its own
+    # (simulated here by the refit's estimator) must not leave an "ignore" filter
+    # behind: warnings.catch_warnings() restored the filters it saw on entry.
+    from daskfuse._quiet import quiet_warnings
+    from daskfuse.fusion.cascade import _fit
+
+    other = quiet_warnings(UserWarning)
+
+    class EndsOtherBlock(SVC):
+        def fit(self, X, y):
+            other.__exit__(None, None, None)
+            return super().fit(X, y)
+
+    before = list(warnings.filters)
+    other.__enter__()
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    _fit(EndsOtherBlock(), X, np.array([0, 0, 1, 1]))
+    assert warnings.filters == before

@@ -353,10 +353,10 @@ def test_row_families_need_the_rows(regression_data):
 
 def test_needs_fit_per_family():
     exact = Exact()
-    assert not exact.needs_fit_for(Ridge())
-    assert not exact.needs_fit_for(PCA())
-    assert exact.needs_fit_for(GaussianNB())
-    assert exact.needs_fit_for(MinMaxScaler())
+    assert not exact.tags(Ridge()).needs_fit
+    assert not exact.tags(PCA()).needs_fit
+    assert exact.tags(GaussianNB()).needs_fit
+    assert exact.tags(MinMaxScaler()).needs_fit
     assert repr(exact) == "Exact(method='auto')"
     assert exact == Exact()
 

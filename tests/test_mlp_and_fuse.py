@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import warnings
 
@@ -49,8 +50,8 @@ def test_mlp_partitions_share_the_initialisation(mlp_data):
     # ... while networks grown from different initialisations average into noise
     # (0.55 when this was written): the shared seed is what makes averaging work.
     class Unshared(Weighted):
-        def shares_seed(self, estimator):
-            return False
+        def tags(self, estimator):
+            return dataclasses.replace(super().tags(estimator), shared_seed=False)
 
     apart = FusedClassifier(
         mlp, fusion=Unshared(), n_partitions=4, partition="stratified", random_state=0

@@ -400,4 +400,5 @@ def test_unsupported_and_misused():
     assert DP() == DP(neighbouring="replace") != DP(neighbouring="add-remove")
     assert repr(DP(max_share=0.5)).endswith("neighbouring='replace', max_share=0.5)")
     assert Secure(DP()).privacy_spent(3) == DP().privacy_spent(3)
-    assert not hasattr(Secure(), "privacy_spent")
+    # a strategy without a privacy claim spends nothing it could report
+    assert Secure().privacy_spent(3) is None

@@ -369,7 +369,8 @@ def test_repr_and_names():
     assert repr(TrimmedMean()) == "TrimmedMean(beta=0.1)"
     assert repr(Krum()) == "Krum(f=1, m=1)"
     assert (Median.name, TrimmedMean.name, Krum.name) == ("median", "trimmed_mean", "krum")
-    assert Median().from_models and Krum().from_models
+    model = LogisticRegression()
+    assert Median().tags(model).from_models and Krum().tags(model).from_models
 
 
 def test_selectable_by_name(on_cluster, binary_data):

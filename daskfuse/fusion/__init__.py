@@ -1,7 +1,8 @@
 """Fusion strategies: how partial models become one model.
 
 Every strategy implements the :class:`Fuser` protocol (summarize, combine,
-finalize) and can be selected by object or by name (``fusion="weighted"``).
+finalize, and ``tags`` for its capabilities: see :mod:`daskfuse.fusion.base`) and
+can be selected by object or by name (``fusion="weighted"``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from sklearn.base import is_classifier
 
 from ..exceptions import FusionError
 from .average import Average, Weighted
-from .base import Fuser
+from .base import Fuser, FuserTags
 from .cascade import Cascade
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
@@ -25,6 +26,7 @@ __all__ = [
     "DP",
     "Exact",
     "Fuser",
+    "FuserTags",
     "Krum",
     "Median",
     "Recluster",
@@ -83,7 +85,7 @@ def _reasons(estimator, from_models=False):
     for name, cls in FUSERS.items():
         fuser = cls()
         reason = fuser.unsupported_reason(estimator)
-        if reason is None and from_models and not fuser.from_models_for(estimator):
+        if reason is None and from_models and not fuser.tags(estimator).from_models:
             reason = "it needs the partitions' rows, not only fitted models"
         elif reason is None:
             reason = "it applies, but fusion='auto' never picks it: name it"
@@ -103,7 +105,7 @@ def available_fusions(estimator, from_models=False):
     names = []
     for name, cls in FUSERS.items():
         fuser = cls()
-        if fuser.supports(estimator) and (not from_models or fuser.from_models_for(estimator)):
+        if fuser.supports(estimator) and (not from_models or fuser.tags(estimator).from_models):
             names.append(name)
     return names
 

@@ -8,16 +8,15 @@ saw takes its row only from the partitions that did.
 
 from __future__ import annotations
 
-import numbers
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import numpy as np
 
 from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from ..exceptions import FusionError
-from .base import Fuser
+from .base import Fuser, check_holdout
 
 __all__ = [
     "MEANING_PARAMS",
@@ -129,6 +128,9 @@ class ParameterSum:
     carrier, carrier_index : estimator or None, int
         For models whose private state only ``fit`` sets up (MLP), the fitted model
         of the lowest-numbered partition summed, and that number.
+    report_weight : float or None
+        A leaf's partition weight as given (unscaled), for the partition report;
+        None once combined.
     """
 
     classes: np.ndarray | None
@@ -137,6 +139,7 @@ class ParameterSum:
     n_partitions: int = 1
     carrier: object = None
     carrier_index: int = 0
+    report_weight: float | None = None
 
 
 def _aligned(summary, classes):
@@ -155,7 +158,6 @@ def _aligned(summary, classes):
 
 
 class _ParameterAveraging(Fuser):
-    from_models = True
     requirement = (
         "parameter averaging needs a linear model with coef_ and intercept_ "
         f"({', '.join(linear_estimator_names())}) or an MLPClassifier/MLPRegressor"
@@ -164,9 +166,23 @@ class _ParameterAveraging(Fuser):
     def supports(self, estimator):
         return adapter_for(estimator) is not None
 
-    def shares_seed(self, estimator):
-        # networks are averaged only when grown from the same initial weights
-        return not adapter_for(estimator).aligns_classes
+    def tags(self, estimator):
+        """Fused from fitted models; seeds, rounds and proximal as the family allows."""
+        tags = replace(
+            super().tags(estimator),
+            from_models=True,
+            given_weights_reason=self._given_weights_reason(),
+        )
+        adapter = adapter_for(estimator)
+        if adapter is None:
+            return tags
+        return replace(
+            tags,
+            # networks are averaged only when grown from the same initial weights
+            shared_seed=adapter.shared_seed,
+            rounds_reason=adapter.rounds_reason(estimator),
+            proximal_reason=adapter.proximal_reason(estimator),
+        )
 
     def partition_weight(self, info):
         raise NotImplementedError
@@ -211,19 +227,13 @@ class _ParameterAveraging(Fuser):
                 stacklevel=3,
             )
 
-    def given_weights_reason(self):
+    def _given_weights_reason(self):
         """Why :func:`daskfuse.fuse` cannot honour its ``weights``, or None when it does.
 
         A strategy that has no weighted form refuses given weights rather than
-        silently ignoring them.
+        silently ignoring them (``FuserTags.given_weights_reason``).
         """
         return None
-
-    def rounds_reason(self, estimator):
-        return adapter_for(estimator).rounds_reason(estimator)
-
-    def proximal_reason(self, estimator):
-        return adapter_for(estimator).proximal_reason(estimator)
 
     def local_fit(self, template, feedback, X, y, info):
         return adapter_for(template).local_fit(
@@ -255,12 +265,11 @@ class _ParameterAveraging(Fuser):
         """One partition's parameters as a ``ParameterSum``: ``w * theta`` when
         ``scaled``, else ``theta`` itself (for the robust fusers' root statistics).
 
-        ``info["weight"]`` gets the partition's weight as given; the summary holds it
-        times :meth:`weight_scale`, so that huge weights cannot overflow their sums.
+        ``report_weight`` is the partition's weight as given; the sums hold it times
+        :meth:`weight_scale`, so that huge weights cannot overflow them.
         """
-        w = float(self.partition_weight(info))
-        info["weight"] = w
-        w *= self.weight_scale(info)
+        given = float(self.partition_weight(info))
+        w = given * self.weight_scale(info)
         adapter = adapter_for(estimator)
         classes, params = adapter.extract(estimator)
         if classes is None or not adapter.aligns_classes:
@@ -274,6 +283,7 @@ class _ParameterAveraging(Fuser):
             weights,
             carrier=estimator if adapter.needs_carrier else None,
             carrier_index=info["index"],
+            report_weight=given,
         )
 
     def combine(self, summaries):
@@ -344,7 +354,7 @@ class Average(_ParameterAveraging):
     def partition_weight(self, info):
         return 1.0
 
-    def given_weights_reason(self):
+    def _given_weights_reason(self):
         return (
             f"{self!r} counts every model once and has no weighted form; use "
             "fusion='weighted' to weigh each model by its entry of weights"
@@ -398,14 +408,16 @@ class Weighted(_ParameterAveraging):
             if not np.any(weights > 0):
                 raise ValueError("Weighted(by=...) weights are all zero")
             by = tuple(weights.tolist())
-        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
-            raise ValueError(f"Weighted(holdout=...) must be in (0, 1); got {holdout!r}")
+        check_holdout(holdout, "Weighted(holdout=...)")
         self.by = by
         self.holdout_fraction = holdout
 
-    @property
-    def holdout(self):
-        return self.holdout_fraction if self.by == "score" else 0.0
+    def tags(self, estimator):
+        """As parameter averaging, holding rows out where weighting by score."""
+        return replace(
+            super().tags(estimator),
+            holdout=self.holdout_fraction if self.by == "score" else 0.0,
+        )
 
     def _params(self):
         out = {"by": self.by}
@@ -421,7 +433,7 @@ class Weighted(_ParameterAveraging):
             )
         return self
 
-    def given_weights_reason(self):
+    def _given_weights_reason(self):
         if self.by == "rows":
             return None
         if self.by == "score":

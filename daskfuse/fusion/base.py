@@ -1,49 +1,74 @@
-"""The Fuser protocol.
+"""The Fuser protocol: the one place that documents it.
 
 A fusion strategy is a monoid over a small *summary* object, so that the tree
 reduction may group partitions in any way (any ``split_every``) and still give the
-same model:
+same model. A strategy subclasses :class:`Fuser`, sets ``name`` and ``requirement``
+and implements the first four members below; ``tags`` and everything else has a
+default.
 
+``supports(estimator) -> bool``
+    whether the strategy can fuse models like the unfitted ``estimator``;
+    ``check_estimator`` raises a :class:`~daskfuse.exceptions.FusionError` built from
+    ``unsupported_reason(estimator)`` (default: ``requirement`` where ``supports`` is
+    false) when it cannot.
 ``summarize(fitted_estimator, X, y, info) -> summary``
     on the worker that holds the partition; ``info`` holds ``index`` (partition
     number), ``n_rows`` (rows the model was fitted on), ``holdout_score``,
-    ``classes`` (the global class list, where the strategy asked for it),
-    ``seed`` (the partition's seed, or None), ``template`` (the unfitted
-    estimator, which tells the family when the fitted one is None) and ``secret``
-    (this partition's share of :meth:`Fuser.partition_secrets`, or None).
-
-The class flags (``needs_fit``, ``needs_classes``, ``from_models``,
-``shared_seed``) are the defaults of the per-estimator hooks ``needs_fit_for``,
-``needs_classes_for``, ``from_models_for`` and ``shares_seed``, which a strategy
-serving several families overrides.
+    ``classes`` (the global class list, where the tags ask for it), ``seed`` (the
+    partition's seed, or None), ``template`` (the unfitted estimator, which tells
+    the family when the fitted one is None), ``secret`` (this partition's share of
+    ``partition_secrets``, or None) and ``init`` (the previous pass's fused model, or
+    None). A leaf summary may carry ``report_weight``, the partition's weight in the
+    fusion shown in the report's ``weight`` column (absent: None).
 ``combine(summaries) -> summary``
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``
-    the root: a plain fitted scikit-learn estimator.
+    the root: a plain fitted scikit-learn estimator (``meta`` holds
+    ``n_features_in_``, ``feature_names_in_``, ``classes``, ``n_partitions``).
+``tags(estimator) -> FuserTags``
+    every capability question, answered once per estimator: whether the
+    partitions are fitted first, need the global classes, share one seed, may hold
+    one class, hold rows out for scoring; whether fitted models can be fused
+    without their rows; and why ``rounds``, ``proximal`` or given weights do not
+    apply (None where they do). See :class:`FuserTags` for the defaults; a subclass
+    returns ``dataclasses.replace(super().tags(estimator), ...)``.
 
 Several passes (``rounds`` of the meta-estimators, a cascade's feedback passes):
-after a pass, ``feedback(fused, summary)`` is what goes back to every partition
-(by default the fused model), ``local_fit(template, feedback, X, y, info)`` trains
-a partition's model from it in the next pass, and ``change(previous, current)``
-measures how far two passes' feedback differ (the loop stops below ``tol``).
+``passes(rounds)`` is how many to run at most, ``first_estimator(estimator, X, y)``
+what a partition fits in the first pass, ``feedback(fused, summary)`` what goes back
+to every partition after a pass (by default the fused model),
+``local_fit(template, feedback, X, y, info)`` trains a partition's model from it in
+the next pass, and ``change(previous, current)`` measures how far two passes'
+feedback differ (the loop stops below ``tol``).
 
-Three optional hooks serve the privacy strategies (their defaults do nothing):
-``partition_secrets(n)`` draws per-fit secrets on the client, one per partition,
-each handed only to that partition's fit task (``info["secret"]``);
-``summarize_failed(index, secret)`` is what a partition whose fit failed sends
-instead of a summary, when the strategy needs one (secure aggregation: its mask
-seeds); ``public_report(report)`` strips what a partition's report row must not
-reveal.
+Optional hooks (their defaults do nothing): ``prepare(n_partitions)`` checks the
+parameters that depend on the number of partitions; ``partition_secrets(n)`` draws
+per-fit secrets on the client, one per partition, each handed only to that
+partition's fit task (``info["secret"]``); ``summarize_failed(index, secret)`` is
+what a partition whose fit failed sends instead of a summary, when the strategy
+needs one (secure aggregation: its mask seeds); ``public_report(report)`` strips
+what a partition's report row must not reveal; ``privacy_spent(n_releases)`` is
+the ``(epsilon, delta)`` spent by ``n_releases`` fused models, or None for a
+strategy that makes no privacy claim. :func:`daskfuse.fuse` also calls
+``check_models(models)`` where a strategy has it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 from dask.base import tokenize
 
 from .._graph import plain_params
+from .._validation import check_real
 from ..exceptions import FusionError
 
-__all__ = ["Fuser", "WrappingFuser"]
+__all__ = ["Fuser", "FuserTags", "WrappingFuser"]
+
+
+def check_holdout(value, name):
+    """Raise a ValueError unless ``value`` is a held-out fraction, in (0, 1)."""
+    check_real(value, name, low=0, high=1, low_open=True, high_open=True, expected="in (0, 1)")
 
 
 class Strategy:
@@ -75,39 +100,108 @@ class Strategy:
         return (self._token_name, type(self).__qualname__, tokenize(plain_params(self._params())))
 
 
-class Fuser(Strategy):
-    """Base class of the fusion strategies.
+@dataclass(frozen=True)
+class FuserTags:
+    """What a strategy answers about one estimator (:meth:`Fuser.tags`).
 
-    Subclasses set ``name`` and implement :meth:`summarize`, :meth:`combine` and
-    :meth:`finalize`; :meth:`supports` says which estimators they can fuse.
+    Attributes
+    ----------
+    needs_fit : bool, default=True
+        Whether each partition's estimator is fitted before ``summarize``; a
+        strategy that summarises the rows themselves (sufficient statistics) says
+        False and gets ``None`` for the estimator.
+    needs_classes : bool, default=False
+        Whether the global class list must be known before the partitions are
+        fitted (it is then computed first, and passed as ``info["classes"]``).
+    shared_seed : bool, default=False
+        Whether every partition's estimator gets the same seed (and so, for models
+        with random initial parameters, the same starting point).
+    from_models : bool, default=False
+        Whether ``summarize`` works from a fitted model alone (``X`` and ``y``
+        None), so that :func:`daskfuse.fuse` can fuse models fitted elsewhere.
+    single_class_partitions : bool, default=False
+        Whether a classifier's partition may hold a single class: true where the
+        summaries are statistics aligned by class label (exact fusion); elsewhere a
+        partition model must be fitted on at least two classes.
+    holdout : float, default=0.0
+        Fraction of each partition's rows held out from fitting to score the model.
+    rounds_reason : str or None
+        Why the fused model cannot go back to the partitions for more rounds
+        (``rounds > 1``), or None when it can.
+    proximal_reason : str or None
+        Why a proximal term cannot be used, or None when it can.
+    given_weights_reason : str or None, default=None
+        Why :func:`daskfuse.fuse` cannot honour given ``weights``, or None when it
+        does (a strategy without a weighted form refuses them rather than ignore
+        them).
+    """
+
+    needs_fit: bool = True
+    needs_classes: bool = False
+    shared_seed: bool = False
+    from_models: bool = False
+    single_class_partitions: bool = False
+    holdout: float = 0.0
+    rounds_reason: str | None = "it fuses in one pass"
+    proximal_reason: str | None = "it has no proximal term"
+    given_weights_reason: str | None = None
+
+
+#: members of the earlier protocol whose answers are now fields of :class:`FuserTags`
+_ANSWERED_BY_TAGS = frozenset(
+    [f.name for f in fields(FuserTags)]
+    + ["needs_fit_for", "needs_classes_for", "from_models_for", "shares_seed"]
+)
+
+
+class Fuser(Strategy):
+    """Base class of the fusion strategies (the protocol: :mod:`daskfuse.fusion.base`).
+
+    Subclasses set ``name`` and ``requirement`` and implement :meth:`supports`,
+    :meth:`summarize`, :meth:`combine` and :meth:`finalize`; :meth:`tags` answers
+    the capability questions.
     """
 
     _token_name = "daskfuse.Fuser"
     #: the string that selects the strategy (``fusion="..."``)
     name = None
-    #: fraction of each partition's rows held out from fitting to score the model
-    holdout = 0.0
-    #: whether each partition's estimator is fitted before ``summarize``; a strategy
-    #: that summarises the rows themselves (sufficient statistics) sets it False and
-    #: gets ``None`` for the estimator
-    needs_fit = True
-    #: whether the global class list must be known before the partitions are fitted
-    #: (it is then computed first, and passed as ``info["classes"]``)
-    needs_classes = False
-    #: whether every partition's estimator gets the same seed (and so, for models
-    #: with random initial parameters, the same starting point)
-    shared_seed = False
-    #: whether ``summarize`` works from a fitted model alone (``X`` and ``y`` None),
-    #: so that :func:`daskfuse.fuse` can fuse models fitted elsewhere
-    from_models = False
-    #: whether a classifier's partition may hold a single class: true where the
-    #: summaries are statistics aligned by class label (exact fusion); elsewhere a
-    #: partition model must be fitted on at least two classes
-    single_class_partitions = False
+    #: what the strategy needs, for the message of :meth:`check_estimator`
+    requirement = "not supported"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a strategy written against the old protocol would be silently misread
+        old = sorted(set(vars(cls)) & _ANSWERED_BY_TAGS)
+        if old:
+            raise TypeError(
+                f"{cls.__name__} defines {', '.join(old)}, which the Fuser protocol now "
+                "answers in tags(estimator) -> FuserTags; override tags() and return "
+                "dataclasses.replace(super().tags(estimator), ...) instead"
+            )
 
     def supports(self, estimator):
         """Whether this strategy can fuse models like ``estimator``."""
         raise NotImplementedError
+
+    def tags(self, estimator):
+        """The capability answers of this strategy for ``estimator``.
+
+        Parameters
+        ----------
+        estimator : estimator
+            The unfitted template (or a fitted model, for :func:`daskfuse.fuse`).
+
+        Returns
+        -------
+        FuserTags
+        """
+        return FuserTags(
+            rounds_reason=(
+                f"{self!r} fuses in one pass; rounds > 1 need a parameter-averaging "
+                "strategy (average, weighted, median, trimmed_mean, krum) or recluster"
+            ),
+            proximal_reason=f"{self!r} has no proximal term",
+        )
 
     def check_estimator(self, estimator, alternatives=()):
         """Raise :class:`~daskfuse.exceptions.FusionError` if ``estimator`` cannot be fused.
@@ -131,24 +225,6 @@ class Fuser(Strategy):
         """Why this strategy cannot fuse ``estimator``, or None when it can."""
         return None if self.supports(estimator) else self.requirement
 
-    requirement = "not supported"
-
-    def shares_seed(self, estimator):
-        """Whether every partition's ``estimator`` gets one shared seed."""
-        return self.shared_seed
-
-    def needs_fit_for(self, estimator):
-        """Whether each partition's ``estimator`` is fitted before ``summarize``."""
-        return self.needs_fit
-
-    def needs_classes_for(self, estimator):
-        """Whether the global class list must be known before fitting ``estimator``."""
-        return self.needs_classes
-
-    def from_models_for(self, estimator):
-        """Whether fitted models like ``estimator`` can be fused without their rows."""
-        return self.from_models
-
     def prepare(self, n_partitions):
         """Check the parameters that depend on the number of partitions."""
         return self
@@ -157,17 +233,6 @@ class Fuser(Strategy):
     def passes(self, rounds):
         """The most passes to run, given the meta-estimator's ``rounds``."""
         return rounds
-
-    def rounds_reason(self, estimator):
-        """Why ``estimator``'s fused model cannot go back for more rounds, or None."""
-        return (
-            f"{self!r} fuses in one pass; rounds > 1 need a parameter-averaging "
-            "strategy (average, weighted, median, trimmed_mean, krum) or recluster"
-        )
-
-    def proximal_reason(self, estimator):
-        """Why a proximal term cannot be used with ``estimator``, or None."""
-        return f"{self!r} has no proximal term"
 
     def feedback(self, fused, summary):
         """What the next pass sends to every partition (default: the fused model)."""
@@ -185,7 +250,8 @@ class Fuser(Strategy):
     def local_fit(self, template, feedback, X, y, info):
         """Fit a partition's model in a later pass, starting from ``feedback``.
 
-        ``info`` holds ``seed``, ``classes``, ``local_epochs`` and ``proximal``.
+        ``info`` holds ``index``, ``seed``, ``classes``, ``local_epochs``,
+        ``proximal`` and ``steps``.
         """
         raise NotImplementedError
 
@@ -193,6 +259,7 @@ class Fuser(Strategy):
         """How far two passes' feedback differ (relative; the loop stops below tol)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------ optional hooks
     def partition_secrets(self, n_partitions):
         """Per-fit secrets, one per partition, or None (the default: none needed).
 
@@ -217,31 +284,82 @@ class Fuser(Strategy):
         """The partition's report row as it may leave the partition (default: all)."""
         return report
 
+    def privacy_spent(self, n_releases=1):
+        """The ``(epsilon, delta)`` spent by ``n_releases`` fused models, or None.
+
+        The default, None, is for strategies that make no privacy claim (the
+        meta-estimators then set no ``privacy_spent_``).
+        """
+        return None
+
+    # ------------------------------------------------------------ the monoid
     def summarize(self, estimator, X, y, info):
+        """Summarise one partition, on the worker that holds it.
+
+        Parameters
+        ----------
+        estimator : estimator or None
+            The partition's fitted model (None where the tags say ``needs_fit`` is
+            false).
+        X : ndarray of shape (n_rows, n_features) or None
+            The rows it was fitted on (None when fusing fitted models).
+        y : ndarray or None
+            Their targets (None for transformers and clusterers).
+        info : dict
+            The partition's facts (see :mod:`daskfuse.fusion.base`).
+
+        Returns
+        -------
+        summary : object
+            What :meth:`combine` merges; it may carry ``report_weight``.
+        """
         raise NotImplementedError
 
     def combine(self, summaries):
+        """Merge any number of summaries into one (associative).
+
+        Parameters
+        ----------
+        summaries : list
+            One or more summaries from :meth:`summarize` or :meth:`combine`.
+
+        Returns
+        -------
+        summary : object
+        """
         raise NotImplementedError
 
     def finalize(self, summary, template, meta):
-        raise NotImplementedError
+        """Turn the root's summary into a plain fitted estimator.
 
+        Parameters
+        ----------
+        summary : object
+            The combination of every fitted partition's summary.
+        template : estimator
+            The unfitted estimator the fused model is a fitted clone of.
+        meta : dict
+            Fit-wide facts: ``n_features_in_``, ``feature_names_in_``, ``classes``,
+            ``n_partitions``.
+
+        Returns
+        -------
+        estimator : estimator
+        """
+        raise NotImplementedError
 
 
 class WrappingFuser(Fuser):
     """A strategy around an ``inner`` one (``self.inner``) that trains as it does.
 
-    The passes of several rounds are the inner strategy's: ``rounds_reason``,
-    ``proximal_reason``, ``local_fit`` and ``change`` go to ``self.inner``.
+    Its tags are the inner strategy's; the passes of several rounds
+    (``first_estimator``, ``local_fit``, ``change``) go to ``self.inner``.
     """
 
     inner = None
 
-    def rounds_reason(self, estimator):
-        return self.inner.rounds_reason(estimator)
-
-    def proximal_reason(self, estimator):
-        return self.inner.proximal_reason(estimator)
+    def tags(self, estimator):
+        return self.inner.tags(estimator)
 
     def first_estimator(self, estimator, X, y):
         return self.inner.first_estimator(estimator, X, y)

@@ -22,18 +22,18 @@ id, and the result does not depend on the grouping).
 
 from __future__ import annotations
 
-import numbers
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone, is_classifier
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.svm import SVC, SVR
 
+from .._adapters import stamp_inputs
+from .._quiet import quiet_warnings
+from .._validation import check_int
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -137,6 +137,8 @@ class SupportVectors:
     model : estimator or None
         A fitted SVM whose support vectors are exactly these rows, or None where
         they still need a fit.
+    report_weight : float or None
+        A leaf's number of support vectors, for the partition report.
     """
 
     X: np.ndarray
@@ -145,6 +147,7 @@ class SupportVectors:
     stats: RowStats
     template: Any
     model: Any = None
+    report_weight: float | None = None
 
 
 @dataclass
@@ -190,8 +193,7 @@ class _LeafModel:
     def score(self, X, y):
         if self.scored is not None and self.scored[0] is X:
             return self.scored[1]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
+        with quiet_warnings(UserWarning):
             return self.model.score(X, y)
 
 
@@ -227,11 +229,10 @@ def _equal(a, b):
 
 
 def _fit(estimator, X, y):
-    with warnings.catch_warnings():
-        # libsvm's max_iter warning on a node's refit is the user's setting, as on
-        # the partitions (daskfuse's fit tasks keep UserWarnings to themselves)
-        warnings.simplefilter("ignore", category=ConvergenceWarning)
-        warnings.simplefilter("ignore", category=UserWarning)
+    # libsvm's max_iter warning (a ConvergenceWarning, a UserWarning) on a node's
+    # refit is the user's setting, as on the partitions (daskfuse's fit tasks keep
+    # UserWarnings to themselves); quiet_warnings is safe across worker threads
+    with quiet_warnings(UserWarning):
         return estimator.fit(X, y)
 
 
@@ -423,15 +424,9 @@ class Cascade(Fuser):
     requirement = "the cascade needs an sklearn.svm.SVC or SVR (a kernel other than 'precomputed')"
 
     def __init__(self, max_passes=1, *, prune=True):
-        if (
-            not isinstance(max_passes, numbers.Integral)
-            or isinstance(max_passes, bool)
-            or max_passes < 1
-        ):
-            raise ValueError(f"Cascade(max_passes=...) must be an int >= 1; got {max_passes!r}")
+        self.max_passes = check_int(max_passes, "Cascade(max_passes=...)", low=1)
         if not isinstance(prune, bool):
             raise ValueError(f"Cascade(prune=...) must be True or False; got {prune!r}")
-        self.max_passes = int(max_passes)
         self.prune = prune
 
     def _params(self):
@@ -446,10 +441,14 @@ class Cascade(Fuser):
     def passes(self, rounds):
         return self.max_passes
 
-    def rounds_reason(self, estimator):
-        return (
-            "the cascade runs its own feedback passes; leave rounds=1 and set "
-            "Cascade(max_passes=...)"
+    def tags(self, estimator):
+        """The cascade runs its own feedback passes instead of rounds."""
+        return replace(
+            super().tags(estimator),
+            rounds_reason=(
+                "the cascade runs its own feedback passes; leave rounds=1 and set "
+                "Cascade(max_passes=...)"
+            ),
         )
 
     def feedback(self, fused, summary):
@@ -525,7 +524,7 @@ class Cascade(Fuser):
                 info["template"],
                 estimator,
             )
-        info["weight"] = float(len(summary.ids))
+        summary.report_weight = float(len(summary.ids))
         return summary
 
     def _fit_node(self, X, y, ids, stats, template, children=()):
@@ -577,7 +576,4 @@ class Cascade(Fuser):
                 f"{self!r}: the support vectors that reached the root hold one class "
                 f"({np.unique(node.y)[0]!r}); a classifier needs at least 2"
             )
-        fused = node.model
-        if meta.get("feature_names_in_") is not None:
-            fused.feature_names_in_ = meta["feature_names_in_"]
-        return fused
+        return stamp_inputs(node.model, meta)

@@ -10,8 +10,7 @@ every point moved to its local centroid.
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -20,7 +19,9 @@ from sklearn.cluster import KMeans, MiniBatchKMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
+from .._validation import check_int
 from ..exceptions import FusionError
 from .base import Fuser
 
@@ -63,9 +64,13 @@ class CentroidPart:
 
 @dataclass
 class Centroids:
-    """The summary of :class:`Recluster`: the clusters of the partitions covered."""
+    """The summary of :class:`Recluster`: the clusters of the partitions covered.
+
+    A leaf's ``report_weight`` is its partition's rows (None once combined).
+    """
 
     parts: list
+    report_weight: float | None = None
 
 
 def _labels_and_inertia(estimator, X, index):
@@ -250,31 +255,22 @@ class Recluster(Fuser):
     """
 
     name = "recluster"
-    from_models = True
     requirement = "reclustering needs a KMeans or MiniBatchKMeans model"
 
     def __init__(self, split=True, n_init=10, random_state=0, init_sample="auto"):
         if not isinstance(split, bool):
             raise ValueError(f"Recluster(split=...) must be True or False; got {split!r}")
-        if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 1:
-            raise ValueError(f"Recluster(n_init=...) must be an int >= 1; got {n_init!r}")
-        if random_state is not None and (
-            not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool)
-        ):
-            raise ValueError(
-                f"Recluster(random_state=...) must be an int or None; got {random_state!r}"
-            )
-        if init_sample is not None and init_sample != "auto" and (
-            not isinstance(init_sample, numbers.Integral)
-            or isinstance(init_sample, bool)
-            or init_sample < 1
-        ):
-            raise ValueError(
-                "Recluster(init_sample=...) must be an int >= 1, 'auto' or None; "
-                f"got {init_sample!r}"
+        self.n_init = check_int(n_init, "Recluster(n_init=...)", low=1)
+        check_int(random_state, "Recluster(random_state=...)", allow_none=True)
+        if init_sample != "auto":
+            check_int(
+                init_sample,
+                "Recluster(init_sample=...)",
+                low=1,
+                allow_none=True,
+                expected="an int >= 1, 'auto' or None",
             )
         self.split = split
-        self.n_init = int(n_init)
         self.random_state = random_state
         self.init_sample = init_sample if init_sample in (None, "auto") else int(init_sample)
 
@@ -307,8 +303,9 @@ class Recluster(Fuser):
     def supports(self, estimator):
         return isinstance(estimator, KMeans | MiniBatchKMeans)
 
-    def rounds_reason(self, estimator):
-        return None
+    def tags(self, estimator):
+        """Fused from fitted models too; rounds run k-means from the fused centres."""
+        return replace(super().tags(estimator), from_models=True, rounds_reason=None)
 
     def local_fit(self, template, feedback, X, y, info):
         """Run ``local_epochs`` k-means iterations from the fused centres."""
@@ -343,7 +340,6 @@ class Recluster(Fuser):
             sizes, means, within, points, weights = _cluster_summary(
                 np.asarray(X, dtype=float), labels, centers, self.split
             )
-        info["weight"] = float(sizes.sum())
         part = CentroidPart(
             info["index"],
             means,
@@ -353,7 +349,7 @@ class Recluster(Fuser):
             weights,
             getattr(estimator, "n_steps_", None),
         )
-        return Centroids([part])
+        return Centroids([part], float(sizes.sum()))
 
     def combine(self, summaries):
         return Centroids([p for s in summaries for p in s.parts])
@@ -385,6 +381,4 @@ class Recluster(Fuser):
         fused.n_iter_ = int(recluster.n_iter_)
         if isinstance(fused, MiniBatchKMeans) and all(p.n_steps is not None for p in parts):
             fused.n_steps_ = int(sum(p.n_steps for p in parts))
-        if meta.get("feature_names_in_") is not None:
-            fused.feature_names_in_ = meta["feature_names_in_"]
-        return fused
+        return stamp_inputs(fused, meta)

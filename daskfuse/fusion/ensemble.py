@@ -20,8 +20,7 @@ index, which makes the result independent of how the tree grouped the partitions
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,9 @@ from sklearn.ensemble import (
 )
 from sklearn.utils.class_weight import compute_sample_weight
 
+from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
+from .._validation import check_int
 from ..exceptions import FusionError, PartitionError
 from ..models import (
     FusedStackingClassifier,
@@ -46,7 +47,7 @@ from ..models import (
     stack_features,
     union_classes,
 )
-from .base import Fuser
+from .base import Fuser, check_holdout
 
 __all__ = ["Member", "Members", "Stack", "Trees", "Vote"]
 
@@ -78,9 +79,14 @@ class Member:
 
 @dataclass
 class Members:
-    """The summary of the ensemble fusers: the members of the partitions covered."""
+    """The summary of the ensemble fusers: the members of the partitions covered.
+
+    A leaf's ``report_weight`` is its partition's weight for the report (None once
+    combined).
+    """
 
     members: list
+    report_weight: float | None = None
 
     @property
     def ordered(self):
@@ -89,15 +95,6 @@ class Members:
 
 def _is_supervised(estimator):
     return bool(is_classifier(estimator) or is_regressor(estimator))
-
-
-def _set_inputs(model, meta):
-    """The fit-wide input facts on the fused model (members saw numpy arrays)."""
-    if meta.get("n_features_in_") is not None:
-        model.n_features_in_ = meta["n_features_in_"]
-    if meta.get("feature_names_in_") is not None:
-        model.feature_names_in_ = meta["feature_names_in_"]
-    return model
 
 
 def _fit_quietly(estimator, X, y, **fit_params):
@@ -152,7 +149,6 @@ class Vote(_Ensemble):
     """
 
     name = "vote"
-    from_models = True
 
     def __init__(self, voting="hard", weights="rows", *, holdout=0.2):
         if voting not in ("hard", "soft"):
@@ -175,15 +171,18 @@ class Vote(_Ensemble):
                     f"Vote(weights=...) must be finite, >= 0 and not all zero; got {w.tolist()}"
                 )
             weights = tuple(w.tolist())
-        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
-            raise ValueError(f"Vote(holdout=...) must be in (0, 1); got {holdout!r}")
+        check_holdout(holdout, "Vote(holdout=...)")
         self.voting = voting
         self.weights = weights
         self.holdout_fraction = holdout
 
-    @property
-    def holdout(self):
-        return self.holdout_fraction if self.weights == "score" else 0.0
+    def tags(self, estimator):
+        """Fused from fitted models; rows held out where weighting by score."""
+        return replace(
+            super().tags(estimator),
+            from_models=True,
+            holdout=self.holdout_fraction if self.weights == "score" else 0.0,
+        )
 
     def _params(self):
         out = {"voting": self.voting, "weights": self.weights}
@@ -229,9 +228,8 @@ class Vote(_Ensemble):
 
     def summarize(self, estimator, X, y, info):
         weight = self._weight(info)
-        info["weight"] = weight
         classes = getattr(estimator, "classes_", None) if is_classifier(estimator) else None
-        return Members([Member(info["index"], estimator, weight, classes)])
+        return Members([Member(info["index"], estimator, weight, classes)], weight)
 
     def finalize(self, summary, template, meta):
         members = summary.ordered
@@ -248,7 +246,7 @@ class Vote(_Ensemble):
             ).fit()
         else:
             fused = FusedVotingRegressor(models, weights=weights).fit()
-        return _set_inputs(fused, meta)
+        return stamp_inputs(fused, meta)
 
 
 # --------------------------------------------------------------------- Stack
@@ -328,16 +326,8 @@ stack_method='auto')
                 "Stack(final_estimator=...) must be None or an estimator; got "
                 f"{type(final_estimator).__name__}"
             )
-        if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1):
-            raise ValueError(f"Stack(holdout=...) must be in (0, 1); got {holdout!r}")
-        if (
-            not isinstance(max_holdout_rows, numbers.Integral)
-            or isinstance(max_holdout_rows, bool)
-            or max_holdout_rows < 1
-        ):
-            raise ValueError(
-                f"Stack(max_holdout_rows=...) must be an int >= 1; got {max_holdout_rows!r}"
-            )
+        check_holdout(holdout, "Stack(holdout=...)")
+        check_int(max_holdout_rows, "Stack(max_holdout_rows=...)", low=1)
         methods = ("auto", "predict_proba", "decision_function", "predict")
         if stack_method not in methods:
             raise ValueError(
@@ -431,7 +421,7 @@ stack_method='auto')
                 models, self.final_estimator, stack_method=self.stack_method
             )
         fused.fit_final(np.hstack(blocks), y)
-        return _set_inputs(fused, meta)
+        return stamp_inputs(fused, meta)
 
 
 # --------------------------------------------------------------------- Trees
@@ -528,8 +518,6 @@ class Trees(_Ensemble):
     """
 
     name = "trees"
-    from_models = True
-    needs_classes = True
     requirement = (
         "tree union needs a random forest or extra-trees model ("
         + ", ".join(cls.__name__ for cls in _FORESTS)
@@ -538,6 +526,10 @@ class Trees(_Ensemble):
 
     def supports(self, estimator):
         return isinstance(estimator, _FORESTS)
+
+    def tags(self, estimator):
+        """Fused from fitted forests; the global classes realign a lacking one."""
+        return replace(super().tags(estimator), from_models=True, needs_classes=True)
 
     def summarize(self, estimator, X, y, info):
         classes = None
@@ -548,8 +540,10 @@ class Trees(_Ensemble):
                 if missing.size:
                     estimator = _refit_with_classes(estimator, X, y, missing)
             classes = estimator.classes_
-        info["weight"] = float(len(estimator.estimators_))
-        return Members([Member(info["index"], estimator, float(info["n_rows"]), classes)])
+        return Members(
+            [Member(info["index"], estimator, float(info["n_rows"]), classes)],
+            float(len(estimator.estimators_)),
+        )
 
     def finalize(self, summary, template, meta):
         members = summary.ordered
@@ -581,4 +575,4 @@ class Trees(_Ensemble):
         fused.estimator_ = first.estimator_
         fused.n_outputs_ = first.n_outputs_
         fused.n_features_in_ = first.n_features_in_
-        return _set_inputs(fused, meta)
+        return stamp_inputs(fused, meta)

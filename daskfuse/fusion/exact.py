@@ -32,7 +32,7 @@ a partition may lack classes.
 The linear and decomposition families are computed from the rows (cross-products or
 the R factor of a QR of the partition); naive Bayes and the scalers are read from each partition's
 fitted model (their public fitted attributes are sufficient statistics). See
-:meth:`Exact.needs_fit_for`.
+:meth:`Exact.tags` (``needs_fit``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import numpy as np
@@ -58,6 +58,7 @@ from sklearn.naive_bayes import (
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils.extmath import svd_flip
 
+from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from .base import Fuser
@@ -441,13 +442,6 @@ class Extremes:
 
 
 # --------------------------------------------------------------------------- helpers
-def _stamp(estimator, meta):
-    estimator.n_features_in_ = meta["n_features_in_"]
-    if meta.get("feature_names_in_") is not None:
-        estimator.feature_names_in_ = meta["feature_names_in_"]
-    return estimator
-
-
 def _global_classes(summary, meta):
     """The fused model's classes: ``meta["classes"]`` when known, else the union seen."""
     classes = meta.get("classes")
@@ -647,7 +641,7 @@ def _finalize_linear(summary, template, meta):
     estimator.intercept_ = intercept
     if isinstance(template, LinearRegression):
         estimator.singular_ = _cast(estimator.singular_, summary.dtype)
-    return _stamp(estimator, meta)
+    return stamp_inputs(estimator, meta)
 
 
 # --------------------------------------------------------------------------- PCA / SVD
@@ -706,7 +700,7 @@ def _finalize_pca(summary, template, meta):
     pca.explained_variance_ratio_ = _cast(ratio[:k].copy(), dtype)
     pca.singular_values_ = _cast(s[:k].copy(), dtype)
     pca.noise_variance_ = _cast(float(variance[k:].mean()) if k < n_max else 0.0, dtype)
-    return _stamp(pca, meta)
+    return stamp_inputs(pca, meta)
 
 
 def _finalize_truncated_svd(summary, template, meta):
@@ -729,7 +723,7 @@ def _finalize_truncated_svd(summary, template, meta):
         ("explained_variance_ratio_", ratio),
     ]:
         setattr(svd, name, _cast(value, summary.dtype))
-    return _stamp(svd, meta)
+    return stamp_inputs(svd, meta)
 
 
 def _finalize_decomposition(summary, template, meta):
@@ -770,7 +764,7 @@ def _finalize_gaussian_nb(summary, template, meta):
     elif not np.isclose(prior.sum(), 1.0) or np.any(prior < 0):
         raise FusionError("GaussianNB(priors=...) must be non-negative and sum to 1")
     nb.class_prior_ = prior
-    return _stamp(nb, meta)
+    return stamp_inputs(nb, meta)
 
 
 def _summarize_discrete_nb(model, X, y, info):
@@ -839,7 +833,7 @@ def _finalize_discrete_nb(summary, template, meta):
             nb.class_log_prior_ = np.log(cc) - np.log(cc.sum())
         else:
             nb.class_log_prior_ = np.full(len(classes), -np.log(len(classes)))
-    return _stamp(nb, meta)
+    return stamp_inputs(nb, meta)
 
 
 # --------------------------------------------------------------------------- scalers
@@ -872,7 +866,7 @@ def _finalize_standard_scaler(summary, template, meta):
         eps = np.finfo(np.float64).eps
         constant = var <= seen * eps * var + (seen * mean * eps) ** 2
         scaler.scale_ = np.where(constant, 1.0, np.sqrt(var))
-    return _stamp(scaler, meta)
+    return stamp_inputs(scaler, meta)
 
 
 def _summarize_extremes(model, X, y, info):
@@ -893,14 +887,14 @@ def _finalize_extremes(summary, template, meta):
     if isinstance(template, MaxAbsScaler):
         scaler.max_abs_ = summary.high
         scaler.scale_ = _nonzero_scale(summary.high)
-        return _stamp(scaler, meta)
+        return stamp_inputs(scaler, meta)
     low, high = template.feature_range
     scaler.data_min_ = summary.low
     scaler.data_max_ = summary.high
     scaler.data_range_ = summary.high - summary.low
     scaler.scale_ = (high - low) / _nonzero_scale(scaler.data_range_)
     scaler.min_ = low - summary.low * scaler.scale_
-    return _stamp(scaler, meta)
+    return stamp_inputs(scaler, meta)
 
 
 # --------------------------------------------------------------------------- families
@@ -1045,16 +1039,6 @@ class Exact(Fuser):
     """
 
     name = "exact"
-    #: every family's summary can be taken from a fitted model (naive Bayes, scalers)
-    #: or next to one (the row families ignore it); :meth:`needs_fit_for` says which
-    #: families need the fit at all
-    needs_fit = True
-    #: RidgeClassifier binarizes every partition's labels against the global classes
-    needs_classes = True
-    #: the linear and decomposition families need the rows
-    from_models = False
-    #: per-class statistics merge by label, so a partition may hold one class only
-    single_class_partitions = True
     requirement = (
         f"exact fusion merges sufficient statistics of {', '.join(exact_estimator_names())}"
     )
@@ -1079,11 +1063,15 @@ class Exact(Fuser):
         family = _family(estimator)
         return self.requirement if family is None else family.check(estimator)
 
-    def needs_fit_for(self, estimator):
-        """Whether each partition's ``estimator`` must be fitted before :meth:`summarize`.
+    def tags(self, estimator):
+        """What the family of ``estimator`` needs.
 
-        False for the families summarised from the rows (linear least squares, PCA,
-        TruncatedSVD), True for those read from a fitted model (naive Bayes, scalers).
+        The families summarised from the rows (linear least squares, PCA,
+        TruncatedSVD) are not fitted (``needs_fit`` false) and cannot fuse fitted
+        models; those read from a fitted model (naive Bayes, scalers) are, and can
+        (``from_models``). Only RidgeClassifier binarizes its targets against the
+        global classes (``needs_classes``). Per-class statistics merge by label, so
+        a partition may hold one class only (``single_class_partitions``).
 
         Parameters
         ----------
@@ -1092,19 +1080,17 @@ class Exact(Fuser):
 
         Returns
         -------
-        bool
+        FuserTags
         """
         family = _family(estimator)
-        return family is None or not family.from_rows
-
-    def needs_classes_for(self, estimator):
-        """Only RidgeClassifier binarizes its targets against the global classes."""
-        return isinstance(estimator, RidgeClassifier)
-
-    def from_models_for(self, estimator):
-        """Naive Bayes and scaler models carry their sufficient statistics."""
-        family = _family(estimator)
-        return family is not None and not family.from_rows
+        from_rows = family is not None and family.from_rows
+        return replace(
+            super().tags(estimator),
+            needs_fit=not from_rows,
+            needs_classes=isinstance(estimator, RidgeClassifier),
+            from_models=family is not None and not from_rows,
+            single_class_partitions=True,
+        )
 
     def summarize(self, estimator, X, y, info):
         """Summarise one partition.

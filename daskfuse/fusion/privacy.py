@@ -54,14 +54,14 @@ by anyone who knows it: use it for experiments only.
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, special
 from sklearn.base import is_classifier
 
 from .._adapters import adapter_for, linear_estimator_names
+from .._validation import check_int, check_real, is_real
 from ..exceptions import FusionError
 from .average import Average, ParameterSum, Weighted, _aligned
 from .base import WrappingFuser
@@ -199,11 +199,9 @@ class PrivateAveraging(WrappingFuser):
         adapter = adapter_for(estimator)
         return adapter is not None and not adapter.needs_carrier
 
-    def shares_seed(self, estimator):
-        return self.inner.shares_seed(estimator)
-
-    def needs_classes_for(self, estimator):
-        return bool(is_classifier(estimator))
+    def tags(self, estimator):
+        """The inner strategy's, with the global classes for a classifier."""
+        return replace(self.inner.tags(estimator), needs_classes=bool(is_classifier(estimator)))
 
     def prepare(self, n_partitions):
         self.inner.prepare(n_partitions)
@@ -302,40 +300,44 @@ class DP(PrivateAveraging):
         random_state=None,
     ):
         self.inner = _averaging(inner, "DP")
-        if self.inner.holdout:
+        if getattr(self.inner, "by", None) == "score":
             raise ValueError(
                 "DP(inner=...) cannot weight by holdout scores (they are computed from "
                 "the private rows); use 'average', Weighted(by='rows') or an array of "
                 f"public weights; got {self.inner!r}"
             )
         self.epsilon = _positive("DP(epsilon=...)", epsilon)
-        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
-            raise ValueError(f"DP(delta=...) must be a number in (0, 1); got {delta!r}")
-        self.delta = float(delta)
+        self.delta = check_real(
+            delta,
+            "DP(delta=...)",
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            expected="a number in (0, 1)",
+        )
         self.clip = _positive("DP(clip=...)", clip)
         if neighbouring not in _SENSITIVITY:
             raise ValueError(
                 f"DP(neighbouring=...) must be 'replace' or 'add-remove'; got {neighbouring!r}"
             )
         self.neighbouring = neighbouring
-        if max_share is not None and (
-            isinstance(max_share, bool)
-            or not isinstance(max_share, numbers.Real)
-            or not 0 < max_share <= 1
-        ):
-            raise ValueError(
-                f"DP(max_share=...) must be None or a number in (0, 1]; got {max_share!r}"
-            )
-        self.max_share = None if max_share is None else float(max_share)
-        if random_state is not None and (
-            isinstance(random_state, bool)
-            or not isinstance(random_state, numbers.Integral)
-            or random_state < 0
-        ):
-            raise ValueError(
-                f"DP(random_state=...) must be None or an int >= 0; got {random_state!r}"
-            )
-        self.random_state = None if random_state is None else int(random_state)
+        self.max_share = check_real(
+            max_share,
+            "DP(max_share=...)",
+            low=0,
+            high=1,
+            low_open=True,
+            allow_none=True,
+            expected="None or a number in (0, 1]",
+        )
+        self.random_state = check_int(
+            random_state,
+            "DP(random_state=...)",
+            low=0,
+            allow_none=True,
+            expected="None or an int >= 0",
+        )
         self._mu = gaussian_mu(self.epsilon, self.delta)
         if not math.isfinite(self.clip * self.noise_multiplier):
             raise ValueError(
@@ -348,10 +350,6 @@ class DP(PrivateAveraging):
     @property
     def noise_multiplier(self):
         return _SENSITIVITY[self.neighbouring] / self._mu
-
-    @property
-    def holdout(self):
-        return 0.0
 
     def _params(self):
         out = {
@@ -367,8 +365,9 @@ class DP(PrivateAveraging):
             out["random_state"] = self.random_state
         return out
 
-    def from_models_for(self, estimator):
-        return True
+    def tags(self, estimator):
+        """As the inner averaging's; fitted models fuse too (their weights are given)."""
+        return replace(super().tags(estimator), from_models=True)
 
     def privacy_spent(self, n_releases=1):
         """The ``(epsilon, delta)`` spent by ``n_releases`` fused models.
@@ -384,12 +383,7 @@ class DP(PrivateAveraging):
             ``n_releases`` compose as ``sqrt(n_releases) * mu``-GDP, converted at
             this strategy's ``delta``.
         """
-        if (
-            isinstance(n_releases, bool)
-            or not isinstance(n_releases, numbers.Integral)
-            or n_releases < 0
-        ):
-            raise ValueError(f"n_releases must be an int >= 0; got {n_releases!r}")
+        check_int(n_releases, "n_releases", low=0)
         if n_releases == 0:
             return 0.0, 0.0
         if n_releases == 1:
@@ -399,7 +393,7 @@ class DP(PrivateAveraging):
     # ------------------------------------------------------------------ protocol
     def summarize(self, estimator, X, y, info):
         part = self.inner._parameters(estimator, info, scaled=False)
-        w = float(info["weight"])
+        w = part.report_weight
         classes = None
         if part.classes is not None:
             classes = info.get("classes")
@@ -417,6 +411,7 @@ class DP(PrivateAveraging):
             classes,
             {k: w * factor * v for k, v in update.items()},
             np.asarray(w),
+            report_weight=w,
             weight_max=w,
             init=init,
         )
@@ -541,11 +536,6 @@ def _averaging(inner, owner):
 
 
 def _positive(what, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_real(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{what} must be a finite number > 0; got {value!r}")
     return float(value)

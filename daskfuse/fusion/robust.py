@@ -18,13 +18,13 @@ coordinate's statistic.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from functools import reduce
 
 import numpy as np
 
 from .._adapters import adapter_for
+from .._validation import check_int, check_real
 from ..exceptions import FusionError
 from .average import _aligned, _ParameterAveraging
 
@@ -44,10 +44,13 @@ class PartitionParameters:
         the number of partitions.
     indices : list of int
         The partition number of each entry.
+    report_weight : float or None
+        A leaf's partition weight, for the partition report; None once combined.
     """
 
     parts: list = field(default_factory=list)
     indices: list = field(default_factory=list)
+    report_weight: float | None = None
 
 
 class _RobustFusion(_ParameterAveraging):
@@ -59,7 +62,7 @@ class _RobustFusion(_ParameterAveraging):
     def partition_weight(self, info):
         return info["n_rows"] if self.weighted else 1.0
 
-    def given_weights_reason(self):
+    def _given_weights_reason(self):
         if self.weighted:
             return None
         weighted = type(self)(**{**self._params(), "weighted": True})
@@ -67,7 +70,7 @@ class _RobustFusion(_ParameterAveraging):
 
     def summarize(self, estimator, X, y, info):
         part = self._parameters(estimator, info, scaled=False)
-        return PartitionParameters([part], [info["index"]])
+        return PartitionParameters([part], [info["index"]], part.report_weight)
 
     def combine(self, summaries):
         # concatenation, kept in partition order so that the grouping of the tree
@@ -254,8 +257,14 @@ class TrimmedMean(_RobustFusion):
     name = "trimmed_mean"
 
     def __init__(self, beta=0.1, weighted=False):
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 <= beta < 0.5:
-            raise ValueError(f"TrimmedMean(beta=...) must be a number in [0, 0.5); got {beta!r}")
+        check_real(
+            beta,
+            "TrimmedMean(beta=...)",
+            low=0,
+            high=0.5,
+            high_open=True,
+            expected="a number in [0, 0.5)",
+        )
         if not isinstance(weighted, bool | np.bool_):
             raise ValueError(f"TrimmedMean(weighted=...) must be True or False; got {weighted!r}")
         self.beta = float(beta)
@@ -329,12 +338,8 @@ class Krum(_RobustFusion):
     weighted = True
 
     def __init__(self, f=1, m=1):
-        if isinstance(f, bool) or not isinstance(f, numbers.Integral) or f < 0:
-            raise ValueError(f"Krum(f=...) must be an int >= 0; got {f!r}")
-        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
-            raise ValueError(f"Krum(m=...) must be an int >= 1; got {m!r}")
-        self.f = int(f)
-        self.m = int(m)
+        self.f = check_int(f, "Krum(f=...)", low=0)
+        self.m = check_int(m, "Krum(m=...)", low=1)
 
     def _params(self):
         return {"f": self.f, "m": self.m}

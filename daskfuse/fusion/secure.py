@@ -248,17 +248,9 @@ class Secure(PrivateAveraging):
     def _params(self):
         return {"inner": self.inner}
 
-    @property
-    def holdout(self):
-        return self.inner.holdout
-
-    @property
-    def privacy_spent(self):
-        """The inner :class:`~daskfuse.fusion.DP`'s ``privacy_spent`` (absent otherwise)."""
-        return self.inner.privacy_spent
-
-    def from_models_for(self, estimator):
-        return self.inner.from_models_for(estimator)
+    def privacy_spent(self, n_releases=1):
+        """The inner :class:`~daskfuse.fusion.DP`'s ``privacy_spent`` (None otherwise)."""
+        return self.inner.privacy_spent(n_releases)
 
     def partition_secrets(self, n_partitions):
         """Fresh pairwise seeds: entry ``i`` holds partition ``i``'s ``n - 1`` seeds."""
@@ -312,6 +304,8 @@ class Secure(PrivateAveraging):
             classes=classes,
             sums={k: np.zeros_like(v) for k, v in arrays[:-1]},
             weights=np.zeros_like(arrays[-1][1]),
+            # the weight is masked too: the shell leaves the partition in clear
+            report_weight=None,
         )
         return MaskedSum(words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {})
 
@@ -327,7 +321,7 @@ class Secure(PrivateAveraging):
         average is unchanged, and tiny weights are not rounded away by the
         fixed-point resolution (``2**-60``) nor huge ones out of its range. The
         largest weight is taken in the units of the inner summary (the ratio of its
-        weight to ``info["weight"]``), so a summary already scaled is left alone.
+        weight to its ``report_weight``), so a summary already scaled is left alone.
         """
         averaging = self.inner.inner if isinstance(self.inner, DP) else self.inner
         by = averaging.by if isinstance(averaging, Weighted) else None
@@ -337,7 +331,7 @@ class Secure(PrivateAveraging):
             largest = float(info["max_rows"])
         else:
             return 1.0
-        own = float(info.get("weight") or 0.0)
+        own = float(summary.report_weight or 0.0)
         if own <= 0:  # a zero contribution, whatever the factor
             return 1.0
         largest *= float(np.max(summary.weights)) / own
