@@ -238,12 +238,15 @@ def _two_rows_in_three_blocks():
 
 
 def _fewer_rows_than_partitions_skipped():
+    # 'random' counts unknown block lengths first, so the check is made before any
+    # fit, whatever on_error says (as for known lengths)
     reg = FusedRegressor(
         LinearRegression(), partition="random", n_partitions=20, on_error="skip", random_state=0
     )
-    with pytest.warns(UserWarning, match=r"the data has fewer rows \(13\) than partitions"):
+    too_many = r"n_partitions=20 is larger than the number of rows \(13\)"
+    with pytest.raises(ValueError, match=too_many):
         reg.fit(*_fewer_rows_than_partitions(reg=True))
-    assert reg.n_partitions_skipped_ >= 7
+    assert not hasattr(reg, "fused_estimator_")
 
 
 def _nan_in_dask_block_skipped():
