@@ -69,8 +69,6 @@ block index ``b``.
 
 from __future__ import annotations
 
-import copy
-import numbers
 import operator
 import threading
 import time
@@ -98,8 +96,31 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._graph import _worker_name, compute_with_progress, estimator_allows_nan, plain_params
-from ._inputs import _y_blocks, aligned, dask_blocks, is_dask_input, seed_sequence
+from ._graph import (
+    _worker_name,
+    compute_with_progress,
+    estimator_allows_nan,
+    fit_prefix,
+    plain_params,
+)
+from ._inputs import (
+    _y_blocks,
+    aligned,
+    dask_blocks,
+    dask_classes,
+    is_dask_input,
+    seed_sequence,
+)
+from ._quiet import quiet_warnings
+from ._trainer import (
+    FitResult,
+    check_on_error,
+    check_passes,
+    check_split_every,
+    report_frame,
+    validation_probe,
+)
+from ._validation import check_int, check_real, is_int
 from .exceptions import FusionError, PartitionError
 from .fusion.base import Strategy
 from .models import (
@@ -118,8 +139,10 @@ __all__ = [
     "column_groups",
     "fit",
     "fit_graph",
+    "graph",
     "plan_columns",
     "resolve_vertical_fusion",
+    "train",
 ]
 
 #: the estimators that backfitting fuses (exact types: a subclass may change the loss)
@@ -177,16 +200,8 @@ class Backfit(VerticalFusion):
     name = "backfit"
 
     def __init__(self, max_rounds=100, tol=1e-5):
-        if (
-            not isinstance(max_rounds, numbers.Integral)
-            or isinstance(max_rounds, bool)
-            or max_rounds < 1
-        ):
-            raise ValueError(f"Backfit(max_rounds=...) must be an int >= 1; got {max_rounds!r}")
-        if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol > 0:
-            raise ValueError(f"Backfit(tol=...) must be a float > 0; got {tol!r}")
-        self.max_rounds = int(max_rounds)
-        self.tol = float(tol)
+        self.max_rounds = check_int(max_rounds, "Backfit(max_rounds=...)", low=1)
+        self.tol = check_real(tol, "Backfit(tol=...)", low=0, low_open=True)
 
     def _params(self):
         return {"max_rounds": self.max_rounds, "tol": self.tol}
@@ -259,7 +274,7 @@ class ColumnStack(VerticalFusion):
                 "ColumnStack(final_estimator=...) must be None or an estimator; got "
                 f"{type(final_estimator).__name__}"
             )
-        if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        if is_int(cv):
             if cv < 2:
                 raise ValueError(f"ColumnStack(cv=...) must be >= 2 folds; got {cv}")
         elif not hasattr(cv, "split"):
@@ -365,11 +380,10 @@ class ColumnPlan:
     keys: dict = field(default_factory=dict)
 
 
-def _prefixes(token):
-    steps = (
-        "data", "columns", "target", "fit", "block", "step", "coef", "log", "finalize",
-    )
-    return {step: f"daskfuse-{step}-{token}" for step in steps}
+#: the steps of a column fit
+COLUMN_STEPS = (
+    "data", "columns", "target", "fit", "block", "step", "coef", "log", "finalize",
+)
 
 
 def _column_dtypes(X, n_features):
@@ -427,7 +441,7 @@ def _groups_from_labels(labels):
 
 def _count(columns, n_features, what):
     n = columns.n_blocks
-    if isinstance(n, numbers.Integral):
+    if is_int(n):
         if n > n_features:
             raise ValueError(
                 f"Columns(n_blocks={n}) is larger than the number of columns "
@@ -438,7 +452,7 @@ def _count(columns, n_features, what):
 
 
 def _check_count(columns, n, what):
-    if isinstance(columns.n_blocks, numbers.Integral) and columns.n_blocks != n:
+    if is_int(columns.n_blocks) and columns.n_blocks != n:
         raise ValueError(
             f"Columns(n_blocks={columns.n_blocks}) contradicts strategy={what!r}, which "
             f"makes {n} block(s); leave n_blocks out"
@@ -605,7 +619,7 @@ def plan_columns(X, y, groups, strategy, token):
     -------
     ColumnPlan
     """
-    keys = _prefixes(token)
+    keys = fit_prefix(token, COLUMN_STEPS)
     if isinstance(X, da.Array):
         pieces, lengths = _dask_array_pieces(X, groups, keys)
         y_pieces = _y_blocks(y, lengths, len(pieces[0]))
@@ -684,8 +698,7 @@ def _check_target(y):
 
 
 def _fit_quietly(estimator, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
+    with quiet_warnings(UserWarning):
         return estimator.fit(X, y)
 
 
@@ -710,8 +723,7 @@ def fit_stack_block(spec, index, y, *pieces):
     fit_start = time.perf_counter()
     try:
         model = _fit_quietly(clone(estimator), X, y)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
+        with quiet_warnings(UserWarning):
             raw = cross_val_predict(estimator, X, y, cv=spec.fusion.cv, method=method)
     except Exception as exc:
         raise PartitionError(
@@ -1139,116 +1151,157 @@ def finalize_backfit(spec, meta, log, coefs):
 
 
 # ------------------------------------------------------------------ the driver
-def _check_meta_estimator(est):
-    if est._kind not in ("classifier", "regressor"):
+#: parameters that only mean something for row partitions, with their defaults and why
+#: a column fit refuses any other value
+_ROW_ONLY = (
+    ("rounds", 1, "it counts fusion rounds over row partitions; backfitting's rounds are "
+     "Backfit(max_rounds=...) (pass fusion=Backfit(max_rounds=...)) and stacking has none"),
+    ("tol", 1e-4, "it is the tolerance of fusion rounds over row partitions; backfitting "
+     "has its own: pass fusion=Backfit(tol=...) (stacking has no rounds)"),
+    ("local_epochs", 1, "it is what a row partition trains in each round after the "
+     "first; every backfitting step solves its block exactly and stacking fits once"),
+    ("proximal", 0.0, "it pulls row partitions toward the fused model between rounds; "
+     "column blocks are parts of one model, which backfitting solves exactly"),
+    ("on_error", "raise", "a column block cannot be left out of the fusion without "
+     "dropping its features from the model"),
+    ("min_partitions", 1, "it counts the row partitions that on_error='skip' may leave "
+     "out; column blocks are never skipped"),
+    ("split_every", None, "it is the fan-in of the tree that fuses row partitions; "
+     "column blocks are fused by one task (stacking) or in sequence (backfitting)"),
+)
+
+
+def _check_params(params):
+    """Validate the parameters of a column fit; refuse those of row partitions only."""
+    if params.kind not in ("classifier", "regressor"):
         raise TypeError(
             f"partition=Columns(...) (vertical partitioning) needs a FusedClassifier or "
-            f"FusedRegressor; got {type(est).__name__}"
+            f"FusedRegressor; got {params.owner}"
         )
-    if est.n_partitions is not None:
+    if params.n_partitions is not None:
         raise ValueError(
-            f"n_partitions={est.n_partitions!r} counts row partitions; with "
+            f"n_partitions={params.n_partitions!r} counts row partitions; with "
             "partition=Columns(...) give the number of column blocks as "
             "Columns(n_blocks=...)"
         )
-    est.partition.validate()
-    est._check_estimator()
-    if not isinstance(est.verbose, numbers.Integral):
-        raise TypeError(f"verbose must be an int or bool; got {est.verbose!r}")
-
-
-def _dask_classes(target_pieces):
-    uniques = dask.compute(*[delayed(np.unique, pure=True)(p) for p in target_pieces])
-    return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
-
-
-def _prepare(est, X, y):
-    """Validate, plan the blocks and build what both drivers need."""
-    _check_meta_estimator(est)
-    fusion = resolve_vertical_fusion(est.fusion, est.estimator)
-    classifier = est._kind == "classifier"
-    if y is None:
-        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
-    allow_nan = isinstance(fusion, ColumnStack) and estimator_allows_nan(est.estimator)
-    columns = est.partition
-    if is_dask_input(X):
-        if isinstance(X, da.Array):
-            if X.ndim != 2 or np.isnan(X.shape[1]):
-                raise ValueError(
-                    f"X must be a 2-dimensional dask array with known columns; got shape "
-                    f"{X.shape}"
-                )
-            if X.dtype.kind not in "biuf":
-                raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
-            n_features, names = int(X.shape[1]), None
-        elif isinstance(X, dd.DataFrame):
-            n_features = len(X.columns)
-            names = (
-                np.asarray(list(X.columns), dtype=object)
-                if all(isinstance(c, str) for c in X.columns) else None
-            )
-        else:
-            raise TypeError(
-                f"X must be a dask array or dask DataFrame; got {type(X).__name__}"
-            )
-        if not is_dask_input(y):
-            y = np.asarray(y)
-        groups, strategy = column_groups(columns, X, n_features, names)
-        y_ndim = y.ndim
-        n_rows = None
-        Xp, yp = X, y
-    else:
-        if is_dask_input(y):
-            raise TypeError(
-                "X is in memory but y is a dask collection; pass both in memory or both as "
-                "dask collections"
-            )
-        probe = copy.copy(est)
-        Xv, yv = validate_data(
-            probe, X, y,
-            ensure_all_finite=not allow_nan,
-            multi_output=not classifier and est._multi_output(),
-            y_numeric=not classifier,
-        )
-        n_features = probe.n_features_in_
-        names = getattr(probe, "feature_names_in_", None)
-        groups, strategy = column_groups(columns, X, n_features, names, corr_data=Xv)
-        y_ndim = yv.ndim
-        n_rows = len(yv)
-        Xp, yp = Xv, yv
-    seeds = None
-    if est.random_state is not None:
-        ss = seed_sequence(est.random_state)
-        seeds = tuple(int(s.generate_state(1)[0]) for s in ss.spawn(len(groups)))
-    token = tokenize(
-        "daskfuse.vertical", type(est).__name__, type(est.estimator).__qualname__,
-        plain_params(est.estimator),
-        fusion, tuple(tuple(g.tolist()) for g in groups), seeds, Xp, yp,
-    )
-    plan = plan_columns(Xp, yp, groups, strategy, token)
-    classes = None
-    if classifier:
-        if is_dask_input(X):
-            classes = _dask_classes([plan.target])
-        else:
-            check_classification_targets(yp)
-            classes = np.unique(yp)
-        if len(classes) < 2:
+    params.partition.validate()
+    # the same checks as for rows first: a bad value gets the same message
+    check_passes(params)
+    check_on_error(params)
+    if params.split_every is not None:
+        check_split_every(params)
+    for name, default, why in _ROW_ONLY:
+        value = getattr(params, name)
+        if value != default:
             raise ValueError(
-                f"y holds 1 class ({classes[0]}); a classifier needs samples of at least "
-                "2 classes"
+                f"{name}={value!r} does not apply to partition=Columns(...) (vertical "
+                f"partitioning): {why}; leave {name} at its default ({default!r})"
             )
+
+
+def _dask_input(params, X, y):
+    """A dask ``X``'s column count and names, after its checks; ``y`` as given or an array."""
+    if isinstance(X, da.Array):
+        if X.ndim != 2 or np.isnan(X.shape[1]):
+            raise ValueError(
+                f"X must be a 2-dimensional dask array with known columns; got shape "
+                f"{X.shape}"
+            )
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
+        n_features, names = int(X.shape[1]), None
+    elif isinstance(X, dd.DataFrame):
+        n_features = len(X.columns)
+        names = (
+            np.asarray(list(X.columns), dtype=object)
+            if all(isinstance(c, str) for c in X.columns) else None
+        )
+    else:
+        raise TypeError(
+            f"X must be a dask array or dask DataFrame; got {type(X).__name__}"
+        )
+    if not is_dask_input(y):
+        y = np.asarray(y)
+    return X, y, n_features, names
+
+
+def _memory_input(params, X, y, allow_nan):
+    """An in-memory ``X``, ``y`` validated by scikit-learn, with ``X``'s columns."""
+    if is_dask_input(y):
+        raise TypeError(
+            "X is in memory but y is a dask collection; pass both in memory or both as "
+            "dask collections"
+        )
+    probe = validation_probe(params.owner)
+    Xv, yv = validate_data(
+        probe, X, y,
+        ensure_all_finite=not allow_nan,
+        multi_output=not params.classifier and params.multi_output,
+        y_numeric=not params.classifier,
+    )
+    return Xv, yv, probe.n_features_in_, getattr(probe, "feature_names_in_", None)
+
+
+def _block_seeds(params, n_blocks):
+    if params.random_state is None:
+        return None
+    ss = seed_sequence(params.random_state)
+    return tuple(int(s.generate_state(1)[0]) for s in ss.spawn(n_blocks))
+
+
+def _classes(params, X, y, plan):
+    """The class labels of a classifier's targets (None for a regressor)."""
+    if not params.classifier:
+        return None
+    if is_dask_input(X):
+        classes = dask_classes([plan.target])
+    else:
+        check_classification_targets(y)
+        classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y holds 1 class ({classes[0]}); a classifier needs samples of at least "
+            "2 classes"
+        )
+    return classes
+
+
+def _prepare(params, X, y):
+    """Validate, plan the blocks and build what both drivers need."""
+    _check_params(params)
+    fusion = resolve_vertical_fusion(params.fusion, params.estimator)
+    if y is None:
+        raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
+    allow_nan = isinstance(fusion, ColumnStack) and estimator_allows_nan(params.estimator)
+    columns = params.partition
+    if is_dask_input(X):
+        X, y, n_features, names = _dask_input(params, X, y)
+        groups, strategy = column_groups(columns, X, n_features, names)
+        n_rows = None
+    else:
+        X_as_given = X
+        X, y, n_features, names = _memory_input(params, X, y, allow_nan)
+        groups, strategy = column_groups(columns, X_as_given, n_features, names, corr_data=X)
+        n_rows = len(y)
+    seeds = _block_seeds(params, len(groups))
+    token = tokenize(
+        "daskfuse.vertical", params.owner, type(params.estimator).__qualname__,
+        plain_params(params.estimator),
+        fusion, tuple(tuple(g.tolist()) for g in groups), seeds, X, y,
+    )
+    plan = plan_columns(X, y, groups, strategy, token)
+    classes = _classes(params, X, y, plan)
     meta = {
         "n_features_in_": n_features,
         "feature_names_in_": names,
         "classes": classes,
-        "y_ndim": y_ndim,
+        "y_ndim": y.ndim,
         "n_rows": n_rows,
     }
     spec = VerticalSpec(
-        estimator=est.estimator,
+        estimator=params.estimator,
         fusion=fusion,
-        classifier=classifier,
+        classifier=params.classifier,
         classes=classes,
         seeds=seeds,
         allow_nan=allow_nan,
@@ -1349,15 +1402,21 @@ def _warn_not_converged(spec, history):
     )
 
 
-def fit_graph(est, X, y):
-    """The lazy vertical fit of the meta-estimator ``est``: a ``Delayed``.
+def graph(params, X, y):
+    """The lazy column fit (the trainer's ``graph``): a ``Delayed``.
 
     It computes to ``(fused model, reports)`` (one report per block). For
     backfitting ``max_rounds`` rounds are unrolled: the steps after convergence pass
     their inputs through, and each report says how many ``rounds`` ran and whether
     they ``converged``.
+
+    Parameters
+    ----------
+    params : daskfuse._trainer.TrainSpec
+        The meta-estimator's parameters (``partition`` a :class:`Columns`).
+    X, y : the training data
     """
-    spec, plan, meta = _prepare(est, X, y)
+    spec, plan, meta = _prepare(params, X, y)
     if isinstance(spec.fusion, ColumnStack):
         return _stack_graph(spec, plan, meta)
     return _backfit_graph(spec, plan, meta)
@@ -1420,34 +1479,57 @@ def _run_backfit(spec, plan, meta, verbose):
     return estimator, reports, history
 
 
+def train(params, X, y):
+    """Fit the column blocks and fuse them (the trainer's ``train``).
+
+    Parameters
+    ----------
+    params : daskfuse._trainer.TrainSpec
+        The meta-estimator's parameters (``partition`` a :class:`Columns`).
+    X, y : the training data
+
+    Returns
+    -------
+    daskfuse._trainer.FitResult
+    """
+    spec, plan, meta = _prepare(params, X, y)
+    history = None
+    if isinstance(spec.fusion, ColumnStack):
+        fused, reports = compute_with_progress(_stack_graph(spec, plan, meta), params.verbose)
+    else:
+        fused, reports, history = _run_backfit(spec, plan, meta, params.verbose)
+        history = pd.DataFrame(history)
+    return FitResult(
+        fused=fused,
+        fusion=spec.fusion,
+        partition=Columns(groups=[g.tolist() for g in plan.groups], strategy="groups"),
+        report=report_frame(reports),
+        n_features_in=meta["n_features_in_"],
+        feature_names_in=meta["feature_names_in_"],
+        history=history,
+        n_rounds=1 if history is None else len(history),
+    )
+
+
+def _check_columns(est):
+    if not isinstance(getattr(est, "partition", None), Columns):
+        raise TypeError(
+            "daskfuse.vertical fits a FusedClassifier or FusedRegressor whose partition is "
+            f"a daskfuse.partition.Columns; got partition={getattr(est, 'partition', None)!r}"
+        )
+
+
 def fit(est, X, y):
     """Fit the meta-estimator ``est`` (partition: a Columns) on ``X``, ``y``; return it.
 
-    A failed fit leaves the estimator unfitted, whatever it held before.
+    The same as ``est.fit(X, y)``. A failed fit leaves the estimator unfitted,
+    whatever it held before.
     """
-    est._clear_fitted()
-    try:
-        spec, plan, meta = _prepare(est, X, y)
-        history = None
-        if isinstance(spec.fusion, ColumnStack):
-            fused, reports = compute_with_progress(_stack_graph(spec, plan, meta), est.verbose)
-        else:
-            fused, reports, history = _run_backfit(spec, plan, meta, est.verbose)
-    except BaseException:
-        est._clear_fitted()
-        raise
-    est.fused_estimator_ = fused
-    est.fusion_ = spec.fusion
-    est.partition_ = Columns(groups=[g.tolist() for g in plan.groups], strategy="groups")
-    est.n_partitions_ = len(plan.groups)
-    est.partition_report_ = pd.DataFrame(reports).sort_values("partition").reset_index(
-        drop=True
-    )
-    if history is not None:
-        est.history_ = pd.DataFrame(history)
-    est.n_features_in_ = meta["n_features_in_"]
-    if meta["feature_names_in_"] is not None:
-        est.feature_names_in_ = meta["feature_names_in_"]
-    if hasattr(fused, "classes_"):
-        est.classes_ = fused.classes_
-    return est
+    _check_columns(est)
+    return est.fit(X, y)
+
+
+def fit_graph(est, X, y):
+    """The lazy vertical fit of the meta-estimator ``est``: ``est.fit_graph(X, y)``."""
+    _check_columns(est)
+    return est.fit_graph(X, y)
