@@ -125,8 +125,7 @@ def _check_rounds(params, fuser):
         reason = fuser.rounds_reason(params.estimator)
         if reason is not None:
             raise FusionError(
-                f"rounds={params.rounds} cannot be used with fusion={fuser!r} and "
-                f"{name}: {reason}"
+                f"rounds={params.rounds} cannot be used with fusion={fuser!r} and {name}: {reason}"
             )
     if params.proximal > 0:
         reason = fuser.proximal_reason(params.estimator)
@@ -144,9 +143,7 @@ def _min_partitions(params, n):
     m = params.min_partitions
     if isinstance(m, numbers.Integral):
         if m > n:
-            raise ValueError(
-                f"min_partitions={m} is larger than the number of partitions ({n})"
-            )
+            raise ValueError(f"min_partitions={m} is larger than the number of partitions ({n})")
         return int(m)
     return max(1, math.ceil(m * n - 1e-9))
 
@@ -244,8 +241,7 @@ def _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan)
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(
-                f"y holds 1 class ({classes[0]}); a classifier needs samples "
-                "of at least 2 classes"
+                f"y holds 1 class ({classes[0]}); a classifier needs samples of at least 2 classes"
             )
     token = tokenize(token_parts, X, y)
     names = fit_prefix(token)
@@ -281,9 +277,7 @@ def prepare(params, X, y):
     if is_dask_input(X):
         planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts)
     else:
-        planned = _plan_in_memory(
-            params, X, y, rows, partition_seeds, token_parts, allow_nan
-        )
+        planned = _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan)
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
     fuser.prepare(n)
@@ -305,7 +299,15 @@ def prepare(params, X, y):
     )
     graph_ = build_fit_graph(plan.partitions, spec, meta, split_every, planned.token)
     return Prepared(
-        graph_, fuser, meta, plan, split_every, planned.keys, spec, planned.token, passes,
+        graph_,
+        fuser,
+        meta,
+        plan,
+        split_every,
+        planned.keys,
+        spec,
+        planned.token,
+        passes,
         planned.x_blocks,
     )
 

@@ -28,12 +28,18 @@ __all__ = ["FitResult", "TrainSpec", "check_params", "check_split_every"]
 
 #: the estimator check of each kind of meta-estimator: (test, what the message asks for)
 _KIND_CHECKS = {
-    "classifier": (is_classifier, "a classifier as estimator; got {name}: use FusedRegressor "
-                   "for regressors"),
-    "regressor": (is_regressor, "a regressor as estimator; got {name}: use FusedClassifier "
-                  "for classifiers"),
-    "transformer": (lambda est: hasattr(est, "transform"),
-                    "a transformer (an estimator with transform) as estimator; got {name}"),
+    "classifier": (
+        is_classifier,
+        "a classifier as estimator; got {name}: use FusedRegressor for regressors",
+    ),
+    "regressor": (
+        is_regressor,
+        "a regressor as estimator; got {name}: use FusedClassifier for classifiers",
+    ),
+    "transformer": (
+        lambda est: hasattr(est, "transform"),
+        "a transformer (an estimator with transform) as estimator; got {name}",
+    ),
     "clusterer": (is_clusterer, "a clusterer as estimator; got {name}"),
 }
 
@@ -168,9 +174,7 @@ def check_estimator(params):
         )
     test, wanted = _KIND_CHECKS.get(params.kind, (None, None))
     if test is not None and not test(est):
-        raise TypeError(
-            f"{params.owner} needs " + wanted.format(name=type(est).__name__)
-        )
+        raise TypeError(f"{params.owner} needs " + wanted.format(name=type(est).__name__))
 
 
 def check_passes(params):
