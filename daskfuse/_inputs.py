@@ -25,6 +25,7 @@ __all__ = [
     "dask_classes",
     "is_dask_input",
     "seed_sequence",
+    "stamp_inputs",
 ]
 
 
@@ -343,3 +344,12 @@ def dask_to_array(X):
         check_dense(X._meta, "X", blocks=True)
         return X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
     raise TypeError(f"X must be a dask array or dask DataFrame; got {type(X).__name__}")
+
+
+def stamp_inputs(model, meta):
+    """Give a fused ``model`` the inputs seen in fit: ``n_features_in_`` and, where ``X``
+    had string column names, ``feature_names_in_`` (from ``meta``); return it."""
+    model.n_features_in_ = meta["n_features_in_"]
+    if meta.get("feature_names_in_") is not None:
+        model.feature_names_in_ = meta["feature_names_in_"]
+    return model
