@@ -10,7 +10,6 @@ graph) and :func:`run_passes` (compute one pass, or rounds of fit-and-fuse).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +47,7 @@ from ._trainer import (
     report_frame,
     validation_probe,
 )
+from ._validation import is_int
 from .exceptions import FusionError, PartitionError
 from .fusion import resolve_fusion
 from .partition import (
@@ -141,7 +141,7 @@ def _check_rounds(params, fuser):
 def _min_partitions(params, n):
     """``min_partitions`` as a count of the ``n`` partitions."""
     m = params.min_partitions
-    if isinstance(m, numbers.Integral):
+    if is_int(m):
         if m > n:
             raise ValueError(f"min_partitions={m} is larger than the number of partitions ({n})")
         return int(m)
@@ -155,7 +155,7 @@ def _partition_seeds(params, fuser, fit_seeds, n):
         if not shared:
             # every partition fits the estimator exactly as given
             return None
-        if isinstance(inner, numbers.Integral) and not isinstance(inner, bool):
+        if is_int(inner):
             return (int(inner),) * n
     if shared:
         # one seed for every partition: the same initial parameters everywhere

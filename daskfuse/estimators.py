@@ -394,6 +394,11 @@ _PARAMS_DOC = """
         :class:`~daskfuse.partition.Columns` splits the features instead (vertical
         partitioning, see :mod:`daskfuse.vertical`): ``fusion`` is then ``"auto"``,
         ``"backfit"`` or ``"stack"``, and backfitting adds a ``history_`` of rounds.
+        The parameters of row partitions (``n_partitions``, ``split_every``,
+        ``rounds``, ``tol``, ``local_epochs``, ``proximal``, ``on_error="skip"``,
+        ``min_partitions``) do not apply to column blocks: any value but their
+        default raises ``ValueError`` saying why (backfitting's own rounds and
+        tolerance are ``Backfit(max_rounds=..., tol=...)``).
     n_partitions : int, "auto" or None, default=None
         Number of partitions (a shortcut for ``partition=Rows(n_partitions)``).
         ``"auto"`` (and None for in-memory data) is one per scheduler thread.
@@ -453,14 +458,15 @@ _ATTRS_DOC = """
         The fused model: a plain fitted scikit-learn estimator, usable without dask.
     fusion_ : daskfuse.fusion.Fuser
         The fusion strategy used.
-    partition_ : daskfuse.partition.Rows
-        The partitioning used (resolved count and strategy).
+    partition_ : daskfuse.partition.Rows or daskfuse.partition.Columns
+        The partitioning used (resolved count and strategy; for column blocks, the
+        columns of each block).
     n_partitions_ : int
         Number of partitions, skipped ones included.
     n_partitions_skipped_ : int
         Partitions left out of the fusion (``on_error="skip"``).
     split_every_ : int
-        Fan-in of the fusion tree used.
+        Fan-in of the fusion tree used (row partitions only).
     partition_report_ : pandas.DataFrame
         One row per partition: ``partition``, ``rows``, ``class_counts``,
         ``train_score``, ``start_score`` (in the last of several rounds, the
@@ -471,7 +477,8 @@ _ATTRS_DOC = """
         ``worker`` (the address of the worker that ran it), ``skipped`` (left out
         of the fusion by ``on_error="skip"``) and ``error`` (why, else missing).
     n_rounds_ : int
-        Fusion rounds run (1 without ``rounds``).
+        Fusion rounds run (1 without ``rounds``; with column blocks, backfitting's
+        rounds, 1 for stacking).
     history_ : pandas.DataFrame
         With more than one round: one row per round, ``round``, ``train_score``
         (the fused model's score on all training rows, computed on the workers),
