@@ -23,6 +23,7 @@ __all__ = [
     "check_label_types",
     "dask_blocks",
     "dask_classes",
+    "float_array",
     "is_dask_input",
     "seed_sequence",
     "stamp_inputs",
@@ -59,6 +60,24 @@ def aligned(a):
     if isinstance(a, np.ndarray) and not a.flags.aligned:
         return a.copy(order="K")
     return a
+
+
+def float_array(block):
+    """``block`` as a float64 array; a DataFrame's missing values (``pd.NA``) are NaN.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> float_array(pd.DataFrame({"a": pd.array([1.5, None], dtype="Float64")}))
+    array([[1.5],
+           [nan]])
+    """
+    if isinstance(block, pd.DataFrame):
+        return block.to_numpy(dtype=np.float64, na_value=np.nan)
+    block = np.asarray(block)
+    if block.dtype == object:  # a nullable column's values, pd.NA among them
+        block = np.where(pd.isna(block), np.nan, block)
+    return np.asarray(block, dtype=np.float64)
 
 
 def check_label_types(y, what="y"):

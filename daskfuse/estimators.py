@@ -25,7 +25,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rows, vertical
 from ._graph import estimator_allows_nan, r2_from_sums
-from ._inputs import aligned, check_dense, dask_blocks, dask_to_array, is_dask_input
+from ._inputs import (
+    aligned,
+    check_dense,
+    dask_blocks,
+    dask_to_array,
+    float_array,
+    is_dask_input,
+)
 from ._trainer import TrainSpec, check_params
 from .partition import Columns
 
@@ -46,7 +53,7 @@ def _apply_block(block, estimator, method, feature_names, empty=None):
     without rows, which scikit-learn refuses (a dask DataFrame after a filter has them)."""
     # Fused models hold float64 parameters (statistics are merged in float64); some
     # estimators (k-means) need the input in the dtype of their parameters.
-    block = aligned(np.asarray(block, dtype=np.float64))
+    block = aligned(float_array(block))
     if len(block) == 0 and empty is not None:
         return empty
     if feature_names is not None:

@@ -171,3 +171,17 @@ def test_vertical_fit_functions_go_through_the_estimator():
     assert vertical.fit(est, X, y) is est and est.n_rounds_ == len(est.history_)
     with pytest.raises(TypeError, match="partition is a daskfuse.partition.Columns"):
         vertical.fit(FusedClassifier(LogisticRegression()), X, y)
+
+
+def test_column_vector_warning_points_at_the_caller_of_fit():
+    """The column trainer runs a call deeper than the old driver: the warning still
+    names the line that called ``fit``."""
+    import dask.array as da
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = _data()
+    labels = (y > 3).astype(int)[:, None]
+    est = FusedClassifier(LogisticRegression(), partition=Columns(n_blocks=2))
+    with pytest.warns(DataConversionWarning, match="column-vector") as record:
+        est.fit(da.from_array(X, chunks=60), da.from_array(labels, chunks=60))
+    assert {w.filename for w in record if w.category is DataConversionWarning} == {__file__}

@@ -16,6 +16,7 @@ from .._graph import (
 )
 from .._inputs import (
     aligned,
+    float_array,
     stamp_inputs,
 )
 from .._quiet import quiet_warnings
@@ -44,12 +45,7 @@ class VerticalSpec:
 def block_matrix(spec, index, pieces, n_rows):
     """Block ``index``'s columns as one float64 array, checked (on its worker)."""
     try:
-        parts = [
-            p.to_numpy(dtype=np.float64)
-            if isinstance(p, pd.DataFrame)
-            else np.asarray(p, dtype=np.float64)
-            for p in pieces
-        ]
+        parts = [float_array(p) for p in pieces]
     except (TypeError, ValueError) as exc:
         raise PartitionError(
             index, f"the block's columns could not be converted to numbers ({exc})"

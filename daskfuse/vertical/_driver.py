@@ -14,7 +14,7 @@ from dask import delayed
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
@@ -145,7 +145,26 @@ def _dask_input(params, X, y):
         raise TypeError(f"X must be a dask array or dask DataFrame; got {type(X).__name__}")
     if not is_dask_input(y):
         y = np.asarray(y)
+    if params.classifier:
+        y = _label_column(y)
     return X, y, n_features, names
+
+
+def _label_column(y):
+    """A classifier's dask (or numpy) ``y`` of one column as 1-D labels.
+
+    As scikit-learn does with an in-memory column vector (the in-memory path goes
+    through it), with its ``DataConversionWarning``.
+    """
+    if y.ndim != 2 or y.shape[1] != 1:
+        return y
+    warnings.warn(
+        "A column-vector y was passed when a 1d array was expected. Please change the "
+        "shape of y to (n_samples, ), for example using ravel().",
+        DataConversionWarning,
+        stacklevel=6,  # the caller of FusedClassifier.fit
+    )
+    return y.iloc[:, 0] if isinstance(y, dd.DataFrame) else y[:, 0]
 
 
 def _memory_input(params, X, y, allow_nan):
@@ -184,9 +203,8 @@ def _classes(params, X, y, plan):
         check_classification_targets(y)
         classes = np.unique(y)
     if len(classes) < 2:
-        raise ValueError(
-            f"y holds 1 class ({classes[0]}); a classifier needs samples of at least 2 classes"
-        )
+        held = f"1 class ({classes[0]})" if len(classes) else "no class (0 rows)"
+        raise ValueError(f"y holds {held}; a classifier needs samples of at least 2 classes")
     return classes
 
 

@@ -19,6 +19,7 @@ from .._inputs import (
     _y_blocks,
     aligned,
     dask_blocks,
+    float_array,
     is_dask_input,
 )
 from .._validation import is_int
@@ -73,7 +74,7 @@ def _column_dtypes(X, n_features):
 
 def _moments(block):
     """Row count, column sums and cross-products of one row block (correlation planning)."""
-    a = np.asarray(block, dtype=np.float64)
+    a = float_array(block)
     return len(a), a.sum(axis=0), a.T @ a
 
 
@@ -246,7 +247,8 @@ def _select_columns(index, *chunks):
     parts = []
     for chunk in chunks:
         if isinstance(chunk, pd.DataFrame | pd.Series):
-            chunk = chunk.to_numpy()
+            # (a nullable column's pd.NA as NaN: float() does not take pd.NA)
+            chunk = chunk.to_numpy(na_value=np.nan)
         parts.append(np.asarray(chunk))
     whole = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     return whole[:, index]
