@@ -2,7 +2,8 @@
 
 ``train(params, X, y)`` runs the fit and returns a :class:`~daskfuse._trainer.FitResult`;
 ``graph(params, X, y)`` builds its first pass without running it. Both take a
-:class:`~daskfuse._trainer.TrainSpec` and never touch the meta-estimator. The steps:
+:class:`~daskfuse._trainer.TrainSpec` that has passed
+:func:`~daskfuse._trainer.check_params` and never touch the meta-estimator. The steps:
 :func:`prepare` (validate the parameters and the data, plan the partitions, build the
 graph) and :func:`run_passes` (compute one pass, or rounds of fit-and-fuse).
 """
@@ -41,8 +42,6 @@ from ._inputs import (
 )
 from ._trainer import (
     FitResult,
-    check_on_error,
-    check_passes,
     check_split_every,
     report_frame,
     validation_probe,
@@ -118,8 +117,7 @@ def resolve_rows(params):
 
 
 def _check_rounds(params, fuser):
-    """Validate rounds, tol, local_epochs, proximal; the number of passes to run."""
-    check_passes(params)
+    """Whether ``rounds`` and ``proximal`` apply to ``fuser``; the number of passes to run."""
     name = type(params.estimator).__name__
     if params.rounds > 1:
         reason = fuser.rounds_reason(params.estimator)
@@ -265,7 +263,6 @@ def prepare(params, X, y):
     passes = _check_rounds(params, fuser)
     rows = resolve_rows(params)
     split_every = check_split_every(params)
-    check_on_error(params)
     seeds = seed_sequence(params.random_state)
     if not params.supervised:
         y = None

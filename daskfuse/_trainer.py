@@ -222,8 +222,13 @@ def check_verbose(params):
 
 
 def check_params(params):
-    """Validate what every partitioning reads: the estimator and ``verbose``."""
+    """Validate, once, what every trainer reads: the estimator, ``rounds``,
+    ``local_epochs``, ``tol``, ``proximal``, ``on_error``, ``min_partitions`` and
+    ``verbose`` (each trainer checks what only it reads: ``partition``, ``fusion``,
+    ``split_every``, and whether a value applies to it)."""
     check_estimator(params)
+    check_passes(params)
+    check_on_error(params)
     check_verbose(params)
 
 

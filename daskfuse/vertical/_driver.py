@@ -30,8 +30,6 @@ from .._inputs import (
 )
 from .._trainer import (
     FitResult,
-    check_on_error,
-    check_passes,
     check_split_every,
     report_frame,
     validation_probe,
@@ -110,9 +108,7 @@ def _check_params(params):
             "Columns(n_blocks=...)"
         )
     params.partition.validate()
-    # the same checks as for rows first: a bad value gets the same message
-    check_passes(params)
-    check_on_error(params)
+    # (check_params has validated the others): a bad value gets the rows' message
     if params.split_every is not None:
         check_split_every(params)
     for name, default, why in _ROW_ONLY:
@@ -433,7 +429,8 @@ def train(params, X, y):
     Parameters
     ----------
     params : daskfuse._trainer.TrainSpec
-        The meta-estimator's parameters (``partition`` a :class:`Columns`).
+        The meta-estimator's parameters (``partition`` a :class:`Columns`), past
+        :func:`~daskfuse._trainer.check_params`.
     X, y : the training data
 
     Returns
