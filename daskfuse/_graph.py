@@ -68,12 +68,13 @@ class Node:
     reports: list = field(default_factory=list)
 
 
-def fit_prefix(token):
-    """Key names of one fit: ``{step: key prefix}``."""
-    return {
-        step: f"daskfuse-{step}-{token}"
-        for step in ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
-    }
+#: the steps of a row fit
+ROW_STEPS = ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
+
+
+def fit_prefix(token, steps=ROW_STEPS):
+    """Key names of one fit: ``{step: key prefix}`` (``daskfuse-<step>-<token>``)."""
+    return {step: f"daskfuse-{step}-{token}" for step in steps}
 
 
 def plain_params(value):

@@ -6,6 +6,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -13,12 +14,15 @@ import pandas as pd
 from dask import delayed
 from dask.base import is_dask_collection
 
+from ._validation import is_int
+
 __all__ = [
     "DaskBlocks",
     "check_dense",
     "check_frame_columns",
     "check_label_types",
     "dask_blocks",
+    "dask_classes",
     "float_array",
     "is_dask_input",
     "seed_sequence",
@@ -134,6 +138,19 @@ def check_frame_columns(X):
         )
 
 
+def _block_classes(y):
+    check_label_types(y)
+    return np.unique(np.asarray(y))
+
+
+def dask_classes(y_blocks):
+    """The sorted class labels of a dask ``y``: one pass over its blocks."""
+    uniques = dask.compute(*[delayed(_block_classes, pure=True)(yb) for yb in y_blocks])
+    labels = np.concatenate([np.asarray(u, dtype=object) for u in uniques])
+    check_label_types(labels)
+    return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
+
+
 def is_dask_input(obj):
     return is_dask_collection(obj)
 
@@ -149,7 +166,7 @@ def seed_sequence(random_state):
     """
     if random_state is None:
         return np.random.SeedSequence()
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+    if is_int(random_state):
         if random_state < 0:
             raise ValueError(f"random_state must be >= 0; got {random_state}")
         return np.random.SeedSequence(int(random_state))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
-import numbers
-import time
 import warnings
 
 import dask
@@ -13,7 +10,6 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask import delayed
-from dask.base import tokenize
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -21,66 +17,26 @@ from sklearn.base import (
     MetaEstimatorMixin,
     RegressorMixin,
     TransformerMixin,
-    is_classifier,
-    is_clusterer,
-    is_regressor,
 )
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import vertical
-from ._adapters import updates_per_partition
-from ._graph import (
-    FitSpec,
-    build_fit_graph,
-    build_score_graph,
-    compute_with_progress,
-    estimator_allows_nan,
-    fit_prefix,
-    plain_params,
-    r2_from_sums,
-)
+from . import _rows, vertical
+from ._graph import estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
     check_dense,
-    check_frame_columns,
-    check_label_types,
     dask_blocks,
     dask_to_array,
     float_array,
     is_dask_input,
-    seed_sequence,
 )
-from .exceptions import FusionError, PartitionError
-from .fusion import resolve_fusion
-from .partition import (
-    STRATEGIES,
-    Columns,
-    Rows,
-    check_row_count,
-    cluster_threads,
-    count_rows,
-    plan_blocks,
-    plan_in_memory,
-)
+from ._trainer import TrainSpec, check_params
+from .partition import Columns
 
 __all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
-
-
-def _block_classes(y):
-    check_label_types(y)
-    return np.unique(np.asarray(y))
-
-
-def _dask_classes(y_blocks):
-    """The sorted class labels of a dask ``y``: one pass over its blocks."""
-    uniques = dask.compute(*[delayed(_block_classes, pure=True)(yb) for yb in y_blocks])
-    labels = np.concatenate([np.asarray(u, dtype=object) for u in uniques])
-    check_label_types(labels)
-    return np.unique(np.concatenate([np.asarray(u) for u in uniques]))
 
 
 def _estimator_has(attr):
@@ -180,37 +136,6 @@ def _r2_from_parts(parts):
     return float(np.mean(r2_from_sums(ss_res, m2)))
 
 
-def _check_rows_after_failure(prepared, error):
-    """After a failed fit of a dask input whose rows were dealt out without knowing
-    their number (unknown chunk sizes), count them: with fewer rows than partitions
-    the partitions' errors (empty, one class) hide the cause, so raise that instead.
-    """
-    plan = prepared["plan"]
-    dealt = plan.strategy in ("random", "stratified")
-    if prepared["x_blocks"] is None or plan.n_rows is not None or not dealt:
-        return
-    try:
-        n_rows = count_rows(prepared["x_blocks"])
-    except Exception:
-        return  # the fit's own error says more than a failed count
-    try:
-        check_row_count(len(plan.partitions), n_rows)
-    except ValueError as too_few:
-        raise too_few from error
-
-
-def _mean_score(parts, total=False):
-    """The row-weighted mean (``total``: the sum) of ``(score, rows)`` pairs, or None
-    if a score is missing."""
-    parts = list(parts)
-    if not parts or any(score is None for score, _ in parts):
-        return None
-    if total:
-        return float(sum(score for score, _ in parts))
-    rows = sum(n for _, n in parts)
-    return float(sum(score * n for score, n in parts) / rows)
-
-
 class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     _kind = None
 
@@ -245,127 +170,6 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self.min_partitions = min_partitions
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ params
-    def _check_estimator(self):
-        est = self.estimator
-        if not (hasattr(est, "fit") and hasattr(est, "get_params")):
-            raise TypeError(
-                f"estimator must be a scikit-learn estimator with fit and get_params; "
-                f"got {type(est).__name__} {est!r}"
-            )
-        if self._kind == "classifier" and not is_classifier(est):
-            raise TypeError(
-                f"{type(self).__name__} needs a classifier as estimator; got "
-                f"{type(est).__name__}: use FusedRegressor for regressors"
-            )
-        if self._kind == "regressor" and not is_regressor(est):
-            raise TypeError(
-                f"{type(self).__name__} needs a regressor as estimator; got "
-                f"{type(est).__name__}: use FusedClassifier for classifiers"
-            )
-        if self._kind == "transformer" and not hasattr(est, "transform"):
-            raise TypeError(
-                f"{type(self).__name__} needs a transformer (an estimator with "
-                f"transform) as estimator; got {type(est).__name__}"
-            )
-        if self._kind == "clusterer" and not is_clusterer(est):
-            raise TypeError(
-                f"{type(self).__name__} needs a clusterer as estimator; got "
-                f"{type(est).__name__}"
-            )
-
-    def _rows(self):
-        n = self.n_partitions
-        part = self.partition
-        if part is None:
-            return Rows(n)
-        if isinstance(part, str):
-            if part not in STRATEGIES:
-                raise ValueError(
-                    f"partition must be a daskfuse.partition.Rows or one of "
-                    f"{', '.join(map(repr, STRATEGIES))}; got {part!r}"
-                )
-            return Rows(n, strategy=part)
-        if isinstance(part, Rows):
-            part.validate()
-            if n is not None and part.n_partitions is not None and n != part.n_partitions:
-                raise ValueError(
-                    f"n_partitions={n!r} contradicts partition={part!r}; give the count once"
-                )
-            return Rows(part.n_partitions if n is None else n, strategy=part.strategy)
-        raise TypeError(
-            f"partition must be None, a strategy name, a daskfuse.partition.Rows or a "
-            f"daskfuse.partition.Columns; got {type(part).__name__}"
-        )
-
-    def _split_every(self):
-        s = self.split_every
-        if s is None:
-            s = dask.config.get("daskfuse.split-every", 8)
-        if not isinstance(s, numbers.Integral) or isinstance(s, bool):
-            raise TypeError(f"split_every must be an int >= 2 or None; got {s!r}")
-        if s < 2:
-            raise ValueError(f"split_every must be >= 2 (the fan-in of the fusion tree); got {s}")
-        return int(s)
-
-    def _check_rounds(self, fuser):
-        """Validate rounds, tol, local_epochs, proximal; the number of passes to run."""
-        checks = (
-            ("rounds", self.rounds, numbers.Integral, 1, "an int >= 1"),
-            ("local_epochs", self.local_epochs, numbers.Integral, 1, "an int >= 1"),
-            ("tol", self.tol, numbers.Real, 0, "a float >= 0"),
-            ("proximal", self.proximal, numbers.Real, 0, "a float >= 0"),
-        )
-        for name, value, kind, low, expected in checks:
-            if not isinstance(value, kind) or isinstance(value, bool) or not value >= low:
-                raise ValueError(f"{name} must be {expected}; got {value!r}")
-        name = type(self.estimator).__name__
-        tags = fuser.tags(self.estimator)
-        if self.rounds > 1:
-            reason = tags.rounds_reason
-            if reason is not None:
-                raise FusionError(
-                    f"rounds={self.rounds} cannot be used with fusion={fuser!r} and "
-                    f"{name}: {reason}"
-                )
-        if self.proximal > 0:
-            reason = tags.proximal_reason
-            if self.rounds == 1 or reason is not None:
-                raise ValueError(
-                    f"proximal={self.proximal!r} needs rounds > 1 and an estimator that "
-                    f"takes a proximal step; got rounds={self.rounds} with {name}"
-                    + ("" if reason is None else f" ({reason})")
-                )
-        return int(fuser.passes(int(self.rounds)))
-
-    def _check_on_error(self):
-        if not (isinstance(self.on_error, str) and self.on_error in ("raise", "skip")):
-            raise ValueError(f"on_error must be 'raise' or 'skip'; got {self.on_error!r}")
-        m = self.min_partitions
-        if isinstance(m, bool) or not isinstance(m, numbers.Real):
-            raise TypeError(
-                "min_partitions must be an int >= 1 or a float in (0, 1] (a fraction of "
-                f"the partitions); got {m!r}"
-            )
-        if isinstance(m, numbers.Integral):
-            if m < 1:
-                raise ValueError(f"min_partitions must be >= 1; got {m}")
-        elif not 0 < m <= 1:
-            raise ValueError(
-                f"min_partitions as a fraction of the partitions must be in (0, 1]; got {m!r}"
-            )
-
-    def _min_partitions(self, n):
-        """``min_partitions`` as a count of the ``n`` partitions."""
-        m = self.min_partitions
-        if isinstance(m, numbers.Integral):
-            if m > n:
-                raise ValueError(
-                    f"min_partitions={m} is larger than the number of partitions ({n})"
-                )
-            return int(m)
-        return max(1, math.ceil(m * n - 1e-9))
-
     # ------------------------------------------------------------------ fit
     def fit_graph(self, X, y=None):
         """The lazy fit: a ``dask.delayed`` object computing to ``(model, reports)``.
@@ -388,219 +192,19 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             Computes to the fused estimator and the list of partition reports. With
             ``rounds`` > 1 (or a strategy with feedback passes) it is the first pass.
         """
-        if isinstance(self.partition, Columns):
-            # vertical partitioning (column blocks) lives in daskfuse.vertical
-            return vertical.fit_graph(self, X, y)
-        return self._prepare(X, y)["graph"]
+        return self._trainer().graph(self._train_spec(), X, y)
 
-    def _prepare(self, X, y):
-        self._check_estimator()
-        fuser = resolve_fusion(self.fusion, self.estimator)
-        passes = self._check_rounds(fuser)
-        rows = self._rows()
-        split_every = self._split_every()
-        self._check_on_error()
-        if not isinstance(self.verbose, numbers.Integral):
-            raise TypeError(f"verbose must be an int or bool; got {self.verbose!r}")
-        seeds = seed_sequence(self.random_state)
-        classifier = self._kind == "classifier"
-        supervised = self._kind in ("classifier", "regressor")
-        if not supervised:
-            y = None
-        elif y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        allow_nan = estimator_allows_nan(self.estimator)
-        tags = fuser.tags(self.estimator)
-        partition_seeds, fit_seeds = seeds.spawn(2)
-        token_parts = self._token_parts(fuser, rows, split_every, seeds)
-        classes = None
-
-        x_blocks = None
-        if is_dask_input(X):
-            blocks = dask_blocks(X, y)
-            x_blocks = blocks.x_blocks
-            meta = {
-                "n_features_in_": blocks.n_features,
-                "feature_names_in_": blocks.feature_names,
-            }
-            if classifier and tags.needs_classes:
-                classes = _dask_classes(blocks.y_blocks)
-            token = tokenize(token_parts, X, y)
-            names = fit_prefix(token)
-            plan = plan_blocks(
-                blocks.x_blocks, blocks.y_blocks, blocks.lengths, rows, partition_seeds, names
-            )
-        else:
-            if is_dask_input(y):
-                raise TypeError(
-                    "X is in memory but y is a dask collection; pass both in memory or "
-                    "both as dask collections"
-                )
-            check_dense(X)
-            check_frame_columns(X)
-            if classifier:
-                check_label_types(y)
-            probe = copy.copy(self)
-            if supervised:
-                X, y = validate_data(
-                    probe,
-                    X,
-                    y,
-                    ensure_all_finite=not allow_nan,
-                    multi_output=not classifier and self._multi_output(),
-                    y_numeric=not classifier,
-                )
-            else:
-                X = validate_data(probe, X, ensure_all_finite=not allow_nan)
-            if classifier:
-                check_classification_targets(y)
-                classes = np.unique(y)
-                if len(classes) < 2:
-                    raise ValueError(
-                        f"y holds 1 class ({classes[0]}); a classifier needs samples "
-                        "of at least 2 classes"
-                    )
-            meta = {
-                "n_features_in_": probe.n_features_in_,
-                "feature_names_in_": getattr(probe, "feature_names_in_", None),
-            }
-            token = tokenize(token_parts, X, y)
-            names = fit_prefix(token)
-            plan = plan_in_memory(X, y, rows, partition_seeds, names["data"])
-
-        n = len(plan.partitions)
-        fuser.prepare(n)
-        min_partitions = self._min_partitions(n)
-        meta["classes"] = classes
-        meta["n_partitions"] = n
-        spec = FitSpec(
-            estimator=self.estimator,
-            fuser=fuser,
-            classifier=classifier,
-            seeds=self._partition_seeds(fuser, fit_seeds, n),
-            holdout=tags.holdout,
-            allow_nan=allow_nan,
-            classes=classes if tags.needs_classes else None,
-            local_epochs=int(self.local_epochs),
-            proximal=float(self.proximal),
-            on_error=self.on_error,
-            min_partitions=min_partitions,
+    def _train_spec(self):
+        """The parameters as the trainer sees them, after the checks every trainer shares."""
+        params = TrainSpec(
+            owner=type(self).__name__, kind=self._kind, **self.get_params(deep=False)
         )
-        graph = build_fit_graph(plan.partitions, spec, meta, split_every, token)
-        return {
-            "graph": graph,
-            "fuser": fuser,
-            "meta": meta,
-            "plan": plan,
-            "rows": rows,
-            "split_every": split_every,
-            "keys": names,
-            "spec": spec,
-            "token": token,
-            "passes": passes,
-            "x_blocks": x_blocks,
-        }
+        check_params(params)
+        return params
 
-    def _run_passes(self, prepared):
-        """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
-
-        Returns the fused model, the last pass's partition reports and the history
-        (None for one pass). Between passes the partitions stay persisted where
-        they are, and only the fused model (the feedback) travels to them.
-        """
-        if prepared["passes"] == 1:
-            fused, reports = compute_with_progress(prepared["graph"], self.verbose)
-            return fused, reports, None
-        fuser, spec, meta = prepared["fuser"], prepared["spec"], prepared["meta"]
-        pieces = [p for part in prepared["plan"].partitions for p in part]
-        persisted = iter(dask.persist(*pieces))
-        partitions = [[next(persisted) for _ in part] for part in prepared["plan"].partitions]
-        history, previous, steps = [], None, 0.0
-        # a clusterer's score (minus the inertia) adds up over partitions
-        total = self._kind == "clusterer"
-        for r in range(prepared["passes"]):
-            start = time.perf_counter()
-            graph = build_fit_graph(
-                partitions,
-                spec,
-                {**meta, "round": r},
-                prepared["split_every"],
-                tokenize(prepared["token"], "pass", r),
-                previous=previous,
-                with_feedback=True,
-            )
-            fused, reports, feedback = compute_with_progress(graph, self.verbose)
-            change = None if previous is None else float(fuser.change(previous[1], feedback))
-            if history:
-                history[-1]["train_score"] = _mean_score(
-                    [(row["start_score"], row["rows"]) for row in reports], total
-                )
-            history.append(
-                {
-                    "round": r + 1,
-                    "train_score": None,
-                    "change": change,
-                    "seconds": time.perf_counter() - start,
-                }
-            )
-            # updates per partition so far (where a private strategy hides the
-            # iteration counts: one pass in the first round, local_epochs later)
-            epochs = spec.local_epochs if r else 1
-            steps += updates_per_partition(reports, epochs)
-            previous = (fused, feedback, steps)
-            if change is not None and change <= self.tol:
-                break
-        if fuser.public_report({"train_score": 0.0})["train_score"] is not None:
-            # (a strategy that keeps partition scores private gets no score pass)
-            scores = dask.compute(
-                build_score_graph(partitions, fused, tokenize(prepared["token"], "score"))
-            )[0]
-            history[-1]["train_score"] = _mean_score(scores, total)
-        return fused, reports, pd.DataFrame(history)
-
-    def _partition_seeds(self, fuser, fit_seeds, n):
-        shared = fuser.tags(self.estimator).shared_seed
-        if self.random_state is None:
-            inner = self.estimator.get_params().get("random_state")
-            if not shared:
-                # every partition fits the estimator exactly as given
-                return None
-            if isinstance(inner, numbers.Integral) and not isinstance(inner, bool):
-                return (int(inner),) * n
-        if shared:
-            # one seed for every partition: the same initial parameters everywhere
-            return (int(fit_seeds.generate_state(1)[0]),) * n
-        return tuple(int(s.generate_state(1)[0]) for s in fit_seeds.spawn(n))
-
-    def _token_parts(self, fuser, rows, split_every, seeds):
-        return (
-            type(self).__name__,
-            # the real parameter values (arrays by their data), not a printed form
-            plain_params(self.estimator),
-            fuser,
-            rows,
-            # "auto" counts resolve to the threads of the active scheduler
-            cluster_threads() if rows.n_partitions in (None, "auto") else None,
-            split_every,
-            # Fresh entropy (random_state=None) only matters where rows are shuffled;
-            # elsewhere the keys stay deterministic.
-            seeds.entropy
-            if self.random_state is not None or rows.strategy in ("random", "stratified")
-            else None,
-            self.on_error,
-            self.min_partitions,
-            # what the later passes compute (their keys derive from this token)
-            self.local_epochs,
-            self.proximal,
-        )
-
-    def _multi_output(self):
-        try:
-            return bool(get_tags(self.estimator).target_tags.multi_output)
-        except (AttributeError, TypeError, ValueError):
-            return False
+    def _trainer(self):
+        """The trainer of the partitioning: column blocks or row partitions."""
+        return vertical if isinstance(self.partition, Columns) else _rows
 
     def _clear_fitted(self):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -625,32 +229,18 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self : object
             The fitted meta-estimator.
         """
-        if isinstance(self.partition, Columns):
-            return vertical.fit(self, X, y)
         self._clear_fitted()
-        prepared = None
         try:
-            prepared = self._prepare(X, y)
-            fused, reports, history = self._run_passes(prepared)
-            fitted = self._fitted_attributes(prepared, fused, reports)
-        except BaseException as exc:
+            result = self._trainer().train(self._train_spec(), X, y)
+        except BaseException:
             self._clear_fitted()
-            if prepared is not None and isinstance(exc, PartitionError | FusionError):
-                _check_rows_after_failure(prepared, exc)
             raise
-        fitted["n_rounds_"] = 1 if history is None else len(history)
-        if history is not None:
-            fitted["history_"] = history
-        # differentially private strategies account for what this fit released
-        privacy_spent = prepared["fuser"].privacy_spent(fitted["n_rounds_"])
-        if privacy_spent is not None:
-            fitted["privacy_spent_"] = privacy_spent
         # set only once everything is computed: a failed fit leaves no attribute half-set
-        for name, value in fitted.items():
+        for name, value in result.attributes().items():
             setattr(self, name, value)
-        skipped = self.partition_report_.loc[self.partition_report_["skipped"]]
+        skipped = result.skipped
         if len(skipped):
-            n_rows = self.partition_report_["rows"].sum()
+            n_rows = result.report["rows"].sum()
             warnings.warn(
                 f"{type(self).__name__}: {len(skipped)} of {self.n_partitions_} partitions "
                 "were skipped (on_error='skip') and left out of the fusion"
@@ -667,27 +257,6 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 stacklevel=2,
             )
         return self
-
-    @staticmethod
-    def _fitted_attributes(prepared, fused, reports):
-        meta = prepared["meta"]
-        n = len(prepared["plan"].partitions)
-        report = pd.DataFrame(reports).sort_values("partition").reset_index(drop=True)
-        out = {
-            "fused_estimator_": fused,
-            "fusion_": prepared["fuser"],
-            "partition_": Rows(n, prepared["plan"].strategy),
-            "n_partitions_": n,
-            "n_partitions_skipped_": int(report["skipped"].sum()),
-            "split_every_": prepared["split_every"],
-            "partition_report_": report,
-            "n_features_in_": meta["n_features_in_"],
-        }
-        if meta["feature_names_in_"] is not None:
-            out["feature_names_in_"] = meta["feature_names_in_"]
-        if hasattr(fused, "classes_"):
-            out["classes_"] = fused.classes_
-        return out
 
     # ------------------------------------------------------------------ predict
     def _delegate(self, method, X):
@@ -832,6 +401,11 @@ _PARAMS_DOC = """
         :class:`~daskfuse.partition.Columns` splits the features instead (vertical
         partitioning, see :mod:`daskfuse.vertical`): ``fusion`` is then ``"auto"``,
         ``"backfit"`` or ``"stack"``, and backfitting adds a ``history_`` of rounds.
+        The parameters of row partitions (``n_partitions``, ``split_every``,
+        ``rounds``, ``tol``, ``local_epochs``, ``proximal``, ``on_error="skip"``,
+        ``min_partitions``) do not apply to column blocks: any value but their
+        default raises ``ValueError`` saying why (backfitting's own rounds and
+        tolerance are ``Backfit(max_rounds=..., tol=...)``).
     n_partitions : int, "auto" or None, default=None
         Number of partitions (a shortcut for ``partition=Rows(n_partitions)``).
         ``"auto"`` (and None for in-memory data) is one per scheduler thread.
@@ -891,14 +465,15 @@ _ATTRS_DOC = """
         The fused model: a plain fitted scikit-learn estimator, usable without dask.
     fusion_ : daskfuse.fusion.Fuser
         The fusion strategy used.
-    partition_ : daskfuse.partition.Rows
-        The partitioning used (resolved count and strategy).
+    partition_ : daskfuse.partition.Rows or daskfuse.partition.Columns
+        The partitioning used (resolved count and strategy; for column blocks, the
+        columns of each block).
     n_partitions_ : int
         Number of partitions, skipped ones included.
     n_partitions_skipped_ : int
         Partitions left out of the fusion (``on_error="skip"``).
     split_every_ : int
-        Fan-in of the fusion tree used.
+        Fan-in of the fusion tree used (row partitions only).
     partition_report_ : pandas.DataFrame
         One row per partition: ``partition``, ``rows``, ``class_counts``,
         ``train_score``, ``start_score`` (in the last of several rounds, the
@@ -909,7 +484,8 @@ _ATTRS_DOC = """
         ``worker`` (the address of the worker that ran it), ``skipped`` (left out
         of the fusion by ``on_error="skip"``) and ``error`` (why, else missing).
     n_rounds_ : int
-        Fusion rounds run (1 without ``rounds``).
+        Fusion rounds run (1 without ``rounds``; with column blocks, backfitting's
+        rounds, 1 for stacking).
     history_ : pandas.DataFrame
         With more than one round: one row per round, ``round``, ``train_score``
         (the fused model's score on all training rows, computed on the workers),

@@ -29,13 +29,14 @@ the block models.
 
 from __future__ import annotations
 
-import numbers
 import operator
 from dataclasses import dataclass
 
 import dask
 import numpy as np
 from dask import delayed
+
+from ._validation import check_int, is_int
 
 __all__ = [
     "COLUMN_STRATEGIES",
@@ -92,12 +93,12 @@ class Rows:
         if not (
             n is None
             or (isinstance(n, str) and n == "auto")
-            or (isinstance(n, numbers.Integral) and not isinstance(n, bool))
+            or is_int(n)
         ):
             raise TypeError(
                 f"n_partitions must be a positive int, 'auto' or None; got {n!r}"
             )
-        if isinstance(n, numbers.Integral) and n < 1:
+        if is_int(n) and n < 1:
             raise ValueError(f"n_partitions must be >= 1; got {n}")
         if self.strategy not in STRATEGIES:
             raise ValueError(
@@ -190,12 +191,12 @@ class Columns:
         if not (
             n is None
             or (isinstance(n, str) and n == "auto")
-            or (isinstance(n, numbers.Integral) and not isinstance(n, bool))
+            or is_int(n)
         ):
             raise TypeError(
                 f"Columns(n_blocks=...) must be a positive int, 'auto' or None; got {n!r}"
             )
-        if isinstance(n, numbers.Integral) and n < 1:
+        if is_int(n) and n < 1:
             raise ValueError(f"Columns(n_blocks=...) must be >= 1; got {n}")
         if self.strategy not in COLUMN_STRATEGIES:
             raise ValueError(
@@ -203,7 +204,7 @@ class Columns:
                 f"{', '.join(map(repr, COLUMN_STRATEGIES))}; got {self.strategy!r}"
             )
         rs = self.random_state
-        if rs is not None and (not isinstance(rs, numbers.Integral) or isinstance(rs, bool)):
+        if rs is not None and not is_int(rs):
             raise TypeError(f"Columns(random_state=...) must be None or an int; got {rs!r}")
         if rs is not None and rs < 0:
             raise ValueError(f"Columns(random_state=...) must be >= 0; got {rs}")
@@ -241,7 +242,7 @@ class Columns:
             if not group:
                 raise ValueError(f"Columns(groups=...): groups[{b}] is empty")
             for col in group:
-                if isinstance(col, numbers.Integral) and not isinstance(col, bool):
+                if is_int(col):
                     kinds.add("index")
                     if col < 0:
                         raise ValueError(
@@ -269,7 +270,7 @@ class Columns:
 
     def _key(self):
         groups = None if self.groups is None else tuple(
-            tuple(int(c) if isinstance(c, numbers.Integral) else c for c in g)
+            tuple(int(c) if is_int(c) else c for c in g)
             for g in self.groups
         )
         return (groups, self.n_blocks, self.strategy, self.random_state)
@@ -411,7 +412,7 @@ def resolve_strategy(rows, is_dask):
 
 
 def _resolve_count(rows, n_rows):
-    if isinstance(rows.n_partitions, numbers.Integral):
+    if is_int(rows.n_partitions):
         return int(rows.n_partitions)
     return auto_n_partitions(n_rows)
 
@@ -510,7 +511,7 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         y_blocks = [None] * len(x_blocks)
     n_blocks = len(x_blocks)
     if strategy == "chunks":
-        if isinstance(rows.n_partitions, numbers.Integral) and rows.n_partitions != n_blocks:
+        if is_int(rows.n_partitions) and rows.n_partitions != n_blocks:
             raise ValueError(
                 f"n_partitions={rows.n_partitions} does not match the {n_blocks} row "
                 "blocks of X with strategy='chunks'; rechunk X or use 'uniform'"
@@ -584,8 +585,7 @@ def label_skewed_order(y, n_partitions, dominance=0.8, random_state=None):
     """
     y = np.asarray(y)
     classes = np.unique(y)
-    if not (isinstance(n_partitions, numbers.Integral) and n_partitions >= 1):
-        raise ValueError(f"n_partitions must be an int >= 1; got {n_partitions!r}")
+    n_partitions = check_int(n_partitions, "n_partitions", low=1)
     if not 1.0 / len(classes) <= dominance <= 1.0:
         raise ValueError(
             f"dominance must be in [1/{len(classes)}, 1] for {len(classes)} classes; "

@@ -22,7 +22,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from daskfuse import FusedClassifier, FusedClusterer
+from daskfuse import FusedClassifier, FusedClusterer, _rows
 from daskfuse.fusion import Stack, Weighted
 from daskfuse.partition import Columns
 
@@ -108,7 +108,7 @@ def test_later_passes_have_keys_of_their_own():
 
     def token(**kwargs):
         est = FusedClassifier(SGDClassifier(random_state=0), rounds=3, n_partitions=2, **kwargs)
-        return est._prepare(X, y)["token"]
+        return _rows.prepare(est._train_spec(), X, y).token
 
     assert token(local_epochs=1) == token(local_epochs=1)
     assert token(local_epochs=1) != token(local_epochs=3)

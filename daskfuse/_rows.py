@@ -1,0 +1,435 @@
+"""The row trainer: one model per row partition, fused by a tree of ``combine`` tasks.
+
+``train(params, X, y)`` runs the fit and returns a :class:`~daskfuse._trainer.FitResult`;
+``graph(params, X, y)`` builds its first pass without running it. Both take a
+:class:`~daskfuse._trainer.TrainSpec` that has passed
+:func:`~daskfuse._trainer.check_params` and never touch the meta-estimator. The steps:
+:func:`prepare` (validate the parameters and the data, plan the partitions, build the
+graph) and :func:`run_passes` (compute one pass, or rounds of fit-and-fuse).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import numpy as np
+import pandas as pd
+from dask.base import tokenize
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from ._adapters import updates_per_partition
+from ._graph import (
+    FitSpec,
+    build_fit_graph,
+    build_score_graph,
+    compute_with_progress,
+    estimator_allows_nan,
+    fit_prefix,
+    plain_params,
+)
+from ._inputs import (
+    check_dense,
+    check_frame_columns,
+    check_label_types,
+    dask_blocks,
+    dask_classes,
+    is_dask_input,
+    seed_sequence,
+)
+from ._trainer import (
+    FitResult,
+    check_split_every,
+    report_frame,
+    validation_probe,
+)
+from ._validation import is_int
+from .exceptions import FusionError, PartitionError
+from .fusion import resolve_fusion
+from .partition import (
+    STRATEGIES,
+    Rows,
+    check_row_count,
+    cluster_threads,
+    count_rows,
+    plan_blocks,
+    plan_in_memory,
+)
+
+__all__ = ["Prepared", "graph", "prepare", "run_passes", "train"]
+
+
+@dataclass
+class Prepared:
+    """A row fit, validated and planned: its first pass's graph and what later passes reuse."""
+
+    graph: Any
+    fuser: Any
+    meta: dict
+    plan: Any
+    split_every: int
+    keys: dict
+    spec: FitSpec
+    token: str
+    passes: int
+    x_blocks: list | None = None
+
+
+@dataclass
+class _Planned:
+    """The validated data of one fit, planned over partitions."""
+
+    meta: dict
+    classes: Any
+    token: str
+    keys: dict
+    plan: Any
+    x_blocks: list | None = None
+
+
+def resolve_rows(params):
+    """The :class:`~daskfuse.partition.Rows` that ``partition`` and ``n_partitions`` mean."""
+    n = params.n_partitions
+    part = params.partition
+    if part is None:
+        return Rows(n)
+    if isinstance(part, str):
+        if part not in STRATEGIES:
+            raise ValueError(
+                f"partition must be a daskfuse.partition.Rows or one of "
+                f"{', '.join(map(repr, STRATEGIES))}; got {part!r}"
+            )
+        return Rows(n, strategy=part)
+    if isinstance(part, Rows):
+        part.validate()
+        if n is not None and part.n_partitions is not None and n != part.n_partitions:
+            raise ValueError(
+                f"n_partitions={n!r} contradicts partition={part!r}; give the count once"
+            )
+        return Rows(part.n_partitions if n is None else n, strategy=part.strategy)
+    raise TypeError(
+        f"partition must be None, a strategy name, a daskfuse.partition.Rows or a "
+        f"daskfuse.partition.Columns; got {type(part).__name__}"
+    )
+
+
+def _check_rounds(params, fuser):
+    """Whether ``rounds`` and ``proximal`` apply to ``fuser``; the number of passes to run."""
+    name = type(params.estimator).__name__
+    tags = fuser.tags(params.estimator)
+    if params.rounds > 1:
+        reason = tags.rounds_reason
+        if reason is not None:
+            raise FusionError(
+                f"rounds={params.rounds} cannot be used with fusion={fuser!r} and {name}: {reason}"
+            )
+    if params.proximal > 0:
+        reason = tags.proximal_reason
+        if params.rounds == 1 or reason is not None:
+            raise ValueError(
+                f"proximal={params.proximal!r} needs rounds > 1 and an estimator that "
+                f"takes a proximal step; got rounds={params.rounds} with {name}"
+                + ("" if reason is None else f" ({reason})")
+            )
+    return int(fuser.passes(int(params.rounds)))
+
+
+def _min_partitions(params, n):
+    """``min_partitions`` as a count of the ``n`` partitions."""
+    m = params.min_partitions
+    if is_int(m):
+        if m > n:
+            raise ValueError(f"min_partitions={m} is larger than the number of partitions ({n})")
+        return int(m)
+    return max(1, math.ceil(m * n - 1e-9))
+
+
+def _partition_seeds(params, fuser, fit_seeds, n):
+    shared = fuser.tags(params.estimator).shared_seed
+    if params.random_state is None:
+        inner = params.estimator.get_params().get("random_state")
+        if not shared:
+            # every partition fits the estimator exactly as given
+            return None
+        if is_int(inner):
+            return (int(inner),) * n
+    if shared:
+        # one seed for every partition: the same initial parameters everywhere
+        return (int(fit_seeds.generate_state(1)[0]),) * n
+    return tuple(int(s.generate_state(1)[0]) for s in fit_seeds.spawn(n))
+
+
+def _token_parts(params, fuser, rows, split_every, seeds):
+    return (
+        params.owner,
+        # the real parameter values (arrays by their data), not a printed form
+        plain_params(params.estimator),
+        fuser,
+        rows,
+        # "auto" counts resolve to the threads of the active scheduler
+        cluster_threads() if rows.n_partitions in (None, "auto") else None,
+        split_every,
+        # Fresh entropy (random_state=None) only matters where rows are shuffled;
+        # elsewhere the keys stay deterministic.
+        seeds.entropy
+        if params.random_state is not None or rows.strategy in ("random", "stratified")
+        else None,
+        params.on_error,
+        params.min_partitions,
+        # what the later passes compute (their keys derive from this token)
+        params.local_epochs,
+        params.proximal,
+    )
+
+
+def _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts):
+    blocks = dask_blocks(X, y)
+    meta = {
+        "n_features_in_": blocks.n_features,
+        "feature_names_in_": blocks.feature_names,
+    }
+    classes = None
+    if params.classifier and fuser.tags(params.estimator).needs_classes:
+        classes = dask_classes(blocks.y_blocks)
+    token = tokenize(token_parts, X, y)
+    names = fit_prefix(token)
+    plan = plan_blocks(
+        blocks.x_blocks, blocks.y_blocks, blocks.lengths, rows, partition_seeds, names
+    )
+    return _Planned(meta, classes, token, names, plan, blocks.x_blocks)
+
+
+def _validate_in_memory(params, X, y, allow_nan):
+    """``X``, ``y`` validated by scikit-learn, with what validation learnt of them."""
+    if is_dask_input(y):
+        raise TypeError(
+            "X is in memory but y is a dask collection; pass both in memory or "
+            "both as dask collections"
+        )
+    check_dense(X)
+    check_frame_columns(X)
+    if params.classifier:
+        check_label_types(y)
+    probe = validation_probe(params.owner)
+    if params.supervised:
+        X, y = validate_data(
+            probe,
+            X,
+            y,
+            ensure_all_finite=not allow_nan,
+            multi_output=not params.classifier and params.multi_output,
+            y_numeric=not params.classifier,
+        )
+    else:
+        X = validate_data(probe, X, ensure_all_finite=not allow_nan)
+    meta = {
+        "n_features_in_": probe.n_features_in_,
+        "feature_names_in_": getattr(probe, "feature_names_in_", None),
+    }
+    return X, y, meta
+
+
+def _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan):
+    X, y, meta = _validate_in_memory(params, X, y, allow_nan)
+    classes = None
+    if params.classifier:
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y holds 1 class ({classes[0]}); a classifier needs samples of at least 2 classes"
+            )
+    token = tokenize(token_parts, X, y)
+    names = fit_prefix(token)
+    plan = plan_in_memory(X, y, rows, partition_seeds, names["data"])
+    return _Planned(meta, classes, token, names, plan)
+
+
+def prepare(params, X, y):
+    """Validate the parameters and the data, plan the partitions, build the first pass.
+
+    Parameters
+    ----------
+    params : TrainSpec
+    X, y : the training data (``y`` None for transformers and clusterers)
+
+    Returns
+    -------
+    Prepared
+    """
+    fuser = resolve_fusion(params.fusion, params.estimator)
+    passes = _check_rounds(params, fuser)
+    rows = resolve_rows(params)
+    split_every = check_split_every(params)
+    seeds = seed_sequence(params.random_state)
+    if not params.supervised:
+        y = None
+    elif y is None:
+        raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
+    allow_nan = estimator_allows_nan(params.estimator)
+    partition_seeds, fit_seeds = seeds.spawn(2)
+    token_parts = _token_parts(params, fuser, rows, split_every, seeds)
+    if is_dask_input(X):
+        planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts)
+    else:
+        planned = _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan)
+    plan, meta, classes = planned.plan, planned.meta, planned.classes
+    n = len(plan.partitions)
+    fuser.prepare(n)
+    min_partitions = _min_partitions(params, n)
+    meta["classes"] = classes
+    meta["n_partitions"] = n
+    tags = fuser.tags(params.estimator)
+    spec = FitSpec(
+        estimator=params.estimator,
+        fuser=fuser,
+        classifier=params.classifier,
+        seeds=_partition_seeds(params, fuser, fit_seeds, n),
+        holdout=tags.holdout,
+        allow_nan=allow_nan,
+        classes=classes if tags.needs_classes else None,
+        local_epochs=int(params.local_epochs),
+        proximal=float(params.proximal),
+        on_error=params.on_error,
+        min_partitions=min_partitions,
+    )
+    graph_ = build_fit_graph(plan.partitions, spec, meta, split_every, planned.token)
+    return Prepared(
+        graph_,
+        fuser,
+        meta,
+        plan,
+        split_every,
+        planned.keys,
+        spec,
+        planned.token,
+        passes,
+        planned.x_blocks,
+    )
+
+
+def _mean_score(parts, total=False):
+    """The row-weighted mean (``total``: the sum) of ``(score, rows)`` pairs, or None
+    if a score is missing."""
+    parts = list(parts)
+    if not parts or any(score is None for score, _ in parts):
+        return None
+    if total:
+        return float(sum(score for score, _ in parts))
+    rows = sum(n for _, n in parts)
+    return float(sum(score * n for score, n in parts) / rows)
+
+
+def _persisted_partitions(prepared):
+    pieces = [p for part in prepared.plan.partitions for p in part]
+    persisted = iter(dask.persist(*pieces))
+    return [[next(persisted) for _ in part] for part in prepared.plan.partitions]
+
+
+def run_passes(params, prepared):
+    """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
+
+    Returns the fused model, the last pass's partition reports and the history
+    (None for one pass). Between passes the partitions stay persisted where
+    they are, and only the fused model (the feedback) travels to them.
+    """
+    if prepared.passes == 1:
+        fused, reports = compute_with_progress(prepared.graph, params.verbose)
+        return fused, reports, None
+    fuser, spec, meta = prepared.fuser, prepared.spec, prepared.meta
+    partitions = _persisted_partitions(prepared)
+    history, previous, steps = [], None, 0.0
+    # a clusterer's score (minus the inertia) adds up over partitions
+    total = params.kind == "clusterer"
+    for r in range(prepared.passes):
+        start = time.perf_counter()
+        graph_ = build_fit_graph(
+            partitions,
+            spec,
+            {**meta, "round": r},
+            prepared.split_every,
+            tokenize(prepared.token, "pass", r),
+            previous=previous,
+            with_feedback=True,
+        )
+        fused, reports, feedback = compute_with_progress(graph_, params.verbose)
+        change = None if previous is None else float(fuser.change(previous[1], feedback))
+        if history:
+            history[-1]["train_score"] = _mean_score(
+                [(row["start_score"], row["rows"]) for row in reports], total
+            )
+        history.append(
+            {
+                "round": r + 1,
+                "train_score": None,
+                "change": change,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        # updates per partition so far (where a private strategy hides the
+        # iteration counts: one pass in the first round, local_epochs later)
+        epochs = spec.local_epochs if r else 1
+        steps += updates_per_partition(reports, epochs)
+        previous = (fused, feedback, steps)
+        if change is not None and change <= params.tol:
+            break
+    if fuser.public_report({"train_score": 0.0})["train_score"] is not None:
+        # (a strategy that keeps partition scores private gets no score pass)
+        scores = dask.compute(
+            build_score_graph(partitions, fused, tokenize(prepared.token, "score"))
+        )[0]
+        history[-1]["train_score"] = _mean_score(scores, total)
+    return fused, reports, pd.DataFrame(history)
+
+
+def _check_rows_after_failure(prepared, error):
+    """After a failed fit of a dask input whose rows were dealt out without knowing
+    their number (unknown chunk sizes), count them: with fewer rows than partitions
+    the partitions' errors (empty, one class) hide the cause, so raise that instead.
+    """
+    plan = prepared.plan
+    dealt = plan.strategy in ("random", "stratified")
+    if prepared.x_blocks is None or plan.n_rows is not None or not dealt:
+        return
+    try:
+        n_rows = count_rows(prepared.x_blocks)
+    except Exception:
+        return  # the fit's own error says more than a failed count
+    try:
+        check_row_count(len(plan.partitions), n_rows)
+    except ValueError as too_few:
+        raise too_few from error
+
+
+def graph(params, X, y):
+    """The lazy row fit: a ``Delayed`` computing to ``(model, reports)`` (the first pass)."""
+    return prepare(params, X, y).graph
+
+
+def train(params, X, y):
+    """Fit one model per row partition and fuse them; a :class:`FitResult`."""
+    prepared = prepare(params, X, y)
+    try:
+        fused, reports, history = run_passes(params, prepared)
+    except (PartitionError, FusionError) as exc:
+        _check_rows_after_failure(prepared, exc)
+        raise
+    n_rounds = 1 if history is None else len(history)
+    # differentially private strategies account for what this fit released
+    meta = prepared.meta
+    return FitResult(
+        fused=fused,
+        fusion=prepared.fuser,
+        partition=Rows(len(prepared.plan.partitions), prepared.plan.strategy),
+        report=report_frame(reports),
+        n_features_in=meta["n_features_in_"],
+        feature_names_in=meta["feature_names_in_"],
+        history=history,
+        n_rounds=n_rounds,
+        split_every=prepared.split_every,
+        privacy_spent=prepared.fuser.privacy_spent(n_rounds),
+    )
