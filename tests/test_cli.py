@@ -209,21 +209,3 @@ def test_cli_and_demo_import_in_either_order(first):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['make_classification_data', 'run_demo']"
-
-
-@pytest.mark.parametrize("module", ["cli", "demo"])
-def test_no_function_of_the_command_line_is_over_80_lines(module):
-    # issue 14: short functions, each a named step
-    import ast
-    import importlib
-
-    path = importlib.import_module(f"daskfuse.{module}").__file__
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    long = [
-        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.end_lineno - node.lineno + 1 > 80
-    ]
-    assert not long, f"daskfuse/{module}.py: {', '.join(long)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sklearn.base import is_classifier
 
+from .._resolve import pick_strategy
 from ..exceptions import FusionError
 from .average import Average, Weighted
 from .base import Fuser, FuserTags
@@ -131,16 +132,15 @@ def resolve_fusion(fusion, estimator, from_models=False):
         The strategy cannot fuse this kind of estimator.
     """
     alternatives = available_fusions(estimator, from_models)
-    if isinstance(fusion, Fuser):
-        fuser = fusion
-    elif isinstance(fusion, str) and fusion == "auto":
-        fuser = _auto(estimator, alternatives, from_models)
-    elif isinstance(fusion, str) and fusion in FUSERS:
-        fuser = FUSERS[fusion]()
-    else:
-        raise ValueError(
+    fuser = pick_strategy(
+        fusion,
+        base=Fuser,
+        names=FUSERS,
+        auto=lambda: _auto(estimator, alternatives, from_models),
+        expected=(
             f"fusion must be 'auto', one of {', '.join(map(repr, FUSERS))} or a "
-            f"daskfuse.fusion.Fuser instance; got {fusion!r}"
-        )
+            "daskfuse.fusion.Fuser instance"
+        ),
+    )
     fuser.check_estimator(estimator, alternatives)
     return fuser
