@@ -136,6 +136,17 @@ def _r2_from_parts(parts):
     return float(np.mean(r2_from_sums(ss_res, m2)))
 
 
+def _check_two_classes(fused, kind):
+    """A classifier needs two classes; a dask ``y`` is only seen whole in the fused model."""
+    classes = getattr(fused, "classes_", None)
+    if kind == "classifier" and classes is not None and len(classes) < 2:
+        raise ValueError(
+            f"y holds {len(classes)} class{'' if len(classes) == 1 else 'es'}"
+            f"{f' ({classes[0]})' if len(classes) else ''}; a classifier needs samples of "
+            "at least 2 classes"
+        )
+
+
 class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     _kind = None
 
@@ -232,6 +243,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self._clear_fitted()
         try:
             result = self._trainer().train(self._train_spec(), X, y)
+            _check_two_classes(result.fused, self._kind)
         except BaseException:
             self._clear_fitted()
             raise

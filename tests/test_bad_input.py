@@ -486,3 +486,15 @@ def test_bad_input(scheduler, case):
         return
     with pytest.raises(case.raises, match=case.match):
         case.run()
+
+
+def test_a_dask_y_of_one_class_is_refused_as_a_numpy_one(scheduler):
+    """A dask y's classes are seen only by the partitions: a y of one class gave a
+    one-class model (exact fusion takes single-class partitions) without a word."""
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    y = np.array(["yes"] * 30)
+    clf = FusedClassifier(GaussianNB(), n_partitions=None)
+    for Xy in ((X, y), (da.from_array(X, chunks=(10, 2)), da.from_array(y, chunks=10))):
+        with pytest.raises(ValueError, match=r"y holds 1 class \(yes\)"):
+            clf.fit(*Xy)
+        assert not hasattr(clf, "fused_estimator_")
