@@ -99,3 +99,17 @@ def test_the_import_graph_has_no_cycles():
 )
 def test_the_cycle_finder_finds_cycles(graph, cycle):
     assert _cycle(graph) == cycle
+
+
+def test_the_example_strategy_in_architecture_md_is_the_one_the_tests_run():
+    import inspect
+    import re
+
+    from tests.test_protocol import Midrange
+
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    shown = [b for b in blocks if b.startswith("class Midrange(Fuser):")]
+    assert len(shown) == 1, "ARCHITECTURE.md shows the example strategy once"
+    assert shown[0] == inspect.getsource(Midrange)
+    assert len(shown[0].strip().splitlines()) <= 25
