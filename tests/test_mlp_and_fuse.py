@@ -193,6 +193,49 @@ def test_fuse_refuses_weights_the_strategy_would_ignore(fusion, match):
         fuse(models, fusion)  # without weights the strategy works as before
 
 
+def _fitted_elsewhere(kind):
+    """Three fitted models of ``kind`` on parts of one data set."""
+    from sklearn.cluster import KMeans
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _binary_rows()
+    make = {
+        "trees": lambda: RandomForestClassifier(3, random_state=0),
+        "recluster": lambda: KMeans(2, n_init=1, random_state=0),
+        "exact": lambda: GaussianNB(),
+        "exact scaler": lambda: StandardScaler(),
+    }[kind]
+    return [make().fit(X[i::3], y[i::3]) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("trees", r"Trees\(\) joins every tree.*fusion='vote'"),
+        ("recluster", r"weighs each centroid by the rows of its cluster"),
+        ("exact", r"merges the models' own statistics"),
+        ("exact scaler", r"merges the models' own statistics"),
+    ],
+)
+def test_fuse_refuses_weights_of_strategies_without_a_weighted_form(kind, match):
+    # they ignored the weights: [1, 1, 100] and [100, 1, 1] gave the same model
+    models = _fitted_elsewhere(kind)
+    fusion = kind.split()[0]
+    with pytest.raises(ValueError, match="weights were given, but .*" + match):
+        fuse(models, fusion, weights=[1.0, 1.0, 100.0])
+    fuse(models, fusion)  # without weights the strategy works as before
+
+
+def test_fuse_vote_honours_the_weights():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _binary_rows()
+    models = [LogisticRegression().fit(X[i::3], y[i::3]) for i in range(3)]
+    assert list(fuse(models, "vote", weights=[1.0, 2.0, 5.0]).weights) == [1.0, 2.0, 5.0]
+
+
 def test_fuse_weighted_by_score_says_fitted_models_have_no_scores():
     with pytest.raises(FusionError, match="partition 0 has none.*by='rows'"):
         fuse(_three_regressors(), Weighted(by="score"))

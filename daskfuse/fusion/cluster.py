@@ -203,8 +203,10 @@ class Recluster(Fuser):
     in each cluster; the root runs a weighted ``KMeans(n_clusters=k)`` on all those
     centroids and returns a plain fitted clone of the template (``KMeans`` or
     ``MiniBatchKMeans``, with the template's parameters) whose ``cluster_centers_``
-    are the reclustered centres. Combine concatenates; the root orders the centroids
-    by partition, so that the result does not depend on ``split_every``.
+    are the reclustered centres. The centroids are weighed by their clusters' rows
+    only: :func:`daskfuse.fuse` refuses other ``weights``. Combine concatenates; the
+    root orders the centroids by partition, so that the result does not depend on
+    ``split_every``.
 
     The fused model's ``inertia_`` is not the inertia of the training rows (they are
     not at the root) but an upper bound on it: the sum, over every local cluster, of
@@ -305,7 +307,15 @@ class Recluster(Fuser):
 
     def tags(self, estimator):
         """Fused from fitted models too; rounds run k-means from the fused centres."""
-        return replace(super().tags(estimator), from_models=True, rounds_reason=None)
+        return replace(
+            super().tags(estimator),
+            from_models=True,
+            rounds_reason=None,
+            given_weights_reason=(
+                f"{self!r} weighs each centroid by the rows of its cluster and has no use "
+                "for other weights"
+            ),
+        )
 
     def local_fit(self, template, feedback, X, y, info):
         """Run ``local_epochs`` k-means iterations from the fused centres."""

@@ -488,7 +488,8 @@ class Trees(_Ensemble):
     ``ExtraTreesClassifier`` and ``ExtraTreesRegressor``. The fused model is a plain
     forest of the template's class whose ``estimators_`` are the trees of all
     partitions (``n_estimators`` = their number), so it predicts with the mean over
-    all trees, as a forest does.
+    all trees, as a forest does. It has no weighted form: :func:`daskfuse.fuse`
+    refuses ``weights`` with it (``"vote"`` weighs whole forests).
 
     A forest's ``predict_proba`` adds its trees' probability columns, so every tree
     must know the same classes: a partition that lacks a class is refitted with the
@@ -529,7 +530,15 @@ class Trees(_Ensemble):
 
     def tags(self, estimator):
         """Fused from fitted forests; the global classes realign a lacking one."""
-        return replace(super().tags(estimator), from_models=True, needs_classes=True)
+        return replace(
+            super().tags(estimator),
+            from_models=True,
+            needs_classes=True,
+            given_weights_reason=(
+                f"{self!r} joins every tree of every forest and has no weighted form; use "
+                "fusion='vote' to weigh each forest by its entry of weights"
+            ),
+        )
 
     def summarize(self, estimator, X, y, info):
         classes = None

@@ -977,7 +977,8 @@ class Exact(Fuser):
     partitioning and the fan-in of the tree (``split_every``), and the root solves for
     the model once, as scikit-learn does from all of the rows. The fused model equals
     the single-process fit up to floating-point rounding (PCA and TruncatedSVD: the
-    exact, full-SVD solution, with scikit-learn's sign convention).
+    exact, full-SVD solution, with scikit-learn's sign convention). The statistics
+    carry their own row and class counts: :func:`daskfuse.fuse` refuses ``weights``.
 
     Supported estimators and what each partition contributes:
 
@@ -1090,6 +1091,10 @@ class Exact(Fuser):
             needs_classes=isinstance(estimator, RidgeClassifier),
             from_models=family is not None and not from_rows,
             single_class_partitions=True,
+            given_weights_reason=(
+                f"{self!r} merges the models' own statistics (their row and class "
+                "counts weigh them exactly) and has no use for other weights"
+            ),
         )
 
     def summarize(self, estimator, X, y, info):
