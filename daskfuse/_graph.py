@@ -338,7 +338,8 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         "n_iter": _n_iter(estimator),
         # a later pass stops after local_epochs on purpose: not a convergence failure
         "max_iter_reached": max_iter_reached(estimator) if previous is None else None,
-        "fit_seconds": fit_seconds,
+        # None where no partition model is fitted (a strategy that summarises rows)
+        "fit_seconds": None if estimator is None else fit_seconds,
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
         "skipped": False,

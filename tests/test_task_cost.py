@@ -150,3 +150,9 @@ def test_converged_partitions_give_no_warning(client):
 def test_max_iter_that_is_no_convergence_failure_is_not_reported(estimator):
     fitted = estimator.fit(X, Y_CLASS)
     assert max_iter_reached(fitted) is None
+
+
+def test_no_partition_model_has_no_fit_seconds(client):
+    reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
+    assert reg.partition_report_["fit_seconds"].isna().all()
+    assert (reg.partition_report_["task_seconds"] > 0).all()
