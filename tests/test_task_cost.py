@@ -6,18 +6,26 @@ import numpy as np
 import pytest
 import skops.io
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.ensemble import (
+    ExtraTreesRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
+from sklearn.linear_model import (
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    SGDClassifier,
+    SGDRegressor,
+)
 from sklearn.naive_bayes import GaussianNB
-from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, SVR
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.svm import SVC, SVR, LinearSVC
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from daskfuse._adapters import max_iter_reached
@@ -45,6 +53,16 @@ FAMILIES = [
     FusedClassifier(MLPClassifier((4,), max_iter=30, random_state=0), n_partitions=2),
     FusedClassifier(HistGradientBoostingClassifier(max_iter=5), n_partitions=2),
     FusedRegressor(HistGradientBoostingRegressor(max_iter=5), n_partitions=2),
+    FusedRegressor(Ridge(), n_partitions=2),
+    FusedRegressor(Lasso(alpha=0.01), n_partitions=2),
+    FusedRegressor(SGDRegressor(random_state=0), n_partitions=2),
+    FusedClassifier(LinearSVC(), n_partitions=2),
+    FusedTransformer(MinMaxScaler(), n_partitions=2),
+    FusedTransformer(TruncatedSVD(2, random_state=0), n_partitions=2),
+    FusedRegressor(
+        MLPRegressor(hidden_layer_sizes=(4,), max_iter=30, random_state=0), n_partitions=2
+    ),
+    FusedRegressor(ExtraTreesRegressor(5, random_state=0), n_partitions=2),
 ]
 
 
