@@ -88,7 +88,9 @@ Usage
     python benchmarks/bench_families.py --list           # the case keys
 
 Results go to ``benchmarks/results/families.json`` and ``families.md``
-(``--quick``: ``families_quick.*``).
+(``--quick``: ``families_quick.*``). The column ``task s / fit s`` of a daskfuse row is
+the seconds of its partition tasks over the seconds of the estimators' ``fit`` in
+them (from ``partition_report_``; "—" where the strategy fits no partition model).
 """
 
 from __future__ import annotations
@@ -559,7 +561,15 @@ def fit_case(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline
     rec["fit_seconds_median"] = times.median
     if times.warnings:
         rec["warnings"] = sorted(set(times.warnings))
+    if hasattr(model, "partition_report_"):
+        rec.update(common.daskfuse_breakdown(model, times.median, common.slots(client)))
     return model, rec
+
+
+def task_over_fit(r: dict[str, Any]) -> float | None:
+    """Partition task seconds / the estimators' fit seconds (daskfuse rows that fit)."""
+    fit = r.get("partition_fit_seconds_sum")
+    return r["partition_task_seconds_sum"] / fit if fit else None
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -821,7 +831,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
     head = (
         list(common.CASE_COLUMNS)
         + [c[0] for c in cols]
-        + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "note"]
+        + ["peak MiB", "rise MiB", "anchor s / daskfuse s", "task s / fit s", "note"]
     )
     lines = common.md_head(head)
     for r in results:
@@ -850,6 +860,7 @@ def markdown_table(family: str, results: list[dict[str, Any]]) -> str:
             *[_cell(metrics.get(key), spec) for _, key, spec in cols],
             *common.memory_cells(r.get("memory"), r["fit_on"]),
             _ratio_cell(r),
+            _cell(task_over_fit(r), ".2f"),
             common.md_cell(note, 240),
         ]
         lines.append(common.md_row(row))

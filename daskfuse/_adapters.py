@@ -9,6 +9,7 @@ classes can be aligned row by row on the union of their classes.
 The estimator-family knowledge that generic code needs lives here too:
 :func:`stamp_inputs` (the fit-wide input facts on a fused model),
 :func:`fitted_train_score` (k-means knows its score on its own rows),
+:func:`max_iter_reached` (whether an iterative solver ran out of iterations),
 :func:`updates_per_partition` (the SGD schedule's step count over rounds) and
 :meth:`MLPAdapter.warn_unshared_init` (averaging networks needs one initialisation).
 """
@@ -31,6 +32,7 @@ __all__ = [
     "adapter_for",
     "fitted_train_score",
     "linear_estimator_names",
+    "max_iter_reached",
     "parameter_change",
     "stamp_inputs",
     "updates_per_partition",
@@ -62,6 +64,27 @@ def fitted_train_score(estimator, X, y):
     return None
 
 
+def max_iter_reached(estimator):
+    """Whether the fit of ``estimator`` stopped at ``max_iter`` before converging.
+
+    True where its ``n_iter_`` (the largest, for one solve per class) reached its
+    ``max_iter``: when scikit-learn's iterative solvers of the linear models, the
+    SVMs and the MLPs raise a ``ConvergenceWarning``. None for other families (for
+    k-means or gradient boosting, reaching ``max_iter`` is no failure), without an
+    iteration limit (``SVC(max_iter=-1)``) or a stopping criterion (the SGD family
+    with ``tol=None`` runs ``max_iter`` on purpose).
+    """
+    if not isinstance(estimator, _CONVERGING):
+        return None
+    params = estimator.get_params()
+    max_iter, n_iter = params.get("max_iter"), getattr(estimator, "n_iter_", None)
+    if not isinstance(max_iter, int | np.integer) or max_iter < 1 or n_iter is None:
+        return None
+    if "tol" in params and params["tol"] is None:
+        return None
+    return bool(np.max(n_iter) >= max_iter)
+
+
 def updates_per_partition(reports, epochs):
     """Mean number of updates (iterations x rows) one pass made per partition.
 
@@ -70,6 +93,31 @@ def updates_per_partition(reports, epochs):
     iteration count (a private strategy), a pass counts ``epochs`` iterations.
     """
     return float(np.mean([(row["n_iter"] or epochs) * row["rows"] for row in reports]))
+
+
+#: the families whose iterative solvers warn when they stop at ``max_iter``
+_CONVERGING = tuple(
+    getattr(module, name)
+    for module, names in (
+        (
+            linear_model,
+            (
+                "LogisticRegression",
+                "SGDClassifier",
+                "SGDRegressor",
+                "Perceptron",
+                "PassiveAggressiveClassifier",
+                "PassiveAggressiveRegressor",
+                "Lasso",
+                "ElasticNet",
+            ),
+        ),
+        (svm, ("LinearSVC", "LinearSVR", "SVC", "SVR")),
+        (neural_network, ("MLPClassifier", "MLPRegressor")),
+    )
+    for name in names
+    if hasattr(module, name)
+)
 
 
 def _linear_classes():

@@ -24,7 +24,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
-from ._adapters import fitted_train_score
+from ._adapters import fitted_train_score, max_iter_reached
 from ._inputs import aligned, check_dense, check_label_types
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
@@ -34,6 +34,7 @@ __all__ = [
     "Node",
     "build_fit_graph",
     "build_score_graph",
+    "convergence_note",
     "fit_partition",
     "fit_prefix",
     "plain_params",
@@ -67,6 +68,14 @@ class Node:
     summary: Any
     reports: list = field(default_factory=list)
 
+
+#: a partition of at most this many rows scores its model on all of them for the report
+TRAIN_SCORE_ROWS = 1000
+#: a larger one on every ``TRAIN_SCORE_STEP``-th row (a tenth of its rows' predictions,
+#: which for a kernel model cost about as much as its fit) ...
+TRAIN_SCORE_STEP = 10
+#: ... and on at most this many rows
+TRAIN_SCORE_MAX = 10_000
 
 #: the steps of a row fit
 ROW_STEPS = ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
@@ -271,10 +280,13 @@ def _skipped_report(index, pieces, error, start):
         "rows": rows,
         "class_counts": None,
         "train_score": None,
+        "train_score_on": None,
+        "train_score_rows": None,
         "start_score": None,
         "holdout_score": None,
         "weight": None,
         "n_iter": None,
+        "max_iter_reached": None,
         "fit_seconds": None,
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
@@ -311,23 +323,32 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     summary = _summarize(
         spec, index, estimator, X_fit, y_fit, holdout_score, seed, secret, previous
     )
+    train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit)
     report = {
         "partition": index,
         "rows": int(len(X)),
         "class_counts": class_counts,
-        "train_score": _train_score(estimator, X_fit, y_fit),
+        "train_score": train_score,
+        "train_score_on": train_score_on,
+        "train_score_rows": train_score_rows,
         "start_score": start_score,
         "holdout_score": holdout_score,
         # the weight a leaf summary carries (the Fuser protocol), else None
         "weight": getattr(summary, "report_weight", None),
         "n_iter": _n_iter(estimator),
-        "fit_seconds": fit_seconds,
+        # a later pass stops after local_epochs on purpose: not a convergence failure
+        "max_iter_reached": max_iter_reached(estimator) if previous is None else None,
+        # None where no partition model is fitted (a strategy that summarises rows)
+        "fit_seconds": None if estimator is None else fit_seconds,
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
         "skipped": False,
         "error": None,
     }
-    return Node(summary, [spec.fuser.public_report(report)])
+    report = spec.fuser.public_report(report)
+    if report["train_score"] is None:  # none, or withheld (private strategies)
+        report.update(train_score_on=None, train_score_rows=None)
+    return Node(summary, [report])
 
 
 def _holdout_rows(X, y, index, holdout, seed):
@@ -479,15 +500,46 @@ def r2_from_sums(ss_res, ss_tot):
 
 
 def _train_score(estimator, X, y):
-    """``_score`` on the rows the estimator was fitted on, one pass less where the
-    fit already knows it (:func:`~daskfuse._adapters.fitted_train_score`)."""
+    """``(score, on, rows)``: the estimator's score on the rows it was fitted on.
+
+    ``on`` says how it was computed: ``"fit"`` where the fit already knows it
+    (:func:`~daskfuse._adapters.fitted_train_score`, k-means' inertia), ``"all"``
+    from predictions on all ``rows`` (at most ``TRAIN_SCORE_ROWS``), ``"sample"``
+    from predictions on every ``TRAIN_SCORE_STEP``-th row (or sparser, at most
+    ``TRAIN_SCORE_MAX`` ``rows``) of a larger partition: predicting every row costs
+    a kernel model as much as its fit. ``(None, None, None)`` where there is no score.
+    """
     known = fitted_train_score(estimator, X, y)
-    return _score(estimator, X, y) if known is None else known
+    if known is not None:
+        return known, "fit", int(len(X))
+    on = "all"
+    if len(X) > TRAIN_SCORE_ROWS:
+        on, step = "sample", max(TRAIN_SCORE_STEP, -(-len(X) // TRAIN_SCORE_MAX))
+        X, y = X[::step], None if y is None else y[::step]
+    score = _score(estimator, X, y)
+    return (None, None, None) if score is None else (score, on, int(len(X)))
 
 
 def _n_iter(estimator):
     n_iter = getattr(estimator, "n_iter_", None)
     return None if n_iter is None else int(np.max(n_iter))
+
+
+def convergence_note(report, estimator):
+    """The one warning text for the partitions whose solver stopped at ``max_iter``,
+    or None (``report``: the partition report, ``estimator``: the template)."""
+    if "max_iter_reached" not in report:
+        return None
+    stopped = report.loc[report["max_iter_reached"].eq(True), "partition"].tolist()
+    if not stopped:
+        return None
+    max_iter = estimator.get_params().get("max_iter")
+    return (
+        f"{len(stopped)} of {len(report)} partitions did not converge: "
+        f"{type(estimator).__name__} stopped at max_iter={max_iter} (partitions "
+        f"{stopped[:10]}{' ...' if len(stopped) > 10 else ''}; partition_report_ column "
+        "'max_iter_reached'). Raise max_iter, scale the features or loosen tol"
+    )
 
 
 def _py(value):

@@ -18,13 +18,13 @@ from sklearn.base import (
     RegressorMixin,
     TransformerMixin,
 )
-from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rows, vertical
-from ._graph import estimator_allows_nan, r2_from_sums
+from ._graph import convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
     check_dense,
@@ -268,6 +268,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
+        note = convergence_note(result.report, self.estimator)
+        if note is not None:
+            warnings.warn(f"{type(self).__name__}: {note}", ConvergenceWarning, stacklevel=2)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -487,14 +490,37 @@ _ATTRS_DOC = """
     split_every_ : int
         Fan-in of the fusion tree used (row partitions only).
     partition_report_ : pandas.DataFrame
-        One row per partition: ``partition``, ``rows``, ``class_counts``,
-        ``train_score``, ``start_score`` (in the last of several rounds, the
-        previous round's fused model scored on the partition's rows; else None),
-        ``holdout_score``, ``weight`` (its weight in the fusion),
-        ``n_iter`` (the solver's iterations, where it reports them), ``fit_seconds``
-        (the estimator's ``fit``), ``task_seconds`` (the whole fit task),
-        ``worker`` (the address of the worker that ran it), ``skipped`` (left out
-        of the fusion by ``on_error="skip"``) and ``error`` (why, else missing).
+        One row per partition (row partitions; column blocks have their own):
+
+        - ``partition``, ``rows``;
+        - ``class_counts``: ``{label: rows}`` (classifiers; None for the others);
+        - ``train_score``: the partition model's own ``score`` (accuracy, R²,
+          -inertia) on the rows it was fitted on; None where no partition model is
+          fitted (``"exact"`` fusion summarises the rows themselves) or the
+          strategy withholds it (``Secure``, ``DP``);
+        - ``train_score_on``: how ``train_score`` was computed: ``"fit"`` (known
+          from the fit itself: k-means' inertia), ``"all"`` (predictions on all
+          the rows, for at most 1,000 rows), ``"sample"`` (on every 10th row of a
+          larger partition, at most 10,000 rows: predicting every row costs a
+          kernel model as much as its fit), None where there is no score;
+          ``train_score_rows``: on how many rows;
+        - ``start_score``: in the last of several rounds, the previous round's
+          fused model scored on the partition's rows; else None;
+        - ``holdout_score``: the partition model's score on the rows held out
+          from its fit (a strategy's ``holdout``, e.g. ``Weighted(by="score")``);
+          else None;
+        - ``weight``: its weight in the fusion, where the strategy has one;
+        - ``n_iter``: the solver's iterations, where it reports them;
+        - ``max_iter_reached``: True where the solver stopped at ``max_iter``
+          before converging (linear models, SVMs, MLPs; ``fit`` then raises one
+          ``ConvergenceWarning`` that counts these partitions), False where it
+          converged, None where it does not apply (other families, later rounds);
+        - ``fit_seconds`` (the estimator's ``fit``; None where no partition model
+          is fitted), ``task_seconds`` (the whole fit task: rows gathered,
+          checked, fitted, scored and summarised);
+        - ``worker``: the address of the worker that ran it;
+        - ``skipped`` (left out of the fusion by ``on_error="skip"``) and
+          ``error`` (why; None for the partitions that were fitted).
     n_rounds_ : int
         Fusion rounds run (1 without ``rounds``; with column blocks, backfitting's
         rounds, 1 for stacking).

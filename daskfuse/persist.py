@@ -24,7 +24,10 @@ What the allow-list holds:
   :class:`~daskfuse.fusion.Trees` builds. skops does not trust it by default because a
   crafted file could hold node indices out of range; :func:`load` therefore checks
   every tree it loads (children after their parent and inside the tree, split
-  features inside the model's features) before returning the model.
+  features inside the model's features) before returning the model;
+* ``sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor``, the trees
+  of the HistGradientBoosting models that daskfuse's voting and stacking fusions
+  hold, checked on load the same way (and their categorical bitset indices).
 
 skops itself trusts the scikit-learn estimators, numpy arrays and dtypes, and the
 Python builtins (dicts, lists, numbers, strings).
@@ -72,6 +75,10 @@ FRAME_VERSION = 1
 #: the node storage of scikit-learn's trees, which skops does not trust by default;
 #: :func:`load` checks every tree after loading
 TREE_TYPE = "sklearn.tree._tree.Tree"
+
+#: the trees of scikit-learn's HistGradientBoosting models, which skops does not trust
+#: by default either; :func:`load` checks them too
+HIST_TREE_TYPE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 
 #: the scikit-learn modules whose public classes of the given base fused models hold,
 #: beyond skops's defaults: the MLP's optimizer (``_optimizer``)
@@ -152,7 +159,8 @@ def trusted_types():
     :class:`~daskfuse.fusion.Fuser` classes of the modules of :mod:`daskfuse.fusion`,
     :class:`~daskfuse.partition.Rows` and :class:`~daskfuse.partition.Columns`, the
     vertical fusions of :mod:`daskfuse.vertical`, the optimizer classes of scikit-learn's MLP
-    models, and ``sklearn.tree._tree.Tree`` (checked on load). Only classes defined
+    models, ``sklearn.tree._tree.Tree`` and HistGradientBoosting's ``TreePredictor``
+    (both checked on load). Only classes defined
     in those modules count: a subclass defined elsewhere is not trusted.
 
     Returns
@@ -174,7 +182,7 @@ def trusted_types():
     from .fusion.base import Fuser
     from .partition import Columns, Rows
 
-    names = {_type_name(Rows), _type_name(Columns), TREE_TYPE}
+    names = {_type_name(Rows), _type_name(Columns), TREE_TYPE, HIST_TREE_TYPE}
     names.update(_type_name(c) for c in _public_classes(vertical, vertical.VerticalFusion))
     for module_name, base_name in _SKLEARN_EXTRA:
         try:
@@ -416,19 +424,46 @@ def _check_tree(tree, n_features, where):
         raise ModelFileError(f"{where}: corrupt decision tree ({problem})")
 
 
+def _check_hist_tree(predictor, n_features, where):
+    """Raise :class:`ModelFileError` unless every index in a ``TreePredictor`` is in range."""
+    nodes = np.asarray(predictor.nodes)
+    count = len(nodes)
+    inner = ~nodes["is_leaf"].astype(bool)
+    index = np.arange(count)
+    left, right = nodes["left"].astype(np.int64), nodes["right"].astype(np.int64)
+    feature = nodes["feature_idx"].astype(np.int64)
+    bitsets = nodes["bitset_idx"][inner & nodes["is_categorical"].astype(bool)].astype(np.int64)
+    n_bitsets = min(len(predictor.raw_left_cat_bitsets), len(predictor.binned_left_cat_bitsets))
+    problem = None
+    if count == 0:
+        problem = "no nodes"
+    elif np.any((left[inner] <= index[inner]) | (left[inner] >= count)) or np.any(
+        (right[inner] <= index[inner]) | (right[inner] >= count)
+    ):
+        problem = "child node indices out of range"
+    elif n_features is not None and np.any((feature[inner] < 0) | (feature[inner] >= n_features)):
+        problem = "split features out of range"
+    elif np.any((bitsets < 0) | (bitsets >= n_bitsets)):
+        problem = "categorical bitset indices out of range"
+    if problem is not None:
+        raise ModelFileError(f"{where}: corrupt histogram gradient-boosting tree ({problem})")
+
+
 def _reachable(obj, n_features=None, seen=None):
     """Yield ``(item, n_features)`` for every tree and estimator reachable from ``obj``.
 
-    ``item`` is an ``sklearn.tree._tree.Tree`` or an estimator; ``n_features`` is the
-    ``n_features_in_`` of the nearest estimator holding it (itself, for an estimator).
+    ``item`` is a tree (``sklearn.tree._tree.Tree``, ``TreePredictor``) or an estimator;
+    ``n_features`` is the ``n_features_in_`` of the nearest estimator holding it
+    (itself, for an estimator).
     """
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.tree._tree import Tree
 
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return
     seen.add(id(obj))
-    if isinstance(obj, Tree):
+    if isinstance(obj, Tree | TreePredictor):
         yield obj, n_features
     elif isinstance(obj, dict):
         for value in obj.values():
@@ -449,12 +484,15 @@ def _reachable(obj, n_features=None, seen=None):
 
 
 def _check_trees(obj, where):
-    """Check every ``sklearn.tree._tree.Tree`` reachable from ``obj``."""
+    """Check every tree (``Tree``, ``TreePredictor``) reachable from ``obj``."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.tree._tree import Tree
 
     for item, n_features in _reachable(obj):
         if isinstance(item, Tree):
             _check_tree(item, n_features, where)
+        elif isinstance(item, TreePredictor):
+            _check_hist_tree(item, n_features, where)
 
 
 # ------------------------------------------------------------------ shape checks
@@ -567,10 +605,8 @@ def _check_shapes(model, where):
     classifier's ``coef_`` and per-class arrays, ``intercept_`` against ``coef_``,
     the layers of an MLP, and the trees of a forest.
     """
-    from sklearn.tree._tree import Tree
-
     for item, _ in _reachable(model):
-        if isinstance(item, Tree):
+        if not hasattr(item, "get_params"):  # a tree: checked by _check_trees
             continue
         n_features = getattr(item, "n_features_in_", None)
         n_features = int(n_features) if isinstance(n_features, numbers.Integral) else None

@@ -1,0 +1,176 @@
+"""Issue 17: what a partition task costs and reports, and loading what daskfuse fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skops.io
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import (
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    SGDClassifier,
+    SGDRegressor,
+)
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.svm import SVC, SVR, LinearSVC
+
+from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
+from daskfuse._adapters import max_iter_reached
+from daskfuse.persist import ModelFileError, load, save
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(400, 4))
+Y_CLASS = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
+Y_REG = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * RNG.normal(size=400)
+
+#: every estimator family the README lists, as daskfuse fits it (its default fusion)
+FAMILIES = [
+    FusedClassifier(LogisticRegression(), n_partitions=2),
+    FusedClassifier(SGDClassifier(random_state=0), n_partitions=2),
+    FusedRegressor(LinearRegression(), n_partitions=2),
+    FusedClassifier(GaussianNB(), n_partitions=2),
+    FusedTransformer(StandardScaler(), n_partitions=2),
+    FusedTransformer(PCA(2), n_partitions=2),
+    FusedClusterer(KMeans(3, n_init=1, random_state=0), n_partitions=2),
+    FusedClusterer(MiniBatchKMeans(3, n_init=1, random_state=0), n_partitions=2),
+    FusedClassifier(RandomForestClassifier(5, random_state=0), n_partitions=2),
+    FusedClassifier(SVC(), n_partitions=2),
+    FusedClassifier(SVC(probability=True, random_state=0), n_partitions=2, fusion="stack"),
+    FusedRegressor(SVR(), n_partitions=2),
+    FusedClassifier(MLPClassifier((4,), max_iter=30, random_state=0), n_partitions=2),
+    FusedClassifier(HistGradientBoostingClassifier(max_iter=5), n_partitions=2),
+    FusedRegressor(HistGradientBoostingRegressor(max_iter=5), n_partitions=2),
+    FusedRegressor(Ridge(), n_partitions=2),
+    FusedRegressor(Lasso(alpha=0.01), n_partitions=2),
+    FusedRegressor(SGDRegressor(random_state=0), n_partitions=2),
+    FusedClassifier(LinearSVC(), n_partitions=2),
+    FusedTransformer(MinMaxScaler(), n_partitions=2),
+    FusedTransformer(TruncatedSVD(2, random_state=0), n_partitions=2),
+    FusedRegressor(
+        MLPRegressor(hidden_layer_sizes=(4,), max_iter=30, random_state=0), n_partitions=2
+    ),
+    FusedRegressor(ExtraTreesRegressor(5, random_state=0), n_partitions=2),
+]
+
+
+def _fit(model):
+    if isinstance(model, FusedClassifier):
+        return model.fit(X, Y_CLASS)
+    if isinstance(model, FusedRegressor):
+        return model.fit(X, Y_REG)
+    return model.fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("model", FAMILIES, ids=lambda m: type(m.estimator).__name__)
+def test_every_family_loads_without_trusted(model, client, tmp_path):
+    model = _fit(model)
+    path = tmp_path / "model.skops"
+    save(model, path)
+    loaded = load(path)
+    fused = model.fused_estimator_
+    assert type(loaded.fused_estimator_) is type(fused)
+    if hasattr(fused, "predict"):
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    else:
+        np.testing.assert_allclose(loaded.transform(X), model.transform(X))
+
+
+def test_corrupt_hist_gradient_boosting_tree_is_refused(client, tmp_path):
+    model = _fit(FusedClassifier(HistGradientBoostingClassifier(max_iter=3), n_partitions=2))
+    member = model.fused_estimator_.estimators_[0]
+    predictor = member._predictors[0][0]
+    inner = np.flatnonzero(~predictor.nodes["is_leaf"].astype(bool))[0]
+    predictor.nodes["left"][inner] = 10**6  # a child outside the tree
+    path = tmp_path / "bad.skops"
+    save(model, path)
+    with pytest.raises(ModelFileError, match="corrupt histogram gradient-boosting tree"):
+        load(path)
+    assert "TreePredictor" in " ".join(skops.io.get_untrusted_types(file=str(path)))
+
+
+# ------------------------------------------------------------------ training score
+def test_train_score_of_a_large_partition_is_on_a_sample(client):
+    rng = np.random.default_rng(1)
+    Xl = rng.normal(size=(6000, 4))
+    yl = (Xl[:, 0] > 0).astype(int)
+    clf = FusedClassifier(SVC(), n_partitions=2, fusion="vote").fit(Xl, yl)
+    report = clf.partition_report_
+    assert (report["train_score_on"] == "sample").all()
+    # every 10th of its 3,000 rows
+    assert (report["train_score_rows"] == 300).all()
+    for i, model in enumerate(clf.fused_estimator_.estimators_):
+        rows = slice(3000 * i, 3000 * (i + 1))
+        on_sample = np.mean(model.predict(Xl[rows][::10]) == yl[rows][::10])
+        assert report["train_score"][i] == pytest.approx(on_sample)
+
+
+def test_train_score_of_a_small_partition_is_on_all_rows(client):
+    clf = FusedClassifier(LogisticRegression(), n_partitions=2).fit(X, Y_CLASS)
+    report = clf.partition_report_
+    assert (report["train_score_on"] == "all").all()
+    assert (report["train_score_rows"] == 200).all()
+
+
+def test_k_means_train_score_comes_from_the_fit(client):
+    km = FusedClusterer(KMeans(3, n_init=1, random_state=0), n_partitions=2).fit(X)
+    report = km.partition_report_
+    assert (report["train_score_on"] == "fit").all() and report["train_score"].lt(0).all()
+
+
+def test_no_train_score_says_so(client):
+    # exact fusion fits no partition model: nothing to score, and the report says so
+    reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
+    report = reg.partition_report_
+    assert report["train_score"].isna().all() and report["train_score_on"].isna().all()
+
+
+# ------------------------------------------------------------------ convergence
+def test_partitions_that_stop_at_max_iter_give_one_warning(client):
+    clf = FusedClassifier(LogisticRegression(max_iter=2), n_partitions=3)
+    with pytest.warns(ConvergenceWarning) as record:
+        clf.fit(X * [1, 100, 1, 1], Y_CLASS)
+    ours = [w for w in record if issubclass(w.category, ConvergenceWarning)]
+    assert len(ours) == 1
+    message = str(ours[0].message)
+    assert "3 of 3 partitions did not converge" in message and "max_iter=2" in message
+    assert clf.partition_report_["max_iter_reached"].tolist() == [True, True, True]
+
+
+def test_converged_partitions_give_no_warning(client):
+    import warnings
+
+    clf = FusedClassifier(LogisticRegression(), n_partitions=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X, Y_CLASS)
+    assert clf.partition_report_["max_iter_reached"].tolist() == [False, False]
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [KMeans(3, n_init=1, max_iter=1), HistGradientBoostingClassifier(max_iter=2), SVC()],
+    ids=["KMeans", "HistGradientBoosting", "SVC-no-limit"],
+)
+def test_max_iter_that_is_no_convergence_failure_is_not_reported(estimator):
+    fitted = estimator.fit(X, Y_CLASS)
+    assert max_iter_reached(fitted) is None
+
+
+def test_no_partition_model_has_no_fit_seconds(client):
+    reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
+    assert reg.partition_report_["fit_seconds"].isna().all()
+    assert (reg.partition_report_["task_seconds"] > 0).all()
