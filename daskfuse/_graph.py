@@ -207,7 +207,7 @@ def _check_partition(X, y, index, spec):
             f"X has {X.shape[0]} rows but y has {y.shape[0]}: X and y are not aligned",
         )
     if X.shape[0] == 0:
-        raise PartitionError(index, "the partition is empty (0 rows)")
+        raise PartitionError(index, EMPTY)
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
     if not spec.allow_nan and not _all_finite(X):
@@ -248,13 +248,20 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
     partition's row pieces as flat arguments, ``sizes`` how many each takes (see
     :func:`_flatten`).
 
-    With ``spec.on_error == "skip"`` a partition that cannot be fitted or summarised
+    A partition without rows (an empty block of a filtered dask DataFrame) is left
+    out of the fusion whatever ``on_error`` says: its report row says so
+    (``skipped=True``, ``error`` :data:`EMPTY`). With ``spec.on_error == "skip"`` a
+    partition that cannot be fitted or summarised
     gives a ``Node`` whose summary is what the strategy wants from a failed
     partition (``summarize_failed``, usually None) and a report row saying why
     (``skipped=True``, ``error``), and the fusion goes on without it.
     """
     start = time.perf_counter()
     pieces = _regroup(sizes, pieces)
+    if _rows_in(pieces) == 0:
+        # a block without rows (a filtered dask DataFrame has them) adds nothing to
+        # any fusion: it is left out, whatever on_error says
+        return _left_out(spec, index, pieces, secret, start, PartitionError(index, EMPTY))
     if spec.on_error != "skip":
         return _fit_partition(spec, index, previous, pieces, secret, start)
     try:
@@ -265,19 +272,31 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
             if isinstance(exc, PartitionError)
             else PartitionError(index, f"{type(exc).__name__}: {exc}")
         )
-        # secure aggregation: a failed partition hands over what removes its masks
-        summary = spec.fuser.summarize_failed(index, secret)
-        return Node(summary, [_skipped_report(index, pieces, error, start)])
+        return _left_out(spec, index, pieces, secret, start, error)
+
+
+#: the report's ``error`` of a partition without rows (left out of every fusion)
+EMPTY = "the partition is empty (0 rows)"
+
+
+def _rows_in(pieces):
+    try:
+        return int(sum(len(x) for x, _ in pieces))
+    except TypeError:
+        return None
+
+
+def _left_out(spec, index, pieces, secret, start, error):
+    """The ``Node`` of a partition left out of the fusion, with its report row."""
+    # secure aggregation: a partition left out hands over what removes its masks
+    summary = spec.fuser.summarize_failed(index, secret)
+    return Node(summary, [_skipped_report(index, pieces, error, start)])
 
 
 def _skipped_report(index, pieces, error, start):
-    try:
-        rows = int(sum(len(x) for x, _ in pieces))
-    except TypeError:
-        rows = None
     return {
         "partition": index,
-        "rows": rows,
+        "rows": _rows_in(pieces),
         "class_counts": None,
         "train_score": None,
         "train_score_on": None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -12,7 +14,9 @@ from dask.utils import key_split
 from distributed import wait
 from distributed.utils import key_split_group
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
+from sklearn.naive_bayes import GaussianNB
 
 from daskfuse import FusedClassifier, FusedRegressor
 
@@ -327,3 +331,42 @@ def test_predict_on_a_dask_frame_with_missing_nullable_values():
     expected = model.predict(frame.astype(float))
     np.testing.assert_array_equal(got, expected)
     assert score == pytest.approx(np.mean(expected == y.to_numpy()))
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "secure", "exact"])
+def test_a_block_without_rows_is_left_out_of_the_fit(fusion):
+    """A filter leaves a dask DataFrame with an empty block: the default fit failed
+    with 'partition 1: the partition is empty'. It is left out, and the model is the
+    one of the other blocks."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=list("abc"))
+    frame["y"] = (frame.a + frame.b > 0).astype(int)
+    frame.loc[100:199, "c"] = 5.0  # the second block is filtered away whole
+    ddf = dd.from_pandas(frame, npartitions=3, sort=False)
+    kept = ddf[ddf.c < 4]
+    estimator = LogisticRegression() if fusion != "exact" else GaussianNB()
+    with dask.config.set(scheduler="sync"), warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "skipped" warning for it
+        model = FusedClassifier(estimator, fusion=fusion).fit(kept[["a", "b", "c"]], kept.y)
+    report = model.partition_report_
+    assert report["rows"].tolist() == [100, 0, 100]
+    assert report["skipped"].tolist() == [False, True, False]
+    assert report["error"].iloc[1] == "the partition is empty (0 rows)"
+    rest = frame[frame.c < 4]
+    parts = [rest.iloc[:100], rest.iloc[100:]]
+    expected = FusedClassifier(clone(estimator), fusion=fusion, partition="chunks")
+    with dask.config.set(scheduler="sync"):
+        expected.fit(
+            dd.from_pandas(rest[["a", "b", "c"]], npartitions=2, sort=False),
+            dd.from_pandas(rest.y, npartitions=2, sort=False),
+        )
+    assert [len(p) for p in parts] == expected.partition_report_["rows"].tolist()
+    probe = frame[["a", "b", "c"]].to_numpy()
+    assert_allclose(model.predict_proba(probe), expected.predict_proba(probe), rtol=1e-12)
+
+
+def test_only_blocks_without_rows_is_an_error():
+    X = da.zeros((0, 2), chunks=(0, 2))
+    y = da.zeros((0,), chunks=(0,))
+    with dask.config.set(scheduler="sync"), pytest.raises(Exception, match="empty"):
+        FusedRegressor(Ridge()).fit(X, y)
