@@ -330,6 +330,11 @@ def _persisted_partitions(prepared):
     return [[next(persisted) for _ in part] for part in prepared.plan.partitions]
 
 
+def _pass_record(fuser, feedback):
+    record = getattr(fuser, "pass_record", None)
+    return {} if record is None else record(feedback)
+
+
 def run_passes(params, prepared):
     """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
 
@@ -368,6 +373,8 @@ def run_passes(params, prepared):
                 "train_score": None,
                 "change": change,
                 "seconds": time.perf_counter() - start,
+                # a strategy's own figures of the pass (newton: loss, gradient, step)
+                **_pass_record(fuser, feedback),
             }
         )
         # updates per partition so far (where a private strategy hides the

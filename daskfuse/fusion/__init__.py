@@ -17,6 +17,7 @@ from .cascade import Cascade
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
 from .exact import Exact
+from .newton import Newton
 from .privacy import DP
 from .robust import Krum, Median, TrimmedMean
 from .secure import Secure
@@ -30,6 +31,7 @@ __all__ = [
     "FuserTags",
     "Krum",
     "Median",
+    "Newton",
     "Recluster",
     "Secure",
     "Stack",
@@ -56,6 +58,7 @@ FUSERS = {
     "secure": Secure,
     "dp": DP,
     "cascade": Cascade,
+    "newton": Newton,
 }
 
 #: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
