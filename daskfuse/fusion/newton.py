@@ -84,7 +84,10 @@ def _unsupported(estimator):
             "TweedieRegressor"
         )
     if estimator.solver == "liblinear":
-        return "newton needs a LogisticRegression solver other than 'liblinear' (it penalises the intercept)"
+        return (
+            "newton needs a LogisticRegression solver other than 'liblinear' "
+            "(liblinear penalises the intercept)"
+        )
     if _penalty_strength(estimator) is None:
         return "newton needs penalty='l2' or None (l1_ratio=0): the objective must be smooth"
     return None
@@ -122,10 +125,14 @@ def _targets(template, classes, y, class_weight):
 
 def _first_summary(template, X, y, classes):
     """Pass 0: class counts, weight and (where it can fit alone) the local parameters."""
-    counts = None if classes is None else np.bincount(np.searchsorted(classes, y), minlength=len(classes))
+    counts = (
+        None
+        if classes is None
+        else np.bincount(np.searchsorted(classes, y), minlength=len(classes))
+    )
     theta = None
     if classes is None or np.all(counts > 0):
-        with quiet_warnings(UserWarning, ConvergenceWarning):
+        with quiet_warnings():  # the start only needs to be close
             local = clone(template).fit(X, y)
         theta = _theta(local, None if classes is None else len(classes)) * len(X)
     return {
@@ -217,7 +224,9 @@ def _start(summary, template, classes):
             class_weight = counts.sum() / (len(classes) * counts)
         else:
             class_weight = compute_class_weight(template.class_weight, classes=classes, y=classes)
-    return _State(w=w, class_weight=class_weight, record={"loss": None, "grad_norm": None, "step": None})
+    return _State(
+        w=w, class_weight=class_weight, record={"loss": None, "grad_norm": None, "step": None}
+    )
 
 
 def _n_params(template, summary, n_classes):
@@ -249,7 +258,10 @@ def next_state(summary, template, classes):
     if state.direction is None:
         step, n_iter, w = 0.0, state.n_iter, state.w
     else:
-        losses = [objective(s, None, None, state.w + t * state.direction, sw_sum)[0] for t, s in zip(STEPS, summary["losses"])]
+        losses = [
+            objective(s, None, None, state.w + t * state.direction, sw_sum)[0]
+            for t, s in zip(STEPS, summary["losses"])
+        ]
         step = _accept(state, losses, float(state.grad @ state.direction))
         if step is None:
             warnings.warn(
@@ -274,7 +286,12 @@ def next_state(summary, template, classes):
             stacklevel=2,
         )
         done = True
-    record = {"loss": float(f), "grad_norm": g_max, "step": step, "root_seconds": time.perf_counter() - start}
+    record = {
+        "loss": float(f),
+        "grad_norm": g_max,
+        "step": step,
+        "root_seconds": time.perf_counter() - start,
+    }
     return dataclasses.replace(
         state,
         w=w,
@@ -332,7 +349,9 @@ class Newton(Fuser):
     """
 
     name = "newton"
-    requirement = "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or TweedieRegressor"
+    requirement = (
+        "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or TweedieRegressor"
+    )
 
     def supports(self, estimator):
         return _unsupported(estimator) is None
