@@ -18,7 +18,7 @@ from sklearn.linear_model import (
 
 from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
-from daskfuse.fusion import DP, Newton, Secure
+from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton
 from daskfuse.fusion._loss import linear_loss
 from tests.conftest import make_classification_data
 
@@ -208,3 +208,33 @@ def test_unsupported_models_and_wrappers_are_refused_with_the_reason(binary_data
         for inner in ("newton", Newton()):
             with pytest.raises(ValueError, match="not supported: .* sums of every pass"):
                 wrapper(inner=inner)
+
+
+def test_auto_takes_newton_on_label_sorted_input_with_defaults(binary_data):
+    # partitions of one class: the one-shot fusion cannot even fit them
+    X, y = _sorted(*binary_data)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(LogisticRegression(), n_partitions=4).fit(X, y)
+        shuffled = FusedClassifier(LogisticRegression(), n_partitions=4).fit(*binary_data)
+        asked = FusedClassifier(LogisticRegression(), n_partitions=4, rounds=3).fit(*binary_data)
+    assert model.fusion_ == Newton() and asked.fusion_ == Newton()
+    assert shuffled.fusion_ == Weighted()  # "auto" is unchanged where partitions look alike
+    central = LogisticRegression().fit(X, y)
+    assert model.score(X, y) == pytest.approx(central.score(X, y), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ([[50, 50, 50], [48, 52, 50]], False),  # alike
+        ([[90, 5, 5], [5, 90, 5], [5, 5, 90]], True),  # 90% one class: TV 0.57
+        ([[80, 10, 10], [10, 80, 10], [10, 10, 80]], True),  # TV 0.47
+        ([[60, 20, 20], [20, 60, 20], [20, 20, 60]], False),  # TV 0.27
+        ([[50, 0], [50, 100]], True),  # a partition lacks a class
+    ],
+)
+def test_the_auto_rule(counts, expected):
+    assert prefers_newton("auto", LogisticRegression(), class_counts=counts) is expected
+    # only "auto" is switched, and only for the estimators newton fits
+    assert not prefers_newton("weighted", LogisticRegression(), class_counts=counts)
+    assert not prefers_newton("auto", LogisticRegression(solver="liblinear"), rounds=3)
