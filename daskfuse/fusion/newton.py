@@ -150,13 +150,18 @@ def _pass_summary(template, state, X, y, classes):
     loss = linear_loss(template, classes)
     target, sw = _targets(template, classes, y, state.class_weight)
     X = np.asarray(X, dtype=float)
+    # the margins are linear in the parameters: two products with X give every
+    # candidate's, X (w + t d) = X w + t X d
+    raw = loss.weight_intercept_raw(state.w, X)[2]
     if state.direction is None:
-        points = [state.w]
+        points, raws = [state.w], [raw]
     else:
+        along = loss.weight_intercept_raw(state.direction, X)[2]
         points = [state.w + t * state.direction for t in STEPS]
+        raws = [raw + t * along for t in STEPS]
     total = float(np.sum(sw))
-    losses = [total * loss.loss(p, X, target, sw) for p in points]
-    grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw)
+    losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
+    grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
     return {
         "first": False,
         "losses": np.array(losses),
