@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     GammaRegressor,
     Lasso,
@@ -238,3 +239,12 @@ def test_the_auto_rule(counts, expected):
     # only "auto" is switched, and only for the estimators newton fits
     assert not prefers_newton("weighted", LogisticRegression(), class_counts=counts)
     assert not prefers_newton("auto", LogisticRegression(solver="liblinear"), rounds=3)
+
+
+def test_max_iter_stops_with_a_convergence_warning(binary_data):
+    X, y = _sorted(*binary_data)
+    with dask.config.set(scheduler="sync"), pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        model = FusedClassifier(
+            LogisticRegression(tol=1e-12, max_iter=1), fusion="newton", n_partitions=3
+        ).fit(X, y)
+    assert model.fused_estimator_.n_iter_[0] == 1
