@@ -77,7 +77,7 @@ class _State:
 
 def _unsupported(estimator):
     if isinstance(estimator, _GLMS):
-        return None if estimator.solver in ("lbfgs", "newton-cholesky") else "a solver"
+        return None  # both solvers minimise the one objective
     if not isinstance(estimator, LogisticRegression):
         return (
             "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or "
