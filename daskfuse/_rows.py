@@ -49,7 +49,7 @@ from ._trainer import (
 )
 from ._validation import is_int
 from .exceptions import FusionError, PartitionError
-from .fusion import resolve_fusion
+from .fusion import Newton, prefers_newton, resolve_fusion
 from .partition import (
     STRATEGIES,
     Rows,
@@ -233,7 +233,8 @@ def _validate_in_memory(params, X, y, allow_nan):
     return X, y, meta
 
 
-def _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan):
+def _validated_in_memory(params, X, y, allow_nan):
+    """``(X, y, meta, classes)``: the in-memory data validated, a classifier's classes."""
     X, y, meta = _validate_in_memory(params, X, y, allow_nan)
     classes = None
     if params.classifier:
@@ -243,10 +244,23 @@ def _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan)
             raise ValueError(
                 f"y holds 1 class ({classes[0]}); a classifier needs samples of at least 2 classes"
             )
+    return X, y, meta, classes
+
+
+def _plan_in_memory(X, y, meta, classes, rows, partition_seeds, token_parts):
     token = tokenize(token_parts, X, y)
     names = fit_prefix(token)
     plan = plan_in_memory(X, y, rows, partition_seeds, names["data"])
     return _Planned(meta, classes, token, names, plan)
+
+
+def _counts(planned, y):
+    """Rows of each class in each partition (in-memory classifiers), or None."""
+    if planned.classes is None or planned.plan.groups is None:
+        return None
+    index = np.searchsorted(planned.classes, y)
+    k = len(planned.classes)
+    return np.array([np.bincount(index[g], minlength=k) for g in planned.plan.groups])
 
 
 def prepare(params, X, y):
@@ -262,6 +276,8 @@ def prepare(params, X, y):
     Prepared
     """
     fuser = resolve_fusion(params.fusion, params.estimator)
+    if prefers_newton(params.fusion, params.estimator, rounds=params.rounds):
+        fuser = Newton()
     passes = _check_rounds(params, fuser)
     rows = resolve_rows(params)
     split_every = check_split_every(params)
@@ -276,7 +292,15 @@ def prepare(params, X, y):
     if is_dask_input(X):
         planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts)
     else:
-        planned = _plan_in_memory(params, X, y, rows, partition_seeds, token_parts, allow_nan)
+        X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan)
+        planned = _plan_in_memory(X, y, meta, classes, rows, partition_seeds, token_parts)
+        if prefers_newton(params.fusion, params.estimator, class_counts=_counts(planned, y)):
+            # fusion="auto" on label-skewed partitions: the global-gradient passes,
+            # planned again under their own keys
+            fuser = Newton()
+            passes = _check_rounds(params, fuser)
+            token_parts = _token_parts(params, fuser, rows, split_every, seeds)
+            planned = _plan_in_memory(X, y, meta, classes, rows, partition_seeds, token_parts)
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
     fuser.prepare(n)
@@ -330,6 +354,11 @@ def _persisted_partitions(prepared):
     return [[next(persisted) for _ in part] for part in prepared.plan.partitions]
 
 
+def _pass_record(fuser, feedback):
+    record = getattr(fuser, "pass_record", None)
+    return {} if record is None else record(feedback)
+
+
 def run_passes(params, prepared):
     """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
 
@@ -368,6 +397,8 @@ def run_passes(params, prepared):
                 "train_score": None,
                 "change": change,
                 "seconds": time.perf_counter() - start,
+                # a strategy's own figures of the pass (newton: loss, gradient, step)
+                **_pass_record(fuser, feedback),
             }
         )
         # updates per partition so far (where a private strategy hides the

@@ -299,6 +299,8 @@ class RowPlan:
     partitions: list
     strategy: str
     n_rows: int | None
+    #: each partition's row indices (in-memory inputs only, planned on the client)
+    groups: list | None = None
 
 
 def cluster_threads():
@@ -457,7 +459,7 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
             stop = start + len(groups[j])
             partitions.append([(X_node, y_node, slice(start, stop))])
             start = stop
-    return RowPlan(partitions, strategy, n_rows)
+    return RowPlan(partitions, strategy, n_rows, groups)
 
 
 def _data_nodes(groups, row_bytes):

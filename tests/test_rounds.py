@@ -68,6 +68,8 @@ def test_rounds_reach_the_full_data_accuracy(
         clf = FusedClassifier(
             estimator,
             partition=_partition(kind),
+            # FedAvg-style rounds ("auto" takes newton's exact passes for rounds > 1)
+            fusion="weighted",
             n_partitions=6,
             rounds=5,
             local_epochs=local_epochs,

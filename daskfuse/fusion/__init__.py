@@ -7,6 +7,7 @@ can be selected by object or by name (``fusion="weighted"``).
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.base import is_classifier
 
 from .._resolve import pick_strategy
@@ -17,6 +18,7 @@ from .cascade import Cascade
 from .cluster import Recluster
 from .ensemble import Stack, Trees, Vote
 from .exact import Exact
+from .newton import Newton
 from .privacy import DP
 from .robust import Krum, Median, TrimmedMean
 from .secure import Secure
@@ -30,6 +32,7 @@ __all__ = [
     "FuserTags",
     "Krum",
     "Median",
+    "Newton",
     "Recluster",
     "Secure",
     "Stack",
@@ -38,6 +41,7 @@ __all__ = [
     "Vote",
     "Weighted",
     "available_fusions",
+    "prefers_newton",
     "resolve_fusion",
 ]
 
@@ -56,6 +60,7 @@ FUSERS = {
     "secure": Secure,
     "dp": DP,
     "cascade": Cascade,
+    "newton": Newton,
 }
 
 #: what ``fusion="auto"`` picks, the first that applies: exact statistics where they
@@ -66,6 +71,44 @@ FUSERS = {
 #: costs an extra fit per partition; nor are the privacy strategies "secure" and
 #: "dp", which the user must ask for)
 AUTO_ORDER = ("exact", "weighted", "recluster", "trees", "cascade", "vote")
+
+#: total variation distance between a partition's class distribution and the whole
+#: data's from which ``"auto"`` calls the partitions label-skewed
+SKEW = 0.4
+
+
+def prefers_newton(fusion, estimator, rounds=1, class_counts=None):
+    """Whether ``fusion="auto"`` takes the global-gradient passes (:class:`Newton`).
+
+    The rule: for the estimators :class:`Newton` supports (convex linear models:
+    LogisticRegression, the Poisson, Gamma and Tweedie regressors), ``"auto"`` picks
+    ``"newton"`` where the one-shot fusion is likely poor: the user asks for
+    ``rounds > 1``, a partition lacks a class, or a partition's class distribution
+    differs from the whole data's by a total variation distance of at least
+    :data:`SKEW` (0.4: a 3-class partition with 80% of one class). Elsewhere the
+    choice of :data:`AUTO_ORDER` stands.
+
+    Parameters
+    ----------
+    fusion : str or Fuser
+        What the user passed; only ``"auto"`` is ever switched.
+    estimator : estimator
+    rounds : int, default=1
+    class_counts : ndarray of shape (n_partitions, n_classes) or None
+        Rows of each class in each partition, where known (in-memory ``y``).
+    """
+    if not (isinstance(fusion, str) and fusion == "auto") or not Newton().supports(estimator):
+        return False
+    if rounds > 1:
+        return True
+    if class_counts is None:
+        return False
+    counts = np.asarray(class_counts, dtype=float)
+    if np.any(counts == 0):
+        return True
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    whole = counts.sum(axis=0) / counts.sum()
+    return bool(np.max(0.5 * np.abs(shares - whole).sum(axis=1)) >= SKEW)
 
 
 def _auto(estimator, alternatives, from_models=False):

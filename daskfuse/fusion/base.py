@@ -49,7 +49,9 @@ what a partition whose fit failed sends instead of a summary, when the strategy
 needs one (secure aggregation: its mask seeds); ``public_report(report)`` strips
 what a partition's report row must not reveal; ``privacy_spent(n_releases)`` is
 the ``(epsilon, delta)`` spent by ``n_releases`` fused models, or None for a
-strategy that makes no privacy claim. :func:`daskfuse.fuse` also calls
+strategy that makes no privacy claim; ``pass_record(feedback)``, where a strategy has
+it, is a dict of its own figures of one pass added to that pass's row of ``history_``
+(newton: ``loss``, ``grad_norm``, ``step``). :func:`daskfuse.fuse` also calls
 ``check_models(models)`` where a strategy has it.
 """
 

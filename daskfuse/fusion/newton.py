@@ -1,0 +1,409 @@
+"""Global-gradient fusion: Newton passes over the persisted partitions (``fusion="newton"``).
+
+For convex linear models the model fitted on all rows is reached exactly with only
+summaries travelling. Each pass, every partition evaluates scikit-learn's own loss
+(:class:`sklearn.linear_model._linear_loss.LinearModelLoss`, the objective its
+``lbfgs`` and ``newton-cholesky`` solvers minimise) at the current parameters and
+returns SUMS over its rows, unpenalised: the loss, the gradient and the Hessian. Sums
+are associative, so the tree of ``combine`` tasks is exact for any ``split_every``; the
+root adds the penalty once and takes a Newton step, as Spark MLlib's linear models
+take L-BFGS steps over ``treeAggregate``.
+
+The passes:
+
+- pass 0 (the one-shot start): each partition that holds every class fits the
+  estimator alone; the start is their row-weighted mean, or zeros where a partition
+  cannot fit alone (a single class). The pass also counts the rows of each class (for
+  ``class_weight="balanced"``) and the total sample weight.
+- then each pass evaluates the loss at the candidate points ``w + t d`` for every step
+  length ``t`` in :data:`STEPS` (``d`` the last Newton direction) and the gradient and
+  Hessian at the full step: the line search costs no extra pass where the full step
+  is taken (the usual case close to the optimum). Where only a shorter step passes the
+  Armijo test, the next pass evaluates the gradient and Hessian there.
+
+It stops on scikit-learn's ``lbfgs`` criterion: the largest absolute entry of the
+gradient of scikit-learn's objective at most the estimator's ``tol``. Only
+parameter-sized vectors and parameter x parameter matrices leave the partitions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from sklearn.base import clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import (
+    GammaRegressor,
+    LogisticRegression,
+    PoissonRegressor,
+    TweedieRegressor,
+)
+from sklearn.utils.class_weight import compute_class_weight
+
+from .._adapters import stamp_inputs
+from .._quiet import quiet_warnings
+from ._loss import linear_loss, multinomial
+from .base import Fuser
+
+__all__ = ["STEPS", "Newton"]
+
+#: candidate step lengths along the Newton direction, evaluated in one pass
+STEPS = (1.0, 0.5, 0.25, 0.1, 0.01)
+_ARMIJO = 1e-4
+#: the most passes a fit may take (the estimator's max_iter stops it first)
+MAX_PASSES = 100_000
+_GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
+
+
+@dataclass(frozen=True)
+class _State:
+    """What travels to every partition: the accepted point and the next direction."""
+
+    w: np.ndarray
+    direction: np.ndarray | None = None
+    loss: float | None = None
+    grad: np.ndarray | None = None
+    class_weight: np.ndarray | None = None
+    sw_sum: float | None = None
+    n_iter: int = 0
+    done: bool = False
+    record: dict | None = None
+
+
+def _unsupported(estimator):
+    if isinstance(estimator, _GLMS):
+        return None  # both solvers minimise the one objective
+    if not isinstance(estimator, LogisticRegression):
+        return (
+            "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or "
+            "TweedieRegressor"
+        )
+    if estimator.solver == "liblinear":
+        return (
+            "newton needs a LogisticRegression solver other than 'liblinear' "
+            "(liblinear penalises the intercept)"
+        )
+    if _penalty_strength(estimator) is None:
+        return "newton needs penalty='l2' or None (l1_ratio=0): the objective must be smooth"
+    return None
+
+
+def _penalty_strength(estimator):
+    """``1/C`` (0 without a penalty), or None for a penalty newton cannot minimise."""
+    penalty = estimator.penalty
+    if penalty is None or not np.isfinite(estimator.C):
+        return 0.0
+    if penalty == "l2" or (penalty == "deprecated" and not estimator.l1_ratio):
+        return 1.0 / estimator.C
+    return None
+
+
+def _theta(model, n_classes):
+    """A fitted model's parameters in :class:`LinearModelLoss`'s flat layout."""
+    coef = np.atleast_2d(np.asarray(model.coef_, dtype=float))
+    intercept = np.reshape(np.asarray(model.intercept_, dtype=float), -1)
+    parts = [coef, intercept[:, None]] if model.fit_intercept else [coef]
+    theta = np.hstack(parts)
+    return theta.ravel(order="F") if multinomial(model, n_classes) else theta[0]
+
+
+def _targets(template, classes, y, class_weight):
+    """``(y as the loss wants it, sample weights)`` of one partition."""
+    if classes is None:
+        return np.asarray(y, dtype=float), np.ones(len(y))
+    index = np.searchsorted(classes, y)
+    sw = np.ones(len(y)) if class_weight is None else class_weight[index]
+    if len(classes) == 2:
+        return (index == 1).astype(float), sw
+    return index.astype(float), sw
+
+
+def _first_summary(template, X, y, classes):
+    """Pass 0: class counts, weight and (where it can fit alone) the local parameters."""
+    counts = (
+        None
+        if classes is None
+        else np.bincount(np.searchsorted(classes, y), minlength=len(classes))
+    )
+    theta = None
+    if classes is None or np.all(counts > 0):
+        with quiet_warnings():  # the start only needs to be close
+            local = clone(template).fit(X, y)
+        theta = _theta(local, None if classes is None else len(classes)) * len(X)
+    return {
+        "first": True,
+        "n_features": X.shape[1],
+        "rows": len(X),
+        "counts": counts,
+        "theta": theta,
+    }
+
+
+def _pass_summary(template, state, X, y, classes):
+    """A later pass: loss sums at every candidate point, gradient and Hessian sums at
+    the first (the full step, or the accepted point when there is no direction)."""
+    loss = linear_loss(template, classes)
+    target, sw = _targets(template, classes, y, state.class_weight)
+    X = np.asarray(X, dtype=float)
+    # the margins are linear in the parameters: two products with X give every
+    # candidate's, X (w + t d) = X w + t X d
+    raw = loss.weight_intercept_raw(state.w, X)[2]
+    if state.direction is None:
+        points, raws = [state.w], [raw]
+    else:
+        along = loss.weight_intercept_raw(state.direction, X)[2]
+        points = [state.w + t * state.direction for t in STEPS]
+        raws = [raw + t * along for t in STEPS]
+    total = float(np.sum(sw))
+    losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
+    grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
+    return {
+        "first": False,
+        "losses": np.array(losses),
+        "grad": total * np.asarray(grad).ravel(),
+        "hess": total * hess,
+        "sw": total,
+        "state": state,
+    }
+
+
+def _combine(summaries):
+    out = dict(summaries[0])
+    for s in summaries[1:]:
+        for key, value in s.items():
+            if key in ("first", "state", "n_features"):
+                continue
+            if value is None or out[key] is None:
+                out[key] = None
+            else:
+                out[key] = out[key] + value
+    return out
+
+
+class _Objective:
+    """Scikit-learn's objective from the partitions' sums: penalty added at the root."""
+
+    def __init__(self, template, w_size, n_classes):
+        if isinstance(template, LogisticRegression):
+            self.strength, self.per_row = _penalty_strength(template), False
+        else:
+            self.strength, self.per_row = template.alpha, True
+        self.mask = np.ones(w_size)
+        if template.fit_intercept:
+            k = n_classes if multinomial(template, n_classes) else 1
+            self.mask[-k:] = 0.0
+
+    def __call__(self, sums_loss, grad, hess, w, sw_sum):
+        lam = self.strength * (sw_sum if self.per_row else 1.0)
+        wp = self.mask * w
+        f = (sums_loss + 0.5 * lam * wp @ wp) / sw_sum
+        if grad is None:
+            return f, None, None
+        return f, (grad + lam * wp) / sw_sum, (hess + lam * np.diag(self.mask)) / sw_sum
+
+
+def _direction(grad, hess):
+    # least squares: the multinomial Hessian is singular along the common shift of
+    # the classes' parameters, and the least-norm step keeps them centred
+    return scipy.linalg.lstsq(hess, -grad)[0]
+
+
+def _start(summary, template, classes):
+    """The state after pass 0: the one-shot start, the class weights, the weight sum."""
+    n_classes = None if classes is None else len(classes)
+    if summary["theta"] is not None:
+        w = summary["theta"] / summary["rows"]
+        if multinomial(template, n_classes) and template.fit_intercept:
+            w[-n_classes:] -= np.mean(w[-n_classes:])
+    else:
+        w = np.zeros(_n_params(template, summary, n_classes))
+    class_weight = None
+    if classes is not None and template.class_weight is not None:
+        counts = summary["counts"]
+        if template.class_weight == "balanced":
+            class_weight = counts.sum() / (len(classes) * counts)
+        else:
+            class_weight = compute_class_weight(template.class_weight, classes=classes, y=classes)
+    return _State(
+        w=w, class_weight=class_weight, record={"loss": None, "grad_norm": None, "step": None}
+    )
+
+
+def _n_params(template, summary, n_classes):
+    n_features = summary["n_features"]
+    per_row = n_features + int(template.fit_intercept)
+    return per_row * n_classes if multinomial(template, n_classes) else per_row
+
+
+def _accept(state, f_steps, slope):
+    """The longest candidate step that passes the Armijo test, or None."""
+    for t, f_t in zip(STEPS, f_steps):
+        if f_t <= state.loss + _ARMIJO * t * slope:
+            return t
+    # at the optimum the decrease drowns in rounding: the full step is as good
+    if abs(slope) <= 64 * np.finfo(float).eps * max(abs(state.loss), 1.0):
+        return 1.0
+    return None
+
+
+def next_state(summary, template, classes):
+    """The root's Newton step: the state the next pass starts from."""
+    if summary["first"]:
+        return _start(summary, template, classes)
+    start = time.perf_counter()
+    state = summary["state"]
+    n_classes = None if classes is None else len(classes)
+    objective = _Objective(template, state.w.size, n_classes)
+    sw_sum = summary["sw"]
+    if state.direction is None:
+        step, n_iter, w = 0.0, state.n_iter, state.w
+    else:
+        losses = [
+            objective(s, None, None, state.w + t * state.direction, sw_sum)[0]
+            for t, s in zip(STEPS, summary["losses"])
+        ]
+        step = _accept(state, losses, float(state.grad @ state.direction))
+        if step is None:
+            warnings.warn(
+                "newton: no step along the Newton direction lowers the loss; stopping",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+            return dataclasses.replace(state, direction=None, done=True)
+        n_iter, w = state.n_iter + 1, state.w + step * state.direction
+        if step != 1.0:
+            # the gradient and Hessian are known at the full step only: evaluate here
+            record = {"loss": losses[STEPS.index(step)], "grad_norm": None, "step": step}
+            return dataclasses.replace(state, w=w, direction=None, n_iter=n_iter, record=record)
+    f, g, h = objective(summary["losses"][0], summary["grad"], summary["hess"], w, sw_sum)
+    g_max = float(np.max(np.abs(g)))
+    done = g_max <= template.tol
+    if not done and n_iter >= template.max_iter:
+        warnings.warn(
+            f"newton stopped after max_iter={template.max_iter} steps with the largest "
+            f"gradient entry {g_max:.3g} > tol={template.tol}; increase max_iter",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        done = True
+    record = {
+        "loss": float(f),
+        "grad_norm": g_max,
+        "step": step,
+        "root_seconds": time.perf_counter() - start,
+    }
+    return dataclasses.replace(
+        state,
+        w=w,
+        direction=None if done else _direction(g, h),
+        loss=float(f),
+        grad=g,
+        sw_sum=sw_sum,
+        n_iter=n_iter,
+        done=done,
+        record=record,
+    )
+
+
+def build_model(template, w, classes, n_iter, meta):
+    """A fitted clone of ``template`` with the flat parameters ``w``."""
+    model = clone(template)
+    n_classes = None if classes is None else len(classes)
+    k = 1
+    if multinomial(template, n_classes):
+        k = n_classes
+        theta = w.reshape((k, -1), order="F")
+    else:
+        theta = w[None, :]
+    coef = theta[:, : meta["n_features_in_"]]
+    intercept = theta[:, -1] if template.fit_intercept else np.zeros(k)
+    if classes is None:
+        model.coef_, model.intercept_ = coef[0].copy(), float(intercept[0])
+        model._base_loss = model._get_loss()
+        model.n_iter_ = int(n_iter)
+    else:
+        model.coef_, model.intercept_ = coef.copy(), intercept.copy()
+        model.classes_ = np.asarray(classes)
+        model.n_iter_ = np.array([int(n_iter)], dtype=np.int32)
+    return stamp_inputs(model, meta)
+
+
+class Newton(Fuser):
+    """Global-gradient fusion: exact Newton passes for convex linear models.
+
+    The fused model minimises exactly scikit-learn's objective on all rows (the same
+    penalty scaling by the number of rows or the sample weights, intercept unpenalised,
+    ``class_weight`` as sample weights), so it equals ``estimator.fit(all rows)`` to
+    the estimator's ``tol``. See :mod:`daskfuse.fusion.newton` for the passes.
+
+    It applies to :class:`~sklearn.linear_model.LogisticRegression` (binary and
+    multinomial, ``penalty`` l2 or None, any solver but liblinear),
+    :class:`~sklearn.linear_model.PoissonRegressor`,
+    :class:`~sklearn.linear_model.GammaRegressor` and
+    :class:`~sklearn.linear_model.TweedieRegressor`. Partitions may hold a single
+    class. ``rounds`` and the meta-estimator's ``tol`` do not limit it: it runs
+    until the estimator's own ``tol`` (largest absolute gradient entry, the ``lbfgs``
+    criterion) or ``max_iter`` Newton steps. The fused model's ``n_iter_`` counts the
+    Newton steps; the meta-estimator's ``history_`` gains ``loss``, ``grad_norm`` and
+    ``step`` per pass.
+    """
+
+    name = "newton"
+    requirement = (
+        "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or TweedieRegressor"
+    )
+
+    def supports(self, estimator):
+        return _unsupported(estimator) is None
+
+    def unsupported_reason(self, estimator):
+        return _unsupported(estimator)
+
+    def tags(self, estimator):
+        return dataclasses.replace(
+            super().tags(estimator),
+            needs_fit=False,
+            needs_classes=is_classifier(estimator),
+            single_class_partitions=True,
+            rounds_reason=None,
+            given_weights_reason="newton evaluates the loss on the partitions' rows",
+        )
+
+    def passes(self, rounds):
+        # the estimator's max_iter ends the loop (next_state), not rounds
+        return MAX_PASSES
+
+    def local_fit(self, template, feedback, X, y, info):
+        # nothing is trained: the partition evaluates the loss at the feedback's point
+        return feedback
+
+    def summarize(self, estimator, X, y, info):
+        template, classes = info["template"], info["classes"]
+        if estimator is None:
+            return _first_summary(template, X, y, classes)
+        return _pass_summary(template, estimator, X, y, classes)
+
+    def combine(self, summaries):
+        return _combine(summaries)
+
+    def finalize(self, summary, template, meta):
+        classes = meta["classes"]
+        state = next_state(summary, template, classes)
+        # the root's summary is its own: feedback (same task) reads the step from it
+        summary["next"] = state
+        return build_model(template, state.w, classes, state.n_iter, meta)
+
+    def feedback(self, fused, summary):
+        return summary["next"]
+
+    def change(self, previous, current):
+        return 0.0 if current.done else float("inf")
+
+    def pass_record(self, feedback):
+        """The history entries of one pass: ``loss``, ``grad_norm`` and ``step``."""
+        return dict(feedback.record or {})

@@ -1,0 +1,250 @@
+"""fusion="newton": exact global-gradient passes equal scikit-learn's fit on all rows."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import (
+    GammaRegressor,
+    Lasso,
+    LogisticRegression,
+    PoissonRegressor,
+    TweedieRegressor,
+)
+
+from daskfuse import FusedClassifier, FusedRegressor
+from daskfuse.exceptions import FusionError
+from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton
+from daskfuse.fusion._loss import linear_loss
+from tests.conftest import make_classification_data
+
+TIGHT = {"tol": 1e-10, "max_iter": 1000}
+
+
+def _rel(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def _assert_same(fused, ref):
+    assert _rel(fused.coef_, ref.coef_) < 1e-6
+    assert _rel(fused.intercept_, ref.intercept_) < 1e-6 or np.allclose(
+        fused.intercept_, ref.intercept_, atol=1e-7
+    )
+
+
+def _sorted(X, y):
+    order = np.argsort(y, kind="stable")
+    return X[order], y[order]
+
+
+def test_scikit_learn_private_loss_is_the_objective_it_minimises(multiclass_data):
+    # LinearModelLoss is private API: this fails loudly if it stops being the
+    # objective LogisticRegression minimises (zero gradient at its solution)
+    X, y = multiclass_data
+    for labels in (y, (y == 0).astype(int)):
+        ref = LogisticRegression(C=0.5, **TIGHT).fit(X, labels)
+        classes = np.unique(labels)
+        loss = linear_loss(ref, classes)
+        if len(classes) == 2:
+            w, target = np.append(ref.coef_[0], ref.intercept_), labels.astype(float)
+        else:
+            w = np.hstack([ref.coef_, ref.intercept_[:, None]]).ravel(order="F")
+            target = labels.astype(float)
+        _, grad = loss.loss_gradient(w, X, target, None, l2_reg_strength=1 / (0.5 * len(X)))
+        assert np.max(np.abs(grad)) < 1e-8
+
+
+def _unequal(X, y):
+    # dask chunks of very different lengths, one partition per chunk
+    n = len(X)
+    chunks = (n // 40, n // 10, n - n // 40 - n // 10 - n // 20, n // 20)
+    return da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,)), "chunks"
+
+
+PARTITIONINGS = {
+    "random": lambda X, y: (X, y, "random"),
+    "contiguous": lambda X, y: (X, y, "uniform"),
+    "stratified": lambda X, y: (X, y, "stratified"),
+    "label-sorted": lambda X, y: (*_sorted(X, y), "uniform"),
+    "unequal": _unequal,
+}
+
+
+@pytest.mark.parametrize("how", list(PARTITIONINGS))
+@pytest.mark.parametrize(
+    "n_classes, params",
+    [
+        (2, {}),
+        (3, {}),
+        (3, {"class_weight": "balanced", "C": 0.3}),
+        (2, {"class_weight": {0: 1.0, 1: 3.0}, "fit_intercept": False}),
+        (2, {"C": np.inf}),
+    ],
+    ids=["binary", "multinomial", "balanced", "dict-weight-no-intercept", "no-penalty"],
+)
+def test_logistic_regression_equals_the_fit_on_all_rows(how, n_classes, params):
+    X, y = make_classification_data(n=1200, n_features=4, n_classes=n_classes, noise=3.0)
+    ref = LogisticRegression(**params, **TIGHT).fit(X, y)
+    Xp, yp, strategy = PARTITIONINGS[how](X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**params, **TIGHT),
+            fusion="newton",
+            n_partitions=4,
+            partition=strategy,
+            random_state=0,
+        ).fit(Xp, yp)
+    assert model.fusion_ == Newton()
+    _assert_same(model.fused_estimator_, ref)
+    assert model.fused_estimator_.n_iter_[0] >= 1
+
+
+def _glm_data(positive_target, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(900, 3))
+    mu = np.exp(X @ np.array([0.3, -0.2, 0.1]) + 0.5)
+    y = rng.gamma(2.0, mu / 2.0) if positive_target else rng.poisson(mu).astype(float)
+    return X, y
+
+
+@pytest.mark.parametrize(
+    "estimator, positive",
+    [
+        (PoissonRegressor(alpha=0.1, **TIGHT), False),
+        (GammaRegressor(alpha=0.01, **TIGHT), True),
+        (TweedieRegressor(power=1.5, alpha=0.05, **TIGHT), True),
+    ],
+)
+def test_glms_equal_the_fit_on_all_rows(estimator, positive):
+    X, y = _glm_data(positive)
+    ref = estimator.fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedRegressor(estimator, fusion="newton", n_partitions=3).fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    np.testing.assert_allclose(model.predict(X[:5]), ref.predict(X[:5]), rtol=1e-6)
+
+
+def test_on_the_cluster_with_history(on_cluster):
+    X, y = _sorted(*make_classification_data(n=1500, n_classes=3, noise=3.0))
+    model = FusedClassifier(
+        LogisticRegression(**TIGHT), fusion="newton", n_partitions=6, partition="uniform"
+    ).fit(X, y)
+    # label-sorted partitions, most holding one class: they cannot fit alone (zeros start)
+    assert sum(len(c) == 1 for c in model.partition_report_["class_counts"]) >= 3
+    _assert_same(model.fused_estimator_, LogisticRegression(**TIGHT).fit(X, y))
+    history = model.history_
+    assert {"loss", "grad_norm", "step"} <= set(history.columns)
+    assert history["grad_norm"].iloc[-1] <= 1e-10
+    losses = history["loss"].dropna().to_numpy()
+    assert np.all(np.diff(losses) <= 1e-12)  # every accepted step lowers the loss
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_partitions=st.integers(1, 7),
+    split_every=st.integers(2, 5),
+    strategy=st.sampled_from(["random", "uniform", "stratified"]),
+    sort=st.booleans(),
+)
+def test_any_partitioning_and_tree_shape_give_the_central_model(
+    n_partitions, split_every, strategy, sort
+):
+    X, y = make_classification_data(n=600, n_features=3, n_classes=3, noise=3.0, seed=4)
+    if sort:
+        X, y = _sorted(X, y)
+    ref = LogisticRegression(**TIGHT).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT),
+            fusion="newton",
+            n_partitions=n_partitions,
+            partition=strategy,
+            split_every=split_every,
+            random_state=1,
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+
+
+def test_only_parameter_sized_summaries_leave_a_partition():
+    # what a partition sends does not grow with its rows: vectors of the parameters'
+    # size, the candidate losses and one parameters x parameters matrix
+    fuser, template = Newton(), LogisticRegression()
+    classes = np.arange(3)
+    sizes = []
+    for n in (60, 600):
+        X, y = make_classification_data(n=n, n_features=4, n_classes=3)
+        info = {"template": template, "classes": classes}
+        first = fuser.summarize(None, X, y, info)
+        state = fuser.feedback(fuser.finalize(first, template, _meta()), first)
+        later = fuser.summarize(fuser.local_fit(template, state, X, y, {}), X, y, info)
+        sizes.append([np.size(v) for s in (first, later) for k, v in s.items() if k != "state"])
+    assert sizes[0] == sizes[1]
+    assert max(sizes[0]) == (3 * 5) ** 2
+
+
+def _meta():
+    return {
+        "n_features_in_": 4,
+        "feature_names_in_": None,
+        "classes": np.arange(3),
+        "n_partitions": 1,
+    }
+
+
+def test_unsupported_models_and_wrappers_are_refused_with_the_reason(binary_data):
+    X, y = binary_data
+    with pytest.raises(FusionError, match="liblinear"):
+        FusedClassifier(LogisticRegression(solver="liblinear"), fusion="newton").fit(X, y)
+    with pytest.raises(FusionError, match="smooth"):
+        FusedClassifier(LogisticRegression(solver="saga", l1_ratio=1.0), fusion="newton").fit(X, y)
+    with pytest.raises(FusionError, match="newton needs a LogisticRegression"):
+        FusedRegressor(Lasso(), fusion="newton").fit(X, y.astype(float))
+    for wrapper in (Secure, DP):
+        for inner in ("newton", Newton()):
+            with pytest.raises(ValueError, match="not supported: .* sums of every pass"):
+                wrapper(inner=inner)
+
+
+def test_auto_takes_newton_on_label_sorted_input_with_defaults(binary_data):
+    # partitions of one class: the one-shot fusion cannot even fit them
+    X, y = _sorted(*binary_data)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(LogisticRegression(), n_partitions=4).fit(X, y)
+        shuffled = FusedClassifier(LogisticRegression(), n_partitions=4).fit(*binary_data)
+        asked = FusedClassifier(LogisticRegression(), n_partitions=4, rounds=3).fit(*binary_data)
+    assert model.fusion_ == Newton() and asked.fusion_ == Newton()
+    assert shuffled.fusion_ == Weighted()  # "auto" is unchanged where partitions look alike
+    central = LogisticRegression().fit(X, y)
+    assert model.score(X, y) == pytest.approx(central.score(X, y), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ([[50, 50, 50], [48, 52, 50]], False),  # alike
+        ([[90, 5, 5], [5, 90, 5], [5, 5, 90]], True),  # 90% one class: TV 0.57
+        ([[80, 10, 10], [10, 80, 10], [10, 10, 80]], True),  # TV 0.47
+        ([[60, 20, 20], [20, 60, 20], [20, 20, 60]], False),  # TV 0.27
+        ([[50, 0], [50, 100]], True),  # a partition lacks a class
+    ],
+)
+def test_the_auto_rule(counts, expected):
+    assert prefers_newton("auto", LogisticRegression(), class_counts=counts) is expected
+    # only "auto" is switched, and only for the estimators newton fits
+    assert not prefers_newton("weighted", LogisticRegression(), class_counts=counts)
+    assert not prefers_newton("auto", LogisticRegression(solver="liblinear"), rounds=3)
+
+
+def test_max_iter_stops_with_a_convergence_warning(binary_data):
+    X, y = _sorted(*binary_data)
+    with dask.config.set(scheduler="sync"), pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        model = FusedClassifier(
+            LogisticRegression(tol=1e-12, max_iter=1), fusion="newton", n_partitions=3
+        ).fit(X, y)
+    assert model.fused_estimator_.n_iter_[0] == 1
