@@ -79,13 +79,14 @@ stacking's), ``_backfit`` (backfitting's solves, steps and fused model) and
 from __future__ import annotations
 
 from ._driver import fit, fit_graph, graph, train
-from ._fusions import Backfit, ColumnStack, VerticalFusion, resolve_vertical_fusion
+from ._fusions import Backfit, ColumnStack, GlobalGradient, VerticalFusion, resolve_vertical_fusion
 from ._planning import ColumnPlan, column_groups, plan_columns
 
 __all__ = [
     "Backfit",
     "ColumnPlan",
     "ColumnStack",
+    "GlobalGradient",
     "VerticalFusion",
     "column_groups",
     "fit",
@@ -97,6 +98,6 @@ __all__ = [
 ]
 
 # the strategies keep the names they are saved and pickled under
-for _cls in (VerticalFusion, Backfit, ColumnStack):
+for _cls in (VerticalFusion, Backfit, ColumnStack, GlobalGradient):
     _cls.__module__ = __name__
 del _cls
