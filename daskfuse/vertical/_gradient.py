@@ -138,7 +138,7 @@ def block_gradient(X, residual):
     if residual is None:
         return None
     start = time.perf_counter()
-    return residual.T @ X, time.perf_counter() - start, _worker_name()
+    return residual.T @ X, time.perf_counter() - start, _worker_name(), len(X)
 
 
 def _flat(blocks, intercept):
@@ -245,9 +245,9 @@ def _line_args(root):
 
 
 def _block_times(before, grads):
-    """Each block's summed task seconds and its worker."""
-    before = before or [(0.0, None)] * len(grads)
-    return [(s + g[1], g[2]) for (s, _), g in zip(before, grads)]
+    """Each block's summed task seconds, its worker and its rows."""
+    before = before or [(0.0, None, 0)] * len(grads)
+    return [(s + g[1], g[2], g[3]) for (s, _, _), g in zip(before, grads)]
 
 
 def _pass_tasks(spec, keys, p, blocks, line, root):
@@ -331,7 +331,7 @@ def finalize_gradient(spec, meta, root):
         {
             "partition": b,
             "columns": cols.tolist(),
-            "rows": meta.get("n_rows"),
+            "rows": rows,
             "train_score": None,
             "n_iter": passes,
             "fit_seconds": seconds,
@@ -340,7 +340,7 @@ def finalize_gradient(spec, meta, root):
             "rounds": passes,
             "converged": bool(root["converged"]),
         }
-        for b, (cols, (seconds, worker)) in enumerate(zip(spec.groups, root["blocks"]))
+        for b, (cols, (seconds, worker, rows)) in enumerate(zip(spec.groups, root["blocks"]))
     ]
     return estimator, reports, root["history"]
 
