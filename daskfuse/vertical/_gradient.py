@@ -100,7 +100,9 @@ def line_search(state, u, line):
         value, slope, _, _, prob = current
         if abs(slope) <= 1e-13 * first:
             break
-        step = -slope / (_curvature(kind, u, prob, weights) / total + 2 * c)
+        curvature = _curvature(kind, u, prob, weights) / total + 2 * c
+        # (no curvature left, e.g. saturated probabilities: a unit step, then halving)
+        step = -slope / curvature if curvature > 0 else -np.sign(slope)
         while abs(step) > 1e-16 * max(abs(t), 1.0):
             candidate = at(t + step)
             if candidate[0] <= value:
