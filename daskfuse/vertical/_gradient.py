@@ -34,6 +34,8 @@ from ._blocks import block_matrix, check_target
 
 #: pairs kept by the L-BFGS memory
 MEMORY = 10
+#: the line search stops when Newton's step changes the step length by less than this
+LINE_RTOL = 1e-10
 #: the fan-in of the tree that sums the blocks' margins
 FAN_IN = 4
 
@@ -96,21 +98,23 @@ def line_search(state, u, line):
 
     t, current = 0.0, at(0.0)
     first = abs(current[1])
-    for _ in range(100):
+    for _ in range(30):
         value, slope, _, _, prob = current
         if abs(slope) <= 1e-13 * first:
             break
         curvature = _curvature(kind, u, prob, weights) / total + 2 * c
         # (no curvature left, e.g. saturated probabilities: a unit step, then halving)
         step = -slope / curvature if curvature > 0 else -np.sign(slope)
-        while abs(step) > 1e-16 * max(abs(t), 1.0):
+        moved = False
+        # a change of t below LINE_RTOL of it moves no coefficient by a relevant amount
+        while not moved and abs(step) > LINE_RTOL * max(abs(t), 1.0):
             candidate = at(t + step)
-            if candidate[0] <= value:
-                break
+            moved = candidate[0] <= value
+            if moved:
+                t, current = t + step, candidate
             step /= 2
-        else:
+        if not moved:
             break
-        t, current = t + step, candidate
     _, _, data, residual, _ = current
     new = {**state, "z": state["z"] + t * u}
     info = {
