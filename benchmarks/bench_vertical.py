@@ -155,22 +155,19 @@ def cases(args: argparse.Namespace) -> dict[str, list[tuple[str, str, str, Any, 
     hgb = HistGradientBoostingClassifier(max_iter=args.hgb_iter, random_state=0)
     cols = Columns()  # the grid's column chunks: 4 blocks of 6 features
     stack = ColumnStack(cv=3)
+    linear = [  # the linear column fusions
+        (
+            f"vertical-{fusion}",
+            f"FusedClassifier(LogisticRegression), Columns, {fusion}",
+            "daskfuse",
+            FusedClassifier(lr, partition=cols, fusion=fusion),
+            "grid",
+        )
+        for fusion in ("gradient", "backfit")
+    ]
     return {
         "additive": [
-            (
-                "vertical-gradient",
-                "FusedClassifier(LogisticRegression), Columns, gradient",
-                "daskfuse",
-                FusedClassifier(lr, partition=cols, fusion="gradient"),
-                "grid",
-            ),
-            (
-                "vertical-backfit",
-                "FusedClassifier(LogisticRegression), Columns, backfit",
-                "daskfuse",
-                FusedClassifier(lr, partition=cols, fusion="backfit"),
-                "grid",
-            ),
+            *linear,
             (
                 "vertical-stack",
                 "FusedClassifier(LogisticRegression), Columns, stack",
@@ -219,20 +216,7 @@ def cases(args: argparse.Namespace) -> dict[str, list[tuple[str, str, str, Any, 
             ("central-linear", "LogisticRegression, one process", "scikit-learn", lr, "numpy"),
         ],
         "correlated": [
-            (
-                "vertical-gradient",
-                "FusedClassifier(LogisticRegression), Columns, gradient",
-                "daskfuse",
-                FusedClassifier(lr, partition=cols, fusion="gradient"),
-                "grid",
-            ),
-            (
-                "vertical-backfit",
-                "FusedClassifier(LogisticRegression), Columns, backfit",
-                "daskfuse",
-                FusedClassifier(lr, partition=cols, fusion="backfit"),
-                "grid",
-            ),
+            *linear,
             ("central", "LogisticRegression, one process", "scikit-learn", lr, "numpy"),
         ],
     }
