@@ -6,7 +6,10 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
@@ -182,3 +185,28 @@ def test_no_task_outside_a_block_reads_its_columns(correlated):
             assert {k[0].split("-")[1] for k in readers} == {"margin", "grad"}
             assert all(k[-1] == b for k in readers)
             assert len(readers) == 2 * 3 + 1  # 3 passes of margins, 4 of gradients
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    labels=st.lists(st.integers(0, 4), min_size=12, max_size=12),
+    logistic=st.booleans(),
+)
+def test_any_grouping_of_the_columns_gives_the_central_model(labels, logistic, correlated):
+    """Property: whatever blocks the columns fall into (scattered, 1 to 5 blocks)."""
+    X, y, binary, _ = correlated
+    groups = [[c for c, lab in enumerate(labels) if lab == g] for g in sorted(set(labels))]
+    if logistic:
+        estimator, target, fused = LogisticRegression(C=0.7), binary, FusedClassifier
+    else:
+        estimator, target, fused = Ridge(alpha=0.3), y, FusedRegressor
+    central = _tight(clone(estimator)).fit(X, target)
+    with dask.config.set(scheduler="sync"):
+        model = fused(estimator, partition=Columns(groups=groups)).fit(X, target)
+    assert model.partition_.groups == sorted(groups)
+    assert _rel(model.fused_estimator_.coef_, central.coef_) < 1e-6
