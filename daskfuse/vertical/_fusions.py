@@ -124,6 +124,15 @@ class GlobalGradient(VerticalFusion):
         of rows, or the summed class weights) is below ``tol`` times its value at zero.
         The estimator's own ``tol``, ``max_iter`` and ``solver`` are not used.
 
+    Notes
+    -----
+    The fitted meta-estimator's ``history_`` has one row per pass (pass 0 is the
+    gradient at zero): ``pass``, ``loss`` (the objective divided by the number of
+    rows, or the summed class weights), ``grad_norm`` (its largest gradient entry),
+    ``step`` (the line search's step length) and ``seconds`` (the passes' task
+    time); ``n_rounds_`` counts the rows. The fused model is a plain
+    ``LinearRegression`` / ``Ridge`` / ``LogisticRegression``.
+
     Examples
     --------
     >>> from daskfuse.vertical import GlobalGradient

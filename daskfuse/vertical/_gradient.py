@@ -189,12 +189,7 @@ def root_step(spec, prev, info, *grads):
     start = time.perf_counter()
     _, _, fit_intercept = _problem(spec.estimator)
     if prev is None:
-        shapes = [g[0].shape for g in grads]
-        k = shapes[0][0]
-        prev = {"shapes": shapes, "theta": np.zeros(sum(a * b for a, b in shapes) + k)}
-        prev.update(pairs=[], history=[], l2=_l2(spec.estimator, info["total"]), blocks=[])
-        prev["total"] = info["total"]
-        prev.update(g=None, d=np.zeros_like(prev["theta"]), g0=None)
+        prev = _initial_root(spec, info, grads)
     t = info["t"]
     theta = prev["theta"] + t * prev["d"]
     g, coefs = _gradient({**prev, "theta": theta}, info, grads, fit_intercept)
@@ -227,6 +222,24 @@ def root_step(spec, prev, info, *grads):
         "done": done,
         "converged": gmax <= spec.fusion.tol * g0,
         "d_blocks": d_blocks,
+    }
+
+
+def _initial_root(spec, info, grads):
+    """The root's state at zero, before the first gradient."""
+    shapes = [g[0].shape for g in grads]
+    theta = np.zeros(sum(a * b for a, b in shapes) + shapes[0][0])
+    return {
+        "shapes": shapes,
+        "theta": theta,
+        "d": np.zeros_like(theta),
+        "g": None,
+        "g0": None,
+        "pairs": [],
+        "history": [],
+        "blocks": [],
+        "total": info["total"],
+        "l2": _l2(spec.estimator, info["total"]),
     }
 
 
