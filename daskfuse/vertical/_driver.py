@@ -53,14 +53,15 @@ _ROW_ONLY = (
     (
         "rounds",
         1,
-        "it counts fusion rounds over row partitions; backfitting's rounds are "
-        "Backfit(max_rounds=...) (pass fusion=Backfit(max_rounds=...)) and stacking has none",
+        "it counts fusion rounds over row partitions; the column fusions have their own: "
+        "fusion=GlobalGradient(max_passes=...) or Backfit(max_rounds=...) (stacking has none)",
     ),
     (
         "tol",
         1e-4,
-        "it is the tolerance of fusion rounds over row partitions; backfitting "
-        "has its own: pass fusion=Backfit(tol=...) (stacking has no rounds)",
+        "it is the tolerance of fusion rounds over row partitions; the column fusions "
+        "have their own: pass fusion=GlobalGradient(tol=...) or Backfit(tol=...) (stacking "
+        "has no rounds)",
     ),
     (
         "local_epochs",
