@@ -3,7 +3,8 @@
 Public names: :class:`FusedClassifier`, :class:`FusedRegressor`,
 :class:`FusedTransformer`, :class:`FusedClusterer`, and the submodules
 :mod:`daskfuse.partition` (data distribution), :mod:`daskfuse.fusion` (model
-fusion) and :mod:`daskfuse.vertical` (column blocks: backfitting and stacking).
+fusion) and :mod:`daskfuse.vertical` (column blocks: global-gradient passes,
+backfitting and stacking).
 """
 
 from __future__ import annotations

@@ -418,12 +418,13 @@ _PARAMS_DOC = """
         splits an in-memory input into ``n_partitions`` contiguous parts. A
         :class:`~daskfuse.partition.Columns` splits the features instead (vertical
         partitioning, see :mod:`daskfuse.vertical`): ``fusion`` is then ``"auto"``,
-        ``"backfit"`` or ``"stack"``, and backfitting adds a ``history_`` of rounds.
+        ``"gradient"``, ``"backfit"`` or ``"stack"``, and the global-gradient passes
+        and backfitting add a ``history_`` of passes or rounds.
         The parameters of row partitions (``n_partitions``, ``split_every``,
         ``rounds``, ``tol``, ``local_epochs``, ``proximal``, ``on_error="skip"``,
         ``min_partitions``) do not apply to column blocks: any value but their
-        default raises ``ValueError`` saying why (backfitting's own rounds and
-        tolerance are ``Backfit(max_rounds=..., tol=...)``).
+        default raises ``ValueError`` saying why (the column fusions' own are
+        ``GlobalGradient(max_passes=..., tol=...)`` and ``Backfit(max_rounds=..., tol=...)``).
     n_partitions : int, "auto" or None, default=None
         Number of partitions (a shortcut for ``partition=Rows(n_partitions)``).
         ``"auto"`` (and None for in-memory data) is one per scheduler thread.
@@ -525,8 +526,8 @@ _ATTRS_DOC = """
         - ``skipped`` (left out of the fusion by ``on_error="skip"``) and
           ``error`` (why; None for the partitions that were fitted).
     n_rounds_ : int
-        Fusion rounds run (1 without ``rounds``; with column blocks, backfitting's
-        rounds, 1 for stacking).
+        Fusion rounds run (1 without ``rounds``; with column blocks, the
+        global-gradient passes or backfitting's rounds, 1 for stacking).
     history_ : pandas.DataFrame
         With more than one round: one row per round, ``round``, ``train_score``
         (the fused model's score on all training rows, computed on the workers),

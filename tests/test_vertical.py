@@ -21,7 +21,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from daskfuse import FusedClassifier, FusedRegressor, FusedTransformer, FusionError
 from daskfuse.models import ColumnStackingClassifier, ColumnStackingRegressor
 from daskfuse.partition import Columns
-from daskfuse.vertical import Backfit, ColumnStack, column_groups
+from daskfuse.vertical import Backfit, ColumnStack, GlobalGradient, column_groups
 
 # ------------------------------------------------------------------------ data
 
@@ -197,7 +197,7 @@ def test_unknown_column_names_are_listed():
         (
             lambda: FusedRegressor(Ridge(), partition=Columns(), fusion="weighted"),
             ValueError,
-            "fusion must be 'auto', 'backfit', 'stack'",
+            "fusion must be 'auto', 'gradient', 'backfit', 'stack'",
         ),
         (
             lambda: FusedClassifier(
@@ -545,7 +545,7 @@ def test_save_and_load_a_vertical_fit(tmp_path, spread_data):
 
     X, y = spread_data
     with dask.config.set(scheduler="sync"):
-        for fusion in (Backfit(), ColumnStack(cv=3)):
+        for fusion in (Backfit(), ColumnStack(cv=3), GlobalGradient()):
             clf = FusedClassifier(
                 LogisticRegression(), partition=Columns(n_blocks=2), fusion=fusion
             ).fit(X, y)

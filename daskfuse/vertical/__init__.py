@@ -3,8 +3,16 @@
 With ``partition=Columns(...)`` (:class:`daskfuse.partition.Columns`) the features are
 split over *column blocks*; every block has all rows. Each block's raw columns are
 their own dask pieces and only that block's tasks read them: what leaves a block is a
-fitted model of its columns, coefficients, or n-vectors of predictions. Two fusions:
+fitted model of its columns, coefficients, or n-vectors of predictions. Three fusions:
 
+:class:`GlobalGradient` (``fusion="gradient"``)
+    the same linear models as backfitting, by L-BFGS over all blocks' coefficients at
+    once: each pass, every block computes its part ``X_b d_b`` of the search
+    direction's margins (all blocks in parallel), a tree of adds sums them, an exact
+    line search runs where the targets are, and every block computes its gradient
+    block ``r^T X_b`` from the residuals ``r``. It reaches scikit-learn's optimum
+    whatever the correlation between blocks (see :mod:`daskfuse.vertical._gradient`
+    for its tasks: ``margin``, ``sum``, ``line``, ``grad``, ``root``).
 :class:`Backfit` (``fusion="backfit"``)
     additive fusion of linear models (``LinearRegression``, ``Ridge``,
     ``LogisticRegression`` with an L2 penalty or none) by block coordinate descent,
@@ -32,9 +40,10 @@ fitted model of its columns, coefficients, or n-vectors of predictions. Two fusi
     an interaction between features of different blocks (``y`` depends on
     ``x_a * x_b``) is invisible to both blocks and lost.
 
-``fusion="auto"`` picks backfitting where it applies, else stacking.
+``fusion="auto"`` picks the global-gradient passes where they apply (the linear
+models above), else stacking; backfitting is chosen by name.
 
-Why the blocks run one after another: the blocks of a Jacobi round (all at once,
+Why backfitting's blocks run one after another: the blocks of a Jacobi round (all at once,
 from the same predictor) may diverge on correlated blocks unless each step is damped
 by ``1/n_blocks``, which costs about ``n_blocks`` times more rounds. A Gauss-Seidel
 round keeps one worker busy at a time but needs few rounds, and only one n-vector
@@ -69,8 +78,9 @@ block index ``b``.
 Modules
 -------
 ``_fusions`` (the strategies and their resolver), ``_planning`` (the blocks' columns
-and their dask pieces), ``_blocks`` (the block tasks both fusions share and
-stacking's), ``_backfit`` (backfitting's solves, steps and fused model) and
+and their dask pieces), ``_blocks`` (the block tasks the fusions share and
+stacking's), ``_backfit`` (backfitting's solves, steps and the fused linear model),
+``_gradient`` (the global-gradient passes) and
 ``_driver`` (the column trainer: ``train`` and ``graph``, run by
 :meth:`FusedClassifier.fit <daskfuse.FusedClassifier.fit>` through
 :mod:`daskfuse._trainer`).
@@ -79,13 +89,14 @@ stacking's), ``_backfit`` (backfitting's solves, steps and fused model) and
 from __future__ import annotations
 
 from ._driver import fit, fit_graph, graph, train
-from ._fusions import Backfit, ColumnStack, VerticalFusion, resolve_vertical_fusion
+from ._fusions import Backfit, ColumnStack, GlobalGradient, VerticalFusion, resolve_vertical_fusion
 from ._planning import ColumnPlan, column_groups, plan_columns
 
 __all__ = [
     "Backfit",
     "ColumnPlan",
     "ColumnStack",
+    "GlobalGradient",
     "VerticalFusion",
     "column_groups",
     "fit",
@@ -97,6 +108,6 @@ __all__ = [
 ]
 
 # the strategies keep the names they are saved and pickled under
-for _cls in (VerticalFusion, Backfit, ColumnStack):
+for _cls in (VerticalFusion, Backfit, ColumnStack, GlobalGradient):
     _cls.__module__ = __name__
 del _cls

@@ -61,25 +61,32 @@ class BackfitBlock:
         return self.design[:, : self.n_columns]
 
 
+def block_target(spec, y):
+    """The targets as an n x k matrix (one-hot for classes) and the class weights or None."""
+    if _problem(spec.estimator)[0] == "squares":
+        return np.asarray(y, dtype=np.float64).reshape(len(y), -1), None
+    labels = np.searchsorted(spec.classes, y)
+    if len(spec.classes) == 2:
+        target = (labels == 1).astype(np.float64)[:, None]
+    else:
+        target = np.zeros((len(y), len(spec.classes)))
+        target[np.arange(len(y)), labels] = 1.0
+    class_weight = spec.estimator.get_params()["class_weight"]
+    weights = None
+    if class_weight is not None:
+        weights = compute_class_weight(class_weight, classes=spec.classes, y=y)[labels]
+    return target, weights
+
+
 def prepare_block(spec, index, y, *pieces):
     """Block ``index``'s columns and what every round reuses (a ``daskfuse-block`` task)."""
     y = check_target(y)
     X = block_matrix(spec, index, pieces, len(y))
     loss, _, fit_intercept = _problem(spec.estimator)
+    target, weights = block_target(spec, y)
     if loss == "logistic":
-        labels = np.searchsorted(spec.classes, y)
-        if len(spec.classes) == 2:
-            target = (labels == 1).astype(np.float64)[:, None]
-        else:
-            target = np.zeros((len(y), len(spec.classes)))
-            target[np.arange(len(y)), labels] = 1.0
-        class_weight = spec.estimator.get_params()["class_weight"]
-        weights = None
-        if class_weight is not None:
-            weights = compute_class_weight(class_weight, classes=spec.classes, y=y)[labels]
         design = np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
         return BackfitBlock(index, design, target, weights=weights, n_columns=X.shape[1])
-    target = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     mean = X.mean(axis=0) if fit_intercept else np.zeros(X.shape[1])
     centred = X - mean
     eigvals, eigvecs = np.linalg.eigh(centred.T @ centred)
@@ -368,29 +375,7 @@ def finalize_backfit(spec, meta, log, coefs):
     rounds = split_rounds(log, len(spec.groups))
     history = [round_summary(r, spec.estimator) for r in rounds]
     converged = bool(history[-1]["max_change"] < spec.fusion.tol)
-    estimator = clone(spec.estimator)
-    k = coefs[0].shape[0]
-    coef = np.zeros((k, meta["n_features_in_"]))
-    for block_coef, cols in zip(coefs, spec.groups):
-        coef[:, cols] = block_coef
-    intercept = np.asarray(log[-1]["intercept"], dtype=float)
-    loss, _, fit_intercept = _problem(spec.estimator)
-    if loss == "logistic":
-        if k > 1:
-            # softmax is unchanged by a shift of all intercepts: centre them as
-            # scikit-learn's solution is (its intercept gradient sums to zero)
-            intercept = intercept - intercept.mean()
-        estimator.classes_ = np.asarray(spec.classes)
-        estimator.coef_ = coef
-        estimator.intercept_ = intercept if fit_intercept else np.zeros(k)
-        estimator.n_iter_ = np.asarray([len(rounds)], dtype=np.int32)
-    elif meta.get("y_ndim", 1) == 1:
-        estimator.coef_ = coef[0]
-        estimator.intercept_ = float(intercept[0]) if fit_intercept else 0.0
-    else:
-        estimator.coef_ = coef
-        estimator.intercept_ = intercept if fit_intercept else np.zeros(k)
-    stamp_inputs(estimator, meta)
+    estimator = linear_model(spec, meta, coefs, log[-1]["intercept"], len(rounds))
     reports = []
     for b, cols in enumerate(spec.groups):
         steps = [r[b] for r in rounds]
@@ -410,3 +395,30 @@ def finalize_backfit(spec, meta, log, coefs):
             }
         )
     return estimator, reports, history
+
+
+def linear_model(spec, meta, coefs, intercept, n_iter):
+    """The fused plain linear model from every block's coefficients (k x p_b) and the intercept."""
+    estimator = clone(spec.estimator)
+    k = coefs[0].shape[0]
+    coef = np.zeros((k, meta["n_features_in_"]))
+    for block_coef, cols in zip(coefs, spec.groups):
+        coef[:, cols] = block_coef
+    intercept = np.asarray(intercept, dtype=float)
+    loss, _, fit_intercept = _problem(spec.estimator)
+    if loss == "logistic":
+        if k > 1:
+            # softmax is unchanged by a shift of all intercepts: centre them as
+            # scikit-learn's solution is (its intercept gradient sums to zero)
+            intercept = intercept - intercept.mean()
+        estimator.classes_ = np.asarray(spec.classes)
+        estimator.coef_ = coef
+        estimator.intercept_ = intercept if fit_intercept else np.zeros(k)
+        estimator.n_iter_ = np.asarray([n_iter], dtype=np.int32)
+    elif meta.get("y_ndim", 1) == 1:
+        estimator.coef_ = coef[0]
+        estimator.intercept_ = float(intercept[0]) if fit_intercept else 0.0
+    else:
+        estimator.coef_ = coef
+        estimator.intercept_ = intercept if fit_intercept else np.zeros(k)
+    return stamp_inputs(estimator, meta)

@@ -35,6 +35,7 @@ from .._trainer import (
     validation_probe,
 )
 from ..partition import Columns
+from . import _gradient
 from ._backfit import (
     backfit_step,
     finalize_backfit,
@@ -43,7 +44,7 @@ from ._backfit import (
     split_rounds,
 )
 from ._blocks import VerticalSpec, finalize_stack, fit_stack_block
-from ._fusions import ColumnStack, resolve_vertical_fusion
+from ._fusions import ColumnStack, GlobalGradient, resolve_vertical_fusion
 from ._planning import column_groups, plan_columns
 
 #: parameters that only mean something for row partitions, with their defaults and why
@@ -52,14 +53,15 @@ _ROW_ONLY = (
     (
         "rounds",
         1,
-        "it counts fusion rounds over row partitions; backfitting's rounds are "
-        "Backfit(max_rounds=...) (pass fusion=Backfit(max_rounds=...)) and stacking has none",
+        "it counts fusion rounds over row partitions; the column fusions have their own: "
+        "fusion=GlobalGradient(max_passes=...) or Backfit(max_rounds=...) (stacking has none)",
     ),
     (
         "tol",
         1e-4,
-        "it is the tolerance of fusion rounds over row partitions; backfitting "
-        "has its own: pass fusion=Backfit(tol=...) (stacking has no rounds)",
+        "it is the tolerance of fusion rounds over row partitions; the column fusions "
+        "have their own: pass fusion=GlobalGradient(tol=...) or Backfit(tol=...) (stacking "
+        "has no rounds)",
     ),
     (
         "local_epochs",
@@ -363,6 +365,8 @@ def graph(params, X, y):
     spec, plan, meta = _prepare(params, X, y)
     if isinstance(spec.fusion, ColumnStack):
         return _stack_graph(spec, plan, meta)
+    if isinstance(spec.fusion, GlobalGradient):
+        return _gradient.graph(spec, plan, meta)
     return _backfit_graph(spec, plan, meta)
 
 
@@ -441,6 +445,9 @@ def train(params, X, y):
     history = None
     if isinstance(spec.fusion, ColumnStack):
         fused, reports = compute_with_progress(_stack_graph(spec, plan, meta), params.verbose)
+    elif isinstance(spec.fusion, GlobalGradient):
+        fused, reports, history = _gradient.run(spec, plan, meta, params.verbose)
+        history = pd.DataFrame(history)
     else:
         fused, reports, history = _run_backfit(spec, plan, meta, params.verbose)
         history = pd.DataFrame(history)

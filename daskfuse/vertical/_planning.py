@@ -62,6 +62,11 @@ COLUMN_STEPS = (
     "coef",
     "log",
     "finalize",
+    "margin",
+    "sum",
+    "line",
+    "grad",
+    "root",
 )
 
 
