@@ -987,7 +987,10 @@ def _nonfinite_error(exc, X, model, data):
     """
     if not str(exc.detail).startswith(NONFINITE_DETAIL):
         return exc
-    bad = (X.isna() | X.isin([np.inf, -np.inf])).any().compute()
+    try:
+        bad = (X.isna() | X.isin([np.inf, -np.inf])).any().compute()
+    except Exception:  # only for the message: the partition's own error stands
+        return exc
     names = [str(c) for c, flag in bad.items() if flag]
     if not names:
         return exc

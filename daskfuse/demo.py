@@ -179,8 +179,8 @@ def _persist_data(client, rows, features, partitions, seed, console):
     wait(data)
     X, X_test = data[0], data[2]
     console.print(
-        f"Data: {rows:,} x {features} ({_nbytes(X.nbytes)}) in {partitions} row "
-        f"partitions of ~{rows // partitions:,} rows,\n"
+        f"Data: {rows:,} x {features} ({_nbytes(X.nbytes)}) in "
+        f"{_plural(partitions, 'row partition')} of ~{rows // partitions:,} rows,\n"
         f"      {len(X_test):,} held-out rows; made and persisted on the workers "
         f"in {time.perf_counter() - start:.1f} s",
         markup=False,
@@ -194,7 +194,8 @@ def _fit_fused(template, data, partitions, seed, progress, console):
 
     X, y, X_test, y_test = data
     console.print(
-        f"Fitting FusedClassifier({type(template).__name__}) on {partitions} partitions ..."
+        f"Fitting FusedClassifier({type(template).__name__}) on "
+        f"{_plural(partitions, 'partition')} ..."
     )
     if progress and not console.is_terminal:
         # distributed's text bar redraws one line with carriage returns: in a
@@ -307,7 +308,9 @@ def _results_table(single, fused, model, est_name, workers, threads):
     table.add_column("fit\nseconds", justify="right")
     table.add_column("held-out\naccuracy", justify="right")
     table.add_column("speed-up\nvs sklearn", justify="right")
-    fused_label = f"daskfuse ({model.n_partitions_} partitions, fusion={model.fusion_.name})"
+    fused_label = (
+        f"daskfuse ({_plural(model.n_partitions_, 'partition')}, fusion={model.fusion_.name})"
+    )
     if single is None:
         table.add_row("scikit-learn (1 process)", "skipped", "-", "-")
         table.add_row(fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-")

@@ -91,6 +91,7 @@ def test_demo_without_bokeh_explains_how_to_get_the_dashboard(tmp_path):
         "--workers",
         "1",
         "--no-progress",
+        "--keep",  # nothing to keep open: it says so and ends
         env={"PYTHONPATH": pythonpath},
     )
     assert proc.returncode == 0, proc.stderr
@@ -98,6 +99,7 @@ def test_demo_without_bokeh_explains_how_to_get_the_dashboard(tmp_path):
     assert 'pip install "daskfuse[dashboard]"' in proc.stdout
     assert "http://" not in proc.stdout
     table_row(proc.stdout, "daskfuse (2 partitions")
+    assert "--keep: no dashboard to keep open; closing the cluster" in proc.stdout
 
 
 def test_demo_progress_is_off_when_stdout_is_not_a_terminal():
@@ -240,7 +242,7 @@ def test_demo_prints_cores_and_load_next_to_the_speed_up(demo_run):
 
 def test_demo_keep_waits_for_ctrl_c_and_prints_the_link_again():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daskfuse", "demo", "--rows", "2000", "--partitions", "2"]
+        [sys.executable, "-m", "daskfuse", "demo", "--rows", "2000", "--partitions", "1"]
         + ["--workers", "1", "--no-progress", "--keep"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -258,7 +260,8 @@ def test_demo_keep_waits_for_ctrl_c_and_prints_the_link_again():
         link = re.search(r"http://\S+", first)[0]
         assert kept.startswith(f"Dashboard: {link} (kept open; press Ctrl-C")
         assert "open until you press Ctrl-C after the tables" in first
-        assert any(line.startswith("Partition report") for line in lines)
+        assert "Partition report (1 partition)" in "".join(lines)  # not "1 partitions"
+        assert "on 1 partition ..." in "".join(lines)
         assert proc.poll() is None  # still waiting, cluster open
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
