@@ -941,7 +941,7 @@ def _fit_and_score(model, X, y, kind, data):
             warnings.simplefilter("always")
             model.fit(X, y)
         fit_seconds = time.perf_counter() - start
-        _print_warnings(caught)
+        _print_warnings(caught, model, X)
         if kind != "transformer" and hasattr(model, "score"):
             score = _training_score(model, X, y)
     except PartitionError as exc:
@@ -964,18 +964,64 @@ def _training_score(model, X, y):
     except ValueError as exc:
         if not getattr(model, "n_partitions_skipped_", 0):
             raise
-        print(f"{PROG} fit: warning: no training score: {_one_line(exc)}", file=sys.stderr)
+        reason = _one_line(exc).split(". ")[0]  # scikit-learn's first sentence
+        print(f"{PROG} fit: warning: no training score: {reason}", file=sys.stderr)
         return None
 
 
-def _print_warnings(caught):
-    """Print each distinct warning of ``caught`` on stderr in one line."""
-    for message in dict.fromkeys(_one_line(w.message) for w in caught):
+def _print_warnings(caught, model, X):
+    """Print each distinct warning of ``caught`` on stderr in one line.
+
+    The fit's warning about partitions skipped by ``--on-error skip`` speaks of the
+    Python API (``on_error``, column positions): it is said here with the options
+    and the column names instead.
+    """
+    skipped = _skipped_partitions(model)
+    messages = [_one_line(w.message) for w in caught]
+    if skipped:
+        messages = [m for m in messages if "partitions were skipped" not in m]
+        n = model.n_partitions_
+        nonfinite = any(str(e).startswith(NONFINITE_DETAIL) for _, e in skipped)
+        names = _nonfinite_columns(X) if nonfinite else None  # one pass for all
+        messages.append(
+            f"{len(skipped)} of {_plural(n, 'partition')} skipped (--on-error skip) and left "
+            "out of the fusion: "
+            + "; ".join(f"partition {p}: {_error_text(e, names)}" for p, e in skipped)
+        )
+    for message in dict.fromkeys(messages):
         print(f"{PROG} fit: warning: {message}", file=sys.stderr)
+
+
+def _skipped_partitions(model):
+    """``(partition, error)`` of every partition that the fit skipped."""
+    report = getattr(model, "partition_report_", None)
+    if report is None or "skipped" not in report:
+        return []
+    rows = report[report["skipped"].astype(bool)]
+    return list(zip(rows["partition"], rows["error"]))
 
 
 #: how a partition task says that X holds NaN or infinity (daskfuse._graph)
 NONFINITE_DETAIL = "X contains NaN or infinity"
+
+
+def _nonfinite_columns(X):
+    """The names of the columns of the dask DataFrame ``X`` that hold NaN or
+    infinity (one pass), or None where they cannot be found."""
+    try:
+        bad = (X.isna() | X.isin([np.inf, -np.inf])).any().compute()
+    except Exception:  # only for a message: the partition's own error stands
+        return None
+    return [str(c) for c, flag in bad.items() if flag] or None
+
+
+def _error_text(detail, names):
+    """A partition's error ``detail`` in the command line's words: ``names`` are the
+    feature columns that hold NaN or infinity (None: not known)."""
+    detail = str(detail)
+    if names is None or not detail.startswith(NONFINITE_DETAIL):
+        return detail
+    return f"feature column(s) {_columns_text(names)} hold NaN or infinity"
 
 
 def _nonfinite_error(exc, X, model, data):
@@ -985,14 +1031,8 @@ def _nonfinite_error(exc, X, model, data):
     ``on_error``; here the feature columns of ``data`` that hold NaN or infinity
     are found (one pass) and ``--on-error`` is named.
     """
-    if not str(exc.detail).startswith(NONFINITE_DETAIL):
-        return exc
-    try:
-        bad = (X.isna() | X.isin([np.inf, -np.inf])).any().compute()
-    except Exception:  # only for the message: the partition's own error stands
-        return exc
-    names = [str(c) for c, flag in bad.items() if flag]
-    if not names:
+    names = _nonfinite_columns(X) if str(exc.detail).startswith(NONFINITE_DETAIL) else None
+    if names is None:
         return exc
     estimator = type(model.estimator).__name__
     return DataError(

@@ -971,8 +971,13 @@ def test_on_error_skip_leaves_the_partition_out_and_says_so(client, nan_parts, c
     assert nan_fit(nan_parts, client.scheduler.address, "--on-error", "skip") == 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
-    warned = [line for line in captured.err.splitlines() if "warning:" in line]
-    assert any("1 of 2 partitions were skipped" in line for line in warned), captured.err
+    warned = [line for line in captured.err.splitlines() if line.startswith("daskfuse fit: ")]
+    assert all(line.startswith("daskfuse fit: warning: ") for line in warned), captured.err
+    assert (
+        "daskfuse fit: warning: 1 of 2 partitions skipped (--on-error skip) and left out of "
+        "the fusion: partition 1: feature column(s) b, c hold NaN or infinity" in warned
+    ), captured.err
+    assert "on_error=" not in captured.err  # the Python API's words, not the CLI's
     model = load(nan_parts / "m.skops")
     assert model.n_partitions_skipped_ == 1
     assert model.partition_report_["skipped"].tolist() == [False, True]
