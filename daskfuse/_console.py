@@ -80,7 +80,7 @@ def _nbytes(n):
 
 def _cell(value, fmt):
     """``value`` formatted with ``fmt``, or ``-`` where it is missing (None, NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "-"
     try:
         return format(value, fmt)
@@ -88,34 +88,64 @@ def _cell(value, fmt):
         return str(value)
 
 
+def _plural(n, word):
+    """``"1 partition"``, ``"2 partitions"``: ``n`` and ``word``, plural unless one."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _missing(value):
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _report_columns(rows, score_label):
+    """The report table's columns that mean something for these ``rows``.
+
+    ``(header, justify, cell)`` each: the class counts only where a row has them
+    (classifiers), the training score only where a row has one (not for a
+    transformer, nor for a strategy that computes none).
+    """
+    columns = [
+        ("part-\nition", "right", lambda row: str(row.get("partition"))),
+        ("rows", "right", lambda row: _cell(row.get("rows"), ",")),
+    ]
+    if any(isinstance(row.get("class_counts"), dict) and row["class_counts"] for row in rows):
+        columns.append(("rows per class", "left", _class_counts_cell))
+    if any(not _missing(row.get("train_score")) for row in rows):
+        columns.append((score_label, "right", lambda row: _cell(row.get("train_score"), ".4f")))
+    columns += [
+        ("fit\nseconds", "right", lambda row: _cell(row.get("fit_seconds"), ".2f")),
+        ("worker", "left", _worker_cell),
+    ]
+    return columns
+
+
+def _class_counts_cell(row):
+    counts = row.get("class_counts")
+    counts = counts if isinstance(counts, dict) else {}
+    return " ".join(f"{k}:{v:,}" for k, v in counts.items())
+
+
+def _worker_cell(row):
+    worker = row.get("worker")
+    return "-" if worker is None else str(worker).removeprefix("tcp://")
+
+
 def _report_table(report, limit=REPORT_ROWS, score_label="train\naccuracy"):
-    """The rich table of a ``partition_report_``: at most ``limit`` rows (None: all)."""
+    """The rich table of a ``partition_report_``: at most ``limit`` rows (None: all).
+
+    Only the columns that mean something for the report are shown (see
+    :func:`_report_columns`), judged over every partition, not only those shown.
+    """
     from rich.table import Table
 
     n = len(report)
-    shown = report if limit is None else report.head(limit)
-    table = Table(title=f"Partition report ({n} partitions)", title_justify="left")
-    for name, justify in (
-        ("part-\nition", "right"),
-        ("rows", "right"),
-        ("rows per class", "left"),
-        (score_label, "right"),
-        ("fit\nseconds", "right"),
-        ("worker", "left"),
-    ):
-        table.add_column(name, justify=justify)
-    for row in shown.to_dict("records"):
-        counts = row.get("class_counts")
-        counts = counts if isinstance(counts, dict) else {}
-        worker = row.get("worker")
-        table.add_row(
-            str(row.get("partition")),
-            _cell(row.get("rows"), ","),
-            " ".join(f"{k}:{v:,}" for k, v in counts.items()),
-            _cell(row.get("train_score"), ".4f"),
-            _cell(row.get("fit_seconds"), ".2f"),
-            "-" if worker is None else str(worker).removeprefix("tcp://"),
-        )
+    rows = report.to_dict("records")
+    columns = _report_columns(rows, score_label)
+    table = Table(title=f"Partition report ({_plural(n, 'partition')})", title_justify="left")
+    for header, justify, _ in columns:
+        table.add_column(header, justify=justify)
+    for row in rows if limit is None else rows[:limit]:
+        table.add_row(*(cell(row) for _, _, cell in columns))
     if limit is not None and n > limit:
-        table.add_row("...", f"{n - limit} more", "", "", "", "")
+        table.add_row("...", f"{n - limit} more", *([""] * (len(columns) - 2)))
     return table

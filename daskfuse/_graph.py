@@ -716,8 +716,10 @@ def compute_with_progress(graph, progress):
 
         future = client.compute(graph)
         # a text bar everywhere: in Jupyter, distributed's default is an ipywidgets
-        # widget, which needs ipywidgets and shows only when displayed
-        distributed_progress(future, notebook=False)
+        # widget, which needs ipywidgets and shows only when displayed. complete=False:
+        # the bar counts the tasks still to run (splits, fits, combine tree,
+        # finalize), not the input blocks already in memory, so it starts at 0%
+        distributed_progress(future, notebook=False, complete=False)
         return future.result()
     if progress:
         from dask.diagnostics import ProgressBar

@@ -41,6 +41,7 @@ from ._console import (
     DataError,
     UserError,
     _nbytes,
+    _plural,
     _quiet_after_interrupt,
     _report_table,
     _start_local_cluster,
@@ -123,12 +124,26 @@ def build_parser():
     return parser
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that states each option's default, but not a flag's (``--no-progress``).
+
+    A flag's default is its stored value (``--no-progress`` stores False in
+    ``progress``, whose default is True), which "(default: True)" would present as
+    the flag being on by default.
+    """
+
+    def _get_help_string(self, action):
+        if action.nargs == 0:  # a flag: store_true, store_false, store_const
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_progress_option(parser):
     parser.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",
-        help="do not show the progress bar while fitting",
+        help="do not show the progress bar while fitting (it is shown when stdout is a terminal)",
     )
 
 
@@ -144,7 +159,7 @@ def _add_demo_parser(sub):
             "(with a progress bar) and the same scikit-learn estimator on one process, "
             "and print a table of fit seconds and held-out accuracy."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     demo.add_argument("--rows", type=_positive_int, default=2_000_000, help="training rows")
     demo.add_argument("--features", type=_positive_int, default=20, help="features")
@@ -167,6 +182,11 @@ def _add_demo_parser(sub):
         help="sgd: SGDClassifier, logistic: LogisticRegression",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed of data and models")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the tables, keep the cluster and its dashboard open until Ctrl-C",
+    )
     _add_progress_option(demo)
     demo.set_defaults(func=_demo_command)
 
@@ -272,7 +292,9 @@ def _add_estimator_options(parser):
         type=_positive_int,
         default=None,
         metavar="N",
-        help="number of partitions (default: one per partition of DATA)",
+        help="number of partitions (default: one per block of DATA (a file or a row "
+        "group) where DATA has at least one block per thread of the cluster, else one "
+        "per thread, in uniform parts of at least 50 rows)",
     )
     parser.add_argument(
         "--partition",
@@ -280,6 +302,14 @@ def _add_estimator_options(parser):
         choices=tuple(s for s in STRATEGIES if s != "auto"),
         help="how rows are laid over partitions (default: the blocks of "
         "DATA, or uniform parts with --partitions)",
+    )
+    parser.add_argument(
+        "--on-error",
+        default="raise",
+        choices=("raise", "skip"),
+        help="a partition whose fit fails (NaN in its rows, one class only, ...): "
+        "raise fails the fit; skip leaves it out of the fusion and says so "
+        "(default: raise)",
     )
 
 
@@ -399,6 +429,7 @@ def _demo_command(args, console):
         estimator=args.estimator,
         seed=args.seed,
         progress=args.progress,
+        keep=args.keep,
         console=console,
     )
     return 0
@@ -770,16 +801,17 @@ def _fit_command(args, console):
     X, y = _fit_inputs(frame, features, args.target if supervised else None)
 
     progress = bool(args.progress and console.is_terminal)
-    model = meta_cls(
-        template,
-        fusion=args.fusion,
-        partition=args.partition,
-        n_partitions=args.partitions,
-        random_state=args.seed,
-        verbose=int(progress),
-    )
     workers = FIT_WORKERS if args.scheduler is None and args.workers is None else args.workers
     with _dask_client(args.scheduler, workers, args.threads_per_worker, console):
+        model = meta_cls(
+            template,
+            fusion=args.fusion,
+            partition=args.partition,
+            n_partitions=_partition_count(args, frame.npartitions),
+            on_error=args.on_error,
+            random_state=args.seed,
+            verbose=int(progress),
+        )
         console.print(
             f"Fitting {meta_cls.__name__}({cls.__name__}) on {args.data}: "
             f"{len(features)} features, {frame.npartitions} block(s) ...",
@@ -788,7 +820,7 @@ def _fit_command(args, console):
         )
         if args.progress and not progress:
             console.print("  (no progress bar: stdout is not a terminal)")
-        fit_seconds, score = _fit_and_score(model, X, y, kind)
+        fit_seconds, score = _fit_and_score(model, X, y, kind, args.data)
     _save_model(model, args.out)
     _print_fit_summary(model, kind, fit_seconds, score, args.out, console)
     if args.report:
@@ -877,21 +909,44 @@ def _fit_inputs(frame, features, target):
     return used[features], (used[target] if target is not None else None)
 
 
-def _fit_and_score(model, X, y, kind):
+def _partition_count(args, n_blocks):
+    """``n_partitions`` of the fit: ``--partitions``, else as the Python API chooses.
+
+    Without ``--partitions`` and ``--partition``, DATA's ``n_blocks`` blocks are the
+    partitions where there are at least as many as the active cluster's threads;
+    fewer blocks (one small CSV file) give ``"auto"``: one partition per thread, in
+    uniform parts of at least 50 rows, as for an in-memory input.
+    """
+    from .partition import cluster_threads
+
+    if args.partitions is not None or args.partition is not None:
+        return args.partitions
+    return None if n_blocks >= cluster_threads() else "auto"
+
+
+def _fit_and_score(model, X, y, kind, data):
     """Fit ``model``; its fit seconds and training score (None for a transformer).
 
-    A failure other than daskfuse's own errors is a :class:`DataError` in one line.
+    A failure other than daskfuse's own errors is a :class:`DataError` in one line;
+    NaN or infinity in the features names the columns of ``data`` that hold them.
+    The fit's warnings (partitions skipped with ``--on-error skip``) are printed on
+    stderr, one line each.
     """
     from .exceptions import FusionError, PartitionError
 
     start = time.perf_counter()
     score = None
     try:
-        model.fit(X, y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X, y)
         fit_seconds = time.perf_counter() - start
+        _print_warnings(caught, model, X)
         if kind != "transformer" and hasattr(model, "score"):
-            score = float(model.score(X, y) if y is not None else model.score(X))
-    except (FusionError, PartitionError):
+            score = _training_score(model, X, y)
+    except PartitionError as exc:
+        raise _nonfinite_error(exc, X, model, data) from None
+    except FusionError:
         raise  # one line (see main)
     except Exception as exc:
         # the data cannot be read or fitted as asked (NaNs, a CSV whose columns
@@ -899,6 +954,93 @@ def _fit_and_score(model, X, y, kind):
         # a traceback
         raise DataError(f"fitting failed: {type(exc).__name__}: {_one_line(exc)}") from None
     return fit_seconds, score
+
+
+def _training_score(model, X, y):
+    """``model``'s score on the training rows, or None (said on stderr) where rows
+    that ``--on-error skip`` left out (NaN) cannot be scored."""
+    try:
+        return float(model.score(X, y) if y is not None else model.score(X))
+    except ValueError as exc:
+        if not getattr(model, "n_partitions_skipped_", 0):
+            raise
+        reason = _one_line(exc).split(". ")[0]  # scikit-learn's first sentence
+        print(f"{PROG} fit: warning: no training score: {reason}", file=sys.stderr)
+        return None
+
+
+def _print_warnings(caught, model, X):
+    """Print each distinct warning of ``caught`` on stderr in one line.
+
+    The fit's warning about partitions skipped by ``--on-error skip`` speaks of the
+    Python API (``on_error``, column positions): it is said here with the options
+    and the column names instead.
+    """
+    skipped = _skipped_partitions(model)
+    messages = [_one_line(w.message) for w in caught]
+    if skipped:
+        messages = [m for m in messages if "partitions were skipped" not in m]
+        n = model.n_partitions_
+        nonfinite = any(str(e).startswith(NONFINITE_DETAIL) for _, e in skipped)
+        names = _nonfinite_columns(X) if nonfinite else None  # one pass for all
+        messages.append(
+            f"{len(skipped)} of {_plural(n, 'partition')} skipped (--on-error skip) and left "
+            "out of the fusion: "
+            + "; ".join(f"partition {p}: {_error_text(e, names)}" for p, e in skipped)
+        )
+    for message in dict.fromkeys(messages):
+        print(f"{PROG} fit: warning: {message}", file=sys.stderr)
+
+
+def _skipped_partitions(model):
+    """``(partition, error)`` of every partition that the fit skipped."""
+    report = getattr(model, "partition_report_", None)
+    if report is None or "skipped" not in report:
+        return []
+    rows = report[report["skipped"].astype(bool)]
+    return list(zip(rows["partition"], rows["error"]))
+
+
+#: how a partition task says that X holds NaN or infinity (daskfuse._graph)
+NONFINITE_DETAIL = "X contains NaN or infinity"
+
+
+def _nonfinite_columns(X):
+    """The names of the columns of the dask DataFrame ``X`` that hold NaN or
+    infinity (one pass), or None where they cannot be found."""
+    try:
+        bad = (X.isna() | X.isin([np.inf, -np.inf])).any().compute()
+    except Exception:  # only for a message: the partition's own error stands
+        return None
+    return [str(c) for c, flag in bad.items() if flag] or None
+
+
+def _error_text(detail, names):
+    """A partition's error ``detail`` in the command line's words: ``names`` are the
+    feature columns that hold NaN or infinity (None: not known)."""
+    detail = str(detail)
+    if names is None or not detail.startswith(NONFINITE_DETAIL):
+        return detail
+    return f"feature column(s) {_columns_text(names)} hold NaN or infinity"
+
+
+def _nonfinite_error(exc, X, model, data):
+    """``exc``, or for NaN/infinity in X a :class:`DataError` naming the columns.
+
+    The partition task names columns by position and the Python API's
+    ``on_error``; here the feature columns of ``data`` that hold NaN or infinity
+    are found (one pass) and ``--on-error`` is named.
+    """
+    names = _nonfinite_columns(X) if str(exc.detail).startswith(NONFINITE_DETAIL) else None
+    if names is None:
+        return exc
+    estimator = type(model.estimator).__name__
+    return DataError(
+        f"partition {exc.index}: feature column(s) {_columns_text(names)} of {data} hold "
+        f"NaN or infinity, which {estimator} cannot fit: impute or drop those rows, leave "
+        "the column(s) out with --drop COL, or pass --on-error skip to leave the "
+        "partitions that hold them out of the fusion"
+    )
 
 
 def _save_model(model, path):
@@ -913,7 +1055,7 @@ def _save_model(model, path):
 def _print_fit_summary(model, kind, fit_seconds, score, path, console):
     """Print how the fit went, the partition table, and what loading ``path`` needs."""
     console.print(
-        f"  done in {fit_seconds:.2f} s: {model.n_partitions_} partitions, "
+        f"  done in {fit_seconds:.2f} s: {_plural(model.n_partitions_, 'partition')}, "
         f"fusion={model.fusion_!r}",
         markup=False,
     )

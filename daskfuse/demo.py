@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
+import sys
 import time
 import warnings
 
@@ -20,6 +22,7 @@ import numpy as np
 from ._console import (
     UserError,
     _nbytes,
+    _plural,
     _quiet_after_interrupt,
     _report_table,
     _start_local_cluster,
@@ -145,12 +148,21 @@ def _dashboard_problem():
     return None
 
 
-def _print_dashboard(client, console):
-    """Print the dashboard link (or why there is none) and return it (or None)."""
+def _print_dashboard(client, console, keep=False):
+    """Print the dashboard link (or why there is none) and return it (or None).
+
+    Next to the link: how long it stays open (until the demo ends, or with ``keep``
+    until Ctrl-C).
+    """
     problem = _dashboard_problem()
     if problem is None:
         dashboard = client.dashboard_link
-        console.print(f"Dashboard: {dashboard}", markup=False)
+        when = (
+            "open until you press Ctrl-C after the tables"
+            if keep
+            else "open while the demo runs; daskfuse demo --keep keeps it open until Ctrl-C"
+        )
+        console.print(f"Dashboard: {dashboard} ({when})", markup=False, soft_wrap=True)
         return dashboard
     console.print(f"Dashboard: not available ({problem})", markup=False)
     console.print('  to get it: pip install "daskfuse[dashboard]"', markup=False)
@@ -167,8 +179,8 @@ def _persist_data(client, rows, features, partitions, seed, console):
     wait(data)
     X, X_test = data[0], data[2]
     console.print(
-        f"Data: {rows:,} x {features} ({_nbytes(X.nbytes)}) in {partitions} row "
-        f"partitions of ~{rows // partitions:,} rows,\n"
+        f"Data: {rows:,} x {features} ({_nbytes(X.nbytes)}) in "
+        f"{_plural(partitions, 'row partition')} of ~{rows // partitions:,} rows,\n"
         f"      {len(X_test):,} held-out rows; made and persisted on the workers "
         f"in {time.perf_counter() - start:.1f} s",
         markup=False,
@@ -182,7 +194,8 @@ def _fit_fused(template, data, partitions, seed, progress, console):
 
     X, y, X_test, y_test = data
     console.print(
-        f"Fitting FusedClassifier({type(template).__name__}) on {partitions} partitions ..."
+        f"Fitting FusedClassifier({type(template).__name__}) on "
+        f"{_plural(partitions, 'partition')} ..."
     )
     if progress and not console.is_terminal:
         # distributed's text bar redraws one line with carriage returns: in a
@@ -232,6 +245,58 @@ def _fit_single(client, data, estimator, seed, console):
     return {"seconds": seconds, "accuracy": float(baseline.score(X_test_np, y_test_np))}
 
 
+def _machine_text():
+    """The cores and load average of this machine, as the demo prints them."""
+    cores = os.cpu_count() or 1
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
+    except (AttributeError, OSError):  # no load average (Windows)
+        load = "unknown"
+    return f"{_plural(cores, 'core')}, load average {load}"
+
+
+def _speedup(single, fused):
+    """scikit-learn's fit seconds over daskfuse's."""
+    return single["seconds"] / fused["seconds"] if fused["seconds"] > 0 else math.inf
+
+
+def _print_ratio_note(single, fused, console):
+    """Print the speed-up with this machine's cores and load, and what it means."""
+    if single is None:
+        return
+    console.print(
+        f"Speed-up {_speedup(single, fused):.2f}x on this machine: {_machine_text()}.",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(
+        "It is scikit-learn's fit seconds over daskfuse's on the same data. Below 1x the "
+        "cluster's overhead (worker processes, scheduling, fusing) outweighs its parallel "
+        "fits, as on a small or busy machine; expect more with more cores (more workers) "
+        "and with data larger than one process's memory, which one scikit-learn process "
+        "cannot fit at all.",
+        markup=False,
+    )
+
+
+def _keep_open(dashboard, console):
+    """Wait until Ctrl-C, the cluster and its dashboard open; print the link again."""
+    if dashboard is None:
+        console.print("--keep: no dashboard to keep open; closing the cluster", markup=False)
+        return
+    try:  # from before the line is printed: Ctrl-C may follow it at once
+        console.print(
+            f"Dashboard: {dashboard} (kept open; press Ctrl-C to close the cluster and exit)",
+            markup=False,
+            soft_wrap=True,
+        )
+        sys.stdout.flush()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("Closing the cluster", markup=False)
+
+
 def _results_table(single, fused, model, est_name, workers, threads):
     from rich.table import Table
 
@@ -243,7 +308,9 @@ def _results_table(single, fused, model, est_name, workers, threads):
     table.add_column("fit\nseconds", justify="right")
     table.add_column("held-out\naccuracy", justify="right")
     table.add_column("speed-up\nvs sklearn", justify="right")
-    fused_label = f"daskfuse ({model.n_partitions_} partitions, fusion={model.fusion_.name})"
+    fused_label = (
+        f"daskfuse ({_plural(model.n_partitions_, 'partition')}, fusion={model.fusion_.name})"
+    )
     if single is None:
         table.add_row("scikit-learn (1 process)", "skipped", "-", "-")
         table.add_row(fused_label, f"{fused['seconds']:.2f}", f"{fused['accuracy']:.4f}", "-")
@@ -254,7 +321,7 @@ def _results_table(single, fused, model, est_name, workers, threads):
             f"{single['accuracy']:.4f}",
             "1.00x",
         )
-        ratio = single["seconds"] / fused["seconds"] if fused["seconds"] > 0 else math.inf
+        ratio = _speedup(single, fused)
         table.add_row(
             fused_label,
             f"{fused['seconds']:.2f}",
@@ -274,6 +341,7 @@ def run_demo(
     estimator="sgd",
     seed=0,
     progress=True,
+    keep=False,
     console=None,
 ):
     """Run the demo: fused fit on a LocalCluster against single-process scikit-learn.
@@ -292,6 +360,9 @@ def run_demo(
         Seeds the data and the estimators.
     progress : bool, default=True
         Show a progress bar while the fused model is fitted.
+    keep : bool, default=False
+        After the tables, keep the cluster (and its dashboard) open until Ctrl-C,
+        printing the dashboard link again.
     console : rich.console.Console or None
         Where to print; None makes one on stdout.
 
@@ -320,7 +391,7 @@ def run_demo(
         workers, threads_per_worker, console, dashboard_address=":0", silence_logs=logging.ERROR
     )
     with cluster, Client(cluster) as client, _quiet_after_interrupt():
-        dashboard = _print_dashboard(client, console)
+        dashboard = _print_dashboard(client, console, keep)
         data = _persist_data(client, rows, features, partitions, seed, console)
         # import scikit-learn and daskfuse on the workers now, so that the timing
         # below is of fitting and not of the workers' first imports
@@ -329,9 +400,12 @@ def run_demo(
         model, fused = _fit_fused(template, data, partitions, seed, progress, console)
         single = _fit_single(client, data, estimator, seed, console)
 
-    est_name = type(template).__name__
-    console.print()
-    console.print(_results_table(single, fused, model, est_name, workers, threads_per_worker))
-    console.print()
-    console.print(_report_table(model.partition_report_))
+        est_name = type(template).__name__
+        console.print()
+        console.print(_results_table(single, fused, model, est_name, workers, threads_per_worker))
+        _print_ratio_note(single, fused, console)
+        console.print()
+        console.print(_report_table(model.partition_report_))
+        if keep:
+            _keep_open(dashboard, console)
     return {"fused": fused, "sklearn": single, "model": model, "dashboard": dashboard}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -50,7 +51,7 @@ def test_demo_runs(demo_run):
 
 def test_demo_prints_the_dashboard_line(demo_run):
     out = demo_run.stdout
-    link = re.search(r"^Dashboard: (http://\S+)$", out, re.MULTILINE)
+    link = re.search(r"^Dashboard: (http://\S+) \(.*\)$", out, re.MULTILINE)
     missing = re.search(r"^Dashboard: not available .*\n.*daskfuse\[dashboard\]", out, re.MULTILINE)
     assert link or missing, out
 
@@ -90,6 +91,7 @@ def test_demo_without_bokeh_explains_how_to_get_the_dashboard(tmp_path):
         "--workers",
         "1",
         "--no-progress",
+        "--keep",  # nothing to keep open: it says so and ends
         env={"PYTHONPATH": pythonpath},
     )
     assert proc.returncode == 0, proc.stderr
@@ -97,6 +99,7 @@ def test_demo_without_bokeh_explains_how_to_get_the_dashboard(tmp_path):
     assert 'pip install "daskfuse[dashboard]"' in proc.stdout
     assert "http://" not in proc.stdout
     table_row(proc.stdout, "daskfuse (2 partitions")
+    assert "--keep: no dashboard to keep open; closing the cluster" in proc.stdout
 
 
 def test_demo_progress_is_off_when_stdout_is_not_a_terminal():
@@ -209,3 +212,90 @@ def test_cli_and_demo_import_in_either_order(first):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['make_classification_data', 'run_demo']"
+
+
+# ------------------------------------------------------------------ issue 17: first hour
+def test_demo_says_how_long_the_dashboard_stays_open(demo_run):
+    line = re.search(r"^Dashboard: http://\S+ \((.*)\)$", demo_run.stdout, re.MULTILINE)
+    assert line, demo_run.stdout
+    assert "open while the demo runs" in line[1]
+    assert "daskfuse demo --keep keeps it open until Ctrl-C" in line[1]
+
+
+def test_demo_prints_cores_and_load_next_to_the_speed_up(demo_run):
+    out = demo_run.stdout
+    speedup = table_row(out, "daskfuse (4 partitions")[3]
+    note = re.search(
+        r"^Speed-up (\S+) on this machine: (\d+) cores?, load average "
+        r"(\d+\.\d\d), (\d+\.\d\d), (\d+\.\d\d) \(1, 5, 15 min\)\.$",
+        out,
+        re.MULTILINE,
+    )
+    assert note, out
+    assert note[1] == speedup
+    assert int(note[2]) == os.cpu_count()
+    text = " ".join(out.split())
+    assert "It is scikit-learn's fit seconds over daskfuse's on the same data." in text
+    assert "expect more with more cores (more workers)" in text
+    assert "data larger than one process's memory" in text
+
+
+def test_demo_keep_waits_for_ctrl_c_and_prints_the_link_again():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daskfuse", "demo", "--rows", "2000", "--partitions", "1"]
+        + ["--workers", "1", "--no-progress", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "kept open; press Ctrl-C" in line:
+                break
+        kept = lines[-1]
+        first = lines[0] if lines[0].startswith("Dashboard:") else lines[1]
+        link = re.search(r"http://\S+", first)[0]
+        assert kept.startswith(f"Dashboard: {link} (kept open; press Ctrl-C")
+        assert "open until you press Ctrl-C after the tables" in first
+        assert "Partition report (1 partition)" in "".join(lines)  # not "1 partitions"
+        assert "on 1 partition ..." in "".join(lines)
+        assert proc.poll() is None  # still waiting, cluster open
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "Closing the cluster" in out
+
+
+def test_demo_help_gives_no_default_for_the_progress_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    flag = out[out.rindex("--no-progress") : out.index("exit status:")]  # its help
+    assert "default" not in flag.replace("shown when stdout is a terminal", "")
+    assert "True" not in flag
+    assert "--rows ROWS training rows (default: 2000000)" in out  # other defaults stay
+
+
+def test_progress_bar_counts_the_tasks_to_run_not_the_finished_inputs(on_cluster, capsys):
+    from distributed import wait
+    from sklearn.linear_model import SGDClassifier
+
+    from daskfuse import FusedClassifier
+    from daskfuse.demo import make_classification_data
+
+    # the demo's data, persisted as the demo does: the input blocks are in memory
+    data = on_cluster.persist(list(make_classification_data(8_000, 10, 4)))
+    wait(data)
+    slow = SGDClassifier(max_iter=300, tol=None, random_state=0)  # fits of ~0.2 s
+    FusedClassifier(slow, fusion="weighted", verbose=1).fit(data[0], data[1])
+    drawn = [int(p) for p in re.findall(r"\| (\d+)% Completed", capsys.readouterr().out)]
+    assert drawn, "no progress bar drawn"
+    assert drawn[0] == 0, drawn  # was 80%: the persisted blocks counted as done
+    assert drawn[-1] == 100

@@ -229,6 +229,9 @@ def test_fit_csv_glob_on_a_running_scheduler(scheduler_fits, files):
     assert status == 0, err
     assert f"Connected to the dask scheduler at {address}" in out
     assert "Starting a LocalCluster" not in out
+    # a regressor fused exactly: no class counts and no per-partition score to show
+    assert "Partition report (3 partitions)" in out
+    assert "rows per class" not in out and "R²" not in out.split("Partition report")[1]
     loaded = load(files["root"] / "ridge.skops")
     assert type(loaded) is FusedRegressor
     assert loaded.n_partitions_ == 3  # one per file
@@ -241,14 +244,18 @@ def test_fit_csv_glob_on_a_running_scheduler(scheduler_fits, files):
     np.testing.assert_allclose(loaded.predict(X), here.predict(X), rtol=1e-8)
 
 
-def test_fit_clusterer_on_a_csv_file(scheduler_fits, files):
-    status, _, err = scheduler_fits[0]["kmeans"]
+def test_fit_clusterer_on_a_csv_file(scheduler_fits, files, client):
+    status, out, err = scheduler_fits[0]["kmeans"]
     assert status == 0, err
     loaded = load(files["root"] / "km.skops")
     assert type(loaded) is FusedClusterer and loaded.fusion_.name == "recluster"
     assert list(loaded.feature_names_in_) == ["u", "v"]  # --drop id
+    # one small file, one block: one partition per thread of the cluster (2), as the
+    # Python API does for in-memory data, not "1 partitions"
+    assert loaded.n_partitions_ == sum(client.nthreads().values()) == 2
+    assert "done in " in out and " s: 2 partitions, fusion=Recluster(" in out
     points = files["points"][["u", "v"]]
-    here = FusedClusterer(KMeans(n_clusters=3, n_init=2, random_state=0), n_partitions=1).fit(
+    here = FusedClusterer(KMeans(n_clusters=3, n_init=2, random_state=0), n_partitions=2).fit(
         points
     )
     np.testing.assert_array_equal(loaded.predict(points), here.predict(points))
@@ -893,3 +900,91 @@ def test_help_states_the_exit_status(capsys, command_name):
     assert exc.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "exit status: 0 on success; 2 on an error, reported in one line on stderr" in out
+
+
+# ------------------------------------------------------------------ issue 17: first hour
+def rendered(table):
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(table)
+    return console.export_text()
+
+
+def test_report_table_shows_only_the_columns_that_mean_something():
+    from daskfuse._console import _report_table
+
+    # a regressor fused exactly: no class counts, no per-partition score
+    regressor = pd.DataFrame(
+        {
+            "partition": [0],
+            "rows": [300],
+            "class_counts": [None],
+            "train_score": [np.nan],
+            "fit_seconds": [0.01],
+            "worker": ["tcp://127.0.0.1:1"],
+        }
+    )
+    text = rendered(_report_table(regressor, score_label="train\nR²"))
+    assert "Partition report (1 partition)" in text  # not "1 partitions"
+    assert "rows per class" not in text and "R²" not in text
+    assert table_row(text, "0") == ["0", "300", "0.01", "127.0.0.1:1"]
+    classifier = regressor.assign(class_counts=[{0: 120, 1: 180}], train_score=[0.9])
+    text = rendered(_report_table(classifier))
+    assert "rows per class" in text and "accuracy" in text
+    assert table_row(text, "0") == ["0", "300", "0:120 1:180", "0.9000", "0.01", "127.0.0.1:1"]
+
+
+@pytest.fixture(scope="module")
+def nan_parts(tmp_path_factory):
+    """Two CSV part files; the second has NaN in column b and infinity in column c."""
+    root = tmp_path_factory.mktemp("nan-parts")
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        frame = pd.DataFrame(rng.normal(size=(200, 4)), columns=FEATURES)
+        frame["label"] = (frame["a"] > 0).astype(int)
+        if i == 1:
+            frame.loc[5, "b"], frame.loc[7, "c"] = np.nan, np.inf
+        frame.to_csv(root / f"part-{i}.csv", index=False)
+    return root
+
+
+def nan_fit(root, address, *extra):
+    return main(
+        ["fit", f"{root}/part-*.csv", "--target", "label", "--estimator", SGD]
+        + ["--scheduler", address, "--out", f"{root}/m.skops", *extra]
+    )
+
+
+def test_nan_in_features_names_the_columns_and_the_on_error_flag(client, nan_parts, capsys):
+    assert nan_fit(nan_parts, client.scheduler.address) == 2
+    line = one_error_line(capsys.readouterr().err, "fit")
+    assert (
+        f"partition 1: feature column(s) b, c of {nan_parts}/part-*.csv hold NaN or infinity, "
+        "which SGDClassifier cannot fit" in line
+    )
+    assert "--on-error skip" in line and "on_error=" not in line
+    assert not (nan_parts / "m.skops").exists()
+
+
+def test_on_error_skip_leaves_the_partition_out_and_says_so(client, nan_parts, capsys):
+    assert nan_fit(nan_parts, client.scheduler.address, "--on-error", "skip") == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    warned = [line for line in captured.err.splitlines() if line.startswith("daskfuse fit: ")]
+    assert all(line.startswith("daskfuse fit: warning: ") for line in warned), captured.err
+    assert (
+        "daskfuse fit: warning: 1 of 2 partitions skipped (--on-error skip) and left out of "
+        "the fusion: partition 1: feature column(s) b, c hold NaN or infinity" in warned
+    ), captured.err
+    assert "on_error=" not in captured.err  # the Python API's words, not the CLI's
+    model = load(nan_parts / "m.skops")
+    assert model.n_partitions_skipped_ == 1
+    assert model.partition_report_["skipped"].tolist() == [False, True]
+
+
+def test_fit_help_names_on_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--on-error {raise,skip}" in out
