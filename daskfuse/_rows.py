@@ -360,8 +360,10 @@ def _pass_record(fuser, feedback):
 
 
 def _rounds_strategy(fuser):
-    """The strategy that trains the rounds: a wrapper's (Secure, DP) inner one."""
-    return getattr(fuser, "inner", None) or fuser
+    """The strategy that trains the rounds: a wrapper's (Secure, DP) innermost one."""
+    while getattr(fuser, "inner", None) is not None:
+        fuser = fuser.inner
+    return fuser
 
 
 def _kept_round(fuser, history):

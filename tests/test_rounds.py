@@ -384,3 +384,34 @@ def test_round_options_name_the_strategy():
     assert repr(Average(keep="best", momentum=0.5)) == "Average(keep='best', momentum=0.5)"
     assert Average(momentum=0.0) == Average()
     assert Weighted(momentum=0.3) != Weighted()
+
+
+def test_momentum_applies_through_secure_and_dp(multiclass_data):
+    """The wrappers' inner strategy takes the server step: Secure masks the same rounds."""
+    from daskfuse.fusion import DP, Secure
+
+    X, y = multiclass_data
+
+    def coef(fusion):
+        return (
+            FusedClassifier(
+                LogisticRegression(),
+                fusion=fusion,
+                n_partitions=3,
+                rounds=4,
+                tol=0,
+                local_epochs=3,
+                random_state=0,
+            )
+            .fit(X, y)
+            .fused_estimator_.coef_
+        )
+
+    plain, moved = coef(Weighted()), coef(Weighted(momentum=0.5))
+    assert not np.allclose(plain, moved)
+    np.testing.assert_allclose(coef(Secure(Weighted(momentum=0.5))), moved, rtol=0, atol=1e-9)
+
+    def private(inner):
+        return Secure(DP(inner=inner, epsilon=2.0, clip=50.0, random_state=0))
+
+    assert not np.allclose(coef(private(Weighted(momentum=0.5))), coef(private(Weighted())))

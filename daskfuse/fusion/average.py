@@ -482,19 +482,9 @@ class Weighted(_ParameterAveraging):
     holdout : float, default=0.2
         Fraction of each partition held out for ``by="score"``; ignored otherwise.
     keep : {"last", "best"}, default="last"
-        With ``rounds`` > 1, which round's fused model ``fit`` returns: the last
-        one, or the one with the best training score (the fused model's own score
-        on all training rows, which the next round's fit tasks work out anyway:
-        accuracy, i.e. 1 - the 0/1 loss, for classifiers; the row-weighted R² of the
-        partitions for regressors), the latest of equals. ``"best"`` never ends
-        worse than the one-shot model on that score; ``history_["kept"]`` marks the
-        round. Under ``Secure`` or ``DP`` the partition scores are private and the
-        last round is kept.
+        Which round's fused model ``fit`` returns; as for :class:`Average`.
     momentum : float in [0, 1), default=0.0
-        FedAvgM's server momentum (Hsu et al., 2019; see :meth:`server_step`), a
-        drift correction for rounds on skewed partitions: the step from one round's
-        fused model to the next keeps ``momentum`` of the previous step. 0 is plain
-        FedAvg.
+        FedAvgM's server momentum between rounds; as for :class:`Average`.
 
     Examples
     --------
