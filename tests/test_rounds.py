@@ -243,6 +243,19 @@ def test_perceptron_rounds_and_a_partition_missing_a_class(multiclass_data):
     assert clf.score(X, y) > 0.6
 
 
+def _logistic_rounds(X, y, fusion, rounds):
+    """LogisticRegression in 3 partitions, ``rounds`` rounds of 3 local iterations."""
+    return FusedClassifier(
+        LogisticRegression(),
+        fusion=fusion,
+        n_partitions=3,
+        rounds=rounds,
+        tol=0,
+        local_epochs=3,
+        random_state=0,
+    ).fit(X, y)
+
+
 def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data):
     """Masked rounds give the plain rounds' model; DP accounts for every round."""
     from daskfuse.fusion import DP, Secure
@@ -250,15 +263,7 @@ def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data
     X, y = multiclass_data
 
     def fit(fusion):
-        return FusedClassifier(
-            LogisticRegression(),
-            fusion=fusion,
-            n_partitions=3,
-            rounds=3,
-            tol=0,
-            local_epochs=3,
-            random_state=0,
-        ).fit(X, y)
+        return _logistic_rounds(X, y, fusion, rounds=3)
 
     plain, masked = fit("weighted"), fit(Secure("weighted"))
     np.testing.assert_allclose(
@@ -393,19 +398,7 @@ def test_momentum_applies_through_secure_and_dp(multiclass_data):
     X, y = multiclass_data
 
     def coef(fusion):
-        return (
-            FusedClassifier(
-                LogisticRegression(),
-                fusion=fusion,
-                n_partitions=3,
-                rounds=4,
-                tol=0,
-                local_epochs=3,
-                random_state=0,
-            )
-            .fit(X, y)
-            .fused_estimator_.coef_
-        )
+        return _logistic_rounds(X, y, fusion, rounds=4).fused_estimator_.coef_
 
     plain, moved = coef(Weighted()), coef(Weighted(momentum=0.5))
     assert not np.allclose(plain, moved)
