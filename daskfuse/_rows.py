@@ -457,8 +457,10 @@ def run_passes(params, prepared):
         )[0]
         history[-1]["train_score"] = _mean_score(scores, total)
     kept = _kept_round(fuser, history)
-    for r, row in enumerate(history):
-        row["kept"] = r == kept
+    if hasattr(_rounds_strategy(fuser), "keep"):
+        # (the strategies with a keep option say which round's model fit returned)
+        for r, row in enumerate(history):
+            row["kept"] = r == kept
     return models[kept], reports, pd.DataFrame(history)
 
 
