@@ -14,8 +14,10 @@ import time
 import dask
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     LogisticRegression,
     Perceptron,
@@ -408,3 +410,20 @@ def test_momentum_applies_through_secure_and_dp(multiclass_data):
         return Secure(DP(inner=inner, epsilon=2.0, clip=50.0, random_state=0))
 
     assert not np.allclose(coef(private(Weighted(momentum=0.5))), coef(private(Weighted())))
+
+
+def test_server_step_moves_a_network():
+    """FedAvgM on an MLP's layers: the moved network is a working fitted model."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 4)), np.arange(80) % 2
+    net = MLPClassifier((3,), max_iter=5, random_state=0)
+    with pytest.warns(ConvergenceWarning):  # 5 iterations do not converge
+        start, avg = clone(net).fit(X, y), clone(net).fit(X[::-1], y)
+    v0 = {f"coefs_{i}": np.ones_like(c) for i, c in enumerate(start.coefs_)}
+    v0.update({f"intercepts_{i}": np.ones_like(b) for i, b in enumerate(start.intercepts_)})
+    model, velocity = Average(momentum=0.5).server_step(start, avg, v0)
+    for i, c in enumerate(model.coefs_):
+        np.testing.assert_allclose(c, avg.coefs_[i] - 0.5)
+    assert velocity["coefs_0"].shape == start.coefs_[0].shape
+    assert model.predict(X).shape == (80,)
+    np.testing.assert_array_equal(model.classes_, [0, 1])
