@@ -359,19 +359,59 @@ def _pass_record(fuser, feedback):
     return {} if record is None else record(feedback)
 
 
+def _rounds_strategy(fuser):
+    """The strategy that trains the rounds: a wrapper's (Secure, DP) innermost one."""
+    while getattr(fuser, "inner", None) is not None:
+        fuser = fuser.inner
+    return fuser
+
+
+def _kept_round(fuser, history):
+    """The index of the round whose fused model ``fit`` returns.
+
+    A strategy with ``keep="best"`` (parameter averaging: FedAvg-style rounds can
+    drift away on skewed partitions) keeps the round with the best training score
+    (the fused model's own score on all training rows: accuracy, i.e. 1 - the 0/1
+    loss, for classifiers; R² for regressors), the latest of equals; the others,
+    and any fit whose scores are private, keep the last round.
+    """
+    last = len(history) - 1
+    scores = [row["train_score"] for row in history]
+    if getattr(_rounds_strategy(fuser), "keep", "last") != "best" or any(
+        s is None or not np.isfinite(s) for s in scores
+    ):
+        return last
+    return last - int(np.argmax(scores[::-1]))
+
+
+def _server_step(fuser, previous, fused, feedback, velocity):
+    """``(fused, feedback, velocity)`` after the strategy's ``server_step`` (FedAvgM's
+    momentum, :meth:`daskfuse.fusion.Weighted.server_step`), where it has one; the
+    strategies that have one send the fused model itself as the feedback."""
+    step = getattr(_rounds_strategy(fuser), "server_step", None)
+    if step is None or previous is None:
+        return fused, feedback, velocity
+    moved, velocity = step(previous[0], fused, velocity)
+    return moved, (feedback if moved is fused else moved), velocity
+
+
 def run_passes(params, prepared):
     """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
 
     Returns the fused model, the last pass's partition reports and the history
     (None for one pass). Between passes the partitions stay persisted where
-    they are, and only the fused model (the feedback) travels to them.
+    they are, and only the fused model (the feedback) travels to them. Each
+    round's fused model is scored on all training rows at no extra pass (the
+    next round's fit tasks score it; the last round's gets one scoring pass), and
+    the model of the round :func:`_kept_round` picks is returned (``kept`` in
+    the history).
     """
     if prepared.passes == 1:
         fused, reports = compute_with_progress(prepared.graph, params.verbose)
         return fused, reports, None
     fuser, spec, meta = prepared.fuser, prepared.spec, prepared.meta
     partitions = _persisted_partitions(prepared)
-    history, previous, steps = [], None, 0.0
+    history, models, previous, steps, velocity = [], [], None, 0.0, None
     # a clusterer's score (minus the inertia) adds up over partitions
     total = params.kind == "clusterer"
     for r in range(prepared.passes):
@@ -386,6 +426,7 @@ def run_passes(params, prepared):
             with_feedback=True,
         )
         fused, reports, feedback = compute_with_progress(graph_, params.verbose)
+        fused, feedback, velocity = _server_step(fuser, previous, fused, feedback, velocity)
         change = None if previous is None else float(fuser.change(previous[1], feedback))
         if history:
             history[-1]["train_score"] = _mean_score(
@@ -406,6 +447,7 @@ def run_passes(params, prepared):
         epochs = spec.local_epochs if r else 1
         steps += updates_per_partition(reports, epochs)
         previous = (fused, feedback, steps)
+        models.append(fused)
         if change is not None and change <= params.tol:
             break
     if fuser.public_report({"train_score": 0.0})["train_score"] is not None:
@@ -414,7 +456,12 @@ def run_passes(params, prepared):
             build_score_graph(partitions, fused, tokenize(prepared.token, "score"))
         )[0]
         history[-1]["train_score"] = _mean_score(scores, total)
-    return fused, reports, pd.DataFrame(history)
+    kept = _kept_round(fuser, history)
+    if hasattr(_rounds_strategy(fuser), "keep"):
+        # (the strategies with a keep option say which round's model fit returned)
+        for r, row in enumerate(history):
+            row["kept"] = r == kept
+    return models[kept], reports, pd.DataFrame(history)
 
 
 def _check_rows_after_failure(prepared, error):

@@ -531,8 +531,10 @@ _ATTRS_DOC = """
     history_ : pandas.DataFrame
         With more than one round: one row per round, ``round``, ``train_score``
         (the fused model's score on all training rows, computed on the workers),
-        ``change`` (relative parameter change from the previous round) and
-        ``seconds``.
+        ``change`` (relative parameter change from the previous round),
+        ``seconds``; with parameter averaging also ``kept`` (True for the round
+        whose fused model ``fit`` returned: the last, or the best with
+        ``Weighted(keep="best")``).
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of str

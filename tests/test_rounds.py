@@ -14,8 +14,10 @@ import time
 import dask
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     LogisticRegression,
     Perceptron,
@@ -26,6 +28,7 @@ from sklearn.linear_model import (
 from sklearn.neural_network import MLPClassifier
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusionError
+from daskfuse.fusion import Average, Weighted
 from daskfuse.partition import label_skewed_order
 
 
@@ -58,9 +61,7 @@ def _partition(kind):
     ],
     ids=["lr-random", "lr-skewed", "sgd-random", "sgd-skewed"],
 )
-def test_rounds_reach_the_full_data_accuracy(
-    federated_data, estimator, kind, points, local_epochs
-):
+def test_rounds_reach_the_full_data_accuracy(federated_data, estimator, kind, points, local_epochs):
     X, y = federated_data[kind]
     Xt, yt = federated_data["test"]
     full = estimator.fit(X, y).score(Xt, yt)
@@ -78,7 +79,9 @@ def test_rounds_reach_the_full_data_accuracy(
     assert clf.n_rounds_ <= 5
     assert clf.score(Xt, yt) >= full - points / 100
     history = clf.history_
-    assert list(history.columns) == ["round", "train_score", "change", "seconds"]
+    assert list(history.columns) == ["round", "train_score", "change", "seconds", "kept"]
+    # keep="last" (the default) returns the last round's model
+    assert list(history["kept"]) == [False] * (clf.n_rounds_ - 1) + [True]
     assert list(history["round"]) == list(range(1, clf.n_rounds_ + 1))
     assert np.isnan(history["change"].iloc[0])
     assert (history["change"].iloc[1:] > 0).all()
@@ -140,9 +143,7 @@ def test_rounds_on_the_cluster_keep_no_data_behind(on_cluster, binary_data):
     # scheduler forgets them asynchronously: wait a little)
     deadline = time.monotonic() + 20
     while True:
-        held = [
-            k for keys in on_cluster.has_what().values() for k in keys if "daskfuse" in str(k)
-        ]
+        held = [k for keys in on_cluster.has_what().values() for k in keys if "daskfuse" in str(k)]
         if not held or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -216,9 +217,7 @@ def test_bad_round_parameters_are_named(binary_data, params, match):
         ),
     ],
 )
-def test_estimators_without_rounds_are_refused(
-    regression_data, estimator, fusion, params, match
-):
+def test_estimators_without_rounds_are_refused(regression_data, estimator, fusion, params, match):
     X, y = regression_data
     if isinstance(estimator, LogisticRegression):
         y = (y > np.median(y)).astype(int)
@@ -246,6 +245,19 @@ def test_perceptron_rounds_and_a_partition_missing_a_class(multiclass_data):
     assert clf.score(X, y) > 0.6
 
 
+def _logistic_rounds(X, y, fusion, rounds):
+    """LogisticRegression in 3 partitions, ``rounds`` rounds of 3 local iterations."""
+    return FusedClassifier(
+        LogisticRegression(),
+        fusion=fusion,
+        n_partitions=3,
+        rounds=rounds,
+        tol=0,
+        local_epochs=3,
+        random_state=0,
+    ).fit(X, y)
+
+
 def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data):
     """Masked rounds give the plain rounds' model; DP accounts for every round."""
     from daskfuse.fusion import DP, Secure
@@ -253,15 +265,7 @@ def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data
     X, y = multiclass_data
 
     def fit(fusion):
-        return FusedClassifier(
-            LogisticRegression(),
-            fusion=fusion,
-            n_partitions=3,
-            rounds=3,
-            tol=0,
-            local_epochs=3,
-            random_state=0,
-        ).fit(X, y)
+        return _logistic_rounds(X, y, fusion, rounds=3)
 
     plain, masked = fit("weighted"), fit(Secure("weighted"))
     np.testing.assert_allclose(
@@ -274,3 +278,152 @@ def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data
     assert private.n_rounds_ == 3
     assert private.privacy_spent_ == pytest.approx(dp.privacy_spent(3))
     assert private.privacy_spent_[0] > dp.privacy_spent(1)[0]
+
+
+@pytest.fixture(scope="module")
+def skewed_data():
+    """3,000 x 10, 3 classes, 6 contiguous parts each 90% one class (seed picked where
+    plain rounds of SGDClassifier end below the one-shot model)."""
+    X, y = make_classification(
+        3000,
+        10,
+        n_informative=6,
+        n_classes=3,
+        n_clusters_per_class=1,
+        class_sep=0.8,
+        flip_y=0.05,
+        random_state=3,
+    )
+    order = label_skewed_order(y, 6, dominance=0.9, random_state=0)
+    return X[order], y[order]
+
+
+def _skewed_fit(X, y, estimator, fusion, rounds, local_epochs):
+    with dask.config.set(scheduler="sync"):
+        return FusedClassifier(
+            estimator,
+            fusion=fusion,
+            partition="uniform",
+            n_partitions=6,
+            rounds=rounds,
+            tol=0,
+            local_epochs=local_epochs,
+            random_state=0,
+        ).fit(X, y)
+
+
+def test_keeping_the_best_round_never_ends_worse_than_one_shot(skewed_data):
+    """On label-skewed partitions plain rounds can drift below the one-shot model;
+    keep="best" returns the round with the best training score."""
+    X, y = skewed_data
+    sgd = SGDClassifier(random_state=0)
+    one = _skewed_fit(X, y, sgd, Weighted(), 1, 1).score(X, y)
+    last = _skewed_fit(X, y, sgd, Weighted(), 5, 1)
+    best = _skewed_fit(X, y, sgd, Weighted(keep="best"), 5, 1)
+    # the problem: 5 plain rounds end below one shot (0.748 against 0.790)
+    assert last.score(X, y) < one - 0.02
+    assert best.n_rounds_ == 5
+    assert best.score(X, y) >= one
+    history = best.history_
+    assert history["kept"].sum() == 1
+    kept = int(np.flatnonzero(history["kept"])[0])
+    assert history["train_score"].iloc[kept] == history["train_score"].max()
+    # the returned model is the kept round's (its score on all training rows)
+    assert best.score(X, y) == pytest.approx(history["train_score"].iloc[kept], abs=1e-12)
+    # the same rounds ran: only the returned model differs
+    np.testing.assert_array_equal(history["train_score"], last.history_["train_score"])
+
+
+def test_server_momentum_rounds_improve_on_one_shot(skewed_data):
+    """FedAvgM's server momentum on skewed partitions, keeping the best round."""
+    X, y = skewed_data
+    sgd = SGDClassifier(loss="log_loss", random_state=0)
+    one = _skewed_fit(X, y, sgd, Weighted(), 1, 1).score(X, y)
+    fusion = Weighted(keep="best", momentum=0.3)
+    clf = _skewed_fit(X, y, sgd, fusion, 5, 20)
+    assert clf.fusion_ == fusion
+    assert clf.score(X, y) > one + 0.02
+    plain = _skewed_fit(X, y, sgd, Weighted(), 5, 20).history_["train_score"]
+    # momentum changed the rounds after the first local one
+    assert not np.allclose(clf.history_["train_score"].iloc[3:], plain.iloc[3:])
+
+
+def test_server_step_is_fedavgm():
+    """theta_r = theta_{r-1} - (beta v_{r-1} + theta_{r-1} - a_r); the first local
+    round is plain averaging and starts the velocity at 0."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    start = SGDRegressor(random_state=0).fit(X, X @ [1.0, 2.0, 3.0])
+    avg = SGDRegressor(random_state=0).fit(X, X @ [2.0, 1.0, 0.0])
+    fusion = Average(momentum=0.5)
+    model, velocity = fusion.server_step(start, avg, None)
+    assert model is avg
+    np.testing.assert_array_equal(velocity["coef_"], np.zeros(3))
+    v0 = {"coef_": np.array([1.0, -1.0, 0.5]), "intercept_": np.array([0.25])}
+    model, velocity = fusion.server_step(start, avg, v0)
+    expected = 0.5 * v0["coef_"] + start.coef_ - avg.coef_
+    np.testing.assert_allclose(velocity["coef_"], expected)
+    np.testing.assert_allclose(model.coef_, start.coef_ - expected)
+    assert model.n_features_in_ == 3
+    # without momentum the average is kept as it is
+    assert Average().server_step(start, avg, v0) == (avg, v0)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: Weighted(keep="worst"),
+            r"Weighted\(keep=...\) must be one of 'last', 'best'; got 'worst'",
+        ),
+        (lambda: Average(momentum=1.0), r"Average\(momentum=...\) must be"),
+        (lambda: Weighted(momentum=-0.1), r"Weighted\(momentum=...\) must be"),
+        (lambda: Average(momentum="0.5"), r"Average\(momentum=...\) must be"),
+    ],
+)
+def test_bad_round_options_of_the_averaging_strategies_are_named(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_round_options_name_the_strategy():
+    assert repr(Weighted()) == "Weighted(by='rows')"
+    assert repr(Average(keep="best", momentum=0.5)) == "Average(keep='best', momentum=0.5)"
+    assert Average(momentum=0.0) == Average()
+    assert Weighted(momentum=0.3) != Weighted()
+
+
+def test_momentum_applies_through_secure_and_dp(multiclass_data):
+    """The wrappers' inner strategy takes the server step: Secure masks the same rounds."""
+    from daskfuse.fusion import DP, Secure
+
+    X, y = multiclass_data
+
+    def coef(fusion):
+        return _logistic_rounds(X, y, fusion, rounds=4).fused_estimator_.coef_
+
+    plain, moved = coef(Weighted()), coef(Weighted(momentum=0.5))
+    assert not np.allclose(plain, moved)
+    np.testing.assert_allclose(coef(Secure(Weighted(momentum=0.5))), moved, rtol=0, atol=1e-9)
+
+    def private(inner):
+        return Secure(DP(inner=inner, epsilon=2.0, clip=50.0, random_state=0))
+
+    assert not np.allclose(coef(private(Weighted(momentum=0.5))), coef(private(Weighted())))
+
+
+def test_server_step_moves_a_network():
+    """FedAvgM on an MLP's layers: the moved network is a working fitted model."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 4)), np.arange(80) % 2
+    net = MLPClassifier((3,), max_iter=5, random_state=0)
+    with pytest.warns(ConvergenceWarning):  # 5 iterations do not converge
+        start, avg = clone(net).fit(X, y), clone(net).fit(X[::-1], y)
+    v0 = {f"coefs_{i}": np.ones_like(c) for i, c in enumerate(start.coefs_)}
+    v0.update({f"intercepts_{i}": np.ones_like(b) for i, b in enumerate(start.intercepts_)})
+    model, velocity = Average(momentum=0.5).server_step(start, avg, v0)
+    for i, c in enumerate(model.coefs_):
+        np.testing.assert_allclose(c, avg.coefs_[i] - 0.5)
+    assert velocity["coefs_0"].shape == start.coefs_[0].shape
+    assert model.predict(X).shape == (80,)
+    np.testing.assert_array_equal(model.classes_, [0, 1])

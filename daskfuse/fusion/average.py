@@ -15,6 +15,7 @@ from functools import reduce
 import numpy as np
 
 from .._adapters import adapter_for, linear_estimator_names, parameter_change
+from .._validation import check_real
 from ..exceptions import FusionError
 from .base import Fuser, check_holdout
 
@@ -157,7 +158,16 @@ def _aligned(summary, classes):
     return sums, weights
 
 
+#: what ``keep`` may be: the fused model of the last round, or of the best by training score
+KEEP = ("last", "best")
+
+
 class _ParameterAveraging(Fuser):
+    #: after several rounds, ``fit`` returns the last round's fused model ("last") or the
+    #: one with the best training score ("best"; ``daskfuse._rows.run_passes``)
+    keep = "last"
+    #: FedAvgM's server momentum (0: plain FedAvg); see :meth:`server_step`
+    momentum = 0.0
     requirement = (
         "parameter averaging needs a linear model with coef_ and intercept_ "
         f"({', '.join(linear_estimator_names())}) or an MLPClassifier/MLPRegressor"
@@ -186,6 +196,76 @@ class _ParameterAveraging(Fuser):
 
     def partition_weight(self, info):
         raise NotImplementedError
+
+    def _set_round_options(self, keep, momentum):
+        """Validate and set ``keep`` and ``momentum`` (the options of several rounds)."""
+        if keep not in KEEP:
+            raise ValueError(
+                f"{type(self).__name__}(keep=...) must be one of {', '.join(map(repr, KEEP))}; "
+                f"got {keep!r}"
+            )
+        self.keep = keep
+        self.momentum = check_real(
+            momentum, f"{type(self).__name__}(momentum=...)", low=0.0, high=1.0, high_open=True
+        )
+
+    def _round_params(self):
+        """``keep`` and ``momentum`` where they differ from their defaults (for ``_params``)."""
+        out = {} if self.keep == "last" else {"keep": self.keep}
+        if self.momentum:
+            out["momentum"] = self.momentum
+        return out
+
+    def server_step(self, start, fused, velocity):
+        """FedAvgM's server momentum, applied where the fused model is, between rounds.
+
+        Hsu, Qi and Brown (2019), "Measuring the Effects of Non-Identical Data
+        Distribution for Federated Visual Classification", arXiv:1909.06335: the
+        round's fused average ``a_r`` of the partition models trained from
+        ``theta_{r-1}`` (``start``) gives the pseudo-gradient ``theta_{r-1} - a_r``;
+        with ``beta = momentum``, ``v_r = beta * v_{r-1} + (theta_{r-1} - a_r)`` and
+        ``theta_r = theta_{r-1} - v_r`` (server learning rate 1). It is exact as
+        published: only the parameter-sized fused model and velocity are involved,
+        on the client between passes. The first local round (``velocity`` None) is
+        plain FedAvg.
+
+        Parameters
+        ----------
+        start : estimator
+            The previous round's fused model, which the partitions trained from.
+        fused : estimator
+            This round's fused average.
+        velocity : dict of str to ndarray or None
+            The previous round's ``v``; None before the first local round.
+
+        Returns
+        -------
+        model : estimator
+            ``fused`` itself without momentum (or where the layouts differ), else the
+            model at ``theta_r``.
+        velocity : dict of str to ndarray or None
+        """
+        if not self.momentum:
+            return fused, velocity
+        adapter = adapter_for(fused)
+        classes, theta = adapter.extract(fused)
+        start_classes, theta0 = adapter.extract(start)
+        same = theta.keys() == theta0.keys() and all(
+            theta[k].shape == theta0[k].shape for k in theta
+        )
+        if not same or not np.array_equal(classes, start_classes):
+            return fused, None
+        if velocity is None:
+            # the step from the one-shot model to the first local round's average is
+            # no gradient step (full local fits against a few epochs): not carried on
+            return fused, {k: np.zeros_like(v) for k, v in theta.items()}
+        pseudo = {k: self.momentum * velocity[k] + theta0[k] - theta[k] for k in theta}
+        params = {k: theta0[k] - pseudo[k] for k in theta}
+        meta = {
+            "n_features_in_": getattr(fused, "n_features_in_", None),
+            "feature_names_in_": getattr(fused, "feature_names_in_", None),
+        }
+        return adapter.build(fused, classes, params, meta, fused), pseudo
 
     def check_models(self, models):
         """Check that fitted ``models`` (:func:`daskfuse.fuse`) can be averaged.
@@ -342,6 +422,23 @@ class Average(_ParameterAveraging):
     It has no weighted form: :func:`daskfuse.fuse` refuses ``weights`` with it (use
     :class:`Weighted`, ``fusion="weighted"``, to weigh the models).
 
+    Parameters
+    ----------
+    keep : {"last", "best"}, default="last"
+        With ``rounds`` > 1, which round's fused model ``fit`` returns: the last
+        one, or the one with the best training score (the fused model's own score
+        on all training rows, which the next round's fit tasks work out anyway:
+        accuracy, i.e. 1 - the 0/1 loss, for classifiers; the row-weighted R² of the
+        partitions for regressors), the latest of equals. ``"best"`` never ends
+        worse than the one-shot model on that score; ``history_["kept"]`` marks the
+        round. Under ``Secure`` or ``DP`` the partition scores are private and the
+        last round is kept.
+    momentum : float in [0, 1), default=0.0
+        FedAvgM's server momentum (Hsu et al., 2019; see :meth:`server_step`), a
+        drift correction for rounds on skewed partitions: the step from one round's
+        fused model to the next keeps ``momentum`` of the previous step. 0 is plain
+        FedAvg.
+
     Examples
     --------
     >>> from daskfuse.fusion import Average
@@ -350,6 +447,12 @@ class Average(_ParameterAveraging):
     """
 
     name = "average"
+
+    def __init__(self, *, keep="last", momentum=0.0):
+        self._set_round_options(keep, momentum)
+
+    def _params(self):
+        return self._round_params()
 
     def partition_weight(self, info):
         return 1.0
@@ -378,6 +481,10 @@ class Weighted(_ParameterAveraging):
         gives the weights).
     holdout : float, default=0.2
         Fraction of each partition held out for ``by="score"``; ignored otherwise.
+    keep : {"last", "best"}, default="last"
+        Which round's fused model ``fit`` returns; as for :class:`Average`.
+    momentum : float in [0, 1), default=0.0
+        FedAvgM's server momentum between rounds; as for :class:`Average`.
 
     Examples
     --------
@@ -388,7 +495,8 @@ class Weighted(_ParameterAveraging):
 
     name = "weighted"
 
-    def __init__(self, by="rows", *, holdout=0.2):
+    def __init__(self, by="rows", *, holdout=0.2, keep="last", momentum=0.0):
+        self._set_round_options(keep, momentum)
         if isinstance(by, str):
             if by not in ("rows", "score"):
                 raise ValueError(
@@ -423,7 +531,7 @@ class Weighted(_ParameterAveraging):
         out = {"by": self.by}
         if self.by == "score":
             out["holdout"] = self.holdout_fraction
-        return out
+        return {**out, **self._round_params()}
 
     def prepare(self, n_partitions):
         if isinstance(self.by, tuple) and len(self.by) != n_partitions:
