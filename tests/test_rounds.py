@@ -80,13 +80,15 @@ def test_rounds_reach_the_full_data_accuracy(federated_data, estimator, kind, po
     assert clf.score(Xt, yt) >= full - points / 100
     history = clf.history_
     assert list(history.columns) == ["round", "train_score", "change", "seconds", "kept"]
-    # keep="last" (the default) returns the last round's model
-    assert list(history["kept"]) == [False] * (clf.n_rounds_ - 1) + [True]
+    # keep="best" (the default) returns the round with the best training score
+    assert history["kept"].sum() == 1
+    kept = int(np.flatnonzero(history["kept"])[0])
+    assert history["train_score"].iloc[kept] == history["train_score"].max()
     assert list(history["round"]) == list(range(1, clf.n_rounds_ + 1))
     assert np.isnan(history["change"].iloc[0])
     assert (history["change"].iloc[1:] > 0).all()
-    # the last round's training score is the fused model's accuracy on all rows
-    assert history["train_score"].iloc[-1] == pytest.approx(clf.score(X, y), abs=1e-12)
+    # the kept round's training score is the returned model's accuracy on all rows
+    assert history["train_score"].iloc[kept] == pytest.approx(clf.score(X, y), abs=1e-12)
     assert clf.partition_report_["start_score"].notna().all()
 
 
@@ -267,7 +269,8 @@ def test_rounds_with_secure_aggregation_and_differential_privacy(multiclass_data
     def fit(fusion):
         return _logistic_rounds(X, y, fusion, rounds=3)
 
-    plain, masked = fit("weighted"), fit(Secure("weighted"))
+    # the partition scores are private under Secure, so it keeps the last round
+    plain, masked = fit(Weighted(keep="last")), fit(Secure("weighted"))
     np.testing.assert_allclose(
         masked.fused_estimator_.coef_, plain.fused_estimator_.coef_, rtol=0, atol=1e-9
     )
@@ -314,12 +317,12 @@ def _skewed_fit(X, y, estimator, fusion, rounds, local_epochs):
 
 def test_keeping_the_best_round_never_ends_worse_than_one_shot(skewed_data):
     """On label-skewed partitions plain rounds can drift below the one-shot model;
-    keep="best" returns the round with the best training score."""
+    keep="best" (the default) returns the round with the best training score."""
     X, y = skewed_data
     sgd = SGDClassifier(random_state=0)
     one = _skewed_fit(X, y, sgd, Weighted(), 1, 1).score(X, y)
-    last = _skewed_fit(X, y, sgd, Weighted(), 5, 1)
-    best = _skewed_fit(X, y, sgd, Weighted(keep="best"), 5, 1)
+    last = _skewed_fit(X, y, sgd, Weighted(keep="last"), 5, 1)
+    best = _skewed_fit(X, y, sgd, Weighted(), 5, 1)
     # the problem: 5 plain rounds end below one shot (0.748 against 0.790)
     assert last.score(X, y) < one - 0.02
     assert best.n_rounds_ == 5
@@ -388,7 +391,8 @@ def test_bad_round_options_of_the_averaging_strategies_are_named(make, match):
 
 def test_round_options_name_the_strategy():
     assert repr(Weighted()) == "Weighted(by='rows')"
-    assert repr(Average(keep="best", momentum=0.5)) == "Average(keep='best', momentum=0.5)"
+    assert repr(Average(keep="last", momentum=0.5)) == "Average(keep='last', momentum=0.5)"
+    assert Average(keep="best") == Average()
     assert Average(momentum=0.0) == Average()
     assert Weighted(momentum=0.3) != Weighted()
 
@@ -402,7 +406,9 @@ def test_momentum_applies_through_secure_and_dp(multiclass_data):
     def coef(fusion):
         return _logistic_rounds(X, y, fusion, rounds=4).fused_estimator_.coef_
 
-    plain, moved = coef(Weighted()), coef(Weighted(momentum=0.5))
+    # (Secure keeps the last round: the partition scores are private)
+    plain = coef(Weighted(keep="last"))
+    moved = coef(Weighted(momentum=0.5, keep="last"))
     assert not np.allclose(plain, moved)
     np.testing.assert_allclose(coef(Secure(Weighted(momentum=0.5))), moved, rtol=0, atol=1e-9)
 

@@ -165,7 +165,7 @@ KEEP = ("last", "best")
 class _ParameterAveraging(Fuser):
     #: after several rounds, ``fit`` returns the last round's fused model ("last") or the
     #: one with the best training score ("best"; ``daskfuse._rows.run_passes``)
-    keep = "last"
+    keep = "best"
     #: FedAvgM's server momentum (0: plain FedAvg); see :meth:`server_step`
     momentum = 0.0
     requirement = (
@@ -211,7 +211,7 @@ class _ParameterAveraging(Fuser):
 
     def _round_params(self):
         """``keep`` and ``momentum`` where they differ from their defaults (for ``_params``)."""
-        out = {} if self.keep == "last" else {"keep": self.keep}
+        out = {} if self.keep == "best" else {"keep": self.keep}
         if self.momentum:
             out["momentum"] = self.momentum
         return out
@@ -424,7 +424,7 @@ class Average(_ParameterAveraging):
 
     Parameters
     ----------
-    keep : {"last", "best"}, default="last"
+    keep : {"best", "last"}, default="best"
         With ``rounds`` > 1, which round's fused model ``fit`` returns: the last
         one, or the one with the best training score (the fused model's own score
         on all training rows, which the next round's fit tasks work out anyway:
@@ -448,7 +448,7 @@ class Average(_ParameterAveraging):
 
     name = "average"
 
-    def __init__(self, *, keep="last", momentum=0.0):
+    def __init__(self, *, keep="best", momentum=0.0):
         self._set_round_options(keep, momentum)
 
     def _params(self):
@@ -481,7 +481,7 @@ class Weighted(_ParameterAveraging):
         gives the weights).
     holdout : float, default=0.2
         Fraction of each partition held out for ``by="score"``; ignored otherwise.
-    keep : {"last", "best"}, default="last"
+    keep : {"best", "last"}, default="best"
         Which round's fused model ``fit`` returns; as for :class:`Average`.
     momentum : float in [0, 1), default=0.0
         FedAvgM's server momentum between rounds; as for :class:`Average`.
@@ -495,7 +495,7 @@ class Weighted(_ParameterAveraging):
 
     name = "weighted"
 
-    def __init__(self, by="rows", *, holdout=0.2, keep="last", momentum=0.0):
+    def __init__(self, by="rows", *, holdout=0.2, keep="best", momentum=0.0):
         self._set_round_options(keep, momentum)
         if isinstance(by, str):
             if by not in ("rows", "score"):
