@@ -533,8 +533,8 @@ _ATTRS_DOC = """
         (the fused model's score on all training rows, computed on the workers),
         ``change`` (relative parameter change from the previous round),
         ``seconds``; with parameter averaging also ``kept`` (True for the round
-        whose fused model ``fit`` returned: the last, or the best with
-        ``Weighted(keep="best")``).
+        whose fused model ``fit`` returned: by default the best by training score,
+        the last with ``Weighted(keep="last")``).
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of str

@@ -4,7 +4,8 @@ The stored file (``tests/data/golden_rowpath.npz``) was written from the code be
 training seam was refactored (issue 14); a refactor that changes what any strategy
 computes, down to the last bit, fails here. After a deliberate change of results,
 rewrite it with ``DASKFUSE_WRITE_GOLDEN=1 python -m pytest tests/test_golden.py`` and
-say why in the commit.
+say why in the commit. (``average_sgd_rounds`` was rewritten once, on purpose, when
+``keep="best"`` became the default of the averaging strategies' rounds: issue 15.)
 """
 
 from __future__ import annotations
