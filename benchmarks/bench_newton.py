@@ -223,7 +223,6 @@ def run_case(case: Case, data, test, args, client, baseline, reference) -> dict[
         rec["passes_after_start"] = len(model.history_) - 1
         rec["newton_steps"] = int(np.ravel(fused.n_iter_)[0])
         rec["single_class_partitions"] = data["single_class"][case.on]
-        rec.update(common.daskfuse_breakdown(model, times.median, common.slots(client)))
     print(
         f"  {case.key:14s} fit {times.median:7.2f} s  accuracy {rec['accuracy']:.4f}  "
         f"coef diff {rec['coef_diff']:.1e}"
