@@ -15,12 +15,13 @@ script's name without ``bench_``. Its output goes to the terminal and to
 no JSON is recorded as failed and the others go on.
 
 Then ``results/summary.md`` and ``summary.json`` (``summary_quick.*``) are written:
-one table of every target of issue 5 with the measured figure, the target and
-met / missed, built from the ``"targets"`` rows each script puts in its JSON (see
-``_common.target``). Scripts not selected in this run contribute their last JSON
-(its date is shown). A script that takes part must accept ``--quick`` and ``--out
-PATH`` and, to appear in the table, write ``"targets"``; a new ``bench_*.py`` is
-picked up without any change here.
+one table of every target of issue 5 (and of issue 15's speed targets,
+``bench_newton.py``) with the measured figure, the target and met / missed, built
+from the ``"targets"`` rows each script puts in its JSON (see ``_common.target``).
+Scripts not selected in this run contribute their last JSON (its date is shown). A
+script that takes part must accept ``--quick`` and ``--out PATH`` and, to appear in
+the table, write ``"targets"``; a new ``bench_*.py`` is picked up without any change
+here.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ SCRIPT_TARGETS = {
     "overhead": ["5"],
     "growth": ["6"],
     "scaling": ["7"],
+    "newton": ["15"],
 }
+#: targets of later issues, by number: the summary's titles next to issue 5's
+LATER_TARGETS = {"15": "Issue 15: global-gradient LogisticRegression (fusion='newton')"}
 
 
 def discover() -> dict[str, Path]:
@@ -222,9 +226,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     by_target: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_target.setdefault(str(r["target"]), []).append(r)
-    numbers = list(common.ISSUE_TARGETS) + sorted(set(by_target) - set(common.ISSUE_TARGETS))
+    titles = {**common.ISSUE_TARGETS, **LATER_TARGETS}
+    numbers = list(titles) + sorted(set(by_target) - set(titles))
     for number in numbers:
-        title = common.ISSUE_TARGETS.get(number, f"target {number}")
+        title = titles.get(number, f"target {number}")
         group = by_target.get(number)
         if not group:
             script = next((n for n, ts in SCRIPT_TARGETS.items() if number in ts), None)
