@@ -366,6 +366,17 @@ def test_stack_finalize_predicts_each_members_held_out_rows_once(animals):
     assert_array_equal(fused.final_estimator_.intercept_, expected.intercept_)
 
 
+def test_stack_partition_task_scores_no_holdout_of_its_own(animals):
+    # issue 17: Stack holds out its own rows in summarize; the task's generic holdout
+    # scoring stays off, so the held-out rows are predicted once (by the cross clone)
+    X, y, _, _ = animals
+    clf = FusedClassifier(SVC(), fusion="stack", n_partitions=3, random_state=0).fit(X, y)
+    report = clf.partition_report_
+    assert report["holdout_score"].isna().all()
+    assert report["rows"].tolist() == [400] * 3
+    assert (report["task_seconds"] >= report["fit_seconds"]).all()
+
+
 def test_stack_regressor(on_cluster, regression_data):
     X, y = regression_data
     reg = FusedRegressor(
