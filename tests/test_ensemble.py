@@ -36,6 +36,7 @@ from daskfuse.models import (
     FusedStackingRegressor,
     FusedVotingClassifier,
     FusedVotingRegressor,
+    stack_features,
 )
 
 LABELS = np.array(["ant", "bee", "cat"])
@@ -319,6 +320,61 @@ def test_stack_holds_out_rows_for_the_meta_learner(animals):
     held = summary.members[0].extra
     assert len(held["y"]) == 60
     assert held["raw"].shape == (60, 3)
+
+
+class _CountingSVC(SVC):
+    """An SVC that records how many rows each ``decision_function`` call scores."""
+
+    def decision_function(self, X):
+        self.__dict__.setdefault("scored_rows_", []).append(len(X))
+        return super().decision_function(X)
+
+
+def test_stack_finalize_predicts_each_members_held_out_rows_once(animals):
+    # issue 17: a member's own held-out rows get the cross clone's output (computed
+    # in the partition task); finalize must not predict them again with the member
+    X, y, _, _ = animals
+    stack = Stack(holdout=0.25, stack_method="decision_function")
+    parts = np.array_split(np.arange(len(y)), 3)
+    summaries = [
+        stack.summarize(_CountingSVC().fit(X[r], y[r]), X[r], y[r], _info(i, len(r)))
+        for i, r in enumerate(parts)
+    ]
+    summary = stack.combine(summaries)
+    held = [len(s.members[0].extra["y"]) for s in summaries]
+    for s in summaries:
+        s.members[0].model.scored_rows_ = []
+    fused = stack.finalize(summary, SVC(), {"classes": np.unique(y)})
+    assert [m.model.scored_rows_ for m in summary.ordered] == [[sum(held) - h] for h in held]
+    # the meta-learner's inputs are those of predicting every row and overwriting
+    # each partition's own rows with its clone's output (the former computation)
+    classes = np.unique(y)
+    X_held = np.concatenate([m.extra["X"] for m in summary.ordered])
+    edges = np.cumsum([0, *held])
+    blocks = []
+    for j, m in enumerate(summary.ordered):
+        block = stack_features(
+            m.model.decision_function(X_held), m.extra["method"], m.classes, classes
+        )
+        block[edges[j] : edges[j + 1]] = stack_features(
+            m.extra["raw"], m.extra["method"], m.extra["raw_classes"], classes
+        )
+        blocks.append(block)
+    y_held = np.concatenate([m.extra["y"] for m in summary.ordered])
+    expected = clone(fused.final_estimator_).fit(np.hstack(blocks), y_held)
+    assert_array_equal(fused.final_estimator_.coef_, expected.coef_)
+    assert_array_equal(fused.final_estimator_.intercept_, expected.intercept_)
+
+
+def test_stack_partition_task_scores_no_holdout_of_its_own(animals):
+    # issue 17: Stack holds out its own rows in summarize; the task's generic holdout
+    # scoring stays off, so the held-out rows are predicted once (by the cross clone)
+    X, y, _, _ = animals
+    clf = FusedClassifier(SVC(), fusion="stack", n_partitions=3, random_state=0).fit(X, y)
+    report = clf.partition_report_
+    assert report["holdout_score"].isna().all()
+    assert report["rows"].tolist() == [400] * 3
+    assert (report["task_seconds"] >= report["fit_seconds"]).all()
 
 
 def test_stack_regressor(on_cluster, regression_data):

@@ -276,6 +276,27 @@ def _holdout_rows(y, fraction, cap, rng, stratify):
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
+def _stack_block(member, X, start, stop, classes):
+    """One member's meta-feature columns for the held-out rows ``X`` of all partitions.
+
+    Rows ``start:stop`` are the member's own partition's: they get the output of the
+    clone that did not see them (computed in the partition task), never that of the
+    member fitted on them, so the member predicts only the other partitions' rows.
+    """
+    method = member.extra["method"]
+    own = stack_features(member.extra["raw"], method, member.extra["raw_classes"], classes)
+    others = np.r_[0:start, stop : len(X)]
+    if len(others) == 0:
+        return own
+    rest = stack_features(
+        member_output(member.model, method, X[others]), method, member.classes, classes
+    )
+    block = np.empty((len(X), rest.shape[1]), dtype=rest.dtype)
+    block[others] = rest
+    block[start:stop] = own
+    return block
+
+
 class Stack(_Ensemble):
     """Stacking: a meta-learner fitted on the members' outputs for held-out rows.
 
@@ -399,18 +420,10 @@ stack_method='auto')
             if classes is None:
                 classes = union_classes([*(m.classes for m in members), np.unique(y)])
         edges = np.cumsum([0] + [len(m.extra["y"]) for m in members])
-        blocks = []
-        for j, member in enumerate(members):
-            method = member.extra["method"]
-            block = stack_features(
-                member_output(member.model, method, X), method, member.classes, classes
-            )
-            # the partition's own held-out rows: the output of the clone that did not
-            # see them, never that of the member fitted on them
-            block[edges[j] : edges[j + 1]] = stack_features(
-                member.extra["raw"], method, member.extra["raw_classes"], classes
-            )
-            blocks.append(block)
+        blocks = [
+            _stack_block(member, X, edges[j], edges[j + 1], classes)
+            for j, member in enumerate(members)
+        ]
         models = [m.model for m in members]
         if classifier:
             fused = FusedStackingClassifier(
