@@ -6,6 +6,8 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from dask.utils import key_split
+from distributed import get_task_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
@@ -143,6 +145,24 @@ def test_on_the_cluster_with_history(on_cluster):
     assert history["grad_norm"].iloc[-1] <= 1e-10
     losses = history["loss"].dropna().to_numpy()
     assert np.all(np.diff(losses) <= 1e-12)  # every accepted step lowers the loss
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_last_pass_scores_the_model_without_a_scoring_pass(on_cluster, n_classes):
+    # issue 15: the last pass evaluates the loss at the fused model's point, so it
+    # also counts the rows that model classifies right: no separate scoring pass
+    X, y = _sorted(*make_classification_data(n=600, n_classes=n_classes, noise=3.0))
+    model = FusedClassifier(
+        LogisticRegression(**TIGHT), fusion="newton", n_partitions=3, partition="uniform"
+    )
+    with get_task_stream(client=on_cluster) as stream:
+        model.fit(X, y)
+    groups = {key_split(rec["key"]) for rec in stream.data}
+    assert not any(g.startswith("daskfuse-score") for g in groups)
+    assert any(g.startswith("daskfuse-fit") for g in groups)
+    scores = model.history_["train_score"]
+    assert scores.notna().all()
+    assert scores.iloc[-1] == pytest.approx(model.score(X, y), abs=1e-12)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

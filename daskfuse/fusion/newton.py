@@ -168,8 +168,19 @@ def _pass_summary(template, state, X, y, classes):
         "grad": total * np.asarray(grad).ravel(),
         "hess": total * hess,
         "sw": total,
+        "rows": len(X),
+        "correct": _correct(raws[0], y, classes),
         "state": state,
     }
+
+
+def _correct(raw, y, classes):
+    """Rows that the model with margins ``raw`` classifies right (as its ``predict``),
+    or None for a regressor (its score, D², is not a sum over partitions)."""
+    if classes is None:
+        return None
+    index = raw.argmax(axis=1) if raw.ndim == 2 else (raw > 0).astype(int)
+    return int(np.sum(np.asarray(classes)[index] == np.asarray(y)))
 
 
 def _combine(summaries):
@@ -297,6 +308,10 @@ def next_state(summary, template, classes):
         "step": step,
         "root_seconds": time.perf_counter() - start,
     }
+    if done and summary["correct"] is not None:
+        # the fused model is the point this pass evaluated: its accuracy on all
+        # training rows came with the pass, so run_passes needs no scoring pass
+        record["train_score"] = summary["correct"] / summary["rows"]
     return dataclasses.replace(
         state,
         w=w,
