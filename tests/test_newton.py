@@ -165,6 +165,21 @@ def test_last_pass_scores_the_model_without_a_scoring_pass(on_cluster, n_classes
     assert scores.iloc[-1] == pytest.approx(model.score(X, y), abs=1e-12)
 
 
+def test_the_first_pass_after_the_start_takes_a_newton_step():
+    # issue 15: where every partition fits alone, pass 0's local quadratic models give
+    # the first direction, so no pass only evaluates the gradient at the start
+    X, y = make_classification_data(n=4000, n_features=5, noise=1.0, seed=3)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT), fusion="newton", n_partitions=8, random_state=0
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, LogisticRegression(**TIGHT).fit(X, y))
+    history = model.history_
+    assert history["step"].iloc[1] > 0
+    # every pass after the start took a Newton step
+    assert model.fused_estimator_.n_iter_[0] == len(history) - 1
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_partitions=st.integers(1, 7),
