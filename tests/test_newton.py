@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dask
 import dask.array as da
 import numpy as np
@@ -23,6 +25,7 @@ from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
 from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton
 from daskfuse.fusion._loss import linear_loss
+from daskfuse.fusion.newton import next_state
 from tests.conftest import make_classification_data
 
 TIGHT = {"tol": 1e-10, "max_iter": 1000}
@@ -178,6 +181,30 @@ def test_the_first_pass_after_the_start_takes_a_newton_step():
     assert history["step"].iloc[1] > 0
     # every pass after the start took a Newton step
     assert model.fused_estimator_.n_iter_[0] == len(history) - 1
+
+
+def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data):
+    # the first direction comes from pass 0's quadratic models; where no step along
+    # it lowers the loss, the next pass evaluates the exact gradient at the start
+    X, y = binary_data
+    template, classes = LogisticRegression(**TIGHT), np.unique(y)
+    info = {"template": template, "classes": classes}
+    state = next_state(Newton().summarize(None, X, y, info), template, classes)
+    assert state.guessed
+    # a direction that no step length makes a descent (the start is near the optimum),
+    # with a gradient guess that claims a steep descent along it
+    away = np.full_like(state.w, 5.0)
+    state = dataclasses.replace(state, direction=away, grad=-away)
+    for _ in range(20):
+        summary = Newton().summarize(state, X, y, info)
+        previous, state = state, next_state(summary, template, classes)
+        if previous.guessed:
+            assert state.direction is None and state.record["step"] == 0.0
+            assert np.array_equal(state.w, previous.w)
+        if state.done:
+            break
+    ref = LogisticRegression(**TIGHT).fit(X, y)
+    assert state.done and _rel(state.w, np.append(ref.coef_, ref.intercept_)) < 1e-6
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
