@@ -402,7 +402,8 @@ def run_passes(params, prepared):
     (None for one pass). Between passes the partitions stay persisted where
     they are, and only the fused model (the feedback) travels to them. Each
     round's fused model is scored on all training rows at no extra pass (the
-    next round's fit tasks score it; the last round's gets one scoring pass), and
+    next round's fit tasks score it; the last round's gets one scoring pass unless
+    the strategy's ``pass_record`` gave its ``train_score``), and
     the model of the round :func:`_kept_round` picks is returned (``kept`` in
     the history).
     """
@@ -450,8 +451,12 @@ def run_passes(params, prepared):
         models.append(fused)
         if change is not None and change <= params.tol:
             break
-    if fuser.public_report({"train_score": 0.0})["train_score"] is not None:
-        # (a strategy that keeps partition scores private gets no score pass)
+    if (
+        history[-1]["train_score"] is None
+        and fuser.public_report({"train_score": 0.0})["train_score"] is not None
+    ):
+        # (a strategy that keeps partition scores private gets no score pass, nor
+        # one whose last pass scored its model already: newton's pass_record)
         scores = dask.compute(
             build_score_graph(partitions, fused, tokenize(prepared.token, "score"))
         )[0]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dask
 import dask.array as da
 import numpy as np
 import pytest
+from dask.utils import key_split
+from distributed import get_task_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
@@ -21,6 +25,7 @@ from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
 from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton
 from daskfuse.fusion._loss import linear_loss
+from daskfuse.fusion.newton import next_state
 from tests.conftest import make_classification_data
 
 TIGHT = {"tol": 1e-10, "max_iter": 1000}
@@ -143,6 +148,63 @@ def test_on_the_cluster_with_history(on_cluster):
     assert history["grad_norm"].iloc[-1] <= 1e-10
     losses = history["loss"].dropna().to_numpy()
     assert np.all(np.diff(losses) <= 1e-12)  # every accepted step lowers the loss
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_last_pass_scores_the_model_without_a_scoring_pass(on_cluster, n_classes):
+    # issue 15: the last pass evaluates the loss at the fused model's point, so it
+    # also counts the rows that model classifies right: no separate scoring pass
+    X, y = _sorted(*make_classification_data(n=600, n_classes=n_classes, noise=3.0))
+    model = FusedClassifier(
+        LogisticRegression(**TIGHT), fusion="newton", n_partitions=3, partition="uniform"
+    )
+    with get_task_stream(client=on_cluster) as stream:
+        model.fit(X, y)
+    groups = {key_split(rec["key"]) for rec in stream.data}
+    assert not any(g.startswith("daskfuse-score") for g in groups)
+    assert any(g.startswith("daskfuse-fit") for g in groups)
+    scores = model.history_["train_score"]
+    assert scores.notna().all()
+    assert scores.iloc[-1] == pytest.approx(model.score(X, y), abs=1e-12)
+
+
+def test_the_first_pass_after_the_start_takes_a_newton_step():
+    # issue 15: where every partition fits alone, pass 0's local quadratic models give
+    # the first direction, so no pass only evaluates the gradient at the start
+    X, y = make_classification_data(n=4000, n_features=5, noise=1.0, seed=3)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT), fusion="newton", n_partitions=8, random_state=0
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, LogisticRegression(**TIGHT).fit(X, y))
+    history = model.history_
+    assert history["step"].iloc[1] > 0
+    # every pass after the start took a Newton step
+    assert model.fused_estimator_.n_iter_[0] == len(history) - 1
+
+
+def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data):
+    # the first direction comes from pass 0's quadratic models; where no step along
+    # it lowers the loss, the next pass evaluates the exact gradient at the start
+    X, y = binary_data
+    template, classes = LogisticRegression(**TIGHT), np.unique(y)
+    info = {"template": template, "classes": classes}
+    state = next_state(Newton().summarize(None, X, y, info), template, classes)
+    assert state.guessed
+    # a direction that no step length makes a descent (the start is near the optimum),
+    # with a gradient guess that claims a steep descent along it
+    away = np.full_like(state.w, 5.0)
+    state = dataclasses.replace(state, direction=away, grad=-away)
+    for _ in range(20):
+        summary = Newton().summarize(state, X, y, info)
+        previous, state = state, next_state(summary, template, classes)
+        if previous.guessed:
+            assert state.direction is None and state.record["step"] == 0.0
+            assert np.array_equal(state.w, previous.w)
+        if state.done:
+            break
+    ref = LogisticRegression(**TIGHT).fit(X, y)
+    assert state.done and _rel(state.w, np.append(ref.coef_, ref.intercept_)) < 1e-6
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,12 +14,19 @@ The passes:
 - pass 0 (the one-shot start): each partition that holds every class fits the
   estimator alone; the start is their row-weighted mean, or zeros where a partition
   cannot fit alone (a single class). The pass also counts the rows of each class (for
-  ``class_weight="balanced"``) and the total sample weight.
+  ``class_weight="balanced"``) and the total sample weight. Where every partition
+  fits alone (and without ``class_weight``), each also returns the gradient and
+  Hessian sums at its own parameters: their sum is a quadratic model of the loss that
+  gives a first Newton direction from the start, so pass 1 already tries a step (and,
+  where none of its steps lowers the loss, the next pass evaluates the gradient at the
+  start as before).
 - then each pass evaluates the loss at the candidate points ``w + t d`` for every step
   length ``t`` in :data:`STEPS` (``d`` the last Newton direction) and the gradient and
   Hessian at the full step: the line search costs no extra pass where the full step
   is taken (the usual case close to the optimum). Where only a shorter step passes the
-  Armijo test, the next pass evaluates the gradient and Hessian there.
+  Armijo test, the next pass evaluates the gradient and Hessian there. The last pass
+  also counts the training rows that the fused model (the full step) classifies right,
+  so the fit needs no separate scoring pass for ``history_``.
 
 It stops on scikit-learn's ``lbfgs`` criterion: the largest absolute entry of the
 gradient of scikit-learn's objective at most the estimator's ``tol``. Only
@@ -73,6 +80,8 @@ class _State:
     n_iter: int = 0
     done: bool = False
     record: dict | None = None
+    #: the direction came from pass 0's local quadratic models, not the exact gradient
+    guessed: bool = False
 
 
 def _unsupported(estimator):
@@ -130,18 +139,36 @@ def _first_summary(template, X, y, classes):
         if classes is None
         else np.bincount(np.searchsorted(classes, y), minlength=len(classes))
     )
-    theta = None
+    theta, taylor = None, (None, None, None)
     if classes is None or np.all(counts > 0):
         with quiet_warnings():  # the start only needs to be close
             local = clone(template).fit(X, y)
-        theta = _theta(local, None if classes is None else len(classes)) * len(X)
+        local_theta = _theta(local, None if classes is None else len(classes))
+        theta = local_theta * len(X)
+        if getattr(template, "class_weight", None) is None:
+            taylor = _local_quadratic(template, local_theta, X, y, classes)
     return {
         "first": True,
         "n_features": X.shape[1],
         "rows": len(X),
         "counts": counts,
         "theta": theta,
+        # the local quadratic models (see _local_quadratic), summed in the tree
+        **dict(zip(("taylor_g", "taylor_h", "taylor_h_theta"), taylor)),
     }
+
+
+def _local_quadratic(template, theta, X, y, classes):
+    """``(g, H, H theta)``: the loss sums' gradient and Hessian at the partition's own
+    parameters. Their sums give the root a quadratic model of the loss at any point
+    ``w`` (gradient about ``g + H w - H theta``), hence a first Newton direction from
+    the one-shot start without a pass to evaluate the gradient there."""
+    loss = linear_loss(template, classes)
+    target, sw = _targets(template, classes, y, None)
+    X = np.asarray(X, dtype=float)
+    grad, hess, _ = loss.gradient_hessian(theta, X, target, sw)
+    grad, hess = len(X) * np.asarray(grad).ravel(), len(X) * hess
+    return grad, hess, hess @ theta
 
 
 def _pass_summary(template, state, X, y, classes):
@@ -160,6 +187,9 @@ def _pass_summary(template, state, X, y, classes):
         points = [state.w + t * state.direction for t in STEPS]
         raws = [raw + t * along for t in STEPS]
     total = float(np.sum(sw))
+    if state.guessed:
+        # the accepted point's loss is not known yet: the Armijo test needs it
+        points, raws = [*points, state.w], [*raws, raw]
     losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
     grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
     return {
@@ -168,8 +198,19 @@ def _pass_summary(template, state, X, y, classes):
         "grad": total * np.asarray(grad).ravel(),
         "hess": total * hess,
         "sw": total,
+        "rows": len(X),
+        "correct": _correct(raws[0], y, classes),
         "state": state,
     }
+
+
+def _correct(raw, y, classes):
+    """Rows that the model with margins ``raw`` classifies right (as its ``predict``),
+    or None for a regressor (its score, D², is not a sum over partitions)."""
+    if classes is None:
+        return None
+    index = raw.argmax(axis=1) if raw.ndim == 2 else (raw > 0).astype(int)
+    return int(np.sum(np.asarray(classes)[index] == np.asarray(y)))
 
 
 def _combine(summaries):
@@ -229,8 +270,20 @@ def _start(summary, template, classes):
             class_weight = counts.sum() / (len(classes) * counts)
         else:
             class_weight = compute_class_weight(template.class_weight, classes=classes, y=classes)
+    record = {"loss": None, "grad_norm": None, "step": None}
+    if summary["theta"] is None or summary["taylor_g"] is None:
+        return _State(w=w, class_weight=class_weight, record=record)
+    # every partition fitted alone: a first direction from their quadratic models
+    g, h, h_theta = summary["taylor_g"], summary["taylor_h"], summary["taylor_h_theta"]
+    objective = _Objective(template, w.size, n_classes)
+    _, grad, hess = objective(0.0, g - h_theta + h @ w, h, w, float(summary["rows"]))
     return _State(
-        w=w, class_weight=class_weight, record={"loss": None, "grad_norm": None, "step": None}
+        w=w,
+        direction=_direction(grad, hess),
+        grad=grad,
+        class_weight=class_weight,
+        record=record,
+        guessed=True,
     )
 
 
@@ -267,7 +320,14 @@ def next_state(summary, template, classes):
             objective(s, None, None, state.w + t * state.direction, sw_sum)[0]
             for t, s in zip(STEPS, summary["losses"])
         ]
+        if state.guessed:
+            f_w = objective(summary["losses"][-1], None, None, state.w, sw_sum)[0]
+            state = dataclasses.replace(state, loss=f_w, guessed=False)
         step = _accept(state, losses, float(state.grad @ state.direction))
+        if step is None and summary["state"].guessed:
+            # the guessed direction does not lower the loss: evaluate the gradient
+            record = {"loss": state.loss, "grad_norm": None, "step": 0.0}
+            return dataclasses.replace(state, direction=None, record=record)
         if step is None:
             warnings.warn(
                 "newton: no step along the Newton direction lowers the loss; stopping",
@@ -297,6 +357,10 @@ def next_state(summary, template, classes):
         "step": step,
         "root_seconds": time.perf_counter() - start,
     }
+    if done and summary["correct"] is not None:
+        # the fused model is the point this pass evaluated: its accuracy on all
+        # training rows came with the pass, so run_passes needs no scoring pass
+        record["train_score"] = summary["correct"] / summary["rows"]
     return dataclasses.replace(
         state,
         w=w,
