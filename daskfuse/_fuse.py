@@ -183,8 +183,6 @@ def _summaries(fuser, models, w, classes):
             "seed": None,
             "template": models[0],
             "secret": None if secrets is None else secrets[i],
-            # every weight is known here: Secure scales the weights by the largest
-            "max_rows": float(np.max(w)),
             "weight_scale": scale,
         }
         summaries.append(fuser.summarize(model, None, None, info))

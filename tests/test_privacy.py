@@ -402,3 +402,22 @@ def test_unsupported_and_misused():
     assert Secure(DP()).privacy_spent(3) == DP().privacy_spent(3)
     # a strategy without a privacy claim spends nothing it could report
     assert Secure().privacy_spent(3) is None
+
+
+def test_dp_over_huge_given_weights_is_the_dp_over_ordinary_ones():
+    """DP summed its inner Weighted's weights unscaled: 1e308 + 1.5e308 overflowed.
+    The averaging's exact power-of-two scale now applies inside DP too, so the
+    release is the one of the same proportions at ordinary size."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X @ np.array([1.0, -1.0, 0.5]) + rng.normal(size=300)
+
+    def fit(weights):
+        dp = DP(inner=Weighted(by=weights), epsilon=1.0, clip=5.0, random_state=0)
+        return FusedRegressor(Ridge(), fusion=dp, n_partitions=3, random_state=0).fit(X, y)
+
+    ordinary = fit([1.0, 1.5, 1.7]).fused_estimator_
+    extreme = fit([1e308, 1.5e308, 1.7e308]).fused_estimator_
+    assert np.all(np.isfinite(extreme.coef_))
+    assert_allclose(extreme.coef_, ordinary.coef_, rtol=1e-12)
+    assert_allclose(extreme.intercept_, ordinary.intercept_, rtol=1e-12)

@@ -407,12 +407,15 @@ class DP(PrivateAveraging):
         }
         norm = math.sqrt(sum(float(np.sum(v**2)) for v in update.values()))
         factor = 1.0 if norm <= self.clip else self.clip / norm
+        # the averaging's exact power-of-two scale: huge weights cannot overflow the
+        # sums, nor tiny ones meet Secure's fixed-point resolution; shares unchanged
+        scaled = w * self.inner.weight_scale(info)
         return NoisySum(
             classes,
-            {k: w * factor * v for k, v in update.items()},
-            np.asarray(w),
+            {k: scaled * factor * v for k, v in update.items()},
+            np.asarray(scaled),
             report_weight=w,
-            weight_max=w,
+            weight_max=scaled,
             init=init,
         )
 

@@ -68,7 +68,7 @@ import numpy as np
 
 from .._adapters import linear_estimator_names
 from ..exceptions import FusionError
-from .average import ParameterSum, Weighted, _aligned
+from .average import ParameterSum, _aligned
 from .privacy import DP, PRIVATE_REPORT_FIELDS, PrivateAveraging, _averaging
 
 __all__ = ["MaskedSum", "PairSeeds", "Secure"]
@@ -282,7 +282,9 @@ class Secure(PrivateAveraging):
         index = info["index"]
         secret = info.get("secret")
         self._check_secret(index, secret)
-        inner = self._scaled(self.inner.summarize(estimator, X, y, info), info)
+        # the averaging has scaled its weights by a public power of two already, so
+        # neither tiny nor huge weights meet the fixed-point resolution or range
+        inner = self.inner.summarize(estimator, X, y, info)
         classes = inner.classes
         if classes is not None and info.get("classes") is not None:
             classes = np.asarray(info["classes"])
@@ -308,52 +310,6 @@ class Secure(PrivateAveraging):
             report_weight=None,
         )
         return MaskedSum(words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {})
-
-    def _weight_scale(self, summary, info):
-        """The power of two the weights are multiplied by before masking.
-
-        It brings the largest weight, where it is public before masking, into
-        ``[0.5, 1)``: the largest of an array of weights (``Weighted(by=[...])``),
-        or, for weights by rows, ``info["max_rows"]`` where the caller knows every
-        partition's rows (:func:`~daskfuse.fuse` passes its largest weight). Else 1:
-        uniform weights are 1, row counts in a fit >= 1, scores <= 1. Every partition
-        uses the same factor and a power of two scales exactly, so the weighted
-        average is unchanged, and tiny weights are not rounded away by the
-        fixed-point resolution (``2**-60``) nor huge ones out of its range. The
-        largest weight is taken in the units of the inner summary (the ratio of its
-        weight to its ``report_weight``), so a summary already scaled is left alone.
-        """
-        averaging = self.inner.inner if isinstance(self.inner, DP) else self.inner
-        by = averaging.by if isinstance(averaging, Weighted) else None
-        if isinstance(by, tuple):
-            largest = max(by)
-        elif by == "rows" and info.get("max_rows") is not None:
-            largest = float(info["max_rows"])
-        else:
-            return 1.0
-        own = float(summary.report_weight or 0.0)
-        if own <= 0:  # a zero contribution, whatever the factor
-            return 1.0
-        largest *= float(np.max(summary.weights)) / own
-        if not np.isfinite(largest) or largest <= 0:
-            raise FusionError(
-                f"{self!r}: partition {info['index']}'s largest public weight is "
-                f"{largest!r}; expected a finite number > 0"
-            )
-        return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
-
-    def _scaled(self, summary, info):
-        """``summary`` with its weighted sums and weights times the weight scale."""
-        scale = self._weight_scale(summary, info)
-        if scale == 1.0:
-            return summary
-        changes = {
-            "sums": {k: np.asarray(v, dtype=float) * scale for k, v in summary.sums.items()},
-            "weights": np.asarray(summary.weights, dtype=float) * scale,
-        }
-        if hasattr(summary, "weight_max"):  # DP's summary: its share stays the same
-            changes["weight_max"] = summary.weight_max * scale
-        return replace(summary, **changes)
 
     def summarize_failed(self, index, secret):
         """What a failed partition sends: its seeds, so the root can remove its masks.
