@@ -344,6 +344,27 @@ class FusedVotingRegressor(RegressorMixin, _PrefitEnsemble):
 
 
 # -------------------------------------------------------------------- stacking
+#: what ``stack_method`` may be, for :class:`~daskfuse.fusion.Stack` and the column stacking
+STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
+
+
+def check_stack_params(owner, final_estimator, stack_method):
+    """Raise if a stacking strategy's meta-learner or ``stack_method`` is not one.
+
+    ``owner`` names the strategy in the message (``"Stack"``, ``"ColumnStack"``).
+    """
+    if final_estimator is not None and not hasattr(final_estimator, "fit"):
+        raise TypeError(
+            f"{owner}(final_estimator=...) must be None or an estimator; got "
+            f"{type(final_estimator).__name__}"
+        )
+    if stack_method not in STACK_METHODS:
+        raise ValueError(
+            f"{owner}(stack_method=...) must be one of "
+            f"{', '.join(map(repr, STACK_METHODS))}; got {stack_method!r}"
+        )
+
+
 def resolve_stack_method(estimator, stack_method, classifier):
     """The method whose output feeds the meta-learner for ``estimator``."""
     if not classifier:

@@ -38,6 +38,7 @@ from daskfuse.models import (
     FusedVotingRegressor,
     stack_features,
 )
+from daskfuse.vertical import ColumnStack
 
 LABELS = np.array(["ant", "bee", "cat"])
 
@@ -583,3 +584,21 @@ def test_fused_models_are_plain_and_picklable(
     if kind == "classifier":
         assert_array_equal(restored.classes_, LABELS)
         assert restored.predict(X_test).dtype.kind == "U"
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: Stack(final_estimator="ridge"), TypeError,
+         r"Stack\(final_estimator=...\) must be None or an estimator; got str"),
+        (lambda: Stack(stack_method="proba"), ValueError,
+         r"Stack\(stack_method=...\) must be one of 'auto', .*; got 'proba'"),
+        (lambda: ColumnStack(final_estimator=3), TypeError,
+         r"ColumnStack\(final_estimator=...\) must be None or an estimator; got int"),
+        (lambda: ColumnStack(stack_method=None), ValueError,
+         r"ColumnStack\(stack_method=...\) must be one of 'auto', .*; got None"),
+    ],
+)
+def test_stacking_strategies_name_a_bad_meta_learner_or_stack_method(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

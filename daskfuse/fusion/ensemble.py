@@ -42,6 +42,7 @@ from ..models import (
     FusedStackingRegressor,
     FusedVotingClassifier,
     FusedVotingRegressor,
+    check_stack_params,
     member_output,
     resolve_stack_method,
     stack_features,
@@ -342,19 +343,9 @@ stack_method='auto')
     def __init__(
         self, final_estimator=None, *, holdout=0.2, max_holdout_rows=2000, stack_method="auto"
     ):
-        if final_estimator is not None and not hasattr(final_estimator, "fit"):
-            raise TypeError(
-                "Stack(final_estimator=...) must be None or an estimator; got "
-                f"{type(final_estimator).__name__}"
-            )
+        check_stack_params("Stack", final_estimator, stack_method)
         check_holdout(holdout, "Stack(holdout=...)")
         check_int(max_holdout_rows, "Stack(max_holdout_rows=...)", low=1)
-        methods = ("auto", "predict_proba", "decision_function", "predict")
-        if stack_method not in methods:
-            raise ValueError(
-                f"Stack(stack_method=...) must be one of {', '.join(map(repr, methods))}; "
-                f"got {stack_method!r}"
-            )
         self.final_estimator = final_estimator
         # not ``holdout``: the framework's holdout would take the rows from the member
         self.holdout_fraction = holdout

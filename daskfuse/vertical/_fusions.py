@@ -12,6 +12,7 @@ from .._validation import check_int, check_real, is_int
 from ..exceptions import FusionError
 from ..fusion.base import Strategy
 from ..models import (
+    check_stack_params,
     resolve_stack_method,
 )
 
@@ -185,11 +186,7 @@ class ColumnStack(VerticalFusion):
     name = "stack"
 
     def __init__(self, final_estimator=None, cv=5, stack_method="auto"):
-        if final_estimator is not None and not hasattr(final_estimator, "fit"):
-            raise TypeError(
-                "ColumnStack(final_estimator=...) must be None or an estimator; got "
-                f"{type(final_estimator).__name__}"
-            )
+        check_stack_params("ColumnStack", final_estimator, stack_method)
         if is_int(cv):
             if cv < 2:
                 raise ValueError(f"ColumnStack(cv=...) must be >= 2 folds; got {cv}")
@@ -197,12 +194,6 @@ class ColumnStack(VerticalFusion):
             raise TypeError(
                 "ColumnStack(cv=...) must be an int >= 2 or a cross-validation splitter; "
                 f"got {cv!r}"
-            )
-        methods = ("auto", "predict_proba", "decision_function", "predict")
-        if stack_method not in methods:
-            raise ValueError(
-                f"ColumnStack(stack_method=...) must be one of "
-                f"{', '.join(map(repr, methods))}; got {stack_method!r}"
             )
         self.final_estimator = final_estimator
         self.cv = cv
