@@ -53,11 +53,12 @@ from .fusion import Newton, prefers_newton, resolve_fusion
 from .partition import (
     STRATEGIES,
     Rows,
+    assign_in_memory,
     check_row_count,
     cluster_threads,
     count_rows,
     plan_blocks,
-    plan_in_memory,
+    plan_groups,
 )
 
 __all__ = ["Prepared", "graph", "prepare", "run_passes", "train"]
@@ -247,20 +248,19 @@ def _validated_in_memory(params, X, y, allow_nan):
     return X, y, meta, classes
 
 
-def _plan_in_memory(X, y, meta, classes, rows, partition_seeds, token_parts):
+def _plan_in_memory(X, y, meta, classes, assigned, token_parts):
     token = tokenize(token_parts, X, y)
     names = fit_prefix(token)
-    plan = plan_in_memory(X, y, rows, partition_seeds, names["data"])
+    plan = plan_groups(X, y, *assigned, names["data"])
     return _Planned(meta, classes, token, names, plan)
 
 
-def _counts(planned, y):
+def _counts(classes, y, groups):
     """Rows of each class in each partition (in-memory classifiers), or None."""
-    if planned.classes is None or planned.plan.groups is None:
+    if classes is None:
         return None
-    index = np.searchsorted(planned.classes, y)
-    k = len(planned.classes)
-    return np.array([np.bincount(index[g], minlength=k) for g in planned.plan.groups])
+    index = np.searchsorted(classes, y)
+    return np.array([np.bincount(index[g], minlength=len(classes)) for g in groups])
 
 
 def prepare(params, X, y):
@@ -293,14 +293,15 @@ def prepare(params, X, y):
         planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts)
     else:
         X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan)
-        planned = _plan_in_memory(X, y, meta, classes, rows, partition_seeds, token_parts)
-        if prefers_newton(params.fusion, params.estimator, class_counts=_counts(planned, y)):
-            # fusion="auto" on label-skewed partitions: the global-gradient passes,
-            # planned again under their own keys
+        assigned = assign_in_memory(X, y, rows, partition_seeds)
+        counts = _counts(classes, y, assigned[1])
+        if prefers_newton(params.fusion, params.estimator, class_counts=counts):
+            # fusion="auto" on label-skewed partitions: the global-gradient passes
+            # (decided before the data is planned, under their own keys)
             fuser = Newton()
             passes = _check_rounds(params, fuser)
             token_parts = _token_parts(params, fuser, rows, split_every, seeds)
-            planned = _plan_in_memory(X, y, meta, classes, rows, partition_seeds, token_parts)
+        planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts)
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
     fuser.prepare(n)

@@ -299,8 +299,6 @@ class RowPlan:
     partitions: list
     strategy: str
     n_rows: int | None
-    #: each partition's row indices (in-memory inputs only, planned on the client)
-    groups: list | None = None
 
 
 def cluster_threads():
@@ -421,6 +419,16 @@ def _resolve_count(rows, n_rows):
 
 def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
     """Partitions of in-memory ``X`` (ndarray) and ``y``: assigned on the client."""
+    strategy, groups = assign_in_memory(X, y, rows, seed_sequence)
+    return plan_groups(X, y, strategy, groups, data_prefix)
+
+
+def assign_in_memory(X, y, rows, seed_sequence):
+    """``(strategy, groups)``: the rows of in-memory ``X`` that each partition takes.
+
+    ``seed_sequence`` is spawned once: call this once per fit, then
+    :func:`plan_groups`.
+    """
     strategy = resolve_strategy(rows, is_dask=False)
     _check_labels(strategy, y)
     if strategy == "chunks":
@@ -440,6 +448,12 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
                 f"partition {j} would be empty with strategy={strategy!r} and "
                 f"n_partitions={n}; use fewer partitions"
             )
+    return strategy, groups
+
+
+def plan_groups(X, y, strategy, groups, data_prefix):
+    """The :class:`RowPlan` of in-memory ``X``, ``y`` cut into ``groups`` of rows."""
+    n_rows = len(X)
     partitions = []
     for node, members in enumerate(_data_nodes(groups, X.nbytes // max(n_rows, 1))):
         # one data node for X and one for y, holding the rows of consecutive
@@ -459,7 +473,7 @@ def plan_in_memory(X, y, rows, seed_sequence, data_prefix):
             stop = start + len(groups[j])
             partitions.append([(X_node, y_node, slice(start, stop))])
             start = stop
-    return RowPlan(partitions, strategy, n_rows, groups)
+    return RowPlan(partitions, strategy, n_rows)
 
 
 def _data_nodes(groups, row_bytes):
