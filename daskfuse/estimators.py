@@ -24,7 +24,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rows, vertical
-from ._graph import EMPTY, convergence_note, estimator_allows_nan, r2_from_sums
+from ._graph import EMPTY, ZERO_WEIGHT, convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
     check_dense,
@@ -269,9 +269,10 @@ default=None
         for name, value in result.attributes().items():
             setattr(self, name, value)
         skipped = result.skipped
-        # blocks without rows are left out of every fusion without a word
+        # blocks without rows (or whose rows all weigh 0) are left out of every
+        # fusion without a word
         if len(skipped):
-            skipped = skipped.loc[skipped["error"] != EMPTY]
+            skipped = skipped.loc[~skipped["error"].isin([EMPTY, ZERO_WEIGHT])]
         if len(skipped):
             n_rows = result.report["rows"].sum()
             warnings.warn(
