@@ -51,7 +51,7 @@ EXACT = [
     ("linear-qr", FusedRegressor, LinearRegression(), Exact(method="qr"), "y"),
     ("ridge", FusedRegressor, Ridge(alpha=3.0), Exact(), "y"),
     ("ridge-classifier", FusedClassifier, RidgeClassifier(alpha=2.0), Exact(), "labels"),
-    ("gaussian-nb", FusedClassifier, GaussianNB(), Exact(), "labels"),
+    ("gaussian-nb", FusedClassifier, GaussianNB(var_smoothing=0.5), Exact(), "labels"),
 ]
 
 
@@ -388,3 +388,18 @@ def test_vote_and_trees_pass_weights_to_each_partition_fit(on_cluster):
             FusedClassifier(est.estimator, fusion=fusion, n_partitions=2).fit(X, labels).predict(X)
             == 0
         )
+
+
+def test_least_squares_with_small_weights_keeps_the_row_count(on_cluster):
+    """Fewer rows than features and a total weight below 1: ``singular_`` has one
+    value per row (not per unit of weight), as scikit-learn's."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(8, 10)), rng.normal(size=8)
+    w = np.full(8, 0.05)
+    for method in ("auto", "qr"):  # (R factors: the rows are rank-deficient)
+        est = FusedRegressor(LinearRegression(), fusion=Exact(method=method), n_partitions=2)
+        model = est.fit(X, y, sample_weight=w).fused_estimator_
+        single = LinearRegression().fit(X, y, sample_weight=w)
+        assert model.rank_ == single.rank_
+        _close(model.singular_, single.singular_, 1e-10)
+        _close(model.predict(X), single.predict(X), 1e-8)
