@@ -830,7 +830,7 @@ default=None
         return self._delegate("predict", X)
 
     @available_if(_estimator_has("transform"))
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X, y=None, sample_weight=None):
         """Fit, then return the distances of ``X`` to the fused cluster centres.
 
         Parameters
@@ -838,12 +838,15 @@ default=None
         X : array-like, pandas DataFrame, dask array or dask DataFrame
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), dask array or dask Series, \
+default=None
+            Per-row weights, as for :meth:`fit`.
 
         Returns
         -------
         distances : ndarray or dask array
         """
-        return self.fit(X).transform(X)
+        return self.fit(X, sample_weight=sample_weight).transform(X)
 
     @available_if(_estimator_has("transform"))
     def transform(self, X):

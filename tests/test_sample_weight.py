@@ -21,13 +21,24 @@ from sklearn.linear_model import (
     Ridge,
     RidgeClassifier,
 )
-from sklearn.naive_bayes import CategoricalNB, GaussianNB, MultinomialNB
+from sklearn.naive_bayes import BernoulliNB, CategoricalNB, ComplementNB, GaussianNB, MultinomialNB
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from daskfuse.exceptions import FusionError, PartitionError
-from daskfuse.fusion import DP, Cascade, Exact, Stack, Vote, Weighted
+from daskfuse.fusion import (
+    DP,
+    Cascade,
+    Exact,
+    Krum,
+    Median,
+    Secure,
+    Stack,
+    TrimmedMean,
+    Vote,
+    Weighted,
+)
 from daskfuse.partition import Columns
 
 
@@ -73,7 +84,9 @@ def test_exact_with_weights_equals_sklearn_with_weights(on_cluster, case, strate
     assert not np.allclose(getattr(unweighted, name), getattr(model, name), rtol=1e-6)
 
 
-@pytest.mark.parametrize("estimator", [MultinomialNB(), CategoricalNB()], ids=type)
+@pytest.mark.parametrize(
+    "estimator", [MultinomialNB(), ComplementNB(), BernoulliNB(), CategoricalNB()], ids=type
+)
 def test_discrete_naive_bayes_with_weights(on_cluster, estimator):
     X, _, labels, w = _data()
     counts = np.random.default_rng(1).integers(0, 4, size=X.shape)
@@ -185,6 +198,35 @@ def test_weighted_averaging_counts_total_weight(on_cluster):
     _close(est.fused_estimator_.coef_, expected, 1e-10)
 
 
+def test_robust_and_secure_averaging_weigh_by_total_weight(on_cluster):
+    """``Median(weighted=True)`` and ``Secure`` over ``Weighted`` weigh each partition by
+    its total sample weight (here given as a pandas Series)."""
+    X, y, _, w = _data()
+    parts = [slice(s, s + 80) for s in range(0, 240, 80)]
+    totals = [w[p].sum() for p in parts]
+    coefs = [LinearRegression().fit(X[p], y[p], sample_weight=w[p]).coef_ for p in parts]
+    median = FusedRegressor(LinearRegression(), fusion=Median(weighted=True), n_partitions=3)
+    median.fit(X, y, sample_weight=pd.Series(w))
+    _close(median.partition_report_["weight"], totals, 1e-12)
+    expected = []
+    for values in np.transpose(coefs):  # each coefficient's weighted median
+        order = np.argsort(values)
+        below = np.cumsum(np.asarray(totals)[order])
+        expected.append(values[order][np.searchsorted(below, below[-1] / 2)])
+    _close(median.fused_estimator_.coef_, expected, 1e-10)
+    secure = FusedRegressor(LinearRegression(), fusion=Secure("weighted"), n_partitions=3)
+    secure.fit(X, y, sample_weight=w)
+    _close(secure.fused_estimator_.coef_, np.average(coefs, axis=0, weights=totals), 1e-9)
+
+
+@pytest.mark.parametrize("fusion", [TrimmedMean(0.2, weighted=True), Krum()], ids=repr)
+def test_other_robust_averagings_fit_each_partition_with_its_weights(on_cluster, fusion):
+    X, y, _, w = _data(n=300)
+    est = FusedRegressor(LinearRegression(), fusion=fusion, n_partitions=5)
+    weighted = est.fit(X, y, sample_weight=w).fused_estimator_.coef_
+    assert not np.allclose(weighted, est.fit(X, y).fused_estimator_.coef_, rtol=1e-6)
+
+
 def test_recluster_weights_equal_repeated_rows(on_cluster):
     rng = np.random.default_rng(4)
     X = np.concatenate([rng.normal(c, 0.3, size=(60, 2)) for c in (-2.0, 0.0, 2.0)])
@@ -204,6 +246,11 @@ def test_recluster_weights_equal_repeated_rows(on_cluster):
         np.sort(repeated.fused_estimator_.cluster_centers_, axis=0),
         1e-8,
     )
+    # fit_transform takes the weights too
+    distances = FusedClusterer(kmeans, fusion="recluster", n_partitions=3).fit_transform(
+        X, sample_weight=counts
+    )
+    _close(distances.min(axis=1), weighted.transform(X).min(axis=1), 1e-8)
 
 
 # ------------------------------------------------------------------- dask inputs
