@@ -354,9 +354,6 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     tags = spec.fuser.tags(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
     X_fit, y_fit, X_hold, y_hold = _holdout_rows(X, y, index, spec.holdout, seed)
-    if weights is not None and X_hold is not None:
-        # (a strategy that holds rows out refuses sample weights: not reached)
-        raise PartitionError(index, "sample weights cannot be split with held-out rows")
     class_counts = None
     if spec.classifier:
         class_counts = _class_counts(y_fit, index, tags.single_class_partitions)

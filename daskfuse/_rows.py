@@ -207,10 +207,12 @@ def check_weights_apply(params, fuser):
             f"sample_weight cannot be used with {name}: {name}.fit takes no sample_weight"
         )
     tags = fuser.tags(params.estimator)
-    if tags.sample_weight_reason is not None:
+    reason = tags.sample_weight_reason
+    if reason is None and tags.holdout:
+        reason = "it scores the models on held-out rows, which are scored unweighted"
+    if reason is not None:
         raise FusionError(
-            f"sample_weight cannot be used with fusion={fuser!r} and {name}: "
-            f"{tags.sample_weight_reason}"
+            f"sample_weight cannot be used with fusion={fuser!r} and {name}: {reason}"
         )
     if params.rounds > 1 and tags.weighted_rounds_reason is not None:
         raise FusionError(

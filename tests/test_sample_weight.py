@@ -3,6 +3,7 @@ weighed by the fusion, or refused with the reason (issue 16, item 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import dask.array as da
@@ -450,3 +451,18 @@ def test_least_squares_with_small_weights_keeps_the_row_count(on_cluster):
         assert model.rank_ == single.rank_
         _close(model.singular_, single.singular_, 1e-10)
         _close(model.predict(X), single.predict(X), 1e-8)
+
+
+class _HoldingOut(Weighted):
+    """A strategy that says it honours weights but holds rows out for scoring."""
+
+    def tags(self, estimator):
+        return dataclasses.replace(super().tags(estimator), holdout=0.2)
+
+
+def test_a_strategy_that_holds_rows_out_is_refused_weights(on_cluster):
+    """Generic code asks the tags: held-out rows would be scored unweighted."""
+    X, y, _, w = _data()
+    est = FusedRegressor(LinearRegression(), fusion=_HoldingOut(), n_partitions=3)
+    with pytest.raises(FusionError, match=r"_HoldingOut\(.*held-out rows.*unweighted"):
+        est.fit(X, y, sample_weight=w)
