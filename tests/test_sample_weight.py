@@ -281,6 +281,21 @@ def test_dask_inputs_with_unknown_chunks(on_cluster, strategy):
     _close(est.fused_estimator_.coef_, single.coef_, 1e-10)
 
 
+def test_stratified_dask_partitions_carry_their_weights(on_cluster):
+    X, _, labels, w = _data()
+    est = FusedClassifier(
+        GaussianNB(var_smoothing=0.5), fusion="exact", partition="stratified", n_partitions=3
+    )
+    est.fit(
+        da.from_array(X, chunks=(60, -1)),
+        da.from_array(labels, chunks=60),
+        sample_weight=da.from_array(w, chunks=60),
+    )
+    single = GaussianNB(var_smoothing=0.5).fit(X, labels, sample_weight=w)
+    _close(est.fused_estimator_.theta_, single.theta_, 1e-10)
+    _close(est.fused_estimator_.var_, single.var_, 1e-10)
+
+
 def test_fit_graph_takes_weights(on_cluster):
     X, y, _, w = _data()
     est = FusedRegressor(LinearRegression(), fusion="exact", n_partitions=3)
