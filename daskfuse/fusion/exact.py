@@ -247,7 +247,7 @@ def _psd_factor(m2):
         return np.linalg.qr(np.sqrt(np.clip(values, 0, None))[:, None] * vectors.T, mode="r")
 
 
-def _cross_products(X, Y):
+def _cross_products(X, Y, sample_weight=None):
     """Row count, column means and centred cross-products of ``Z = [X | Y]`` in one pass.
 
     ``Z`` is never built: row chunks of ``X`` and ``Y`` are copied, shifted by the
@@ -255,6 +255,10 @@ def _cross_products(X, Y):
     ``syrk``) and column sums accumulate. The shift keeps the correction from the
     shifted to the centred cross-products small, so there is no cancellation when
     the columns' means are large next to their spread.
+
+    With ``sample_weight`` each shifted row is scaled by the root of its weight (as
+    scikit-learn rescales weighted least squares): the count is the total weight,
+    the means and cross-products are weighted.
     """
     n, p = X.shape
     q = p + Y.shape[1]
@@ -266,13 +270,20 @@ def _cross_products(X, Y):
     buffer = np.empty((min(n, rows), q))
     cross = np.zeros((q, q))
     sums = np.zeros(q)
+    root = None if sample_weight is None else np.sqrt(np.asarray(sample_weight, dtype=float))
     for start in range(0, n, rows):
         block = buffer[: min(n, start + rows) - start]
         stop = start + len(block)
         np.subtract(X[start:stop], shift[:p], out=block[:, :p])
         np.subtract(Y[start:stop], shift[p:], out=block[:, p:])
+        if root is None:
+            sums += block.sum(axis=0)
+        else:
+            block *= root[start:stop, None]
+            sums += root[start:stop] @ block
         cross += block.T @ block
-        sums += block.sum(axis=0)
+    if root is not None:
+        n = float(np.sum(sample_weight))
     offset = sums / n
     return n, shift + offset, cross - n * np.outer(offset, offset)
 
@@ -324,13 +335,9 @@ class Gram:
         at them (scikit-learn's rescaling by the root of the weights), ``n`` the total
         weight and ``rows`` the row count.
         """
-        if sample_weight is not None:
-            Z = np.hstack([np.asarray(X, dtype=float), np.asarray(Y, dtype=float)])
-            n, mean, root = _weighted_centre(Z, sample_weight)
-            scaled = root[:, None] * (Z - mean)
-            return cls(n, mean, scaled.T @ scaled, X.shape[1], y_ndim, fit_dtype(X), len(Z))
-        n, mean, m2 = _cross_products(X, Y)
-        return cls(n, mean, m2, X.shape[1], y_ndim, fit_dtype(X))
+        n, mean, m2 = _cross_products(X, Y, sample_weight)
+        rows = None if sample_weight is None else len(X)
+        return cls(n, mean, m2, X.shape[1], y_ndim, fit_dtype(X), rows)
 
     @classmethod
     def merge(cls, parts):
