@@ -30,9 +30,9 @@ default.
     every capability question, answered once per estimator: whether the
     partitions are fitted first, need the global classes, share one seed, may hold
     one class, hold rows out for scoring; whether fitted models can be fused
-    without their rows; and why ``rounds``, ``proximal`` or given weights do not
-    apply (None where they do). See :class:`FuserTags` for the defaults; a subclass
-    returns ``dataclasses.replace(super().tags(estimator), ...)``.
+    without their rows; and why ``rounds``, ``proximal``, given weights or ``fit``'s
+    sample weights do not apply (None where they do). See :class:`FuserTags` for the
+    defaults; a subclass returns ``dataclasses.replace(super().tags(estimator), ...)``.
 
 Several passes (``rounds`` of the meta-estimators, a cascade's feedback passes):
 ``passes(rounds)`` is how many to run at most, ``first_estimator(estimator, X, y)``
