@@ -25,7 +25,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._adapters import fitted_train_score, max_iter_reached
-from ._inputs import aligned, check_dense, check_label_types
+from ._inputs import aligned, check_dense, check_label_types, weight_problem
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
 
@@ -139,13 +139,15 @@ def _as_numpy(part, what, index):
 
 
 def _concat(pieces, index):
-    xs = [_as_numpy(x, "X", index) for x, _ in pieces]
-    X = xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0)
-    if pieces[0][1] is None:
-        return X, None
-    ys = [_as_numpy(y, "y", index) for _, y in pieces]
-    y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=0)
-    return X, y
+    """``(X, y, sample_weight)`` of a partition's pieces (``y``, the weights: or None)."""
+    out = []
+    for k, what in enumerate(("X", "y", "sample_weight")):
+        if k >= len(pieces[0]) or pieces[0][k] is None:
+            out.append(None)
+            continue
+        parts = [_as_numpy(piece[k], what, index) for piece in pieces]
+        out.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
+    return tuple(out)
 
 
 def _flatten(pieces):
@@ -153,7 +155,8 @@ def _flatten(pieces):
 
     A piece is a Delayed computing to an ``(X, y)`` pair, an ``(X, y)`` tuple of
     Delayed (``y`` may be None), or an ``(X, y, rows)`` triple whose slice ``rows``
-    selects the piece from larger blocks. Each Delayed becomes an argument of its
+    selects the piece from larger blocks; with sample weights, ``(X, y, weights)``
+    and ``(X, y, weights, rows)``. Each Delayed becomes an argument of its
     own: dask turns a Delayed argument into a reference, but one inside a tuple by
     optimising its whole graph, once per task (quadratic in the number of blocks).
     """
@@ -172,17 +175,18 @@ def _select(data, rows):
 
 
 def _regroup(sizes, args):
-    """The ``(X, y)`` pieces from :func:`_flatten`'s arguments, once computed."""
+    """The ``(X, y)`` (or ``(X, y, weights)``) pieces from :func:`_flatten`'s
+    arguments, once computed."""
     pieces, start = [], 0
     for size in sizes:
         part = args[start : start + size]
         start += size
         if size == 1:
             pieces.append(tuple(part[0]))
-        elif size == 2:
-            pieces.append((part[0], part[1]))
+        elif isinstance(part[-1], slice):
+            pieces.append(tuple(_select(data, part[-1]) for data in part[:-1]))
         else:
-            pieces.append((_select(part[0], part[2]), _select(part[1], part[2])))
+            pieces.append(tuple(part))
     return pieces
 
 
@@ -281,9 +285,28 @@ EMPTY = "the partition is empty (0 rows)"
 
 def _rows_in(pieces):
     try:
-        return int(sum(len(x) for x, _ in pieces))
+        return int(sum(len(piece[0]) for piece in pieces))
     except TypeError:
         return None
+
+
+#: the report's ``error`` of a partition whose sample weights are all zero (left out
+#: of every fusion, as an empty one)
+ZERO_WEIGHT = "the partition's sample weights are all zero"
+
+
+def _check_weights(X, weights, index):
+    """Raise :class:`PartitionError` for sample weights that are not one finite,
+    non-negative number per row of the partition ``index``."""
+    if weights.ndim != 1 or len(weights) != len(X):
+        raise PartitionError(
+            index,
+            f"sample_weight must be 1-D with one weight per row ({len(X)}); got shape "
+            f"{weights.shape}",
+        )
+    problem = weight_problem(np.asarray(weights, dtype=float))
+    if problem is not None:
+        raise PartitionError(index, problem)
 
 
 def _left_out(spec, index, pieces, secret, start, error):
@@ -316,8 +339,13 @@ def _skipped_report(index, pieces, error, start):
 
 def _fit_partition(spec, index, previous, pieces, secret, start):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
-    X, y = _concat(pieces, index)
+    X, y, weights = _concat(pieces, index)
     _check_partition(X, y, index, spec)
+    if weights is not None:
+        _check_weights(X, weights, index)
+        if not np.any(weights > 0):
+            # it adds nothing to a weighted fit: left out, as an empty partition
+            return _left_out(spec, index, pieces, secret, start, PartitionError(index, ZERO_WEIGHT))
     start_score = None
     if previous is not None:
         # a model fitted on named columns, scored on this partition's array
@@ -333,14 +361,14 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     if previous is not None:
         estimator = _local_fit(spec, index, seed, previous, X_fit, y_fit)
     elif tags.needs_fit:
-        estimator = _first_fit(spec, index, seed, X_fit, y_fit)
+        estimator = _first_fit(spec, index, seed, X_fit, y_fit, weights)
     else:
         # a strategy that summarises the rows themselves (sufficient statistics)
         estimator = None
     fit_seconds = time.perf_counter() - fit_start
     holdout_score = None if X_hold is None else _score(estimator, X_hold, y_hold)
     summary = _summarize(
-        spec, index, estimator, X_fit, y_fit, holdout_score, seed, secret, previous
+        spec, index, estimator, (X_fit, y_fit, weights), holdout_score, seed, secret, previous
     )
     train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit)
     report = {
@@ -408,15 +436,17 @@ def _takes_seed(estimator, seed):
     return seed is not None and "random_state" in estimator.get_params()
 
 
-def _first_fit(spec, index, seed, X, y):
-    """The first pass: a clone of the template (with the partition's seed), fitted."""
+def _first_fit(spec, index, seed, X, y, weights=None):
+    """The first pass: a clone of the template (with the partition's seed), fitted
+    (with the rows' sample ``weights`` where given)."""
     estimator = clone(spec.estimator)
     if _takes_seed(estimator, seed):
         estimator.set_params(random_state=seed)
+    fit_params = {} if weights is None else {"sample_weight": weights}
     try:
         estimator = spec.fuser.first_estimator(estimator, X, y)
         with quiet_warnings(UserWarning):
-            estimator.fit(X, y)
+            estimator.fit(X, y, **fit_params)
     except Exception as exc:
         raise PartitionError(
             index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
@@ -449,8 +479,10 @@ def _local_fit(spec, index, seed, previous, X, y):
         ) from exc
 
 
-def _summarize(spec, index, estimator, X, y, holdout_score, seed, secret, previous):
-    """The strategy's summary of one partition (see :mod:`daskfuse.fusion.base`)."""
+def _summarize(spec, index, estimator, rows, holdout_score, seed, secret, previous):
+    """The strategy's summary of one partition (see :mod:`daskfuse.fusion.base`);
+    ``rows`` is ``(X, y, sample_weight)``."""
+    X, y, weights = rows
     info = {
         "index": index,
         "n_rows": len(X),
@@ -461,6 +493,7 @@ def _summarize(spec, index, estimator, X, y, holdout_score, seed, secret, previo
         "secret": secret,
         # the previous pass's fused model (None in the first pass)
         "init": None if previous is None else previous[0],
+        "sample_weight": weights,
     }
     try:
         return spec.fuser.summarize(estimator, X, y, info)
@@ -606,7 +639,7 @@ def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=
 
 def score_partition(model, sizes, *pieces):
     """``(score, rows)`` of ``model`` on one partition (a ``daskfuse-score`` task)."""
-    X, y = _concat(_regroup(sizes, pieces), None)
+    X, y, _ = _concat(_regroup(sizes, pieces), None)
     return _score(model, X, y), len(X)
 
 

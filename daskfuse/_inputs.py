@@ -21,11 +21,13 @@ __all__ = [
     "check_dense",
     "check_frame_columns",
     "check_label_types",
+    "check_sample_weight",
     "dask_blocks",
     "dask_classes",
     "float_array",
     "is_dask_input",
     "seed_sequence",
+    "weight_problem",
 ]
 
 
@@ -138,6 +140,69 @@ def check_frame_columns(X):
         )
 
 
+def weight_problem(weights):
+    """What is wrong with the 1-D float array ``weights`` as sample weights, or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weight_problem(np.array([1.0, -2.0]))
+    'sample_weight must be non-negative; got -2.0 (row 1 of 2)'
+    """
+    bad = np.flatnonzero(~np.isfinite(weights))
+    if bad.size:
+        return (
+            f"sample_weight must be finite; got {weights[bad[0]]} (row {bad[0]} of "
+            f"{len(weights)}, {bad.size} such row(s))"
+        )
+    bad = np.flatnonzero(weights < 0)
+    if bad.size:
+        return (
+            f"sample_weight must be non-negative; got {weights[bad[0]]} (row {bad[0]} of "
+            f"{len(weights)})"
+        )
+    return None
+
+
+def _weight_array(sample_weight):
+    """``sample_weight`` as a float64 array (missing values become NaN)."""
+    try:
+        return float_array(sample_weight)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"sample_weight must be an array of numbers; got {type(sample_weight).__name__} ({exc})"
+        ) from exc
+
+
+def check_sample_weight(sample_weight, n_rows):
+    """In-memory ``sample_weight`` validated for ``n_rows`` rows: a float64 array.
+
+    Raises
+    ------
+    ValueError
+        It is not 1-D, not one per row, not finite, negative somewhere, or all zero.
+    """
+    weights = _weight_array(sample_weight)
+    if weights.ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1-dimensional, shape (n_samples,) = ({n_rows},); got "
+            f"shape {weights.shape}"
+        )
+    if len(weights) != n_rows:
+        raise ValueError(
+            f"sample_weight has {len(weights)} entries but X has {n_rows} rows: one weight "
+            "per row is expected"
+        )
+    problem = weight_problem(weights)
+    if problem is not None:
+        raise ValueError(problem)
+    if not np.any(weights > 0):
+        raise ValueError(
+            f"sample_weight is all zero ({n_rows} rows); at least one row needs a positive weight"
+        )
+    return weights
+
+
 def _block_classes(y):
     check_label_types(y)
     return np.unique(np.asarray(y))
@@ -189,6 +254,7 @@ class DaskBlocks:
     lengths: list | None
     n_features: int
     feature_names: np.ndarray | None
+    w_blocks: list | None = None
 
 
 def _known(chunks):
@@ -246,21 +312,22 @@ def _x_blocks(X):
     )
 
 
-def _y_blocks(y, x_lengths, n_x_blocks):
+def _y_blocks(y, x_lengths, n_x_blocks, name="y"):
+    """Row blocks of ``y`` (or of the sample weights, ``name``) aligned with X's."""
     if isinstance(y, dd.Series | dd.DataFrame):
         blocks = list(y.to_delayed())
         lengths = None
     elif isinstance(y, da.Array):
         if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1- or 2-dimensional; got a {y.ndim}-D dask array")
+            raise ValueError(f"{name} must be 1- or 2-dimensional; got a {y.ndim}-D dask array")
         if y.ndim == 2 and y.numblocks[1] > 1:
             y = y.rechunk({1: -1})
         lengths = list(y.chunks[0]) if _known(y.chunks[0]) else None
         if lengths is not None and x_lengths is not None and lengths != x_lengths:
             if sum(lengths) != sum(x_lengths):
                 raise ValueError(
-                    f"X has {sum(x_lengths)} rows but y has {sum(lengths)}: X and y must "
-                    "have the same number of rows"
+                    f"X has {sum(x_lengths)} rows but {name} has {sum(lengths)}: X and "
+                    f"{name} must have the same number of rows"
                 )
             y = y.rechunk({0: tuple(x_lengths)})
             lengths = x_lengths
@@ -269,78 +336,123 @@ def _y_blocks(y, x_lengths, n_x_blocks):
         y = np.asarray(y)
         if x_lengths is None:
             raise ValueError(
-                "y is in memory but X is a dask collection of unknown chunk sizes, so y "
-                "cannot be aligned with X's blocks; pass y as a dask collection built "
-                "alongside X"
+                f"{name} is in memory but X is a dask collection of unknown chunk sizes, "
+                f"so {name} cannot be aligned with X's blocks; pass {name} as a dask "
+                "collection built alongside X"
             )
         if len(y) != sum(x_lengths):
             raise ValueError(
-                f"X has {sum(x_lengths)} rows but y has {len(y)}: X and y must have the "
-                "same number of rows"
+                f"X has {sum(x_lengths)} rows but {name} has {len(y)}: X and {name} must "
+                "have the same number of rows"
             )
         y = da.from_array(y, chunks=(tuple(x_lengths),) + y.shape[1:])
         return list(y.to_delayed().ravel())
     else:
-        raise TypeError(f"y must be array-like or a dask collection; got {type(y).__name__}")
+        raise TypeError(f"{name} must be array-like or a dask collection; got {type(y).__name__}")
     if len(blocks) != n_x_blocks:
         raise ValueError(
-            f"X has {n_x_blocks} row blocks but y has {len(blocks)}, and their chunk sizes "
-            "are not both known, so they cannot be aligned; build X and y with the same "
-            "row chunks (or call compute_chunk_sizes() on both)"
+            f"X has {n_x_blocks} row blocks but {name} has {len(blocks)}, and their chunk "
+            f"sizes are not both known, so they cannot be aligned; build X and {name} with "
+            "the same row chunks (or call compute_chunk_sizes() on both)"
         )
     return blocks
 
 
-def dask_blocks(X, y=None):
-    """Aligned row blocks of a dask ``X`` (and ``y``).
+def _check_weight_shape(sample_weight):
+    """Raise ``ValueError`` unless the (dask or in-memory) ``sample_weight`` is 1-D."""
+    if isinstance(sample_weight, dd.DataFrame):
+        raise ValueError(
+            "sample_weight must be 1-dimensional, shape (n_samples,); got a dask DataFrame "
+            f"with columns {list(sample_weight.columns)} (pass one column, a dask Series)"
+        )
+    ndim = getattr(sample_weight, "ndim", None)
+    if ndim is None and not is_dask_input(sample_weight):
+        ndim = np.ndim(sample_weight)
+    if ndim is not None and ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1-dimensional, shape (n_samples,); got "
+            f"{ndim} dimensions (shape {np.shape(sample_weight)})"
+        )
+
+
+def dask_blocks(X, y=None, sample_weight=None):
+    """Aligned row blocks of a dask ``X`` (and ``y``, and ``sample_weight``).
 
     Raises
     ------
     ValueError
-        X is not 2-D, not numeric, or X and y cannot be aligned.
+        X is not 2-D, not numeric, or X, y and the sample weights cannot be aligned.
     TypeError
         X or y is of an unsupported type.
     """
-    if isinstance(X, dd.DataFrame) and isinstance(y, dd.Series | dd.DataFrame):
-        return _frame_blocks(X, y)
+    if sample_weight is not None:
+        _check_weight_shape(sample_weight)
+    frame_y = y is None or isinstance(y, dd.Series | dd.DataFrame)
+    if (
+        isinstance(X, dd.DataFrame)
+        and frame_y
+        and (y is not None or isinstance(sample_weight, dd.Series))
+    ):
+        if sample_weight is not None and not isinstance(sample_weight, dd.Series):
+            raise ValueError(
+                "X is a dask DataFrame, so sample_weight must be a dask Series aligned with "
+                f"it (e.g. a column of the same DataFrame); got {type(sample_weight).__name__}"
+            )
+        return _frame_blocks(X, y, sample_weight)
     x_blocks, lengths, n_features, names = _x_blocks(X)
     y_blocks = None if y is None else _y_blocks(y, lengths, len(x_blocks))
-    return DaskBlocks(x_blocks, y_blocks, lengths, n_features, names)
+    w_blocks = None
+    if sample_weight is not None:
+        w_blocks = _y_blocks(sample_weight, lengths, len(x_blocks), "sample_weight")
+    return DaskBlocks(x_blocks, y_blocks, lengths, n_features, names, w_blocks)
 
 
 _TARGET = "__daskfuse_target__"
 
 
-def _frame_blocks(X, y):
-    """Row blocks of a dask DataFrame X and its dask y, split from one joined frame.
+def _frame_blocks(X, y, sample_weight=None):
+    """Row blocks of a dask DataFrame X and its dask y (and dask Series of sample
+    weights), split from one joined frame.
 
     dask's optimiser may partition ``ddf[features]`` and ``ddf[target]`` differently
     (it merges small parquet pieces by the size of the columns read), so X and y are
     joined first and every block is cut into X and y on the worker that holds it.
     """
     _check_frame_dtypes(X)
+    joined, y_columns = X, None
     try:
         if isinstance(y, dd.Series):
             joined = X.assign(**{_TARGET: y})
             y_columns = _TARGET
-        else:
+        elif y is not None:
             renamed = y.rename(columns={c: f"{_TARGET}{i}" for i, c in enumerate(y.columns)})
             joined = dd.concat([X, renamed], axis=1)
             y_columns = list(renamed.columns)
+        if sample_weight is not None:
+            joined = _with_weights(joined, sample_weight)
     except (ValueError, NotImplementedError) as exc:
         raise ValueError(
-            f"X has {X.npartitions} partitions and y has {y.npartitions}, and they cannot be "
+            f"X has {X.npartitions} partitions and y (or sample_weight) has "
+            f"{(y if y is not None else sample_weight).npartitions}, and they cannot be "
             f"aligned ({exc}); build X and y from one dask DataFrame"
         ) from exc
     blocks = joined.to_delayed()
     columns = list(X.columns)
-    return DaskBlocks(
-        [delayed(_select, pure=True)(b, columns) for b in blocks],
-        [delayed(_select, pure=True)(b, y_columns) for b in blocks],
-        None,
-        len(columns),
-        _feature_names(X.columns),
-    )
+    x_blocks = [delayed(_select, pure=True)(b, columns) for b in blocks]
+    y_blocks = None if y is None else [delayed(_select, pure=True)(b, y_columns) for b in blocks]
+    w_blocks = None
+    if sample_weight is not None:
+        w_blocks = [delayed(_select, pure=True)(b, _WEIGHT) for b in blocks]
+    return DaskBlocks(x_blocks, y_blocks, None, len(columns), _feature_names(X.columns), w_blocks)
+
+
+_WEIGHT = "__daskfuse_sample_weight__"
+
+
+def _with_weights(joined, sample_weight):
+    """``joined`` with the sample weights as one more column (a dask Series, aligned
+    by index, or anything dask can assign as a column)."""
+    return joined.assign(**{_WEIGHT: sample_weight})
 
 
 def _select(frame, columns):

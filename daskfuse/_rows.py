@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from dask.base import tokenize
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import has_fit_parameter, validate_data
 
 from ._adapters import updates_per_partition
 from ._graph import (
@@ -36,6 +36,7 @@ from ._inputs import (
     check_dense,
     check_frame_columns,
     check_label_types,
+    check_sample_weight,
     dask_blocks,
     dask_classes,
     is_dask_input,
@@ -187,8 +188,41 @@ def _token_parts(params, fuser, rows, split_every, seeds):
     )
 
 
+def _data_token(token_parts, X, y, sample_weight):
+    """The token of one fit's data (the weights too, where given)."""
+    if sample_weight is None:
+        return tokenize(token_parts, X, y)
+    return tokenize(token_parts, X, y, sample_weight)
+
+
+def check_weights_apply(params, fuser):
+    """Raise unless ``fit``'s ``sample_weight`` can be honoured by the estimator's
+    ``fit`` and by ``fuser`` (its ``sample_weight_reason``, and with ``rounds`` > 1
+    its ``weighted_rounds_reason``)."""
+    if params.sample_weight is None:
+        return
+    name = type(params.estimator).__name__
+    if not has_fit_parameter(params.estimator, "sample_weight"):
+        raise ValueError(
+            f"sample_weight cannot be used with {name}: {name}.fit takes no sample_weight"
+        )
+    tags = fuser.tags(params.estimator)
+    reason = tags.sample_weight_reason
+    if reason is None and tags.holdout:
+        reason = "it scores the models on held-out rows, which are scored unweighted"
+    if reason is not None:
+        raise FusionError(
+            f"sample_weight cannot be used with fusion={fuser!r} and {name}: {reason}"
+        )
+    if params.rounds > 1 and tags.weighted_rounds_reason is not None:
+        raise FusionError(
+            f"rounds={params.rounds} cannot be used with sample_weight and fusion={fuser!r}: "
+            f"{tags.weighted_rounds_reason}; fit with rounds=1"
+        )
+
+
 def _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts):
-    blocks = dask_blocks(X, y)
+    blocks = dask_blocks(X, y, params.sample_weight)
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
@@ -196,21 +230,28 @@ def _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts):
     classes = None
     if params.classifier and fuser.tags(params.estimator).needs_classes:
         classes = dask_classes(blocks.y_blocks)
-    token = tokenize(token_parts, X, y)
+    token = _data_token(token_parts, X, y, params.sample_weight)
     names = fit_prefix(token)
     plan = plan_blocks(
-        blocks.x_blocks, blocks.y_blocks, blocks.lengths, rows, partition_seeds, names
+        blocks.x_blocks,
+        blocks.y_blocks,
+        blocks.lengths,
+        rows,
+        partition_seeds,
+        names,
+        blocks.w_blocks,
     )
     return _Planned(meta, classes, token, names, plan, blocks.x_blocks)
 
 
 def _validate_in_memory(params, X, y, allow_nan):
     """``X``, ``y`` validated by scikit-learn, with what validation learnt of them."""
-    if is_dask_input(y):
-        raise TypeError(
-            "X is in memory but y is a dask collection; pass both in memory or "
-            "both as dask collections"
-        )
+    for name, value in (("y", y), ("sample_weight", params.sample_weight)):
+        if is_dask_input(value):
+            raise TypeError(
+                f"X is in memory but {name} is a dask collection; pass both in memory or "
+                "both as dask collections"
+            )
     check_dense(X)
     check_frame_columns(X)
     if params.classifier:
@@ -248,10 +289,10 @@ def _validated_in_memory(params, X, y, allow_nan):
     return X, y, meta, classes
 
 
-def _plan_in_memory(X, y, meta, classes, assigned, token_parts):
-    token = tokenize(token_parts, X, y)
+def _plan_in_memory(X, y, meta, classes, assigned, token_parts, sample_weight=None):
+    token = _data_token(token_parts, X, y, sample_weight)
     names = fit_prefix(token)
-    plan = plan_groups(X, y, *assigned, names["data"])
+    plan = plan_groups(X, y, *assigned, names["data"], sample_weight)
     return _Planned(meta, classes, token, names, plan)
 
 
@@ -289,10 +330,14 @@ def prepare(params, X, y):
     allow_nan = estimator_allows_nan(params.estimator)
     partition_seeds, fit_seeds = seeds.spawn(2)
     token_parts = _token_parts(params, fuser, rows, split_every, seeds)
+    check_weights_apply(params, fuser)
     if is_dask_input(X):
         planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts)
     else:
         X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan)
+        weights = params.sample_weight
+        if weights is not None:
+            weights = check_sample_weight(weights, len(X))
         assigned = assign_in_memory(X, y, rows, partition_seeds)
         counts = _counts(classes, y, assigned[1])
         if prefers_newton(params.fusion, params.estimator, class_counts=counts):
@@ -300,8 +345,9 @@ def prepare(params, X, y):
             # (decided before the data is planned, under their own keys)
             fuser = Newton()
             passes = _check_rounds(params, fuser)
+            check_weights_apply(params, fuser)
             token_parts = _token_parts(params, fuser, rows, split_every, seeds)
-        planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts)
+        planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts, weights)
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
     fuser.prepare(n)

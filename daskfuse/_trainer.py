@@ -57,6 +57,8 @@ class TrainSpec:
     estimator, fusion, partition, n_partitions, split_every, rounds, tol, local_epochs, \
 proximal, random_state, on_error, min_partitions, verbose
         The constructor parameters, as given.
+    sample_weight : array-like of shape (n_samples,), dask collection or None
+        ``fit``'s per-row weights, as given (the trainer validates them).
     """
 
     owner: str
@@ -74,6 +76,7 @@ proximal, random_state, on_error, min_partitions, verbose
     on_error: Any = "raise"
     min_partitions: Any = 1
     verbose: Any = 0
+    sample_weight: Any = None
 
     @property
     def classifier(self):

@@ -24,7 +24,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rows, vertical
-from ._graph import EMPTY, convergence_note, estimator_allows_nan, r2_from_sums
+from ._graph import EMPTY, ZERO_WEIGHT, convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
     check_dense,
@@ -182,7 +182,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    def fit_graph(self, X, y=None):
+    def fit_graph(self, X, y=None, sample_weight=None):
         """The lazy fit: a ``dask.delayed`` object computing to ``(model, reports)``.
 
         Validates the parameters and the data as :meth:`fit` does and builds the
@@ -196,6 +196,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         y : array-like, pandas Series, dask array or dask Series, or None
             Targets, aligned with the rows of ``X`` (None for transformers and
             clusterers).
+        sample_weight : array-like of shape (n_samples,), dask array or dask Series, \
+default=None
+            Per-row weights, as for :meth:`fit`.
 
         Returns
         -------
@@ -203,12 +206,15 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             Computes to the fused estimator and the list of partition reports. With
             ``rounds`` > 1 (or a strategy with feedback passes) it is the first pass.
         """
-        return self._trainer().graph(self._train_spec(), X, y)
+        return self._trainer().graph(self._train_spec(sample_weight), X, y)
 
-    def _train_spec(self):
+    def _train_spec(self, sample_weight=None):
         """The parameters as the trainer sees them, after the checks every trainer shares."""
         params = TrainSpec(
-            owner=type(self).__name__, kind=self._kind, **self.get_params(deep=False)
+            owner=type(self).__name__,
+            kind=self._kind,
+            **self.get_params(deep=False),
+            sample_weight=sample_weight,
         )
         check_params(params)
         return params
@@ -221,7 +227,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit one model per partition as dask tasks and fuse them into one.
 
         A failed fit leaves the estimator unfitted, whatever it held before.
@@ -234,6 +240,18 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         y : array-like, pandas Series, dask array or dask Series, or None
             Targets, aligned with the rows of ``X`` (ignored by transformers and
             clusterers).
+        sample_weight : array-like of shape (n_samples,), dask array or dask Series, \
+default=None
+            Per-row weights, aligned with the rows of ``X`` (numpy, pandas, or a dask
+            collection chunked like ``X``, also with unknown chunk sizes): finite,
+            non-negative and not all zero. Each partition's estimator is fitted with
+            its rows' weights, and the fusion weighs them: ``Weighted(by="rows")``
+            counts total weight instead of rows, exact statistics and the
+            global-gradient passes are weighted (the fused model equals the
+            estimator fitted on all rows with the same weights). A partition whose
+            weights are all zero is left out, like an empty one. Strategies that
+            cannot honour weights (and ``partition=Columns(...)``) refuse them with
+            the reason, as do estimators whose ``fit`` takes no ``sample_weight``.
 
         Returns
         -------
@@ -242,7 +260,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         """
         self._clear_fitted()
         try:
-            result = self._trainer().train(self._train_spec(), X, y)
+            result = self._trainer().train(self._train_spec(sample_weight), X, y)
             _check_two_classes(result.fused, self._kind)
         except BaseException:
             self._clear_fitted()
@@ -251,9 +269,10 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         for name, value in result.attributes().items():
             setattr(self, name, value)
         skipped = result.skipped
-        # blocks without rows are left out of every fusion without a word
+        # blocks without rows (or whose rows all weigh 0) are left out of every
+        # fusion without a word
         if len(skipped):
-            skipped = skipped.loc[skipped["error"] != EMPTY]
+            skipped = skipped.loc[~skipped["error"].isin([EMPTY, ZERO_WEIGHT])]
         if len(skipped):
             n_rows = result.report["rows"].sum()
             warnings.warn(
@@ -771,7 +790,7 @@ class FusedClusterer(ClusterMixin, _FusedBase):
 
     _kind = "clusterer"
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit one clusterer per partition and fuse them into one.
 
         Parameters
@@ -780,12 +799,15 @@ class FusedClusterer(ClusterMixin, _FusedBase):
             Training data, shape (n_samples, n_features).
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), dask array or dask Series, \
+default=None
+            Per-row weights, as for :meth:`FusedClassifier.fit`.
 
         Returns
         -------
         self : object
         """
-        super().fit(X, None)
+        super().fit(X, None, sample_weight=sample_weight)
         try:
             self.labels_ = self.predict(X)
         except BaseException:
@@ -808,7 +830,7 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         return self._delegate("predict", X)
 
     @available_if(_estimator_has("transform"))
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X, y=None, sample_weight=None):
         """Fit, then return the distances of ``X`` to the fused cluster centres.
 
         Parameters
@@ -816,12 +838,15 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         X : array-like, pandas DataFrame, dask array or dask DataFrame
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), dask array or dask Series, \
+default=None
+            Per-row weights, as for :meth:`fit`.
 
         Returns
         -------
         distances : ndarray or dask array
         """
-        return self.fit(X).transform(X)
+        return self.fit(X, sample_weight=sample_weight).transform(X)
 
     @available_if(_estimator_has("transform"))
     def transform(self, X):

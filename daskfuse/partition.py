@@ -366,12 +366,18 @@ def assign_rows(strategy, n, y, n_partitions, rng, offset=0, total=None, start=N
     return ids
 
 
-def split_block(X, y, strategy, n_partitions, seed, offset, total, start=None):
-    """Split one row block into ``n_partitions`` pieces (a ``daskfuse-split`` task)."""
+def split_block(X, y, strategy, n_partitions, seed, offset, total, start=None, weights=None):
+    """Split one row block into ``n_partitions`` pieces (a ``daskfuse-split`` task):
+    ``(X, y)`` pairs, or ``(X, y, weights)`` triples with the block's sample weights."""
     ids = assign_rows(
         strategy, len(X), y, n_partitions, np.random.default_rng(seed), offset, total, start
     )
     take = _take_rows
+    if weights is not None:
+        return [
+            (take(X, idx), take(y, idx), take(weights, idx))
+            for idx in row_groups(ids, n_partitions)
+        ]
     return [(take(X, idx), take(y, idx)) for idx in row_groups(ids, n_partitions)]
 
 
@@ -451,27 +457,31 @@ def assign_in_memory(X, y, rows, seed_sequence):
     return strategy, groups
 
 
-def plan_groups(X, y, strategy, groups, data_prefix):
-    """The :class:`RowPlan` of in-memory ``X``, ``y`` cut into ``groups`` of rows."""
+def plan_groups(X, y, strategy, groups, data_prefix, sample_weight=None):
+    """The :class:`RowPlan` of in-memory ``X``, ``y`` (and ``sample_weight``) cut into
+    ``groups`` of rows."""
     n_rows = len(X)
     partitions = []
     for node, members in enumerate(_data_nodes(groups, X.nbytes // max(n_rows, 1))):
-        # one data node for X and one for y, holding the rows of consecutive
-        # partitions; each partition's fit task slices its own rows out of them
+        # one data node for X and one for y (and the weights), holding the rows of
+        # consecutive partitions; each partition's fit task slices its own rows out
         idx = groups[members[0]] if len(members) == 1 else np.concatenate(
             [groups[j] for j in members]
         )
-        X_node = delayed(_take_rows(X, idx), name=(data_prefix, node, 0), traverse=False)
-        y_node = None if y is None else delayed(
-            _take_rows(y, idx), name=(data_prefix, node, 1), traverse=False
+        data = (X, y) if sample_weight is None else (X, y, sample_weight)
+        nodes = tuple(
+            None
+            if d is None
+            else delayed(_take_rows(d, idx), name=(data_prefix, node, k), traverse=False)
+            for k, d in enumerate(data)
         )
         if len(members) == 1:
-            partitions.append([(X_node, y_node)])
+            partitions.append([nodes])
             continue
         start = 0
         for j in members:
             stop = start + len(groups[j])
-            partitions.append([(X_node, y_node, slice(start, stop))])
+            partitions.append([(*nodes, slice(start, stop))])
             start = stop
     return RowPlan(partitions, strategy, n_rows)
 
@@ -511,7 +521,7 @@ def _block_lengths(x_blocks, known):
     return list(dask.compute(*[delayed(len)(b) for b in x_blocks]))
 
 
-def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
+def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names, w_blocks=None):
     """Partitions of a dask input given as matching lists of row blocks.
 
     Parameters
@@ -520,6 +530,9 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         The row blocks of X and y, aligned block by block.
     lengths : list of int or None
         Rows per block, or None when unknown (they are computed if needed).
+    w_blocks : list of Delayed or None
+        The row blocks of the sample weights, aligned with X's; every piece then
+        carries its rows' weights.
     """
     strategy = resolve_strategy(rows, is_dask=True)
     _check_labels(strategy, y_blocks)
@@ -533,6 +546,9 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
                 "blocks of X with strategy='chunks'; rechunk X or use 'uniform'"
             )
         n_rows = None if lengths is None else int(sum(lengths))
+        if w_blocks is not None:
+            blocks = zip(x_blocks, y_blocks, w_blocks)
+            return RowPlan([[(xb, yb, wb)] for xb, yb, wb in blocks], strategy, n_rows)
         return RowPlan([[(xb, yb)] for xb, yb in zip(x_blocks, y_blocks)], strategy, n_rows)
 
     # "random" deals all rows round-robin from one start, so that unknown block
@@ -551,8 +567,9 @@ def plan_blocks(x_blocks, y_blocks, lengths, rows, seed_sequence, names):
         start = int(np.random.default_rng(seed_sequence.spawn(1)[0]).integers(n))
     pieces = [[] for _ in range(n)]
     for i, (xb, yb) in enumerate(zip(x_blocks, y_blocks)):
+        weights = () if w_blocks is None else (w_blocks[i],)
         split = delayed(split_block, pure=True, nout=n)(
-            xb, yb, strategy, n, seeds[i], int(offsets[i]), n_rows, start,
+            xb, yb, strategy, n, seeds[i], int(offsets[i]), n_rows, start, *weights,
             dask_key_name=(names["split"], i),
         )
         for j in range(n):

@@ -17,7 +17,7 @@ import numpy as np
 from .._adapters import adapter_for, linear_estimator_names, parameter_change
 from .._validation import check_real
 from ..exceptions import FusionError
-from .base import Fuser, check_holdout
+from .base import Fuser, check_holdout, row_weight
 
 __all__ = [
     "MEANING_PARAMS",
@@ -182,6 +182,7 @@ class _ParameterAveraging(Fuser):
             super().tags(estimator),
             from_models=True,
             given_weights_reason=self._given_weights_reason(),
+            sample_weight_reason=self._sample_weight_reason(),
         )
         adapter = adapter_for(estimator)
         if adapter is None:
@@ -313,6 +314,12 @@ class _ParameterAveraging(Fuser):
         A strategy that has no weighted form refuses given weights rather than
         silently ignoring them (``FuserTags.given_weights_reason``).
         """
+        return None
+
+    def _sample_weight_reason(self):
+        """Why ``fit``'s ``sample_weight`` cannot be honoured, or None: each partition's
+        model is fitted with its rows' weights, and the averaging weighs the models as
+        :meth:`partition_weight` says (by total weight where it counts rows)."""
         return None
 
     def local_fit(self, template, feedback, X, y, info):
@@ -470,7 +477,8 @@ class Weighted(_ParameterAveraging):
     Parameters
     ----------
     by : {"rows", "score"} or array-like of shape (n_partitions,), default="rows"
-        ``"rows"`` weights each partition's model by the rows it was fitted on;
+        ``"rows"`` weights each partition's model by the rows it was fitted on (by
+        their total sample weight where ``fit`` is given ``sample_weight``);
         ``"score"`` by its score (accuracy or R², clipped at 0) on ``holdout`` of its
         partition's rows, held out from its fit; an array gives the weight of each
         partition, in partition order (non-negative, not all zero; only their ratios
@@ -554,9 +562,17 @@ class Weighted(_ParameterAveraging):
             "or as weights with fusion='weighted'"
         )
 
+    def _sample_weight_reason(self):
+        if self.by == "score":
+            return (
+                f"{self!r} weighs the models by their unweighted scores on held-out rows; "
+                "use by='rows' (total sample weight) or an array of weights"
+            )
+        return None
+
     def partition_weight(self, info):
         if self.by == "rows":
-            return info["n_rows"]
+            return row_weight(info)
         if self.by == "score":
             score = info["holdout_score"]
             if score is None:

@@ -18,7 +18,8 @@ default.
     partition's seed, or None), ``template`` (the unfitted estimator, which tells
     the family when the fitted one is None), ``secret`` (this partition's share of
     ``partition_secrets``, or None) and ``init`` (the previous pass's fused model, or
-    None). A leaf summary may carry ``report_weight``, the partition's weight in the
+    None), ``sample_weight`` (the rows' sample weights, or None: see
+    :func:`row_weight`). A leaf summary may carry ``report_weight``, the partition's weight in the
     fusion shown in the report's ``weight`` column (absent: None).
 ``combine(summaries) -> summary``
     every inner node of the tree, any fan-in; associative.
@@ -29,9 +30,9 @@ default.
     every capability question, answered once per estimator: whether the
     partitions are fitted first, need the global classes, share one seed, may hold
     one class, hold rows out for scoring; whether fitted models can be fused
-    without their rows; and why ``rounds``, ``proximal`` or given weights do not
-    apply (None where they do). See :class:`FuserTags` for the defaults; a subclass
-    returns ``dataclasses.replace(super().tags(estimator), ...)``.
+    without their rows; and why ``rounds``, ``proximal``, given weights or ``fit``'s
+    sample weights do not apply (None where they do). See :class:`FuserTags` for the
+    defaults; a subclass returns ``dataclasses.replace(super().tags(estimator), ...)``.
 
 Several passes (``rounds`` of the meta-estimators, a cascade's feedback passes):
 ``passes(rounds)`` is how many to run at most, ``first_estimator(estimator, X, y)``
@@ -59,13 +60,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 from dask.base import tokenize
 
 from .._graph import plain_params
 from .._validation import check_real
 from ..exceptions import FusionError
 
-__all__ = ["Fuser", "FuserTags", "WrappingFuser"]
+__all__ = ["Fuser", "FuserTags", "WrappingFuser", "row_weight"]
+
+
+def row_weight(info):
+    """A partition's size for weighing it: its total sample weight where
+    ``fit`` was given ``sample_weight``, else its rows (``info["n_rows"]``)."""
+    weights = info.get("sample_weight")
+    if weights is None:
+        return info["n_rows"]
+    return float(np.sum(weights))
 
 
 def check_holdout(value, name):
@@ -136,6 +147,15 @@ class FuserTags:
         Why :func:`daskfuse.fuse` cannot honour given ``weights``, or None when it
         does (a strategy without a weighted form refuses them rather than ignore
         them).
+    sample_weight_reason : str or None
+        Why ``fit(X, y, sample_weight=...)`` cannot be honoured, or None when it is
+        (each partition's fit gets its rows' weights, ``summarize`` gets them as
+        ``info["sample_weight"]``, and the fusion weighs them). The default refuses:
+        a strategy says that it honours sample weights, never the reverse.
+    weighted_rounds_reason : str or None
+        Why ``rounds > 1`` cannot be used with ``sample_weight``, or None when it can
+        (the later rounds' local fits and the kept round's training score would be
+        unweighted).
     """
 
     needs_fit: bool = True
@@ -147,6 +167,10 @@ class FuserTags:
     rounds_reason: str | None = "it fuses in one pass"
     proximal_reason: str | None = "it has no proximal term"
     given_weights_reason: str | None = None
+    sample_weight_reason: str | None = "the strategy does not say that it honours them"
+    weighted_rounds_reason: str | None = (
+        "the later rounds train and score the partitions without their sample weights"
+    )
 
 
 #: members of the earlier protocol whose answers are now fields of :class:`FuserTags`
@@ -203,6 +227,7 @@ class Fuser(Strategy):
                 "strategy (average, weighted, median, trimmed_mean, krum) or recluster"
             ),
             proximal_reason=f"{self!r} has no proximal term",
+            sample_weight_reason=f"{self!r} has no weighted form",
         )
 
     def check_estimator(self, estimator, alternatives=()):

@@ -449,6 +449,11 @@ class Cascade(Fuser):
                 "the cascade runs its own feedback passes; leave rounds=1 and set "
                 "Cascade(max_passes=...)"
             ),
+            sample_weight_reason=(
+                f"{self!r} refits SVMs on the support vectors that the partitions pass up "
+                "the tree, which carry no sample weights, so the fused SVM would ignore "
+                "them; use fusion='vote' (weights='rows')"
+            ),
         )
 
     def feedback(self, fused, summary):

@@ -152,6 +152,35 @@ def _cluster_summary(X, labels, centers, split):
     return sizes.astype(float), means, within, np.asarray(points), np.asarray(weights, float)
 
 
+def _weighted_cluster_summary(X, labels, centers, split, sample_weight):
+    """:func:`_cluster_summary` of rows with sample weights: each cluster's size is its
+    total weight, its mean, sum of squares and principal direction are weighted (a
+    cluster of total weight 0 is empty). Integer weights give what repeated rows give.
+    """
+    k = len(centers)
+    sizes = np.bincount(labels, weights=sample_weight, minlength=k)
+    means = np.array(centers, dtype=float, copy=True)
+    within = 0.0
+    points, weights = [], []
+    for j in np.flatnonzero(sizes > 0):
+        rows = labels == j
+        w = sample_weight[rows]
+        mean = np.average(X[rows], axis=0, weights=w)
+        centered = X[rows] - mean
+        means[j] = mean
+        within += float(w @ np.einsum("ij,ij->i", centered, centered))
+        if split:
+            # the rows scaled by the root of their weight: the weighted variance along
+            # the principal direction is their sum of squares over the total weight
+            v, mean_square = _principal_direction(np.sqrt(w)[:, None] * centered)
+            std = np.sqrt(mean_square * len(w) / sizes[j])
+            points += [mean - std * v, mean + std * v]
+            weights += [sizes[j] / 2, sizes[j] / 2]
+    if not split:
+        return sizes, means, within, means, sizes
+    return sizes, means, within, np.asarray(points), np.asarray(weights, float)
+
+
 def _split_points(centered, mean, n):
     """Two weighted points for one cluster, keeping its mean and its largest variance.
 
@@ -315,6 +344,8 @@ class Recluster(Fuser):
                 f"{self!r} weighs each centroid by the rows of its cluster and has no use "
                 "for other weights"
             ),
+            # with sample weights: by the total weight of its cluster's rows
+            sample_weight_reason=None,
         )
 
     def local_fit(self, template, feedback, X, y, info):
@@ -347,9 +378,11 @@ class Recluster(Fuser):
             # the rows' own means, not the model's centres: MiniBatchKMeans' centres
             # (and a KMeans stopped by tol) are not quite the means of the rows they
             # label, and the inertia bound of finalize needs the means
-            sizes, means, within, points, weights = _cluster_summary(
-                np.asarray(X, dtype=float), labels, centers, self.split
-            )
+            summary = _cluster_summary
+            args = (np.asarray(X, dtype=float), labels, centers, self.split)
+            if info.get("sample_weight") is not None:
+                summary, args = _weighted_cluster_summary, (*args, info["sample_weight"])
+            sizes, means, within, points, weights = summary(*args)
         part = CentroidPart(
             info["index"],
             means,

@@ -48,7 +48,7 @@ from ..models import (
     stack_features,
     union_classes,
 )
-from .base import Fuser, check_holdout
+from .base import Fuser, check_holdout, row_weight
 
 __all__ = ["Member", "Members", "Stack", "Trees", "Vote"]
 
@@ -179,10 +179,18 @@ class Vote(_Ensemble):
 
     def tags(self, estimator):
         """Fused from fitted models; rows held out where weighting by score."""
+        by_score = self.weights == "score"
         return replace(
             super().tags(estimator),
             from_models=True,
-            holdout=self.holdout_fraction if self.weights == "score" else 0.0,
+            holdout=self.holdout_fraction if by_score else 0.0,
+            # each member is fitted with its rows' weights, weighed by their total
+            sample_weight_reason=(
+                f"{self!r} weighs the members by their unweighted scores on held-out "
+                "rows; use weights='rows' (total sample weight) or an array of weights"
+                if by_score
+                else None
+            ),
         )
 
     def _params(self):
@@ -215,7 +223,7 @@ class Vote(_Ensemble):
     def _weight(self, info):
         if self.weights == "rows":
             # models fused with daskfuse.fuse may not say how many rows they saw
-            return 1.0 if info.get("n_rows") is None else float(info["n_rows"])
+            return 1.0 if info.get("n_rows") is None else float(row_weight(info))
         if self.weights == "score":
             score = info.get("holdout_score")
             if score is None:
@@ -360,6 +368,17 @@ stack_method='auto')
             "stack_method": self.stack_method,
         }
 
+    def tags(self, estimator):
+        """Sample weights refused: the meta-learner is fitted without them."""
+        return replace(
+            super().tags(estimator),
+            sample_weight_reason=(
+                f"{self!r} fits its final_estimator on held-out rows without their "
+                "sample weights (and the cross-fitted clones on the rest), which would "
+                "change the fused model unweighted; use fusion='vote' (weights='rows')"
+            ),
+        )
+
     def check_estimator(self, estimator, alternatives=()):
         super().check_estimator(estimator, alternatives)
         try:
@@ -455,7 +474,7 @@ def _row_class_weights(estimator, y):
     return compute_sample_weight(class_weight, y)
 
 
-def _refit_with_classes(estimator, X, y, missing):
+def _refit_with_classes(estimator, X, y, missing, sample_weight=None):
     """Refit a clone of ``estimator`` so that its trees know the ``missing`` classes.
 
     A forest's class list is ``np.unique(y)``: one zero-weight copy of the first row
@@ -470,6 +489,8 @@ def _refit_with_classes(estimator, X, y, missing):
     weights over the partition's own rows (see ``_row_class_weights``) become the
     sample weights of a fit without ``class_weight``; left to the forest,
     ``"balanced"`` would weigh the added labels by their zero count (NaN weights).
+    ``fit``'s ``sample_weight`` of the rows multiply those weights, as the partition's
+    own fit multiplied them.
     """
     X2 = np.concatenate([X, np.repeat(X[:1], len(missing), axis=0)])
     y2 = np.concatenate([np.asarray(y), np.asarray(missing)])
@@ -479,6 +500,8 @@ def _refit_with_classes(estimator, X, y, missing):
         weights = np.ones(len(X))
     else:
         refit.set_params(class_weight=None)
+    if sample_weight is not None:
+        weights = weights * sample_weight
     weights = np.concatenate([weights, np.zeros(len(missing))])
     refit = _fit_quietly(refit, X2, y2, sample_weight=weights)
     # the fitted forest keeps the parameters it was given
@@ -542,6 +565,8 @@ class Trees(_Ensemble):
                 f"{self!r} joins every tree of every forest and has no weighted form; use "
                 "fusion='vote' to weigh each forest by its entry of weights"
             ),
+            # each forest grows its trees with its rows' weights
+            sample_weight_reason=None,
         )
 
     def summarize(self, estimator, X, y, info):
@@ -551,7 +576,9 @@ class Trees(_Ensemble):
             if global_classes is not None and X is not None:
                 missing = np.setdiff1d(global_classes, estimator.classes_)
                 if missing.size:
-                    estimator = _refit_with_classes(estimator, X, y, missing)
+                    estimator = _refit_with_classes(
+                        estimator, X, y, missing, info.get("sample_weight")
+                    )
             classes = estimator.classes_
         return Members(
             [Member(info["index"], estimator, float(info["n_rows"]), classes)],

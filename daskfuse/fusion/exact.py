@@ -169,12 +169,22 @@ class RFactor:
     n_x: int
     y_ndim: int | None = None
     dtype: np.dtype = np.dtype(np.float64)
+    rows: int | None = None
 
     @classmethod
-    def of(cls, Z, n_x, y_ndim=None, dtype=None):
-        """The summary of the rows ``Z`` (``dtype``: that of the fit, default ``Z``'s)."""
+    def of(cls, Z, n_x, y_ndim=None, dtype=None, sample_weight=None):
+        """The summary of the rows ``Z`` (``dtype``: that of the fit, default ``Z``'s).
+
+        With ``sample_weight``, of the rows weighted as scikit-learn weighs them in
+        least squares: centred at the weighted means and scaled by the root of their
+        weights; ``n`` is then the total weight and ``rows`` the row count.
+        """
         dtype = fit_dtype(Z) if dtype is None else dtype
         Z = np.asarray(Z, dtype=float)
+        if sample_weight is not None:
+            n, mean, root = _weighted_centre(Z, sample_weight)
+            r = np.linalg.qr(root[:, None] * (Z - mean), mode="r")
+            return cls(n, mean, r, n_x, y_ndim, dtype, len(Z))
         mean = Z.mean(axis=0)
         return cls(len(Z), mean, np.linalg.qr(Z - mean, mode="r"), n_x, y_ndim, dtype)
 
@@ -190,7 +200,9 @@ class RFactor:
         mean = sum(p.n * p.mean for p in parts) / n
         stack = [p.r for p in parts] + [np.sqrt(p.n) * (p.mean - mean)[None] for p in parts]
         r = np.linalg.qr(np.vstack(stack), mode="r")
-        return cls(n, mean, r, parts[0].n_x, parts[0].y_ndim, _merged_dtype(parts))
+        merged = cls(n, mean, r, parts[0].n_x, parts[0].y_ndim, _merged_dtype(parts))
+        merged.rows = _merged_rows(parts)
+        return merged
 
     def gram(self, fit_intercept):
         """``X.T X`` and ``X.T Y`` of the centred (or, without intercept, raw) columns."""
@@ -201,6 +213,20 @@ class RFactor:
     def uncentred(self):
         """R factor of ``Z`` itself (not centred): ``Z.T Z = Rc.T Rc + n mean mean.T``."""
         return np.linalg.qr(np.vstack([self.r, np.sqrt(self.n) * self.mean[None]]), mode="r")
+
+
+def _weighted_centre(Z, sample_weight):
+    """``(total weight, weighted column means, root of the weights)`` of the rows ``Z``."""
+    weights = np.asarray(sample_weight, dtype=float)
+    total = float(np.sum(weights))
+    return total, weights @ Z / total, np.sqrt(weights)
+
+
+def _merged_rows(parts):
+    """The row count of merged weighted summaries (None where none is weighted)."""
+    if all(p.rows is None for p in parts):
+        return None
+    return sum(p.n if p.rows is None else p.rows for p in parts)
 
 
 def _as_rfactor(summary):
@@ -221,7 +247,7 @@ def _psd_factor(m2):
         return np.linalg.qr(np.sqrt(np.clip(values, 0, None))[:, None] * vectors.T, mode="r")
 
 
-def _cross_products(X, Y):
+def _cross_products(X, Y, sample_weight=None):
     """Row count, column means and centred cross-products of ``Z = [X | Y]`` in one pass.
 
     ``Z`` is never built: row chunks of ``X`` and ``Y`` are copied, shifted by the
@@ -229,6 +255,10 @@ def _cross_products(X, Y):
     ``syrk``) and column sums accumulate. The shift keeps the correction from the
     shifted to the centred cross-products small, so there is no cancellation when
     the columns' means are large next to their spread.
+
+    With ``sample_weight`` each shifted row is scaled by the root of its weight (as
+    scikit-learn rescales weighted least squares): the count is the total weight,
+    the means and cross-products are weighted.
     """
     n, p = X.shape
     q = p + Y.shape[1]
@@ -240,13 +270,20 @@ def _cross_products(X, Y):
     buffer = np.empty((min(n, rows), q))
     cross = np.zeros((q, q))
     sums = np.zeros(q)
+    root = None if sample_weight is None else np.sqrt(np.asarray(sample_weight, dtype=float))
     for start in range(0, n, rows):
         block = buffer[: min(n, start + rows) - start]
         stop = start + len(block)
         np.subtract(X[start:stop], shift[:p], out=block[:, :p])
         np.subtract(Y[start:stop], shift[p:], out=block[:, p:])
+        if root is None:
+            sums += block.sum(axis=0)
+        else:
+            block *= root[start:stop, None]
+            sums += root[start:stop] @ block
         cross += block.T @ block
-        sums += block.sum(axis=0)
+    if root is not None:
+        n = float(np.sum(sample_weight))
     offset = sums / n
     return n, shift + offset, cross - n * np.outer(offset, offset)
 
@@ -288,12 +325,19 @@ class Gram:
     n_x: int
     y_ndim: int | None = None
     dtype: np.dtype = np.dtype(np.float64)
+    rows: int | None = None
 
     @classmethod
-    def of(cls, X, Y, y_ndim=None):
-        """The summary of the rows ``[X | Y]`` (``X`` and ``Y`` 2-D, row-aligned)."""
-        n, mean, m2 = _cross_products(X, Y)
-        return cls(n, mean, m2, X.shape[1], y_ndim, fit_dtype(X))
+    def of(cls, X, Y, y_ndim=None, sample_weight=None):
+        """The summary of the rows ``[X | Y]`` (``X`` and ``Y`` 2-D, row-aligned).
+
+        With ``sample_weight``: weighted means and cross-products of the rows centred
+        at them (scikit-learn's rescaling by the root of the weights), ``n`` the total
+        weight and ``rows`` the row count.
+        """
+        n, mean, m2 = _cross_products(X, Y, sample_weight)
+        rows = None if sample_weight is None else len(X)
+        return cls(n, mean, m2, X.shape[1], y_ndim, fit_dtype(X), rows)
 
     @classmethod
     def merge(cls, parts):
@@ -306,7 +350,9 @@ class Gram:
         for p in parts:
             d = p.mean - mean
             m2 = m2 + p.n * np.outer(d, d)
-        return cls(n, mean, m2, parts[0].n_x, parts[0].y_ndim, _merged_dtype(parts))
+        merged = cls(n, mean, m2, parts[0].n_x, parts[0].y_ndim, _merged_dtype(parts))
+        merged.rows = _merged_rows(parts)
+        return merged
 
     def gram(self, fit_intercept):
         """``X.T X`` and ``X.T Y`` of the centred (or, without intercept, raw) columns."""
@@ -317,7 +363,9 @@ class Gram:
 
     def rfactor(self):
         """The same statistics as an :class:`RFactor` (``R.T R == m2``)."""
-        return RFactor(self.n, self.mean, _psd_factor(self.m2), self.n_x, self.y_ndim, self.dtype)
+        return RFactor(
+            self.n, self.mean, _psd_factor(self.m2), self.n_x, self.y_ndim, self.dtype, self.rows
+        )
 
 
 @dataclass
@@ -333,6 +381,10 @@ class ClassMoments:
     m2 : ndarray of shape (n_classes, n_features)
     dtype : numpy.dtype
         The dtype of the fused model's attributes (the partition models' ``theta_``).
+    x_moments : tuple of (int, ndarray, ndarray) or None
+        Where the rows were weighted (then ``count`` holds total weights): the
+        unweighted row count, mean and M2 of each feature over all classes, from
+        which scikit-learn's ``epsilon_`` is worked out (``np.var(X)``, unweighted).
     """
 
     classes: np.ndarray
@@ -340,6 +392,7 @@ class ClassMoments:
     mean: np.ndarray
     m2: np.ndarray
     dtype: np.dtype = np.dtype(np.float64)
+    x_moments: tuple | None = None
 
     @classmethod
     def merge(cls, parts):
@@ -353,7 +406,9 @@ class ClassMoments:
             for p in parts
         ]
         count, mean, m2 = reduce(_chan, triples)
-        return cls(classes, count[:, 0], mean, m2, _merged_dtype(parts))
+        moments = [p.x_moments for p in parts]
+        x_moments = None if any(m is None for m in moments) else reduce(_chan, moments)
+        return cls(classes, count[:, 0], mean, m2, _merged_dtype(parts), x_moments)
 
 
 @dataclass
@@ -521,8 +576,9 @@ def _well_conditioned(gram, alpha):
 def _summarize_linear(model, X, y, info, method="auto"):
     Y, y_ndim = _targets(model, y, info)
     X = np.asarray(X)
+    weights = info.get("sample_weight")
     if method != "qr":
-        summary = Gram.of(X, Y, y_ndim)
+        summary = Gram.of(X, Y, y_ndim, weights)
         if method == "gram":
             return summary
         gram, _ = summary.gram(model.fit_intercept)
@@ -530,7 +586,8 @@ def _summarize_linear(model, X, y, info, method="auto"):
             return summary
     # ill-conditioned (or rank-deficient, or fewer rows than columns): cross-products
     # would lose X's small singular values, which the R factor of a QR keeps
-    return RFactor.of(np.hstack([np.asarray(X, dtype=float), Y]), X.shape[1], y_ndim, fit_dtype(X))
+    Z = np.hstack([np.asarray(X, dtype=float), Y])
+    return RFactor.of(Z, X.shape[1], y_ndim, fit_dtype(X), weights)
 
 
 def _ridge_alpha(template, n_targets):
@@ -593,7 +650,8 @@ def _lstsq(summary, fit_intercept, cond):
     square roots of its eigenvalues), with lstsq's rank cutoff ``cond``.
     """
     p = summary.n_x
-    n_singular = min(summary.n, p)
+    # (the rows, not the total weight, where the rows were weighted)
+    n_singular = min(summary.n if summary.rows is None else summary.rows, p)
     if isinstance(summary, RFactor):
         r = summary.r if fit_intercept else summary.uncentred()
         coef, _, rank, singular = linalg.lstsq(r[:, :p], r[:, p:], cond=cond)
@@ -737,8 +795,19 @@ def _summarize_gaussian_nb(model, X, y, info):
     count = np.asarray(model.class_count_, dtype=float)
     # var_ holds the partition's own epsilon_; the raw variance is what merges
     var = np.asarray(model.var_, dtype=float) - model.epsilon_
+    x_moments = None
+    if info.get("sample_weight") is not None:
+        # weighted class moments, but scikit-learn's epsilon_ from the rows unweighted
+        rows = np.asarray(X, dtype=float)
+        mean = rows.mean(axis=0)
+        x_moments = (len(rows), mean, ((rows - mean) ** 2).sum(axis=0))
     return ClassMoments(
-        np.asarray(model.classes_), count, model.theta_, var * count[:, None], model.theta_.dtype
+        np.asarray(model.classes_),
+        count,
+        model.theta_,
+        var * count[:, None],
+        model.theta_.dtype,
+        x_moments,
     )
 
 
@@ -750,6 +819,8 @@ def _finalize_gaussian_nb(summary, template, meta):
     # variance of each feature over all rows, merged from the classes: var_smoothing
     # applies once, to the global variance, as a single fit applies it
     n_all, _, m2_all = reduce(_chan, [(c, mu, s) for c, mu, s in zip(count, mean, m2)])
+    if summary.x_moments is not None:
+        n_all, _, m2_all = summary.x_moments
     epsilon = template.var_smoothing * np.max(m2_all / n_all)
     nb = clone(template)
     dtype = summary.dtype
@@ -998,7 +1069,11 @@ class Exact(Fuser):
       minima and maxima.
 
     Per-class statistics are aligned by class label, so a partition may lack classes.
-    Sample weights are not supported.
+    With ``fit``'s ``sample_weight`` the statistics are weighted as scikit-learn's own
+    fit weighs them (least squares: centred at the weighted means, rows scaled by the
+    root of their weights; naive Bayes and ``StandardScaler``: their fitted weighted
+    counts), so the fused model equals the estimator fitted on all rows with the same
+    weights; PCA, TruncatedSVD and the min/max scalers take no sample weights.
 
     Parameters
     ----------
@@ -1095,6 +1170,10 @@ class Exact(Fuser):
                 f"{self!r} merges the models' own statistics (their row and class "
                 "counts weigh them exactly) and has no use for other weights"
             ),
+            # every family whose estimator's fit takes sample_weight weighs the
+            # statistics as that fit does (PCA, TruncatedSVD and the min/max scalers
+            # take none, and are refused for that)
+            sample_weight_reason=None,
         )
 
     def summarize(self, estimator, X, y, info):

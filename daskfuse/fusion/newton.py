@@ -121,36 +121,48 @@ def _theta(model, n_classes):
     return theta.ravel(order="F") if multinomial(model, n_classes) else theta[0]
 
 
-def _targets(template, classes, y, class_weight):
-    """``(y as the loss wants it, sample weights)`` of one partition."""
+def _targets(template, classes, y, class_weight, sample_weight=None):
+    """``(y as the loss wants it, sample weights)`` of one partition: ``fit``'s
+    ``sample_weight`` (where given) times the class weights, as scikit-learn weighs."""
     if classes is None:
-        return np.asarray(y, dtype=float), np.ones(len(y))
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+        return np.asarray(y, dtype=float), sw
     index = np.searchsorted(classes, y)
     sw = np.ones(len(y)) if class_weight is None else class_weight[index]
+    if sample_weight is not None:
+        sw = sw * sample_weight
     if len(classes) == 2:
         return (index == 1).astype(float), sw
     return index.astype(float), sw
 
 
-def _first_summary(template, X, y, classes):
-    """Pass 0: class counts, weight and (where it can fit alone) the local parameters."""
+def _first_summary(template, X, y, classes, sample_weight=None):
+    """Pass 0: class counts, weight and (where it can fit alone) the local parameters.
+
+    With ``sample_weight`` the class counts are total weights (scikit-learn's
+    ``class_weight="balanced"`` counts so) and the local parameters are weighted by
+    the partition's total weight, its ``weight``.
+    """
+    weight = len(X) if sample_weight is None else float(np.sum(sample_weight))
     counts = (
         None
         if classes is None
-        else np.bincount(np.searchsorted(classes, y), minlength=len(classes))
+        else np.bincount(np.searchsorted(classes, y), weights=sample_weight, minlength=len(classes))
     )
     theta, taylor = None, (None, None, None)
     if classes is None or np.all(counts > 0):
+        fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
         with quiet_warnings():  # the start only needs to be close
-            local = clone(template).fit(X, y)
+            local = clone(template).fit(X, y, **fit_params)
         local_theta = _theta(local, None if classes is None else len(classes))
-        theta = local_theta * len(X)
+        theta = local_theta * weight
         if getattr(template, "class_weight", None) is None:
-            taylor = _local_quadratic(template, local_theta, X, y, classes)
+            taylor = _local_quadratic(template, local_theta, X, y, classes, sample_weight)
     return {
         "first": True,
         "n_features": X.shape[1],
         "rows": len(X),
+        "weight": weight,
         "counts": counts,
         "theta": theta,
         # the local quadratic models (see _local_quadratic), summed in the tree
@@ -158,24 +170,25 @@ def _first_summary(template, X, y, classes):
     }
 
 
-def _local_quadratic(template, theta, X, y, classes):
+def _local_quadratic(template, theta, X, y, classes, sample_weight=None):
     """``(g, H, H theta)``: the loss sums' gradient and Hessian at the partition's own
     parameters. Their sums give the root a quadratic model of the loss at any point
     ``w`` (gradient about ``g + H w - H theta``), hence a first Newton direction from
     the one-shot start without a pass to evaluate the gradient there."""
     loss = linear_loss(template, classes)
-    target, sw = _targets(template, classes, y, None)
+    target, sw = _targets(template, classes, y, None, sample_weight)
     X = np.asarray(X, dtype=float)
     grad, hess, _ = loss.gradient_hessian(theta, X, target, sw)
-    grad, hess = len(X) * np.asarray(grad).ravel(), len(X) * hess
+    total = len(X) if sample_weight is None else float(np.sum(sw))
+    grad, hess = total * np.asarray(grad).ravel(), total * hess
     return grad, hess, hess @ theta
 
 
-def _pass_summary(template, state, X, y, classes):
+def _pass_summary(template, state, X, y, classes, sample_weight=None):
     """A later pass: loss sums at every candidate point, gradient and Hessian sums at
     the first (the full step, or the accepted point when there is no direction)."""
     loss = linear_loss(template, classes)
-    target, sw = _targets(template, classes, y, state.class_weight)
+    target, sw = _targets(template, classes, y, state.class_weight, sample_weight)
     X = np.asarray(X, dtype=float)
     # the margins are linear in the parameters: two products with X give every
     # candidate's, X (w + t d) = X w + t X d
@@ -258,7 +271,7 @@ def _start(summary, template, classes):
     """The state after pass 0: the one-shot start, the class weights, the weight sum."""
     n_classes = None if classes is None else len(classes)
     if summary["theta"] is not None:
-        w = summary["theta"] / summary["rows"]
+        w = summary["theta"] / summary["weight"]
         if multinomial(template, n_classes) and template.fit_intercept:
             w[-n_classes:] -= np.mean(w[-n_classes:])
     else:
@@ -276,7 +289,7 @@ def _start(summary, template, classes):
     # every partition fitted alone: a first direction from their quadratic models
     g, h, h_theta = summary["taylor_g"], summary["taylor_h"], summary["taylor_h_theta"]
     objective = _Objective(template, w.size, n_classes)
-    _, grad, hess = objective(0.0, g - h_theta + h @ w, h, w, float(summary["rows"]))
+    _, grad, hess = objective(0.0, g - h_theta + h @ w, h, w, float(summary["weight"]))
     return _State(
         w=w,
         direction=_direction(grad, hess),
@@ -436,6 +449,10 @@ class Newton(Fuser):
             single_class_partitions=True,
             rounds_reason=None,
             given_weights_reason="newton evaluates the loss on the partitions' rows",
+            # the loss, gradient and Hessian sums are weighted as scikit-learn weighs;
+            # its passes are its own (rounds do not drive them)
+            sample_weight_reason=None,
+            weighted_rounds_reason=None,
         )
 
     def passes(self, rounds):
@@ -448,9 +465,10 @@ class Newton(Fuser):
 
     def summarize(self, estimator, X, y, info):
         template, classes = info["template"], info["classes"]
+        weights = info.get("sample_weight")
         if estimator is None:
-            return _first_summary(template, X, y, classes)
-        return _pass_summary(template, estimator, X, y, classes)
+            return _first_summary(template, X, y, classes, weights)
+        return _pass_summary(template, estimator, X, y, classes, weights)
 
     def combine(self, summaries):
         return _combine(summaries)

@@ -366,8 +366,18 @@ class DP(PrivateAveraging):
         return out
 
     def tags(self, estimator):
-        """As the inner averaging's; fitted models fuse too (their weights are given)."""
-        return replace(super().tags(estimator), from_models=True)
+        """As the inner averaging's; fitted models fuse too (their weights are given).
+        Sample weights are refused: the noise is calibrated to what one row or one
+        partition can change, which per-row weights would change unaccounted."""
+        return replace(
+            super().tags(estimator),
+            from_models=True,
+            sample_weight_reason=(
+                f"{self!r} calibrates its noise to what one row or one partition can "
+                "change in the average, and per-row sample weights change that bound "
+                "outside its privacy accounting"
+            ),
+        )
 
     def privacy_spent(self, n_releases=1):
         """The ``(epsilon, delta)`` spent by ``n_releases`` fused models.

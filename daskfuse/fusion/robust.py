@@ -27,6 +27,7 @@ from .._adapters import adapter_for
 from .._validation import check_int, check_real
 from ..exceptions import FusionError
 from .average import _aligned, _ParameterAveraging
+from .base import row_weight
 
 __all__ = ["Krum", "Median", "PartitionParameters", "TrimmedMean"]
 
@@ -60,7 +61,8 @@ class _RobustFusion(_ParameterAveraging):
     weighted = False
 
     def partition_weight(self, info):
-        return info["n_rows"] if self.weighted else 1.0
+        # (total sample weight instead of rows where fit is given sample_weight)
+        return row_weight(info) if self.weighted else 1.0
 
     def _given_weights_reason(self):
         if self.weighted:

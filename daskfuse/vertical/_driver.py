@@ -109,6 +109,13 @@ def _check_params(params):
             "partition=Columns(...) give the number of column blocks as "
             "Columns(n_blocks=...)"
         )
+    if params.sample_weight is not None:
+        raise ValueError(
+            "sample_weight does not apply to partition=Columns(...) (vertical "
+            "partitioning): the column fusions (gradient, backfit, stack) fit their "
+            "blocks and the meta-learner without row weights; fit row partitions "
+            "(partition=Rows(...)) to use sample_weight"
+        )
     params.partition.validate()
     # (check_params has validated the others): a bad value gets the rows' message
     if params.split_every is not None:
