@@ -79,8 +79,6 @@ class Prepared:
     token: str
     passes: int
     x_blocks: list | None = None
-    #: a continued fit's (``partial_fit``) earlier state, else None
-    continued: Any = None
 
 
 @dataclass
@@ -332,11 +330,16 @@ def _check_continued_inputs(params, meta, continued):
         raise ValueError(
             f"X has {n} features, but {params.owner} is expecting {expected} features as input"
         )
+    # the fused model takes its feature names from the new rows: they must match
     names, seen = meta["feature_names_in_"], continued.feature_names_in
-    if (names is None) != (seen is None) or (names is not None and list(names) != list(seen)):
+    if names is None and seen is not None:
         raise ValueError(
-            f"X's columns {None if names is None else list(names)} differ from the "
-            f"columns seen in fit {None if seen is None else list(seen)}"
+            f"X has no column names, but {params.owner} was fitted on columns {list(seen)}"
+        )
+    if names is not None and (seen is None or list(names) != list(seen)):
+        raise ValueError(
+            f"X's columns {list(names)} differ from the columns seen in fit "
+            f"{None if seen is None else list(seen)}"
         )
 
 
@@ -443,7 +446,6 @@ def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued,
         planned.token,
         passes,
         planned.x_blocks,
-        continued,
     )
 
 
@@ -512,8 +514,8 @@ def run_passes(params, prepared):
     Returns the fused model, the last pass's partition reports, the history
     (None for one pass) and the root summary (where the graph returns it: one pass
     of a strategy that can be continued; else None). Between passes the partitions
-    stay persisted where they are, and only the fused model (the feedback) travels to them. Each
-    round's fused model is scored on all training rows at no extra pass (the
+    stay persisted where they are, and only the fused model (the feedback) travels
+    to them. Each round's fused model is scored on all training rows at no extra pass (the
     next round's fit tasks score it; the last round's gets one scoring pass unless
     the strategy's ``pass_record`` gave its ``train_score``), and
     the model of the round :func:`_kept_round` picks is returned (``kept`` in
