@@ -678,6 +678,12 @@ _ATTRS_DOC = """
         ``(epsilon, delta)`` spent by the fit (composed over its rounds), for
         differentially private fusion
         (:class:`~daskfuse.fusion.DP`) only.
+    root_summary_ : daskfuse._trainer.RootSummary
+        What :meth:`partial_fit` continues from: the merged summary of every
+        partition so far, before ``finalize`` (statistics, or the partitions' models
+        for vote, trees and recluster; never rows), and a classifier's classes. Only
+        where the strategy can be continued (its tags' ``partial_fit_reason`` is
+        None) and the fit ran one pass.
 """
 
 
