@@ -167,7 +167,7 @@ def _partition_seeds(params, fuser, fit_seeds, n):
 
 def _token_parts(params, fuser, rows, split_every, seeds, extra=()):
     """What the fit's token hashes; ``extra`` (see :func:`_increment_parts`) is empty
-    for a plain fit whose graph computes to ``(model, reports)``."""
+    for a plain fit."""
     return (
         params.owner,
         # the real parameter values (arrays by their data), not a printed form
@@ -195,13 +195,12 @@ def _keeps_summary(params, fuser, passes, keep_summary):
     return keep_summary and passes == 1 and fuser.tags(params.estimator).partial_fit_reason is None
 
 
-def _increment_parts(keep, classes, continued):
-    """The token's parts for what an incremental fit adds: the root's extra output,
-    declared classes, and the earlier fit a ``partial_fit`` continues (its root
-    summary enters the combine tree, so its keys must differ from another fit's)."""
+def _increment_parts(classes, continued):
+    """The token's parts for what an incremental fit adds: declared classes, and the
+    earlier fit a ``partial_fit`` continues (its root summary enters the combine tree,
+    so its keys must differ from another fit's). Empty for a plain fit, whose keys
+    are those of ``fit_graph``."""
     parts = []
-    if keep:
-        parts.append("root-summary")
     if classes is not None:
         parts.append(("classes", np.asarray(classes)))
     if continued is not None:
@@ -374,8 +373,7 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
         raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
     allow_nan = estimator_allows_nan(params.estimator)
     partition_seeds, fit_seeds = seeds.spawn(2)
-    keep = _keeps_summary(params, fuser, passes, keep_summary)
-    extra = _increment_parts(keep, classes, continued)
+    extra = _increment_parts(classes, continued)
     token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
     known = classes if continued is None else continued.root.classes
     if is_dask_input(X):
@@ -391,12 +389,11 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
             # (decided before the data is planned, under their own keys)
             fuser = Newton()
             passes = _check_rounds(params, fuser)
-            keep = _keeps_summary(params, fuser, passes, keep_summary)
-            extra = _increment_parts(keep, known, continued)
             token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
         planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts)
     if continued is not None:
         _check_continued_inputs(params, planned.meta, continued)
+    keep = _keeps_summary(params, fuser, passes, keep_summary)
     return _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep)
 
 
