@@ -78,7 +78,17 @@ TRAIN_SCORE_STEP = 10
 TRAIN_SCORE_MAX = 10_000
 
 #: the steps of a row fit
-ROW_STEPS = ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
+ROW_STEPS = (
+    "data",
+    "split",
+    "piece",
+    "fit",
+    "combine",
+    "finalize",
+    "global",
+    "score",
+    "kept",
+)
 
 
 def fit_prefix(token, steps=ROW_STEPS):
@@ -637,6 +647,11 @@ def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=
     return fused, node.reports
 
 
+def with_root_summary(finalized, node):
+    """``(model, reports, summary)``: the root's output and its summary (``partial_fit``)."""
+    return (*finalized, node.summary)
+
+
 def score_partition(model, sizes, *pieces):
     """``(score, rows)`` of ``model`` on one partition (a ``daskfuse-score`` task)."""
     X, y, _ = _concat(_regroup(sizes, pieces), None)
@@ -657,7 +672,19 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     return nodes[0]
 
 
-def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, with_feedback=False):
+def build_fit_graph(
+    partitions,
+    spec,
+    meta,
+    split_every,
+    token,
+    previous=None,
+    with_feedback=False,
+    *,
+    kept=None,
+    start=0,
+    with_summary=False,
+):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
     Parameters
@@ -676,6 +703,16 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         ``daskfuse-global`` node that every fit task depends on.
     with_feedback : bool
         Whether the root also returns the feedback for a next pass.
+    kept : object or None
+        A continued fit's root summary (``partial_fit``): one ``daskfuse-kept`` node,
+        the first leaf of the combine tree, without report rows.
+    start : int
+        Number of the first partition (a continued fit numbers its new partitions
+        after the old ones; ``spec.seeds`` is indexed from 0 all the same).
+    with_summary : bool
+        Whether the graph also computes to the root summary (``(model, reports,
+        summary)``, by :func:`with_root_summary`: the fit's keys and its
+        ``daskfuse-finalize`` task stay as they are).
     """
     # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
     # every graph and passed to their own partition's task only
@@ -690,28 +727,30 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         previous = delayed(previous, name=names["global"], traverse=False)
     fit = delayed(fit_partition, pure=True)
     leaves = []
+    if kept is not None:
+        leaves.append(delayed(Node(kept, []), name=names["kept"], traverse=False))
     for i, pieces in enumerate(partitions):
         sizes, args = _flatten(pieces)
         # the spec travels inside each task (as a shared dependency it would make the
         # scheduler weigh a second worker for every fit, against locality), with
         # only its own partition's seed rather than all n of them
-        own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i]})
+        own = spec if spec.seeds is None else replace(spec, seeds={start + i: spec.seeds[i]})
         leaves.append(
             fit(
                 own,
-                i,
+                start + i,
                 previous,
                 sizes,
                 *args,
                 **({} if secrets is None else {"secret": secrets[i]}),
-                dask_key_name=(names["fit"], i),
+                dask_key_name=(names["fit"], start + i),
             )
         )
     root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
     # A tuple key: dask's key_split takes any 8-letter word starting with a-f (as
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
     # task group after its first element, so the group stays "daskfuse-finalize-...".
-    return delayed(finalize_node, pure=True)(
+    final = delayed(finalize_node, pure=True)(
         spec.fuser,
         spec.estimator,
         meta,
@@ -720,6 +759,7 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         with_feedback,
         dask_key_name=(names["finalize"], 0),
     )
+    return delayed(with_root_summary, pure=True)(final, root) if with_summary else final
 
 
 def build_score_graph(partitions, model, token):

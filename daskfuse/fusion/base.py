@@ -30,8 +30,11 @@ default.
     every capability question, answered once per estimator: whether the
     partitions are fitted first, need the global classes, share one seed, may hold
     one class, hold rows out for scoring; whether fitted models can be fused
-    without their rows; and why ``rounds``, ``proximal``, given weights or ``fit``'s
-    sample weights do not apply (None where they do). See :class:`FuserTags` for the
+    without their rows; why ``rounds``, ``proximal``, given weights or ``fit``'s
+    sample weights do not apply (None where they do); and why a fit cannot be
+    continued with new partitions (``partial_fit``: the meta-estimator keeps the root
+    summary of the strategies that answer None, combines the new partitions'
+    summaries into it and finalises again). See :class:`FuserTags` for the
     defaults; a subclass returns ``dataclasses.replace(super().tags(estimator), ...)``.
 
 Several passes (``rounds`` of the meta-estimators, a cascade's feedback passes):
@@ -156,6 +159,11 @@ class FuserTags:
         Why ``rounds > 1`` cannot be used with ``sample_weight``, or None when it can
         (the later rounds' local fits and the kept round's training score would be
         unweighted).
+    partial_fit_reason : str or None
+        Why a fit cannot be continued with new partitions (``partial_fit``), or None
+        when it can: the strategy is a monoid over its summary and the root summary
+        of a fit, combined with the summaries of new partitions and finalised again,
+        is the fusion of all of them.
     """
 
     needs_fit: bool = True
@@ -171,6 +179,7 @@ class FuserTags:
     weighted_rounds_reason: str | None = (
         "the later rounds train and score the partitions without their sample weights"
     )
+    partial_fit_reason: str | None = "it keeps no summary that new partitions can join"
 
 
 #: members of the earlier protocol whose answers are now fields of :class:`FuserTags`
@@ -228,6 +237,11 @@ class Fuser(Strategy):
             ),
             proximal_reason=f"{self!r} has no proximal term",
             sample_weight_reason=f"{self!r} has no weighted form",
+            partial_fit_reason=(
+                f"{self!r} cannot combine new partitions into a finished fit (its fused "
+                "model is not the finalised merge of summaries that new ones can join); "
+                "refit on all rows"
+            ),
         )
 
     def check_estimator(self, estimator, alternatives=()):
