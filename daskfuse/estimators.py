@@ -517,7 +517,8 @@ _ATTRS_DOC = """
     fused_estimator_ : estimator
         The fused model: a plain fitted scikit-learn estimator, usable without dask.
     fusion_ : daskfuse.fusion.Fuser
-        The fusion strategy used.
+        The fusion strategy used (for a ``Pipeline`` fused step by step, the final
+        step's; ``pipeline_steps_`` has every step's).
     partition_ : daskfuse.partition.Rows or daskfuse.partition.Columns
         The partitioning used (resolved count and strategy; for column blocks, the
         columns of each block).
@@ -577,6 +578,17 @@ _ATTRS_DOC = """
         ``(epsilon, delta)`` spent by the fit (composed over its rounds), for
         differentially private fusion
         (:class:`~daskfuse.fusion.DP`) only.
+    pipeline_steps_ : pandas.DataFrame
+        For a scikit-learn ``Pipeline`` as ``estimator`` (row partitions): one row per
+        step, nested pipelines flattened, ``step`` (names joined by ``"__"``),
+        ``estimator`` (class name or ``"passthrough"``), ``fusion`` (the repr of the
+        strategy that fitted it: ``Exact()`` for every transformer step and the
+        meta-estimator's ``fusion`` for the final one when the Pipeline is fused step
+        by step; the whole Pipeline's strategy on every row when a transformer step
+        cannot be fused exactly and the Pipeline is fused as a whole; None for
+        ``"passthrough"``), ``reason`` (why the step forced fusion as a whole, else
+        None) and ``seconds``. ``fused_estimator_`` is then one plain fitted Pipeline
+        with the same step names (see :mod:`daskfuse._pipeline`).
 """
 
 
