@@ -7,6 +7,8 @@ one-row partition), through ``split_every=2``.
 
 from __future__ import annotations
 
+import re
+
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -14,7 +16,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_array_equal
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
@@ -92,6 +94,11 @@ def _same(a, b):
     if hasattr(b, "get_feature_names_out"):
         assert_array_equal(a.get_feature_names_out(), b.get_feature_names_out())
     assert repr(a.get_params()) == repr(b.get_params())  # NaN parameters too
+
+
+def _params(model):
+    """The repr of ``model``'s parameters, without the addresses of callables."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(model.get_params()))
 
 
 def _check_outputs(a, b, X):
@@ -249,3 +256,74 @@ def test_pins_private_sklearn_members():
     assert hasattr(SimpleImputer, "_validate_input")
     assert hasattr(_encode, "_unique") and hasattr(_encode, "_encode")
     assert hasattr(_mask, "_get_mask")
+
+
+COMPOSITES = [
+    ColumnTransformer(
+        [("o", OneHotEncoder(), ["s", "c"]), ("sc", StandardScaler(), ["k"])],
+        remainder="passthrough",
+    ),
+    ColumnTransformer(
+        [
+            ("o", OneHotEncoder(drop="first"), make_column_selector(dtype_exclude="number")),
+            ("i", SimpleImputer(), [3]),
+        ],
+        remainder=StandardScaler(),
+        sparse_threshold=0.5,
+        verbose_feature_names_out=False,
+    ),
+    ColumnTransformer(
+        [
+            ("o", OneHotEncoder(min_frequency=5), lambda X: ["s"]),
+            ("p", PolynomialFeatures(2), ["k"]),
+        ],
+        sparse_threshold=0.9,
+    ),
+    FeatureUnion(
+        [
+            ("a", ColumnTransformer([("o", OrdinalEncoder(), ["s"])])),
+            ("b", ColumnTransformer([("i", SimpleImputer(strategy="most_frequent"), ["x", "c"])])),
+            ("d", "drop"),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("composite", COMPOSITES, ids=lambda c: repr(c)[:50])
+def test_composites_equal_fit_on_all_rows(on_cluster, composite):
+    single = clone(composite).fit(FRAME)
+    fits = [FusedTransformer(composite, fusion="auto", n_partitions=3).fit(FRAME)]
+    for how in ("contiguous", "sorted", "unequal"):
+        fits.append(FusedTransformer(composite, split_every=2).fit(_dask(FRAME, how)))
+    for fused in fits:
+        model = fused.fused_estimator_
+        assert type(model) is type(composite)
+        assert _params(model) == _params(single)
+        _check_outputs(model, single, FRAME)
+        assert_array_equal(model.get_feature_names_out(), single.get_feature_names_out())
+        assert getattr(model, "sparse_output_", None) == getattr(single, "sparse_output_", None)
+        if isinstance(model, ColumnTransformer):
+            assert model.output_indices_ == single.output_indices_
+            assert model.named_transformers_.keys() == single.named_transformers_.keys()
+
+
+def test_density_over_all_rows_sets_sparse_output(on_cluster):
+    # drop="first" zeroes each partition's own first category: the density differs per
+    # partition, and only the counts over all rows give scikit-learn's sparse_output_
+    ct = ColumnTransformer(
+        [("o", OneHotEncoder(drop="first"), ["s", "k"]), ("x", "passthrough", ["x"])],
+        sparse_threshold=1.0,
+    )
+    out = ct.fit_transform(FRAME)
+    density = out.nnz / (out.shape[0] * out.shape[1])
+    for threshold in (density - 1e-9, density + 1e-9):
+        ct.set_params(sparse_threshold=threshold)
+        single = clone(ct).fit(FRAME)
+        fused = FusedTransformer(ct, split_every=2).fit(_dask(FRAME, "sorted"))
+        assert fused.fused_estimator_.sparse_output_ == single.sparse_output_
+
+
+def test_composite_refuses_a_part_with_the_reason():
+    ct = ColumnTransformer([("m", SimpleImputer(strategy="median"), ["x"])])
+    with pytest.raises(FusionError, match="part 'm' cannot be fused exactly.*median"):
+        resolve_fusion("exact", ct)
