@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -191,6 +192,44 @@ def test_string_columns_with_missing_values(client, on_cluster, kind):
     predicted = predicted.compute() if kind == "dask-frame" else predicted
     assert_array_equal(predicted, single.predict(frame))
     assert clf.score(X, target) == single.score(frame, y)
+
+
+@pytest.mark.parametrize("sparse_threshold", [0.3, 1.0], ids=["dense", "sparse"])
+@pytest.mark.parametrize("kind", ["pandas", "dask-frame"])
+def test_column_transformer_on_strings_and_missing_numbers(
+    client, on_cluster, kind, sparse_threshold
+):
+    rng = np.random.default_rng(4)
+    n = 300
+    city = rng.choice(["paris", "rome", "oslo", None], size=n)
+    age = rng.normal(40, 10, n)
+    age[::9] = np.nan
+    income = rng.normal(3, 1, n)
+    y = ((city == "rome") ^ (income > 3)).astype(int)
+    frame = pd.DataFrame({"city": city, "age": age, "income": income})
+    columns = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+         ("num", StandardScaler(), ["age", "income"])],
+        sparse_threshold=sparse_threshold,
+    )  # fmt: skip
+    pipe = make_pipeline(columns, SimpleImputer(), LogisticRegression(tol=1e-10))
+    X, target = frame, y
+    if kind == "dask-frame":
+        ddf = dd.from_pandas(frame.assign(target=y), npartitions=3, sort=False)
+        X, target = ddf[["city", "age", "income"]], ddf["target"]
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3).fit(X, target)
+    single = clone(pipe).fit(frame, y)
+
+    model = clf.fused_estimator_
+    assert type(model) is Pipeline
+    assert model[0].sparse_output_ == single[0].sparse_output_ == (sparse_threshold == 1.0)
+    assert_allclose(model[1].statistics_, single[1].statistics_, rtol=1e-10, atol=1e-12)
+    assert_allclose(model[-1].coef_, single[-1].coef_, atol=1e-6)
+    predicted = clf.predict(X)
+    predicted = predicted.compute() if kind == "dask-frame" else predicted
+    assert_array_equal(predicted, single.predict(frame))
+    assert clf.score(X, target) == single.score(frame, y)
+    assert clf.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 2 + [repr(Newton())]
 
 
 def test_numeric_missing_values_imputed_first(client, on_cluster):
