@@ -120,7 +120,7 @@ def _record(name, step, fusion=None, reason=None, seconds=None):
 
 
 def _fallback(params, blocker):
-    """The record of a Pipeline fused as a whole, and the warning that says why."""
+    """Warn that the Pipeline is fused as a whole, naming the step that forced it."""
     name, reason = blocker
     warnings.warn(
         f"{params.owner}: the Pipeline is fused as a whole (one pipeline per partition, "
