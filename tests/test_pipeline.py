@@ -245,11 +245,14 @@ def test_numeric_missing_values_imputed_first(client, on_cluster):
 
 def test_transformer_pipeline(client, on_cluster):
     X, _, _ = _data()
-    pipe = make_pipeline(StandardScaler(), PCA(n_components=2))
+    pipe = Pipeline([("scale", StandardScaler()), ("pca", PCA(2)), ("end", "passthrough")])
     fused = FusedTransformer(pipe, n_partitions=3).fit(da.from_array(X, chunks=(100, -1)))
     single = clone(pipe).fit(X)
     assert_allclose(np.abs(fused.transform(X)), np.abs(single.transform(X)), atol=1e-8)
-    assert fused.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 2
+    steps = fused.pipeline_steps_
+    assert steps["fusion"].tolist()[:2] == [repr(Exact())] * 2
+    assert steps["estimator"].tolist()[2] == "passthrough" and pd.isna(steps["fusion"][2])
+    assert fused.fused_estimator_.steps[-1] == ("end", "passthrough")
 
 
 def test_auto_picks_for_the_final_estimator_as_alone(client, on_cluster):
