@@ -26,6 +26,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+import daskfuse
 from daskfuse import FusedClassifier, FusedRegressor, FusedTransformer, FusionError
 from daskfuse.fusion import Exact, Newton, Trees, Vote
 from daskfuse.partition import Columns
@@ -243,6 +244,17 @@ def test_numeric_missing_values_imputed_first(client, on_cluster):
     assert_array_equal(clf.predict(X), single.predict(X))
 
 
+def test_a_fused_pipeline_is_saved_and_loaded(client, on_cluster, tmp_path):
+    X, y, _ = _data()
+    clf = FusedClassifier(make_pipeline(StandardScaler(), PCA(3), LogisticRegression()))
+    clf.set_params(n_partitions=2).fit(X, y)
+    daskfuse.save(clf, tmp_path / "pipe.skops")
+    loaded = daskfuse.load(tmp_path / "pipe.skops")
+    assert type(loaded.fused_estimator_) is Pipeline
+    assert_array_equal(loaded.predict(X), clf.predict(X))
+    pd.testing.assert_frame_equal(loaded.pipeline_steps_, clf.pipeline_steps_)
+
+
 def test_transformer_pipeline(client, on_cluster):
     X, _, _ = _data()
     pipe = Pipeline([("scale", StandardScaler()), ("pca", PCA(2)), ("end", "passthrough")])
@@ -311,5 +323,6 @@ def test_column_blocks_stack_a_pipeline_as_before(client, on_cluster):
     X, y, _ = _data()
     pipe = make_pipeline(StandardScaler(), LogisticRegression())
     clf = FusedClassifier(pipe, partition=Columns(n_blocks=2)).fit(X, y)
+    assert type(clf.fusion_).__name__ == "ColumnStack"
     assert not hasattr(clf, "pipeline_steps_")
     assert clf.score(X, y) > 0.7
