@@ -237,7 +237,9 @@ def test_numeric_missing_values_imputed_first(client, on_cluster):
     X, y, _ = _data()
     X[::7, 1] = np.nan
     pipe = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(tol=1e-10))
-    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3).fit(X, y)
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3)
+    assert clf.__sklearn_tags__().input_tags.allow_nan  # the imputer's, first
+    clf.fit(X, y)
     single = clone(pipe).fit(X, y)
     assert_allclose(clf.fused_estimator_[0].statistics_, single[0].statistics_, rtol=1e-12)
     assert_allclose(clf.fused_estimator_[-1].coef_, single[-1].coef_, atol=1e-6)
