@@ -6,6 +6,7 @@ import copy
 import warnings
 
 import dask
+import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _rows, vertical
+from ._adapters import accepts_objects
 from ._graph import EMPTY, convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
@@ -32,6 +34,8 @@ from ._inputs import (
     dask_to_array,
     float_array,
     is_dask_input,
+    keeps_dtypes,
+    missing_as_nan,
 )
 from ._trainer import TrainSpec, check_params
 from .partition import Columns
@@ -59,6 +63,15 @@ def _apply_block(block, estimator, method, feature_names, empty=None):
     if feature_names is not None:
         block = pd.DataFrame(block, columns=feature_names)
     return getattr(estimator, method)(block)
+
+
+def _apply_own_block(block, estimator, method, empty=None):
+    """``estimator.method`` on one block in its own dtypes (an estimator that takes
+    string columns: :func:`~daskfuse._adapters.accepts_objects`); ``empty`` for a
+    block without rows."""
+    if len(block) == 0 and empty is not None:
+        return empty
+    return getattr(estimator, method)(missing_as_nan(block))
 
 
 def _score_block(estimator, X, y, kind, feature_names):
@@ -280,6 +293,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     def _delegate(self, method, X):
         check_is_fitted(self)
         estimator = self.fused_estimator_
+        if keeps_dtypes(accepts_objects(self.estimator), X):
+            return self._delegate_own(method, X)
         if is_dask_input(X):
             return self._delegate_dask(method, X)
         check_dense(X)
@@ -290,6 +305,29 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             ensure_all_finite=not estimator_allows_nan(self.estimator),
         )
         return _apply_block(Xv, estimator, method, getattr(self, "feature_names_in_", None))
+
+    def _delegate_own(self, method, X):
+        """``method`` on ``X`` in its own dtypes, strings among them (the fused model
+        validates it); a dask input gives a dask array of unknown chunk sizes, of
+        scipy sparse blocks where the model's output is sparse."""
+        estimator = self.fused_estimator_
+        if not is_dask_input(X):
+            check_dense(X)
+            return _apply_own_block(X, estimator, method)
+        blocks = dask_blocks(X, objects=True).x_blocks
+        first = X.head(1, npartitions=-1) if isinstance(X, dd.DataFrame) else X[:1].compute()
+        probe = _apply_own_block(first, estimator, method)
+        model = delayed(estimator, pure=True)
+        parts = [
+            da.from_delayed(
+                delayed(_apply_own_block, pure=True)(block, model, method, probe[:0]),
+                shape=(np.nan, *probe.shape[1:]),
+                dtype=probe.dtype,
+                meta=probe[:0],
+            )
+            for block in blocks
+        ]
+        return da.concatenate(parts, axis=0)
 
     def _delegate_dask(self, method, X):
         names = getattr(self, "feature_names_in_", None)

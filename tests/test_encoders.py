@@ -330,3 +330,17 @@ def test_composite_refuses_a_part_with_the_reason():
     ct = ColumnTransformer([("m", SimpleImputer(strategy="median"), ["x"])])
     with pytest.raises(FusionError, match="part 'm' cannot be fused exactly.*median"):
         resolve_fusion("exact", ct)
+
+
+def test_transform_takes_string_columns(on_cluster):
+    ct = COMPOSITES[0]
+    single = clone(ct).fit(FRAME)
+    fused = FusedTransformer(ct, n_partitions=2).fit(FRAME)
+    expected = single.transform(FRAME)
+    np.testing.assert_allclose(fused.transform(FRAME), expected, rtol=1e-12)
+    lazy = fused.transform(_dask(FRAME, "unequal"))  # with an empty block
+    np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-12)
+    encoder = FusedTransformer(OneHotEncoder(), n_partitions=2).fit(FRAME[["s"]])
+    sparse_blocks = encoder.transform(dd.from_pandas(FRAME[["s"]], npartitions=3))
+    expected = OneHotEncoder().fit_transform(FRAME[["s"]]).toarray()
+    assert_array_equal(sparse_blocks.compute().toarray(), expected)
