@@ -732,7 +732,11 @@ class FusedTransformer(TransformerMixin, _FusedBase):
 
     For scalers and decompositions (``StandardScaler``, ``MinMaxScaler``,
     ``MaxAbsScaler``, ``PCA``, ``TruncatedSVD``) exact fusion merges sufficient
-    statistics, so the fused transformer equals the one fitted on all rows. It is
+    statistics, so the fused transformer equals the one fitted on all rows. So does
+    it for ``OneHotEncoder``, ``OrdinalEncoder``, ``SimpleImputer`` (mean,
+    most_frequent, constant), ``KBinsDiscretizer`` (uniform), ``PolynomialFeatures``,
+    ``FunctionTransformer`` and ``ColumnTransformer``/``FeatureUnion`` of these; the
+    encoders take string and categorical columns of pandas and dask DataFrames. It is
     usable inside a scikit-learn ``Pipeline``.
 """
         + _PARAMS_DOC.format(kind="transformer")

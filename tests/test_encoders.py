@@ -44,6 +44,8 @@ def _frame(n=48, seed=0):
             "k": rng.choice([3, 1, 2, 7], n, p=[0.5, 0.3, 0.15, 0.05]),
             "c": pd.Categorical(rng.choice(np.array(["v", "u", None], dtype=object), n)),
             "x": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n).round(1)),
+            "e": np.full(n, np.nan),  # no value at all: an empty feature
+            "b": rng.random(n) < 0.3,
         }
     )
 
@@ -112,7 +114,7 @@ def _check_outputs(a, b, X):
 
 # (estimator, columns): columns of FRAME it is fitted on
 CASES = [
-    (OneHotEncoder(), ["s", "k", "c"]),
+    (OneHotEncoder(), ["s", "k", "c", "b"]),
     (OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False), ["s", "c"]),
     (OneHotEncoder(min_frequency=6, handle_unknown="infrequent_if_exist"), ["s", "k"]),
     (OneHotEncoder(max_categories=3, drop="if_binary"), ["s", "k", "c"]),
@@ -135,9 +137,12 @@ CASES = [
     (SimpleImputer(strategy="constant", fill_value="?", add_indicator=True), ["s"]),
     (SimpleImputer(), ["x", "k"]),
     (SimpleImputer(missing_values=1, keep_empty_features=True), ["k"]),
+    (SimpleImputer(keep_empty_features=True), ["x", "e"]),
+    (SimpleImputer(strategy="most_frequent", add_indicator=True), ["e", "s"]),
     (KBinsDiscretizer(n_bins=3, strategy="uniform", encode="ordinal"), ["x", "k"]),
     (PolynomialFeatures(2), ["k"]),
     (FunctionTransformer(np.log1p, validate=True), ["k"]),
+    (FunctionTransformer(feature_names_out="one-to-one"), ["k", "x"]),
     (RobustScaler(with_centering=False, with_scaling=False), ["k"]),
 ]
 
@@ -234,6 +239,9 @@ def test_fuse_fitted_encoders():
     parts = _pieces(FRAME[["s", "k"]], "sorted")
     models = [OneHotEncoder().fit(p) for p in parts]
     _same(fuse(models, "exact"), OneHotEncoder().fit(FRAME[["s", "k"]]))
+    imputers = [SimpleImputer().fit(p[["k"]]) for p in parts]
+    with pytest.raises(FusionError, match="needs the training rows, not only fitted models"):
+        fuse(imputers, "exact")
     infrequent = [OneHotEncoder(min_frequency=3).fit(p) for p in parts]
     with pytest.raises(FusionError, match="row count of every category"):
         fuse(infrequent, "exact")
