@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -352,3 +353,19 @@ def test_transform_takes_string_columns(on_cluster):
     sparse_blocks = encoder.transform(dd.from_pandas(FRAME[["s"]], npartitions=3))
     expected = OneHotEncoder().fit_transform(FRAME[["s"]]).toarray()
     assert_array_equal(sparse_blocks.compute().toarray(), expected)
+
+
+def test_none_and_nan_are_two_categories_as_in_scikit_learn(on_cluster):
+    # an object column holding None and NaN: scikit-learn keeps both, None first
+    rng = np.random.default_rng(0)
+    values = np.array(["a", "b", None, np.nan], dtype=object)
+    df = pd.DataFrame({"o": pd.Series(rng.choice(values, 40), dtype=object)})
+    single = OneHotEncoder().fit(df)
+    assert len(single.categories_[0]) == 4
+    with dask.config.set({"dataframe.convert-string": False}):  # dask keeps object
+        ddf = dd.from_pandas(df, npartitions=3)
+        assert ddf.dtypes["o"].kind == "O"
+        fits = [FusedTransformer(OneHotEncoder(), split_every=2).fit(ddf)]
+    fits.append(FusedTransformer(OneHotEncoder(), n_partitions=3).fit(df))
+    for fused in fits:
+        _same(fused.fused_estimator_, single)
