@@ -134,6 +134,16 @@ CASES = [
         ["s", "k"],
     ),
     (OrdinalEncoder(max_categories=2, dtype=np.float32), ["k"]),
+    # codes checked against the grouped categories: 3 and 4 are free once b, c group
+    (
+        OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=3,
+            max_categories=3,
+            encoded_missing_value=4,
+        ),
+        ["s"],
+    ),
     (SimpleImputer(strategy="most_frequent"), ["s", "c", "k", "x"]),
     (SimpleImputer(strategy="constant", fill_value="?", add_indicator=True), ["s"]),
     (SimpleImputer(), ["x", "k"]),
@@ -210,6 +220,25 @@ def test_auto_picks_exact():
 def test_refused_with_the_reason(estimator, reason):
     with pytest.raises(FusionError, match=reason):
         resolve_fusion("exact", estimator)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"unknown_value": 1}, "unknown_value 1 is one of the values already used"),
+        ({"unknown_value": 5, "encoded_missing_value": 1}, r"encoded_missing_value \(1\)"),
+    ],
+)
+def test_ordinal_codes_refused_as_scikit_learn_refuses_them(on_cluster, params, message):
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", max_categories=3)
+    encoder.set_params(**params)
+    df = FRAME[["s"]]
+    with pytest.raises(ValueError, match=message):
+        clone(encoder).fit(df)
+    fused = FusedTransformer(encoder, n_partitions=2)
+    with pytest.raises(ValueError, match=message):
+        fused.fit(df)
+    assert not hasattr(fused, "fused_estimator_")
 
 
 def test_failed_fit_leaves_unfitted(on_cluster):
