@@ -39,6 +39,7 @@ from ._inputs import (
     dask_blocks,
     dask_classes,
     is_dask_input,
+    keeps_dtypes,
     seed_sequence,
 )
 from ._trainer import (
@@ -188,7 +189,7 @@ def _token_parts(params, fuser, rows, split_every, seeds):
 
 
 def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts):
-    blocks = dask_blocks(X, y, objects=accepts_objects(params.estimator))
+    blocks = dask_blocks(X, y, objects=keeps_dtypes(accepts_objects(params.estimator), X))
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
@@ -212,7 +213,7 @@ def _validate_in_memory(params, X, y, allow_nan):
             "both as dask collections"
         )
     check_dense(X)
-    objects = accepts_objects(params.estimator)
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
     if not objects:
         check_frame_columns(X)
     if params.classifier:
@@ -368,7 +369,7 @@ def prepare(params, X, y):
         proximal=float(params.proximal),
         on_error=params.on_error,
         min_partitions=min_partitions,
-        objects=accepts_objects(params.estimator),
+        objects=keeps_dtypes(accepts_objects(params.estimator), X),
     )
     graph_ = build_fit_graph(plan.partitions, spec, meta, split_every, planned.token)
     return Prepared(
