@@ -36,6 +36,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask import delayed
+from dask.base import tokenize
 from scipy import sparse
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
@@ -190,7 +191,11 @@ class _Blocks:
     def transformed(self, fused):
         """The blocks transformed on their workers by ``fused``, persisted."""
         model = delayed(fused, pure=True)
-        out = dask.persist(*[delayed(_transform_block)(b, model) for b in self.blocks])
+        name = f"daskfuse-transform-{tokenize(model.key, [b.key for b in self.blocks])}"
+        transform = delayed(_transform_block, pure=True)
+        out = dask.persist(
+            *[transform(b, model, dask_key_name=(name, i)) for i, b in enumerate(self.blocks)]
+        )
         return _Blocks.of(out, dask.compute(*[delayed(_empty)(b) for b in out]))
 
 
