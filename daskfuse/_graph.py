@@ -21,11 +21,12 @@ import pandas as pd
 from dask import delayed
 from dask.base import tokenize
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._adapters import fitted_train_score, max_iter_reached
-from ._inputs import aligned, check_dense, check_label_types, weight_problem
+from ._inputs import aligned, check_dense, check_label_types, missing_as_nan, weight_problem
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
 
@@ -59,6 +60,9 @@ class FitSpec:
     on_error: str = "raise"
     #: fewest partitions that must survive for ``finalize`` to fuse (with "skip")
     min_partitions: int = 1
+    #: the estimator takes string and categorical columns (``accepts_objects``): each
+    #: partition keeps its container and dtypes (a pandas DataFrame stays one)
+    objects: bool = False
 
 
 @dataclass
@@ -133,11 +137,14 @@ def _worker_name():
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _as_numpy(part, what, index):
+def _as_numpy(part, what, index, objects=False):
     try:
         check_dense(part, what, blocks=True)
     except TypeError as exc:
         raise PartitionError(index, str(exc)) from None
+    if objects and what == "X":
+        # string columns' pd.NA as NaN, as in a pandas frame (see missing_as_nan)
+        return missing_as_nan(part) if isinstance(part, pd.DataFrame) else aligned(np.asarray(part))
     if isinstance(part, pd.DataFrame | pd.Series):
         try:
             return aligned(part.to_numpy(dtype=float if what == "X" else None))
@@ -148,15 +155,22 @@ def _as_numpy(part, what, index):
     return aligned(np.asarray(part))
 
 
-def _concat(pieces, index):
-    """``(X, y, sample_weight)`` of a partition's pieces (``y``, the weights: or None)."""
+def _concat(pieces, index, objects=False):
+    """``(X, y, sample_weight)`` of a partition's pieces (``y``, the weights: or None);
+    ``objects``: X's blocks may be DataFrames with string columns, concatenated as
+    DataFrames."""
     out = []
     for k, what in enumerate(("X", "y", "sample_weight")):
         if k >= len(pieces[0]) or pieces[0][k] is None:
             out.append(None)
             continue
-        parts = [_as_numpy(piece[k], what, index) for piece in pieces]
-        out.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
+        parts = [_as_numpy(piece[k], what, index, objects and k == 0) for piece in pieces]
+        if len(parts) == 1:
+            out.append(parts[0])
+        elif isinstance(parts[0], pd.DataFrame):
+            out.append(pd.concat(parts, axis=0))
+        else:
+            out.append(np.concatenate(parts, axis=0))
     return tuple(out)
 
 
@@ -222,6 +236,9 @@ def _check_partition(X, y, index, spec):
         )
     if X.shape[0] == 0:
         raise PartitionError(index, EMPTY)
+    if spec.objects:
+        # the estimator validates its own columns, as scikit-learn's fit on all rows
+        return _check_target(y, index)
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
     if not spec.allow_nan and not _all_finite(X):
@@ -232,6 +249,10 @@ def _check_partition(X, y, index, spec):
             f"{type(spec.estimator).__name__} needs finite values: impute or drop them, "
             "or pass on_error='skip' to leave the partition out",
         )
+    _check_target(y, index)
+
+
+def _check_target(y, index):
     if y is None:
         return
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
@@ -349,7 +370,7 @@ def _skipped_report(index, pieces, error, start):
 
 def _fit_partition(spec, index, previous, pieces, secret, start):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
-    X, y, weights = _concat(pieces, index)
+    X, y, weights = _concat(pieces, index, spec.objects)
     _check_partition(X, y, index, spec)
     if weights is not None:
         _check_weights(X, weights, index)
@@ -803,7 +824,15 @@ def compute_with_progress(graph, progress):
 
 
 def estimator_allows_nan(estimator):
-    """Whether ``estimator`` says (through its tags) that it accepts NaN."""
+    """Whether ``estimator`` says (through its tags) that it accepts NaN.
+
+    A ``Pipeline`` accepts NaN where its first step does (an imputer): scikit-learn's
+    tags say False for every Pipeline.
+    """
+    steps = getattr(estimator, "steps", None)
+    if isinstance(estimator, Pipeline) and steps:
+        first = next((s for _, s in steps if s is not None and s != "passthrough"), None)
+        return first is not None and estimator_allows_nan(first)
     try:
         return bool(get_tags(estimator).input_tags.allow_nan)
     except (AttributeError, TypeError, ValueError):

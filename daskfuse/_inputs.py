@@ -26,6 +26,8 @@ __all__ = [
     "dask_classes",
     "float_array",
     "is_dask_input",
+    "keeps_dtypes",
+    "missing_as_nan",
     "seed_sequence",
     "weight_problem",
 ]
@@ -79,6 +81,54 @@ def float_array(block):
     if block.dtype == object:  # a nullable column's values, pd.NA among them
         block = np.where(pd.isna(block), np.nan, block)
     return np.asarray(block, dtype=np.float64)
+
+
+def keeps_dtypes(estimator_accepts_objects, X):
+    """Whether ``X`` goes to the estimator in its own dtypes rather than as floats.
+
+    Only for an estimator that takes string columns
+    (:func:`~daskfuse._adapters.accepts_objects`), and only for a DataFrame (pandas
+    or dask: its column names and dtypes are kept) or an array that is not of
+    numbers; a numeric array is converted to float as for every estimator.
+    """
+    if not estimator_accepts_objects:
+        return False
+    if isinstance(X, pd.DataFrame | dd.DataFrame):
+        return True
+    dtype = getattr(X, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(X).dtype
+    return np.dtype(dtype).kind not in "biuf"
+
+
+def _na_strings(dtype):
+    return isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA
+
+
+def missing_as_nan(frame):
+    """``frame`` with its ``pd.NA``-missing string columns as object columns holding NaN.
+
+    dask stores string columns as ``string[pyarrow]``, whose missing value is
+    ``pd.NA``; scikit-learn's encoders cannot sort ``pd.NA`` among strings, but take
+    the NaN that a pandas string (``str``) or object column holds, as in the frame
+    the user built. Other columns, and anything not a DataFrame, are left as they are.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> missing_as_nan(pd.DataFrame({"s": pd.array(["a", None], dtype="string")}))["s"].tolist()
+    ['a', nan]
+    """
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    na = [c for c, t in frame.dtypes.items() if _na_strings(t)]
+    if not na:
+        return frame
+    frame = frame.copy(deep=False)
+    for c in na:
+        column = frame[c]
+        frame[c] = column.astype(object).where(column.notna(), np.nan)
+    return frame
 
 
 def check_label_types(y, what="y"):
@@ -277,17 +327,18 @@ def _check_frame_dtypes(X):
         )
 
 
-def _check_array_dtype(X):
+def _check_array_dtype(X, objects=False):
     """Raise ``ValueError`` for a dask array ``X`` that is not of real numbers.
 
     Complex, string and object values are never cast silently (a cast to float drops
-    an imaginary part), at fit time or at predict time.
+    an imaginary part), at fit time or at predict time. ``objects``: the estimator
+    takes string and object values too (:func:`~daskfuse._adapters.accepts_objects`).
     """
-    if X.dtype.kind not in "biuf":
+    if X.dtype.kind not in ("biufOUS" if objects else "biuf"):
         raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
 
 
-def _x_blocks(X):
+def _x_blocks(X, objects=False):
     if isinstance(X, da.Array):
         if X.ndim != 2:
             raise ValueError(
@@ -296,7 +347,7 @@ def _x_blocks(X):
             )
         if math.isnan(X.shape[1]):
             raise ValueError("X has an unknown number of columns; call X.compute_chunk_sizes()")
-        _check_array_dtype(X)
+        _check_array_dtype(X, objects)
         check_dense(X._meta, "X", blocks=True)
         if X.numblocks[1] > 1:
             # one partition = one row block with all of its columns
@@ -304,7 +355,8 @@ def _x_blocks(X):
         lengths = list(X.chunks[0]) if _known(X.chunks[0]) else None
         return list(X.to_delayed().ravel()), lengths, int(X.shape[1]), None
     if isinstance(X, dd.DataFrame):
-        _check_frame_dtypes(X)
+        if not objects:
+            _check_frame_dtypes(X)
         return list(X.to_delayed()), None, len(X.columns), _feature_names(X.columns)
     raise TypeError(
         "X must be a numpy array, pandas DataFrame, dask array or dask DataFrame; "
@@ -375,8 +427,11 @@ def _check_weight_shape(sample_weight):
         )
 
 
-def dask_blocks(X, y=None, sample_weight=None):
+def dask_blocks(X, y=None, sample_weight=None, objects=False):
     """Aligned row blocks of a dask ``X`` (and ``y``, and ``sample_weight``).
+
+    ``objects``: the estimator takes string, categorical and object columns
+    (:func:`~daskfuse._adapters.accepts_objects`); otherwise they are refused.
 
     Raises
     ------
@@ -398,8 +453,8 @@ def dask_blocks(X, y=None, sample_weight=None):
                 "X is a dask DataFrame, so sample_weight must be a dask Series aligned with "
                 f"it (e.g. a column of the same DataFrame); got {type(sample_weight).__name__}"
             )
-        return _frame_blocks(X, y, sample_weight)
-    x_blocks, lengths, n_features, names = _x_blocks(X)
+        return _frame_blocks(X, y, sample_weight, objects)
+    x_blocks, lengths, n_features, names = _x_blocks(X, objects)
     y_blocks = None if y is None else _y_blocks(y, lengths, len(x_blocks))
     w_blocks = None
     if sample_weight is not None:
@@ -410,7 +465,7 @@ def dask_blocks(X, y=None, sample_weight=None):
 _TARGET = "__daskfuse_target__"
 
 
-def _frame_blocks(X, y, sample_weight=None):
+def _frame_blocks(X, y, sample_weight=None, objects=False):
     """Row blocks of a dask DataFrame X and its dask y (and dask Series of sample
     weights), split from one joined frame.
 
@@ -418,7 +473,8 @@ def _frame_blocks(X, y, sample_weight=None):
     (it merges small parquet pieces by the size of the columns read), so X and y are
     joined first and every block is cut into X and y on the worker that holds it.
     """
-    _check_frame_dtypes(X)
+    if not objects:
+        _check_frame_dtypes(X)
     joined, y_columns = X, None
     try:
         if isinstance(y, dd.Series):

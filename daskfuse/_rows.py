@@ -22,7 +22,7 @@ from dask.base import tokenize
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import has_fit_parameter, validate_data
 
-from ._adapters import updates_per_partition
+from ._adapters import accepts_objects, updates_per_partition
 from ._graph import (
     FitSpec,
     build_fit_graph,
@@ -40,6 +40,7 @@ from ._inputs import (
     dask_blocks,
     dask_classes,
     is_dask_input,
+    keeps_dtypes,
     seed_sequence,
 )
 from ._trainer import (
@@ -63,7 +64,7 @@ from .partition import (
     plan_groups,
 )
 
-__all__ = ["Prepared", "graph", "prepare", "run_passes", "train"]
+__all__ = ["Prepared", "graph", "plan_partitions", "prepare", "run_passes", "train"]
 
 
 @dataclass
@@ -243,8 +244,9 @@ def _increment_parts(classes, continued):
     return parts
 
 
-def _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts, known=None):
-    blocks = dask_blocks(X, y, params.sample_weight)
+def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts, known=None):
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
+    blocks = dask_blocks(X, y, params.sample_weight, objects=objects)
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
@@ -253,7 +255,7 @@ def _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts, known=No
     if params.classifier and known is not None:
         # (partial_fit) the labels are checked against the classes of the fit
         classes = check_known_classes(dask_classes(blocks.y_blocks), known, params.owner)
-    elif params.classifier and fuser.tags(params.estimator).needs_classes:
+    elif params.classifier and needs_classes:
         classes = dask_classes(blocks.y_blocks)
     token = _data_token(token_parts, X, y, params.sample_weight)
     names = fit_prefix(token)
@@ -278,21 +280,30 @@ def _validate_in_memory(params, X, y, allow_nan):
                 "both as dask collections"
             )
     check_dense(X)
-    check_frame_columns(X)
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
+    if not objects:
+        check_frame_columns(X)
     if params.classifier:
         check_label_types(y)
     probe = validation_probe(params.owner)
+    # an estimator that takes string columns validates them itself (in each
+    # partition, as in a fit on all rows); a DataFrame stays one, with its dtypes
+    kept = X if objects and isinstance(X, pd.DataFrame) else None
+    checks = {"dtype": None} if objects else {}
+    finite = not allow_nan and not objects
     if params.supervised:
         X, y = validate_data(
             probe,
             X,
             y,
-            ensure_all_finite=not allow_nan,
+            ensure_all_finite=finite,
             multi_output=not params.classifier and params.multi_output,
             y_numeric=not params.classifier,
+            **checks,
         )
     else:
-        X = validate_data(probe, X, ensure_all_finite=not allow_nan)
+        X = validate_data(probe, X, ensure_all_finite=finite, **checks)
+    X = X if kept is None else kept
     meta = {
         "n_features_in_": probe.n_features_in_,
         "feature_names_in_": getattr(probe, "feature_names_in_", None),
@@ -383,6 +394,49 @@ def _check_continued_inputs(params, meta, continued):
         )
 
 
+def _target(params, y):
+    """``y`` for a supervised fit (required), None for the others."""
+    if not params.supervised:
+        return None
+    if y is None:
+        raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
+    return y
+
+
+def plan_partitions(params, X, y):
+    """Validate ``X``, ``y`` and lay them over row partitions as :func:`prepare` does,
+    before any strategy is chosen.
+
+    For a trainer that fits several estimators on one set of partitions (the
+    step-by-step Pipeline trainer, :mod:`daskfuse._pipeline`): the data are checked
+    against ``params.estimator`` (its NaN tag) and partitioned by ``partition``,
+    ``n_partitions`` and ``random_state``, under keys of their own.
+
+    Returns
+    -------
+    plan : RowPlan
+    meta : dict
+        ``n_features_in_`` and ``feature_names_in_`` of the input.
+    token : str
+    """
+    rows = resolve_rows(params)
+    seeds = seed_sequence(params.random_state)
+    y = _target(params, y)
+    partition_seeds, _ = seeds.spawn(2)
+    token_parts = _token_parts(params, "partitions", rows, None, seeds)
+    if is_dask_input(X):
+        planned = _plan_dask(params, False, X, y, rows, partition_seeds, token_parts)
+    else:
+        allow_nan = estimator_allows_nan(params.estimator)
+        X, y, meta, _ = _validated_in_memory(params, X, y, allow_nan)
+        weights = params.sample_weight
+        if weights is not None:
+            weights = check_sample_weight(weights, len(X))
+        assigned = assign_in_memory(X, y, rows, partition_seeds)
+        planned = _plan_in_memory(X, y, meta, None, assigned, token_parts, weights)
+    return planned.plan, planned.meta, planned.token
+
+
 def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     """Validate the parameters and the data, plan the partitions, build the first pass.
 
@@ -408,10 +462,8 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     rows = resolve_rows(params)
     split_every = check_split_every(params)
     seeds = seed_sequence(params.random_state)
-    if not params.supervised:
-        y = None
-    elif y is None:
-        raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
+    y = _target(params, y)
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
     allow_nan = estimator_allows_nan(params.estimator)
     partition_seeds, fit_seeds = seeds.spawn(2)
     extra = _increment_parts(classes, continued)
@@ -419,7 +471,10 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     check_weights_apply(params, fuser)
     known = classes if continued is None else continued.root.classes
     if is_dask_input(X):
-        planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts, known)
+        needs_classes = fuser.tags(params.estimator).needs_classes
+        planned = _plan_dask(
+            params, needs_classes, X, y, rows, partition_seeds, token_parts, known
+        )
     else:
         X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan, known)
         weights = params.sample_weight
@@ -440,10 +495,14 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     if continued is not None:
         _check_continued_inputs(params, planned.meta, continued)
     keep = _keeps_summary(params, fuser, passes, keep_summary)
-    return _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep)
+    return _prepared(
+        params, fuser, passes, planned, split_every, fit_seeds, continued, keep, objects
+    )
 
 
-def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep_summary):
+def _prepared(
+    params, fuser, passes, planned, split_every, fit_seeds, continued, keep_summary, objects
+):
     """The fit spec and the first pass's graph of a planned fit."""
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
@@ -467,6 +526,7 @@ def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued,
         proximal=float(params.proximal),
         on_error=params.on_error,
         min_partitions=min_partitions,
+        objects=objects,
     )
     graph_ = build_fit_graph(
         plan.partitions,

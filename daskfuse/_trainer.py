@@ -141,6 +141,8 @@ class Continued:
         The partition report so far; the new partitions are numbered after it.
     n_features_in : int
     feature_names_in : ndarray of str or None
+    model : estimator or None
+        The fused model so far (a Pipeline's fitted transformer steps are kept).
     """
 
     fusion: Any
@@ -148,6 +150,7 @@ class Continued:
     report: pd.DataFrame
     n_features_in: int
     feature_names_in: Any = None
+    model: Any = None
 
     @property
     def start(self):
@@ -179,6 +182,8 @@ class FitResult:
     privacy_spent : tuple of (float, float) or None
     root : RootSummary or None
         The root summary, where the strategy can continue (``partial_fit``).
+    pipeline_steps : pandas.DataFrame or None
+        For a Pipeline: one row per step, what fitted it (:mod:`daskfuse._pipeline`).
     """
 
     fused: Any
@@ -192,6 +197,7 @@ class FitResult:
     split_every: int | None = None
     privacy_spent: Any = None
     root: RootSummary | None = None
+    pipeline_steps: pd.DataFrame | None = None
 
     @property
     def skipped(self):
@@ -216,6 +222,7 @@ class FitResult:
             "split_every_": self.split_every,
             "history_": self.history,
             "privacy_spent_": self.privacy_spent,
+            "pipeline_steps_": self.pipeline_steps,
             "feature_names_in_": self.feature_names_in,
             "classes_": getattr(self.fused, "classes_", None),
             "root_summary_": self.root,

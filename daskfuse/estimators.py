@@ -7,6 +7,7 @@ import numbers
 import warnings
 
 import dask
+import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _rows, vertical
+from . import _pipeline, _rows, vertical
+from ._adapters import accepts_objects
 from ._graph import EMPTY, ZERO_WEIGHT, convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
@@ -33,6 +35,8 @@ from ._inputs import (
     dask_to_array,
     float_array,
     is_dask_input,
+    keeps_dtypes,
+    missing_as_nan,
 )
 from ._trainer import Continued, TrainSpec, check_params
 from .exceptions import FusionError
@@ -63,18 +67,31 @@ def _apply_block(block, estimator, method, feature_names, empty=None):
     return getattr(estimator, method)(block)
 
 
-def _score_block(estimator, X, y, kind, feature_names):
+def _apply_own_block(block, estimator, method, empty=None):
+    """``estimator.method`` on one block in its own dtypes (an estimator that takes
+    string columns: :func:`~daskfuse._adapters.accepts_objects`); ``empty`` for a
+    block without rows."""
+    if len(block) == 0 and empty is not None:
+        return empty
+    return getattr(estimator, method)(missing_as_nan(block))
+
+
+def _score_block(estimator, X, y, kind, feature_names, own=False):
     """Sufficient statistics of the score on one block (a ``daskfuse-score`` task).
 
     A block without rows adds nothing. A classifier's ``y`` is 1-D or a column
-    vector (``_dask_score`` has checked which).
+    vector (``_dask_score`` has checked which). ``own``: the block goes to the
+    estimator in its own dtypes (:func:`_apply_own_block`).
     """
     if kind == "clusterer":
         return 0.0 if len(X) == 0 else float(_apply_block(X, estimator, "score", feature_names))
     y = aligned(np.asarray(y))
     if len(X) == 0:
         return (0.0, 0) if kind == "classifier" else {"n": 0}
-    pred = _apply_block(X, estimator, "predict", feature_names)
+    if own:
+        pred = _apply_own_block(X, estimator, "predict")
+    else:
+        pred = _apply_block(X, estimator, "predict", feature_names)
     if kind == "classifier":
         y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
         if y.shape != pred.shape:
@@ -233,8 +250,11 @@ default=None
         return params
 
     def _trainer(self):
-        """The trainer of the partitioning: column blocks or row partitions."""
-        return vertical if isinstance(self.partition, Columns) else _rows
+        """The trainer of the partitioning: column blocks, or row partitions (a
+        Pipeline's steps one by one)."""
+        if isinstance(self.partition, Columns):
+            return vertical
+        return _pipeline if _pipeline.applies(self.estimator) else _rows
 
     def _clear_fitted(self):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -384,13 +404,17 @@ default=None
                 f"partial_fit, {np.asarray(continued.root.classes).tolist()}"
             )
         # a failed partial_fit leaves the fitted model as it was: nothing is set before
-        result = _rows.train(self._train_spec(sample_weight), X, y, continued=continued)
+        train = self._trainer().train
+        result = train(self._train_spec(sample_weight), X, y, continued=continued)
         self._set_result(result, stacklevel=stacklevel, start=continued.start)
         return self
 
     def _check_features_like_fit(self, X):
         """Raise ``ValueError`` if ``X``'s features differ from the fit's (no data pass)."""
-        if is_dask_input(X):
+        if is_dask_input(X) and keeps_dtypes(accepts_objects(self.estimator), X):
+            # string columns: the names and count, from the collection's meta
+            validate_data(self, X._meta, reset=False, skip_check_array=True)
+        elif is_dask_input(X):
             self._check_dask_features(X)
         else:
             validate_data(self, X, reset=False, skip_check_array=True)
@@ -410,6 +434,7 @@ default=None
             report=self.partition_report_,
             n_features_in=self.n_features_in_,
             feature_names_in=getattr(self, "feature_names_in_", None),
+            model=self.fused_estimator_,
         )
 
     def _partial_fit_reason(self):
@@ -419,7 +444,7 @@ default=None
                 f"rounds={self.rounds} trains every partition again from each round's "
                 "fused model, which new partitions cannot join"
             )
-        reason = self.fusion_.tags(self.estimator).partial_fit_reason
+        reason = self.fusion_.tags(_pipeline.fused_last(self.estimator)).partial_fit_reason
         if reason is not None:
             return reason
         if getattr(self, "root_summary_", None) is None:
@@ -433,6 +458,8 @@ default=None
     def _delegate(self, method, X):
         check_is_fitted(self)
         estimator = self.fused_estimator_
+        if keeps_dtypes(accepts_objects(self.estimator), X):
+            return self._delegate_own(method, X)
         if is_dask_input(X):
             return self._delegate_dask(method, X)
         check_dense(X)
@@ -443,6 +470,29 @@ default=None
             ensure_all_finite=not estimator_allows_nan(self.estimator),
         )
         return _apply_block(Xv, estimator, method, getattr(self, "feature_names_in_", None))
+
+    def _delegate_own(self, method, X):
+        """``method`` on ``X`` in its own dtypes, strings among them (the fused model
+        validates it); a dask input gives a dask array of unknown chunk sizes, of
+        scipy sparse blocks where the model's output is sparse."""
+        estimator = self.fused_estimator_
+        if not is_dask_input(X):
+            check_dense(X)
+            return _apply_own_block(X, estimator, method)
+        blocks = dask_blocks(X, objects=True).x_blocks
+        first = X.head(1, npartitions=-1) if isinstance(X, dd.DataFrame) else X[:1].compute()
+        probe = _apply_own_block(first, estimator, method)
+        model = delayed(estimator, pure=True)
+        parts = [
+            da.from_delayed(
+                delayed(_apply_own_block, pure=True)(block, model, method, probe[:0]),
+                shape=(np.nan, *probe.shape[1:]),
+                dtype=probe.dtype,
+                meta=probe[:0],
+            )
+            for block in blocks
+        ]
+        return da.concatenate(parts, axis=0)
 
     def _check_dask_features(self, X):
         """``X`` as a dask array, after checking its columns against the fit's."""
@@ -500,7 +550,8 @@ default=None
 
     def _dask_score(self, X, y):
         check_is_fitted(self)
-        blocks = dask_blocks(X, y)
+        own = keeps_dtypes(accepts_objects(self.estimator), X)
+        blocks = dask_blocks(X, y, objects=own)
         if blocks.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {blocks.n_features} features, but {type(self).__name__} is "
@@ -513,7 +564,7 @@ default=None
         y_blocks = blocks.y_blocks or [None] * len(blocks.x_blocks)
         parts = dask.compute(
             *[
-                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names)
+                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names, own)
                 for xb, yb in zip(blocks.x_blocks, y_blocks)
             ]
         )
@@ -543,7 +594,7 @@ default=None
             inner = get_tags(self.estimator)
         except (AttributeError, TypeError, ValueError):
             return tags
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        tags.input_tags.allow_nan = estimator_allows_nan(self.estimator)
         tags.input_tags.sparse = False
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.target_tags.single_output = inner.target_tags.single_output
@@ -642,7 +693,8 @@ _ATTRS_DOC = """
     fused_estimator_ : estimator
         The fused model: a plain fitted scikit-learn estimator, usable without dask.
     fusion_ : daskfuse.fusion.Fuser
-        The fusion strategy used.
+        The fusion strategy used (for a ``Pipeline`` fused step by step, the final
+        step's; ``pipeline_steps_`` has every step's).
     partition_ : daskfuse.partition.Rows or daskfuse.partition.Columns
         The partitioning used (resolved count and strategy; for column blocks, the
         columns of each block).
@@ -708,6 +760,17 @@ _ATTRS_DOC = """
         for vote, trees and recluster; never rows), and a classifier's classes. Only
         where the strategy can be continued (its tags' ``partial_fit_reason`` is
         None) and the fit ran one pass.
+    pipeline_steps_ : pandas.DataFrame
+        For a scikit-learn ``Pipeline`` as ``estimator`` (row partitions): one row per
+        step, nested pipelines flattened, ``step`` (names joined by ``"__"``),
+        ``estimator`` (class name or ``"passthrough"``), ``fusion`` (the repr of the
+        strategy that fitted it: ``Exact()`` for every transformer step and the
+        meta-estimator's ``fusion`` for the final one when the Pipeline is fused step
+        by step; the whole Pipeline's strategy on every row when a transformer step
+        cannot be fused exactly and the Pipeline is fused as a whole; None for
+        ``"passthrough"``), ``reason`` (why the step forced fusion as a whole, else
+        None) and ``seconds``. ``fused_estimator_`` is then one plain fitted Pipeline
+        with the same step names (see :mod:`daskfuse._pipeline`).
 """
 
 
@@ -889,7 +952,11 @@ class FusedTransformer(TransformerMixin, _FusedBase):
 
     For scalers and decompositions (``StandardScaler``, ``MinMaxScaler``,
     ``MaxAbsScaler``, ``PCA``, ``TruncatedSVD``) exact fusion merges sufficient
-    statistics, so the fused transformer equals the one fitted on all rows. It is
+    statistics, so the fused transformer equals the one fitted on all rows. So does
+    it for ``OneHotEncoder``, ``OrdinalEncoder``, ``SimpleImputer`` (mean,
+    most_frequent, constant), ``KBinsDiscretizer`` (uniform), ``PolynomialFeatures``,
+    ``FunctionTransformer`` and ``ColumnTransformer``/``FeatureUnion`` of these; the
+    encoders take string and categorical columns of pandas and dask DataFrames. It is
     usable inside a scikit-learn ``Pipeline``.
 """
         + _PARAMS_DOC.format(kind="transformer")

@@ -462,7 +462,8 @@ def plan_groups(X, y, strategy, groups, data_prefix, sample_weight=None):
     ``groups`` of rows."""
     n_rows = len(X)
     partitions = []
-    for node, members in enumerate(_data_nodes(groups, X.nbytes // max(n_rows, 1))):
+    nbytes = X.memory_usage(deep=False).sum() if hasattr(X, "memory_usage") else X.nbytes
+    for node, members in enumerate(_data_nodes(groups, int(nbytes) // max(n_rows, 1))):
         # one data node for X and one for y (and the weights), holding the rows of
         # consecutive partitions; each partition's fit task slices its own rows out
         idx = groups[members[0]] if len(members) == 1 else np.concatenate(

@@ -22,7 +22,20 @@ MultinomialNB, ComplementNB, BernoulliNB,   :class:`ClassCounts`: per class coun
 CategoricalNB                               (added; category tables padded)
 StandardScaler                              :class:`Moments`: n, mean, M2 per feature
 MinMaxScaler, MaxAbsScaler                  :class:`Extremes`: n, minima, maxima
+OneHotEncoder, OrdinalEncoder               ``Categories``: per column the sorted
+                                            categories and their row counts
+SimpleImputer (mean, most_frequent,         ``Imputation``: per column a missing flag and
+constant)                                   the count and sum, or the value counts
+KBinsDiscretizer (uniform)                  ``Range``: per column minimum and maximum
+PolynomialFeatures, FunctionTransformer,    ``Stateless``: one partition's fitted model
+RobustScaler (no centring or scaling)
+ColumnTransformer, FeatureUnion             ``Parts``: the tuple of the parts' summaries
 ==========================================  =============================================
+
+The transformer families live in :mod:`daskfuse.fusion._encoders` (their root lets
+scikit-learn fit the template on a few representative rows built from the merged
+summary) and :mod:`daskfuse.fusion._composite` (ColumnTransformer and FeatureUnion,
+whose parts are any family here); :data:`FAMILIES` registers them.
 
 Nothing is ever an average of averages, and nothing that a single fit applies once
 (GaussianNB's ``epsilon_`` smoothing, Ridge's penalty, the log probabilities of naive
@@ -39,7 +52,6 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import reduce
 
@@ -61,6 +73,9 @@ from sklearn.utils.extmath import svd_flip
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError
+from ._composite import composite_families
+from ._encoders import ENCODER_FAMILIES
+from ._family import Family
 from .base import Fuser
 
 __all__ = ["ClassCounts", "ClassMoments", "Exact", "Extremes", "Gram", "Moments", "RFactor"]
@@ -969,76 +984,69 @@ def _finalize_extremes(summary, template, meta):
 
 
 # --------------------------------------------------------------------------- families
-def _no_constraint(estimator):
-    return None
-
-
-@dataclass(frozen=True)
-class _Family:
-    """How one family of estimators is summarised, and solved at the root."""
-
-    types: tuple
-    summarize: Callable
-    finalize: Callable
-    check: Callable = _no_constraint
-    #: summarised from the partition's rows (True) or from its fitted model (False)
-    from_rows: bool = True
-    #: whether ``summarize`` takes :class:`Exact`'s ``method`` (least squares)
-    takes_method: bool = False
-
-
 FAMILIES = (
-    _Family(
+    Family(
         types=(LinearRegression, Ridge, RidgeClassifier),
         summarize=_summarize_linear,
         finalize=_finalize_linear,
         check=_check_linear,
         takes_method=True,
     ),
-    _Family(
+    Family(
         types=(PCA, TruncatedSVD),
         summarize=_summarize_decomposition,
         finalize=_finalize_decomposition,
         check=_check_decomposition,
     ),
-    _Family(
+    Family(
         types=(GaussianNB,),
         summarize=_summarize_gaussian_nb,
         finalize=_finalize_gaussian_nb,
         from_rows=False,
     ),
-    _Family(
+    Family(
         types=(MultinomialNB, ComplementNB, BernoulliNB, CategoricalNB),
         summarize=_summarize_discrete_nb,
         finalize=_finalize_discrete_nb,
         from_rows=False,
     ),
-    _Family(
+    Family(
         types=(StandardScaler,),
         summarize=_summarize_standard_scaler,
         finalize=_finalize_standard_scaler,
         from_rows=False,
     ),
-    _Family(
+    Family(
         types=(MinMaxScaler, MaxAbsScaler),
         summarize=_summarize_extremes,
         finalize=_finalize_extremes,
         from_rows=False,
     ),
+    *ENCODER_FAMILIES,
 )
 
 
 def exact_estimator_names():
     """Names of the estimators that exact fusion supports."""
-    return [t.__name__ for family in FAMILIES for t in family.types]
+    return [t.__name__ for family in FAMILIES + COMPOSITE_FAMILIES for t in family.types]
 
 
 def _family(estimator):
     # exact types only: a subclass may change what fit computes
-    for family in FAMILIES:
+    for family in FAMILIES + COMPOSITE_FAMILIES:
         if type(estimator) in family.types:
             return family
     return None
+
+
+def _supported(estimator):
+    """Why ``estimator`` cannot be fused exactly, or None (the composites ask per part)."""
+    family = _family(estimator)
+    return Exact.requirement if family is None else family.check(estimator)
+
+
+#: ColumnTransformer and FeatureUnion of the families above (and of each other)
+COMPOSITE_FAMILIES = composite_families(_family, _supported)
 
 
 class Exact(Fuser):
@@ -1067,6 +1075,23 @@ class Exact(Fuser):
       counts, which add.
     - ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``: counts and moments, or
       minima and maxima.
+    - ``OneHotEncoder``, ``OrdinalEncoder`` (every parameter: given or found
+      ``categories``, ``handle_unknown``, ``drop``, ``min_frequency``/``max_categories``
+      from the merged counts, ``unknown_value``, ``encoded_missing_value``): per column
+      the categories and their counts, in scikit-learn's order (missing last).
+    - ``SimpleImputer`` (``strategy`` ``"mean"``, ``"most_frequent"`` (ties: the
+      smallest value), ``"constant"``; any ``missing_values``, ``keep_empty_features``,
+      ``add_indicator``): missing flags, and sums or value counts. ``"median"`` is
+      refused: no summary of the partitions gives the median of all rows.
+    - ``KBinsDiscretizer(strategy="uniform")``: minima and maxima (the bins of all
+      rows, as scikit-learn computes them with ``subsample=None``); ``"quantile"`` and
+      ``"kmeans"`` are refused.
+    - ``PolynomialFeatures``, ``FunctionTransformer`` and
+      ``RobustScaler(with_centering=False, with_scaling=False)``: stateless, fitted
+      from the input's shape and names; a centring or scaling RobustScaler is refused
+      (quantiles).
+    - ``ColumnTransformer`` and ``FeatureUnion`` whose parts are any of these: the
+      parts' summaries; ``sparse_output_`` from the density over all rows.
 
     Per-class statistics are aligned by class label, so a partition may lack classes.
     With ``fit``'s ``sample_weight`` the statistics are weighted as scikit-learn's own
@@ -1160,11 +1185,14 @@ class Exact(Fuser):
         """
         family = _family(estimator)
         from_rows = family is not None and family.from_rows
+        from_models = family is not None and not from_rows
+        if family is not None and family.from_models is not None:
+            from_models = family.from_models
         return replace(
             super().tags(estimator),
             needs_fit=not from_rows,
             needs_classes=isinstance(estimator, RidgeClassifier),
-            from_models=family is not None and not from_rows,
+            from_models=from_models,
             single_class_partitions=True,
             # sufficient statistics merge exactly: partial_fit equals a fit on all rows
             partial_fit_reason=None,
@@ -1205,7 +1233,7 @@ class Exact(Fuser):
                 f"{self!r} cannot summarise {type(model).__name__}: {self.requirement}"
             )
         name = type(model).__name__
-        if family.from_rows and X is None:
+        if family.from_rows and X is None and not family.from_models:
             raise FusionError(
                 f"{self!r} needs the training rows of {name} (it merges statistics of "
                 f"the rows), not only a fitted model; fit with daskfuse's Fused* "
