@@ -31,7 +31,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from daskfuse import FusedTransformer, FusionError, fuse
+from daskfuse import FusedClassifier, FusedTransformer, FusionError, fuse
 from daskfuse._adapters import accepts_objects
 from daskfuse.fusion import Exact, resolve_fusion
 from daskfuse.partition import Rows
@@ -398,3 +398,31 @@ def test_none_and_nan_are_two_categories_as_in_scikit_learn(on_cluster):
     fits.append(FusedTransformer(OneHotEncoder(), n_partitions=3).fit(df))
     for fused in fits:
         _same(fused.fused_estimator_, single)
+
+
+def test_object_dask_array_of_unknown_chunk_sizes(on_cluster):
+    X = FRAME[["s", "k"]].to_numpy(dtype=object)
+    lazy = da.from_array(X, chunks=(10, 2))
+    lazy = lazy[lazy[:, 1] != 99]  # a filter: the chunk sizes become unknown
+    assert np.isnan(lazy.chunks[0][0])
+    fused = FusedTransformer(OrdinalEncoder(encoded_missing_value=-1), split_every=2).fit(lazy)
+    single = OrdinalEncoder(encoded_missing_value=-1).fit(X)
+    _same(fused.fused_estimator_, single)
+    assert_array_equal(fused.transform(lazy).compute(), single.transform(X))
+
+
+def test_a_pipeline_that_encodes_first_takes_string_columns(on_cluster):
+    # the voting fusion of a Pipeline whose first step encodes (the i16-pipeline
+    # branch fuses it step by step): the partitions reach it as DataFrames
+    df = FRAME[["s", "k"]]
+    y = (FRAME["k"] > 2).astype(int)
+    ddf = dd.from_pandas(df.assign(t=y), npartitions=3)
+    pipe = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression())
+    fused = FusedClassifier(pipe, fusion="vote").fit(ddf[["s", "k"]], ddf["t"])
+    predicted = fused.predict(ddf[["s", "k"]]).compute()
+    assert_array_equal(predicted, fused.predict(df))
+    assert fused.score(df, y) > 0.9
+    with pytest.raises(ValueError, match=r"numeric columns only.*\['s'\]"):
+        FusedClassifier(make_pipeline(StandardScaler(), LogisticRegression())).fit(
+            ddf[["s", "k"]], ddf["t"]
+        )
