@@ -396,6 +396,12 @@ def _check_kbins(estimator):
 
 
 def _summarize_kbins(model, X, y, info):
+    if info.get("sample_weight") is not None:
+        # the only family here whose fit takes sample_weight: not honoured, refused
+        raise FusionError(
+            "KBinsDiscretizer with sample_weight cannot be fused exactly: its merged "
+            "minima and maxima are unweighted"
+        )
     Xv = check_array(X, dtype=[np.float64, np.float32])
     return Range(Xv.min(axis=0), Xv.max(axis=0), Xv.dtype)
 
