@@ -430,11 +430,9 @@ def test_a_pipeline_that_encodes_first_takes_string_columns(on_cluster):
 
 def test_kbins_refuses_sample_weights():
     # a weighted fit (the sample_weight branch) must not be fused unweighted silently
-    from daskfuse.fusion.exact import Exact as ExactFuser
-
     X = np.arange(6.0).reshape(3, 2)
     template = KBinsDiscretizer(strategy="uniform", n_bins=2)
     info = {"template": template, "sample_weight": np.ones(3)}
     with pytest.raises(FusionError, match="sample_weight"):
-        ExactFuser().summarize(None, X, None, info)
-    assert ExactFuser().summarize(None, X, None, {"template": template}).low.tolist() == [0, 1]
+        Exact().summarize(None, X, None, info)
+    assert Exact().summarize(None, X, None, {"template": template}).low.tolist() == [0, 1]
