@@ -436,3 +436,16 @@ def test_kbins_refuses_sample_weights():
     with pytest.raises(FusionError, match="sample_weight"):
         Exact().summarize(None, X, None, info)
     assert Exact().summarize(None, X, None, {"template": template}).low.tolist() == [0, 1]
+
+
+def test_categoricals_that_differ_between_partitions(on_cluster):
+    # each partition of a dask frame read in pieces knows only its own categories
+    df = FRAME[["s", "c"]].astype({"s": "category"})  # pieces sorted by s
+    pieces = [p.astype({"s": object}).astype({"s": "category"}) for p in _pieces(df, "sorted")]
+    assert len({tuple(p["s"].cat.categories) for p in pieces}) > 1
+    ddf = dd.from_map(lambda piece: piece, pieces, meta=df.iloc[:0])
+    for estimator in (OneHotEncoder(), SimpleImputer(strategy="most_frequent")):
+        single = clone(estimator).fit(df)
+        fused = FusedTransformer(estimator, split_every=2).fit(ddf)
+        _same(fused.fused_estimator_, single)
+        _check_outputs(fused.fused_estimator_, single, df)

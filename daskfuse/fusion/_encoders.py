@@ -84,7 +84,10 @@ class Layout:
     def of(cls, X):
         """The layout of ``X`` (a pandas DataFrame or an array)."""
         if isinstance(X, pd.DataFrame):
-            return cls(tuple(X.columns), tuple(X.dtypes))
+            # a categorical column by its values only: partitions of a dask frame
+            # may each know only their own categories
+            dtypes = ("category" if isinstance(t, pd.CategoricalDtype) else t for t in X.dtypes)
+            return cls(tuple(X.columns), tuple(dtypes))
         X = np.asarray(X)
         return cls(None, (X.dtype,) * X.shape[1])
 
