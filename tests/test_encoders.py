@@ -449,3 +449,11 @@ def test_categoricals_that_differ_between_partitions(on_cluster):
         fused = FusedTransformer(estimator, split_every=2).fit(ddf)
         _same(fused.fused_estimator_, single)
         _check_outputs(fused.fused_estimator_, single, df)
+
+
+def test_a_part_that_cannot_take_its_columns_is_named(on_cluster):
+    ct = ColumnTransformer([("o", OneHotEncoder(), ["c"]), ("num", StandardScaler(), ["s", "k"])])
+    fused = FusedTransformer(ct, n_partitions=2)
+    with pytest.raises(ValueError, match=r"part 'num' \(StandardScaler\) on columns \['s', 'k'\]"):
+        fused.fit(FRAME)
+    assert not hasattr(fused, "fused_estimator_")
