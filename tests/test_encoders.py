@@ -317,6 +317,13 @@ COMPOSITES = [
         ],
         sparse_threshold=0.9,
     ),
+    ColumnTransformer(  # a selection that matches no column: an empty part
+        [
+            ("o", OneHotEncoder(), ["s"]),
+            ("none", StandardScaler(), make_column_selector(pattern="^zz")),
+        ],
+        sparse_threshold=0.8,
+    ),
     FeatureUnion(
         [
             ("a", ColumnTransformer([("o", OrdinalEncoder(), ["s"])])),

@@ -224,9 +224,10 @@ def _sparse_output(composite, summary, fused):
     n, nnz, total, any_sparse = summary.n, 0, 0, False
     by_name = {name: j for j, name in enumerate(summary.names)}
     for name, part, cols in composite.transformers_:
-        if isinstance(part, str) and part == "drop":
-            continue
-        out = part.transform(_subset(summary.head, cols))
+        head = _subset(summary.head, cols)
+        if (isinstance(part, str) and part == "drop") or head.shape[1] == 0:
+            continue  # no output, as scikit-learn skips it
+        out = part.transform(head)
         width = out.shape[1]
         total += n * width
         if not sparse.issparse(out):
