@@ -57,7 +57,7 @@ from .._quiet import quiet_warnings
 from ._loss import linear_loss, multinomial
 from .base import Fuser
 
-__all__ = ["STEPS", "Newton"]
+__all__ = ["STEPS", "Newton", "private_optional_fields"]
 
 #: candidate step lengths along the Newton direction, evaluated in one pass
 STEPS = (1.0, 0.5, 0.25, 0.1, 0.01)
@@ -145,7 +145,7 @@ def _first_summary(template, X, y, classes):
             local = clone(template).fit(X, y)
         local_theta = _theta(local, None if classes is None else len(classes))
         theta = local_theta * len(X)
-        if getattr(template, "class_weight", None) is None:
+        if _ships_taylor(template):
             taylor = _local_quadratic(template, local_theta, X, y, classes)
     return {
         "first": True,
@@ -156,6 +156,23 @@ def _first_summary(template, X, y, classes):
         # the local quadratic models (see _local_quadratic), summed in the tree
         **dict(zip(("taylor_g", "taylor_h", "taylor_h_theta"), taylor)),
     }
+
+
+def _ships_taylor(template):
+    """Whether pass 0 ships the local quadratic models (the same for every partition)."""
+    return getattr(template, "class_weight", None) is None
+
+
+def private_optional_fields(template, classes, n_features):
+    """Pass 0's fields that one partition leaves out (None) for a private reason, it
+    cannot fit alone (a single class), with their shapes: :class:`~daskfuse.fusion.Secure`
+    masks zeros and a flag in their place, so that no one learns which partition did."""
+    n_classes = None if classes is None else len(classes)
+    p = _n_params(template, {"n_features": n_features}, n_classes)
+    fields = {"theta": (p,)}
+    if _ships_taylor(template):
+        fields.update(taylor_g=(p,), taylor_h=(p, p), taylor_h_theta=(p,))
+    return fields
 
 
 def _local_quadratic(template, theta, X, y, classes):
