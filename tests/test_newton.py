@@ -20,10 +20,11 @@ from sklearn.linear_model import (
     PoissonRegressor,
     TweedieRegressor,
 )
+from sklearn.svm import LinearSVC, LinearSVR
 
 from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
-from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton
+from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton, resolve_fusion
 from daskfuse.fusion._loss import linear_loss
 from daskfuse.fusion.newton import next_state
 from tests.conftest import make_classification_data
@@ -133,6 +134,82 @@ def test_glms_equal_the_fit_on_all_rows(estimator, positive):
         model = FusedRegressor(estimator, fusion="newton", n_partitions=3).fit(X, y)
     _assert_same(model.fused_estimator_, ref)
     np.testing.assert_allclose(model.predict(X[:5]), ref.predict(X[:5]), rtol=1e-6)
+
+
+#: liblinear's primal solver run to a tight tol (the same optimum as the dual's)
+LIBLINEAR = {"dual": False, "tol": 1e-12, "max_iter": 100_000}
+
+
+@pytest.mark.parametrize(
+    "n_classes, params",
+    [
+        (2, {}),
+        (3, {}),  # one-vs-rest: 3 problems in every pass
+        (2, {"C": 0.3, "intercept_scaling": 3.0}),
+        (3, {"class_weight": "balanced"}),
+        (3, {"class_weight": {0: 1.0, 1: 3.0, 2: 0.5}}),
+        (2, {"class_weight": {0: 1.0, 1: 3.0}, "fit_intercept": False}),
+        (2, {"dual": True}),  # the primal objective is the same
+    ],
+)
+def test_squared_hinge_linear_svc_equals_liblinear_on_all_rows(n_classes, params):
+    # issue 15: liblinear's objective, C * sum(loss) + |w|^2 / 2 with the intercept a
+    # penalised feature of value intercept_scaling; label-sorted partitions (some of
+    # one class) cannot fit alone
+    X, y = _sorted(*make_classification_data(n=900, n_features=4, n_classes=n_classes, noise=3.0))
+    ref = LinearSVC(**{**params, **LIBLINEAR}).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LinearSVC(**params, **TIGHT), fusion="newton", n_partitions=4, partition="uniform"
+        ).fit(X, y)
+    assert model.fusion_ == Newton()
+    fused = model.fused_estimator_
+    assert type(fused) is LinearSVC and fused.coef_.shape == ref.coef_.shape
+    _assert_same(fused, ref)
+    assert np.shape(fused.intercept_) == np.shape(ref.intercept_)
+    assert np.array_equal(model.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"epsilon": 0.5, "C": 0.1, "intercept_scaling": 2.0}, {"fit_intercept": False}]
+)
+def test_squared_epsilon_insensitive_linear_svr_equals_liblinear(params):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 4))
+    y = X @ [1.0, -2.0, 0.5, 3.0] + 2.0 + rng.normal(size=800)
+    svr = {"loss": "squared_epsilon_insensitive", **params}
+    ref = LinearSVR(**{**svr, **LIBLINEAR}).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedRegressor(LinearSVR(**svr, **TIGHT), fusion="newton", n_partitions=3)
+        model.fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    assert np.shape(model.fused_estimator_.intercept_) == np.shape(ref.intercept_)
+
+
+@pytest.mark.parametrize(
+    "estimator, match",
+    [
+        (LinearSVC(loss="hinge"), "loss='squared_hinge' .* loss='hinge' is not differentiable"),
+        (LinearSVC(penalty="l1"), "penalty='l2' for a LinearSVC"),
+        (LinearSVC(multi_class="crammer_singer"), "multi_class='ovr'"),
+        (LinearSVR(), "loss='squared_epsilon_insensitive' .* not differentiable"),
+    ],
+)
+def test_svms_newton_cannot_minimise_are_refused_with_the_reason(estimator, match):
+    assert Newton().unsupported_reason(estimator) is not None
+    with pytest.raises(FusionError, match=match):
+        resolve_fusion("newton", estimator)
+    assert not prefers_newton("auto", estimator, rounds=3)
+
+
+def test_auto_takes_newton_for_a_squared_hinge_svc_on_label_sorted_input(binary_data):
+    # the documented rule, for every estimator newton supports
+    X, y = _sorted(*binary_data)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(LinearSVC(), n_partitions=4).fit(X, y)
+        shuffled = FusedClassifier(LinearSVC(), n_partitions=4).fit(*binary_data)
+    assert model.fusion_ == Newton() and shuffled.fusion_ == Weighted()
+    assert model.score(X, y) == pytest.approx(LinearSVC().fit(X, y).score(X, y), abs=2e-3)
 
 
 def test_on_the_cluster_with_history(on_cluster):

@@ -12,6 +12,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from numpy.testing import assert_allclose
 from scipy import stats
 from sklearn.linear_model import Lasso, LogisticRegression, PoissonRegressor
+from sklearn.svm import LinearSVC
 
 from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
@@ -78,6 +79,16 @@ def test_secure_newton_glm():
     _assert_same(masked.fused_estimator_, plain.fused_estimator_)
     ref = PoissonRegressor(alpha=0.01, **TIGHT).fit(X, y)
     assert_allclose(masked.fused_estimator_.coef_, ref.coef_, rtol=1e-6)
+
+
+def test_secure_newton_one_vs_rest_linear_svc():
+    X, y = _sorted(*make_classification_data(n=600, n_features=3, n_classes=3, noise=3.0))
+    kw = dict(n_partitions=4, partition="uniform", split_every=3)
+    with dask.config.set(scheduler="sync"):
+        plain = FusedClassifier(LinearSVC(**TIGHT), fusion="newton", **kw).fit(X, y)
+        masked = FusedClassifier(LinearSVC(**TIGHT), fusion=Secure("newton"), **kw).fit(X, y)
+    _assert_same(masked.fused_estimator_, plain.fused_estimator_)
+    assert masked.partition_report_["class_counts"].isna().all()
 
 
 def _one_pass(fuser, state, parts, template):

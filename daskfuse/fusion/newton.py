@@ -9,6 +9,10 @@ are associative, so the tree of ``combine`` tasks is exact for any ``split_every
 root adds the penalty once and takes a Newton step, as Spark MLlib's linear models
 take L-BFGS steps over ``treeAggregate``.
 
+For liblinear's SVMs with a squared loss (LinearSVC, LinearSVR) the loss is
+liblinear's own (:class:`~daskfuse.fusion._loss.SquaredSVMLoss`), with its intercept
+handling: a feature of value ``intercept_scaling`` whose weight is penalised.
+
 The passes:
 
 - pass 0 (the one-shot start): each partition that holds every class fits the
@@ -50,11 +54,12 @@ from sklearn.linear_model import (
     PoissonRegressor,
     TweedieRegressor,
 )
+from sklearn.svm import LinearSVC, LinearSVR
 from sklearn.utils.class_weight import compute_class_weight
 
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
-from ._loss import linear_loss, multinomial
+from ._loss import coef_rows, is_svm, linear_loss, multinomial
 from .base import Fuser
 
 __all__ = ["STEPS", "Newton", "private_optional_fields"]
@@ -65,6 +70,10 @@ _ARMIJO = 1e-4
 #: the most passes a fit may take (the estimator's max_iter stops it first)
 MAX_PASSES = 100_000
 _GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
+REQUIREMENT = (
+    "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor, "
+    "TweedieRegressor, LinearSVC or LinearSVR"
+)
 
 
 @dataclass(frozen=True)
@@ -84,14 +93,31 @@ class _State:
     guessed: bool = False
 
 
+#: the losses of liblinear's SVMs that are differentiable (squared)
+_SQUARED = {LinearSVC: "squared_hinge", LinearSVR: "squared_epsilon_insensitive"}
+
+
+def _unsupported_svm(estimator):
+    squared = _SQUARED[type(estimator)]
+    if estimator.loss != squared:
+        return (
+            f"newton needs loss={squared!r} for a {type(estimator).__name__}: its "
+            f"loss={estimator.loss!r} is not differentiable where a row meets the margin"
+        )
+    if isinstance(estimator, LinearSVC) and estimator.penalty != "l2":
+        return "newton needs penalty='l2' for a LinearSVC: the objective must be smooth"
+    if isinstance(estimator, LinearSVC) and estimator.multi_class != "ovr":
+        return "newton needs multi_class='ovr' for a LinearSVC (one-vs-rest problems)"
+    return None
+
+
 def _unsupported(estimator):
     if isinstance(estimator, _GLMS):
         return None  # both solvers minimise the one objective
+    if type(estimator) in _SQUARED:
+        return _unsupported_svm(estimator)
     if not isinstance(estimator, LogisticRegression):
-        return (
-            "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or "
-            "TweedieRegressor"
-        )
+        return REQUIREMENT
     if estimator.solver == "liblinear":
         return (
             "newton needs a LogisticRegression solver other than 'liblinear' "
@@ -116,9 +142,13 @@ def _theta(model, n_classes):
     """A fitted model's parameters in :class:`LinearModelLoss`'s flat layout."""
     coef = np.atleast_2d(np.asarray(model.coef_, dtype=float))
     intercept = np.reshape(np.asarray(model.intercept_, dtype=float), -1)
+    if is_svm(model):
+        # liblinear's parameter is the weight of a feature of value intercept_scaling
+        intercept = intercept / model.intercept_scaling
     parts = [coef, intercept[:, None]] if model.fit_intercept else [coef]
     theta = np.hstack(parts)
-    return theta.ravel(order="F") if multinomial(model, n_classes) else theta[0]
+    k, order = coef_rows(model, n_classes)
+    return theta.ravel(order=order) if k > 1 else theta[0]
 
 
 def _targets(template, classes, y, class_weight):
@@ -247,12 +277,15 @@ class _Objective:
     """Scikit-learn's objective from the partitions' sums: penalty added at the root."""
 
     def __init__(self, template, w_size, n_classes):
-        if isinstance(template, LogisticRegression):
+        if is_svm(template):
+            # liblinear: C * sum(loss) + |w|^2 / 2, the intercept's weight included
+            self.strength, self.per_row = 1.0 / template.C, False
+        elif isinstance(template, LogisticRegression):
             self.strength, self.per_row = _penalty_strength(template), False
         else:
             self.strength, self.per_row = template.alpha, True
         self.mask = np.ones(w_size)
-        if template.fit_intercept:
+        if template.fit_intercept and not is_svm(template):
             k = n_classes if multinomial(template, n_classes) else 1
             self.mask[-k:] = 0.0
 
@@ -307,7 +340,7 @@ def _start(summary, template, classes):
 def _n_params(template, summary, n_classes):
     n_features = summary["n_features"]
     per_row = n_features + int(template.fit_intercept)
-    return per_row * n_classes if multinomial(template, n_classes) else per_row
+    return per_row * coef_rows(template, n_classes)[0]
 
 
 def _accept(state, f_steps, slope):
@@ -395,14 +428,12 @@ def build_model(template, w, classes, n_iter, meta):
     """A fitted clone of ``template`` with the flat parameters ``w``."""
     model = clone(template)
     n_classes = None if classes is None else len(classes)
-    k = 1
-    if multinomial(template, n_classes):
-        k = n_classes
-        theta = w.reshape((k, -1), order="F")
-    else:
-        theta = w[None, :]
+    k, order = coef_rows(template, n_classes)
+    theta = w.reshape((k, -1), order=order)
     coef = theta[:, : meta["n_features_in_"]]
     intercept = theta[:, -1] if template.fit_intercept else np.zeros(k)
+    if is_svm(template):
+        return _build_svm(model, coef, intercept, classes, n_iter, meta)
     if classes is None:
         model.coef_, model.intercept_ = coef[0].copy(), float(intercept[0])
         model._base_loss = model._get_loss()
@@ -411,6 +442,19 @@ def build_model(template, w, classes, n_iter, meta):
         model.coef_, model.intercept_ = coef.copy(), intercept.copy()
         model.classes_ = np.asarray(classes)
         model.n_iter_ = np.array([int(n_iter)], dtype=np.int32)
+    return stamp_inputs(model, meta)
+
+
+def _build_svm(model, coef, intercept, classes, n_iter, meta):
+    """A LinearSVC's or LinearSVR's fitted attributes, as liblinear's ``fit`` sets them."""
+    intercept = model.intercept_scaling * intercept if model.fit_intercept else 0.0
+    if classes is None:
+        model.coef_ = coef[0].copy()
+        model.intercept_ = np.atleast_1d(intercept) if model.fit_intercept else 0.0
+    else:
+        model.coef_, model.intercept_ = coef.copy(), intercept
+        model.classes_ = np.asarray(classes)
+    model.n_iter_ = int(n_iter)
     return stamp_inputs(model, meta)
 
 
@@ -425,19 +469,26 @@ class Newton(Fuser):
     It applies to :class:`~sklearn.linear_model.LogisticRegression` (binary and
     multinomial, ``penalty`` l2 or None, any solver but liblinear),
     :class:`~sklearn.linear_model.PoissonRegressor`,
-    :class:`~sklearn.linear_model.GammaRegressor` and
-    :class:`~sklearn.linear_model.TweedieRegressor`. Partitions may hold a single
-    class. ``rounds`` and the meta-estimator's ``tol`` do not limit it: it runs
-    until the estimator's own ``tol`` (largest absolute gradient entry, the ``lbfgs``
-    criterion) or ``max_iter`` Newton steps. The fused model's ``n_iter_`` counts the
-    Newton steps; the meta-estimator's ``history_`` gains ``loss``, ``grad_norm`` and
-    ``step`` per pass.
+    :class:`~sklearn.linear_model.GammaRegressor`,
+    :class:`~sklearn.linear_model.TweedieRegressor`, and liblinear's SVMs with a
+    squared loss: :class:`~sklearn.svm.LinearSVC` (``loss="squared_hinge"``,
+    ``penalty="l2"``, one-vs-rest, ``dual`` either: the primal optimum is the same)
+    and :class:`~sklearn.svm.LinearSVR` (``loss="squared_epsilon_insensitive"``).
+    For those it minimises liblinear's objective, ``C * sum(loss) + |w|^2 / 2`` with
+    the intercept a feature of value ``intercept_scaling`` whose weight is penalised,
+    the class weights of one-vs-rest as liblinear's (a row's class weight counts in
+    its own class's problem only), and the generalised Hessian of the squared hinge;
+    the k one-vs-rest problems travel in one pass. The plain ``hinge`` and
+    ``epsilon_insensitive`` losses are refused: they are not differentiable.
+    Partitions may hold a single class. ``rounds`` and the meta-estimator's ``tol``
+    do not limit it: it runs until the estimator's own ``tol`` (largest absolute
+    gradient entry, the ``lbfgs`` criterion) or ``max_iter`` Newton steps. The fused
+    model's ``n_iter_`` counts the Newton steps; the meta-estimator's ``history_``
+    gains ``loss``, ``grad_norm`` and ``step`` per pass.
     """
 
     name = "newton"
-    requirement = (
-        "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or TweedieRegressor"
-    )
+    requirement = REQUIREMENT
 
     def supports(self, estimator):
         return _unsupported(estimator) is None

@@ -46,7 +46,24 @@ given, without colluding:
   ``finalize`` task holds only the total.
 * the **client** holds the master secret but receives only the fused model and the
   partition report (which withholds per-partition scores, class counts, weights
-  and iteration counts under this strategy).
+  and iteration counts under this strategy); under newton, also each pass's totals
+  (loss, gradient, the fused model's training accuracy in ``history_``).
+
+Global-gradient passes
+----------------------
+``Secure(inner="newton")`` masks every pass of :class:`~daskfuse.fusion.Newton` the
+same way: the one-shot start (each partition's row-weighted local parameters, its
+class counts and local quadratic model) and, in every later pass, the sums of the
+loss at each candidate step, the gradient and the Hessian, the weight and the rows
+classified right. Only the pass's point and direction (the same for every partition,
+and public: they come from the previous pass's totals) travel in clear. A fresh
+master secret, hence fresh pair seeds and masks, is drawn for every pass's graph, so
+no mask is used twice. What may be missing from one partition (the local start of a
+partition that holds a single class) is masked as zeros with a masked flag beside
+it, and a value out of the fixed-point range (the loss at a candidate step too long
+for a log link) as 0 with a masked flag that the root reads as an infinite loss,
+which the line search rejects: the root learns how many partitions flagged, never
+which. The fused model is newton's to the fixed-point resolution.
 
 Limits: a scheduler colluding with a worker can unmask everything (the seeds come
 from the client through the graph; a key agreement between partitions, as in
@@ -219,10 +236,13 @@ class Secure(PrivateAveraging):
 
     Parameters
     ----------
-    inner : {"weighted", "average"}, Average, Weighted or DP, default="weighted"
+    inner : {"weighted", "average", "newton"}, Average, Weighted, DP or Newton, \
+            default="weighted"
         The averaging that is computed under the masks. With a
         :class:`~daskfuse.fusion.DP`, the workers see only masked clipped updates
-        and the root adds the noise.
+        and the root adds the noise. With ``"newton"`` (a
+        :class:`~daskfuse.fusion.Newton`), every global-gradient pass's sums are
+        masked (fresh masks each pass) and it fits what newton fits.
 
     Examples
     --------
