@@ -26,7 +26,7 @@ from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
 from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton, resolve_fusion
 from daskfuse.fusion._loss import linear_loss
-from daskfuse.fusion.newton import next_state
+from daskfuse.fusion.newton import MAX_HESSIAN_PARAMS, next_state
 from tests.conftest import make_classification_data
 
 TIGHT = {"tol": 1e-10, "max_iter": 1000}
@@ -325,6 +325,55 @@ def test_only_parameter_sized_summaries_leave_a_partition():
         sizes.append([np.size(v) for s in (first, later) for k, v in s.items() if k != "state"])
     assert sizes[0] == sizes[1]
     assert max(sizes[0]) == (3 * 5) ** 2
+
+
+def _wide_data():
+    # 2,000 features, 95% of the entries zero: 2,001 parameters
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 2000)) * (rng.random((600, 2000)) < 0.05)
+    w = rng.normal(size=2000) * (rng.random(2000) < 0.1) * 3
+    y = (X @ w + 0.5 * rng.logistic(size=600) > 0).astype(int)
+    return X, y
+
+
+def test_many_parameters_take_lbfgs_steps_and_equal_the_fit_on_all_rows():
+    # issue 15: above MAX_HESSIAN_PARAMS the passes ship loss and gradient sums only
+    X, y = _wide_data()
+    assert X.shape[1] + 1 > MAX_HESSIAN_PARAMS
+    ref = LogisticRegression(solver="newton-cg", tol=1e-12).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT), fusion="newton", n_partitions=3, random_state=0
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    assert model.history_["grad_norm"].iloc[-1] <= 1e-10
+
+
+def test_many_parameters_no_parameters_x_parameters_matrix_travels():
+    X, y = _wide_data()
+    p = X.shape[1] + 1
+    fuser, template, classes = Newton(), LogisticRegression(), np.array([0, 1])
+    parts = [(np.ascontiguousarray(X[i::2]), y[i::2].copy()) for i in range(2)]
+    info = {"template": template, "classes": classes}
+    meta = {**_meta(), "n_features_in_": X.shape[1], "classes": classes}
+    state, sizes = None, []
+    for _ in range(4):  # pass 0 and three L-BFGS passes
+        summaries = [fuser.summarize(state, Xp, yp, info) for Xp, yp in parts]
+        total = fuser.combine(summaries)
+        state = fuser.feedback(fuser.finalize(total, template, meta), total)
+        for summary in summaries:
+            assert summary.get("hess") is None and summary.get("taylor_h") is None
+            sizes += [np.size(v) for k, v in summary.items() if k != "state"]
+        # what goes back to the partitions: parameter-sized vectors
+        vectors = [
+            state.w,
+            state.direction,
+            state.grad,
+            *(v for pair in state.memory for v in pair),
+        ]
+        sizes += [np.size(v) for v in vectors]
+    assert len(state.memory) == 2
+    assert max(sizes) == p
 
 
 def _meta():

@@ -113,18 +113,28 @@ class SquaredSVMLoss:
         slack, _ = self._parts(y, raw_prediction)
         return float(np.sum(self._weights(y, sample_weight) * slack.reshape(len(X), -1) ** 2))
 
-    def gradient_hessian(self, coef, X, y, sample_weight, raw_prediction=None):
-        """``(gradient, hessian, None)`` of :meth:`loss` in the flat parameters."""
+    def loss_gradient(self, coef, X, y, sample_weight, raw_prediction=None):
+        """``(loss, gradient)``: :meth:`loss` and its gradient in the flat parameters."""
         if raw_prediction is None:
             raw_prediction = self.weight_intercept_raw(coef, X)[2]
         slack, sign = self._parts(y, raw_prediction)
         weights = self._weights(y, sample_weight)
-        Xd = self._design(X)
         slack, sign = slack.reshape(len(X), -1), sign.reshape(len(X), -1)
-        grad = (2.0 * weights * sign * slack).T @ Xd
+        grad = (2.0 * weights * sign * slack).T @ self._design(X)
+        return float(np.sum(weights * slack**2)), grad.ravel()
+
+    def gradient_hessian(self, coef, X, y, sample_weight, raw_prediction=None):
+        """``(gradient, hessian, None)`` of :meth:`loss` in the flat parameters."""
+        if raw_prediction is None:
+            raw_prediction = self.weight_intercept_raw(coef, X)[2]
+        _, grad = self.loss_gradient(coef, X, y, sample_weight, raw_prediction)
+        slack, _ = self._parts(y, raw_prediction)
+        weights = self._weights(y, sample_weight)
+        slack = slack.reshape(len(X), -1)
+        Xd = self._design(X)
         m = Xd.shape[1]
         hess = np.zeros((self.k * m, self.k * m))
         for c in range(self.k):
             d = 2.0 * weights[:, c] * (slack[:, c] > 0)
             hess[c * m : (c + 1) * m, c * m : (c + 1) * m] = Xd.T @ (d[:, None] * Xd)
-        return grad.ravel(), hess, None
+        return grad, hess, None

@@ -62,13 +62,18 @@ from .._quiet import quiet_warnings
 from ._loss import coef_rows, is_svm, linear_loss, multinomial
 from .base import Fuser
 
-__all__ = ["STEPS", "Newton", "private_optional_fields"]
+__all__ = ["MAX_HESSIAN_PARAMS", "STEPS", "Newton", "private_optional_fields"]
 
 #: candidate step lengths along the Newton direction, evaluated in one pass
 STEPS = (1.0, 0.5, 0.25, 0.1, 0.01)
 _ARMIJO = 1e-4
 #: the most passes a fit may take (the estimator's max_iter stops it first)
 MAX_PASSES = 100_000
+#: above this many parameters (features x coefficient rows) no partition ships a
+#: parameters x parameters Hessian: the passes carry loss and gradient sums only and
+#: the root takes L-BFGS steps (memory :data:`LBFGS_MEMORY`) instead of Newton steps
+MAX_HESSIAN_PARAMS = 1000
+LBFGS_MEMORY = 10
 _GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
 REQUIREMENT = (
     "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor, "
@@ -91,6 +96,10 @@ class _State:
     record: dict | None = None
     #: the direction came from pass 0's local quadratic models, not the exact gradient
     guessed: bool = False
+    #: L-BFGS (many parameters): the last (step, gradient change) pairs, and the
+    #: (point, gradient) that an accepted shorter step left, to pair with the next
+    memory: tuple = ()
+    anchor: tuple | None = None
 
 
 #: the losses of liblinear's SVMs that are differentiable (squared)
@@ -175,7 +184,7 @@ def _first_summary(template, X, y, classes):
             local = clone(template).fit(X, y)
         local_theta = _theta(local, None if classes is None else len(classes))
         theta = local_theta * len(X)
-        if _ships_taylor(template):
+        if _ships_taylor(template, local_theta.size):
             taylor = _local_quadratic(template, local_theta, X, y, classes)
     return {
         "first": True,
@@ -188,9 +197,14 @@ def _first_summary(template, X, y, classes):
     }
 
 
-def _ships_taylor(template):
+def _ships_hessian(n_params):
+    """Whether the passes ship Hessian sums (else L-BFGS: :data:`MAX_HESSIAN_PARAMS`)."""
+    return n_params <= MAX_HESSIAN_PARAMS
+
+
+def _ships_taylor(template, n_params):
     """Whether pass 0 ships the local quadratic models (the same for every partition)."""
-    return getattr(template, "class_weight", None) is None
+    return getattr(template, "class_weight", None) is None and _ships_hessian(n_params)
 
 
 def private_optional_fields(template, classes, n_features):
@@ -200,7 +214,7 @@ def private_optional_fields(template, classes, n_features):
     n_classes = None if classes is None else len(classes)
     p = _n_params(template, {"n_features": n_features}, n_classes)
     fields = {"theta": (p,)}
-    if _ships_taylor(template):
+    if _ships_taylor(template, p):
         fields.update(taylor_g=(p,), taylor_h=(p, p), taylor_h_theta=(p,))
     return fields
 
@@ -238,12 +252,18 @@ def _pass_summary(template, state, X, y, classes):
         # the accepted point's loss is not known yet: the Armijo test needs it
         points, raws = [*points, state.w], [*raws, raw]
     losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
-    grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
+    if _ships_hessian(state.w.size):
+        grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
+        hess = total * hess
+    else:
+        # many parameters: no parameters x parameters matrix is computed or shipped
+        _, grad = loss.loss_gradient(points[0], X, target, sw, raw_prediction=raws[0])
+        hess = None
     return {
         "first": False,
         "losses": np.array(losses),
         "grad": total * np.asarray(grad).ravel(),
-        "hess": total * hess,
+        "hess": hess,
         "sw": total,
         "rows": len(X),
         "correct": _correct(raws[0], y, classes),
@@ -295,7 +315,48 @@ class _Objective:
         f = (sums_loss + 0.5 * lam * wp @ wp) / sw_sum
         if grad is None:
             return f, None, None
+        if hess is None:  # L-BFGS: no Hessian sums
+            return f, (grad + lam * wp) / sw_sum, None
         return f, (grad + lam * wp) / sw_sum, (hess + lam * np.diag(self.mask)) / sw_sum
+
+
+def _lbfgs_direction(grad, memory):
+    """The L-BFGS direction ``-H grad`` (two-loop recursion, Nocedal & Wright 2006,
+    algorithm 7.4) from the ``(s, y)`` pairs in ``memory``, oldest first; without
+    pairs, the steepest descent scaled to unit length."""
+    if not memory:
+        return -grad / max(float(np.linalg.norm(grad)), np.finfo(float).tiny)
+    q, alphas = grad.copy(), []
+    for s, y in reversed(memory):
+        alpha = (s @ q) / (y @ s)
+        q -= alpha * y
+        alphas.append(alpha)
+    s, y = memory[-1]
+    r = (s @ y) / (y @ y) * q
+    for (s, y), alpha in zip(memory, reversed(alphas)):
+        r += (alpha - (y @ r) / (y @ s)) * s
+    return -r
+
+
+def _remember(memory, anchor, w, g):
+    """``memory`` with the pair from ``anchor`` (an earlier point and its gradient) to
+    ``(w, g)``, where it has positive curvature; at most :data:`LBFGS_MEMORY` pairs."""
+    if anchor is None or anchor[1] is None:
+        return memory
+    s, y = w - anchor[0], g - anchor[1]
+    if s @ y <= 1e-10 * np.linalg.norm(s) * np.linalg.norm(y):
+        return memory
+    return (*memory, (s, y))[-LBFGS_MEMORY:]
+
+
+def _next_direction(state, step, w, g, h):
+    """``(direction, memory)`` from the point ``w`` reached by ``step``: Newton's where
+    the Hessian sums came, else L-BFGS's."""
+    if h is not None:
+        return _direction(g, h), state.memory
+    anchor = (state.w, state.grad) if step == 1.0 else state.anchor
+    memory = _remember(state.memory, anchor, w, g)
+    return _lbfgs_direction(g, memory), memory
 
 
 def _direction(grad, hess):
@@ -343,6 +404,12 @@ def _n_params(template, summary, n_classes):
     return per_row * coef_rows(template, n_classes)[0]
 
 
+def _can_shrink(state):
+    """Whether the direction is still longer than rounding at the point's scale."""
+    scale = max(float(np.linalg.norm(state.w)), 1.0)
+    return float(np.linalg.norm(state.direction)) > 1e3 * np.finfo(float).eps * scale
+
+
 def _accept(state, f_steps, slope):
     """The longest candidate step that passes the Armijo test, or None."""
     for t, f_t in zip(STEPS, f_steps):
@@ -352,6 +419,23 @@ def _accept(state, f_steps, slope):
     if abs(slope) <= 64 * np.finfo(float).eps * max(abs(state.loss), 1.0):
         return 1.0
     return None
+
+
+def _no_step(summary, state):
+    """The state after a pass in which no candidate step passed the Armijo test."""
+    record = {"loss": state.loss, "grad_norm": None, "step": 0.0}
+    if summary["state"].guessed:
+        # the guessed direction does not lower the loss: evaluate the gradient
+        return dataclasses.replace(state, direction=None, record=record)
+    if summary["hess"] is None and _can_shrink(state):
+        # L-BFGS: the direction's scale is a guess; try shorter steps next pass
+        return dataclasses.replace(state, direction=STEPS[-1] * state.direction, record=record)
+    warnings.warn(
+        "newton: no step along the Newton direction lowers the loss; stopping",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+    return dataclasses.replace(state, direction=None, done=True)
 
 
 def next_state(summary, template, classes):
@@ -374,22 +458,20 @@ def next_state(summary, template, classes):
             f_w = objective(summary["losses"][-1], None, None, state.w, sw_sum)[0]
             state = dataclasses.replace(state, loss=f_w, guessed=False)
         step = _accept(state, losses, float(state.grad @ state.direction))
-        if step is None and summary["state"].guessed:
-            # the guessed direction does not lower the loss: evaluate the gradient
-            record = {"loss": state.loss, "grad_norm": None, "step": 0.0}
-            return dataclasses.replace(state, direction=None, record=record)
         if step is None:
-            warnings.warn(
-                "newton: no step along the Newton direction lowers the loss; stopping",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-            return dataclasses.replace(state, direction=None, done=True)
+            return _no_step(summary, state)
         n_iter, w = state.n_iter + 1, state.w + step * state.direction
         if step != 1.0:
             # the gradient and Hessian are known at the full step only: evaluate here
             record = {"loss": losses[STEPS.index(step)], "grad_norm": None, "step": step}
-            return dataclasses.replace(state, w=w, direction=None, n_iter=n_iter, record=record)
+            return dataclasses.replace(
+                state,
+                w=w,
+                direction=None,
+                n_iter=n_iter,
+                record=record,
+                anchor=(state.w, state.grad),
+            )
     f, g, h = objective(summary["losses"][0], summary["grad"], summary["hess"], w, sw_sum)
     g_max = float(np.max(np.abs(g)))
     done = g_max <= template.tol
@@ -411,10 +493,13 @@ def next_state(summary, template, classes):
         # the fused model is the point this pass evaluated: its accuracy on all
         # training rows came with the pass, so run_passes needs no scoring pass
         record["train_score"] = summary["correct"] / summary["rows"]
+    direction, memory = (None, state.memory) if done else _next_direction(state, step, w, g, h)
     return dataclasses.replace(
         state,
         w=w,
-        direction=None if done else _direction(g, h),
+        direction=direction,
+        memory=memory,
+        anchor=None,
         loss=float(f),
         grad=g,
         sw_sum=sw_sum,
