@@ -35,6 +35,13 @@ The passes:
 It stops on scikit-learn's ``lbfgs`` criterion: the largest absolute entry of the
 gradient of scikit-learn's objective at most the estimator's ``tol``. Only
 parameter-sized vectors and parameter x parameter matrices leave the partitions.
+
+Above :data:`MAX_HESSIAN_PARAMS` parameters no partition computes or ships a
+parameter x parameter matrix (pass 0 ships no local quadratic model, later passes
+no Hessian sums): the root takes L-BFGS steps instead (Nocedal & Wright 2006,
+algorithm 7.4; the pairs travel in the feedback), with the same candidate steps
+evaluated in one pass; where none passes the Armijo test, the next pass tries the
+direction shortened by the smallest step.
 """
 
 from __future__ import annotations
