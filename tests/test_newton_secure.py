@@ -20,6 +20,7 @@ from daskfuse.fusion import DP, Newton, Secure
 from daskfuse.fusion.newton import _State, private_optional_fields
 from daskfuse.fusion.secure import MaskedSum, _newton_arrays, decode, encode
 from tests.conftest import make_classification_data
+from tests.test_newton import _wide_data
 
 TIGHT = {"tol": 1e-10, "max_iter": 1000}
 
@@ -89,6 +90,18 @@ def test_secure_newton_one_vs_rest_linear_svc():
         masked = FusedClassifier(LinearSVC(**TIGHT), fusion=Secure("newton"), **kw).fit(X, y)
     _assert_same(masked.fused_estimator_, plain.fused_estimator_)
     assert masked.partition_report_["class_counts"].isna().all()
+
+
+def test_secure_newton_over_many_parameters():
+    # the L-BFGS passes (no Hessian sums, for anyone) under the masks
+    X, y = _wide_data()
+    kw = dict(n_partitions=3, random_state=0)
+    with dask.config.set(scheduler="sync"):
+        plain = FusedClassifier(LogisticRegression(**TIGHT), fusion="newton", **kw).fit(X, y)
+        masked = FusedClassifier(LogisticRegression(**TIGHT), fusion=Secure("newton"), **kw)
+        masked.fit(X, y)
+    _assert_same(masked.fused_estimator_, plain.fused_estimator_)
+    assert len(masked.history_) == len(plain.history_)
 
 
 def _one_pass(fuser, state, parts, template):
