@@ -20,12 +20,13 @@ from sklearn.linear_model import (
     PoissonRegressor,
     TweedieRegressor,
 )
+from sklearn.svm import LinearSVC, LinearSVR
 
 from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
-from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton
+from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton, resolve_fusion
 from daskfuse.fusion._loss import linear_loss
-from daskfuse.fusion.newton import next_state
+from daskfuse.fusion.newton import MAX_HESSIAN_PARAMS, next_state
 from tests.conftest import make_classification_data
 
 TIGHT = {"tol": 1e-10, "max_iter": 1000}
@@ -133,6 +134,82 @@ def test_glms_equal_the_fit_on_all_rows(estimator, positive):
         model = FusedRegressor(estimator, fusion="newton", n_partitions=3).fit(X, y)
     _assert_same(model.fused_estimator_, ref)
     np.testing.assert_allclose(model.predict(X[:5]), ref.predict(X[:5]), rtol=1e-6)
+
+
+#: liblinear's primal solver run to a tight tol (the same optimum as the dual's)
+LIBLINEAR = {"dual": False, "tol": 1e-12, "max_iter": 100_000}
+
+
+@pytest.mark.parametrize(
+    "n_classes, params",
+    [
+        (2, {}),
+        (3, {}),  # one-vs-rest: 3 problems in every pass
+        (2, {"C": 0.3, "intercept_scaling": 3.0}),
+        (3, {"class_weight": "balanced"}),
+        (3, {"class_weight": {0: 1.0, 1: 3.0, 2: 0.5}}),
+        (2, {"class_weight": {0: 1.0, 1: 3.0}, "fit_intercept": False}),
+        (2, {"dual": True}),  # the primal objective is the same
+    ],
+)
+def test_squared_hinge_linear_svc_equals_liblinear_on_all_rows(n_classes, params):
+    # issue 15: liblinear's objective, C * sum(loss) + |w|^2 / 2 with the intercept a
+    # penalised feature of value intercept_scaling; label-sorted partitions (some of
+    # one class) cannot fit alone
+    X, y = _sorted(*make_classification_data(n=900, n_features=4, n_classes=n_classes, noise=3.0))
+    ref = LinearSVC(**{**params, **LIBLINEAR}).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LinearSVC(**params, **TIGHT), fusion="newton", n_partitions=4, partition="uniform"
+        ).fit(X, y)
+    assert model.fusion_ == Newton()
+    fused = model.fused_estimator_
+    assert type(fused) is LinearSVC and fused.coef_.shape == ref.coef_.shape
+    _assert_same(fused, ref)
+    assert np.shape(fused.intercept_) == np.shape(ref.intercept_)
+    assert np.array_equal(model.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"epsilon": 0.5, "C": 0.1, "intercept_scaling": 2.0}, {"fit_intercept": False}]
+)
+def test_squared_epsilon_insensitive_linear_svr_equals_liblinear(params):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 4))
+    y = X @ [1.0, -2.0, 0.5, 3.0] + 2.0 + rng.normal(size=800)
+    svr = {"loss": "squared_epsilon_insensitive", **params}
+    ref = LinearSVR(**{**svr, **LIBLINEAR}).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedRegressor(LinearSVR(**svr, **TIGHT), fusion="newton", n_partitions=3)
+        model.fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    assert np.shape(model.fused_estimator_.intercept_) == np.shape(ref.intercept_)
+
+
+@pytest.mark.parametrize(
+    "estimator, match",
+    [
+        (LinearSVC(loss="hinge"), "loss='squared_hinge' .* loss='hinge' is not differentiable"),
+        (LinearSVC(penalty="l1"), "penalty='l2' for a LinearSVC"),
+        (LinearSVC(multi_class="crammer_singer"), "multi_class='ovr'"),
+        (LinearSVR(), "loss='squared_epsilon_insensitive' .* not differentiable"),
+    ],
+)
+def test_svms_newton_cannot_minimise_are_refused_with_the_reason(estimator, match):
+    assert Newton().unsupported_reason(estimator) is not None
+    with pytest.raises(FusionError, match=match):
+        resolve_fusion("newton", estimator)
+    assert not prefers_newton("auto", estimator, rounds=3)
+
+
+def test_auto_takes_newton_for_a_squared_hinge_svc_on_label_sorted_input(binary_data):
+    # the documented rule, for every estimator newton supports
+    X, y = _sorted(*binary_data)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(LinearSVC(), n_partitions=4).fit(X, y)
+        shuffled = FusedClassifier(LinearSVC(), n_partitions=4).fit(*binary_data)
+    assert model.fusion_ == Newton() and shuffled.fusion_ == Weighted()
+    assert model.score(X, y) == pytest.approx(LinearSVC().fit(X, y).score(X, y), abs=2e-3)
 
 
 def test_on_the_cluster_with_history(on_cluster):
@@ -250,6 +327,55 @@ def test_only_parameter_sized_summaries_leave_a_partition():
     assert max(sizes[0]) == (3 * 5) ** 2
 
 
+def _wide_data():
+    # 2,000 features, 95% of the entries zero: 2,001 parameters
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 2000)) * (rng.random((600, 2000)) < 0.05)
+    w = rng.normal(size=2000) * (rng.random(2000) < 0.1) * 3
+    y = (X @ w + 0.5 * rng.logistic(size=600) > 0).astype(int)
+    return X, y
+
+
+def test_many_parameters_take_lbfgs_steps_and_equal_the_fit_on_all_rows():
+    # issue 15: above MAX_HESSIAN_PARAMS the passes ship loss and gradient sums only
+    X, y = _wide_data()
+    assert X.shape[1] + 1 > MAX_HESSIAN_PARAMS
+    ref = LogisticRegression(solver="newton-cg", tol=1e-12).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT), fusion="newton", n_partitions=3, random_state=0
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    assert model.history_["grad_norm"].iloc[-1] <= 1e-10
+
+
+def test_many_parameters_no_parameters_x_parameters_matrix_travels():
+    X, y = _wide_data()
+    p = X.shape[1] + 1
+    fuser, template, classes = Newton(), LogisticRegression(), np.array([0, 1])
+    parts = [(np.ascontiguousarray(X[i::2]), y[i::2].copy()) for i in range(2)]
+    info = {"template": template, "classes": classes}
+    meta = {**_meta(), "n_features_in_": X.shape[1], "classes": classes}
+    state, sizes = None, []
+    for _ in range(4):  # pass 0 and three L-BFGS passes
+        summaries = [fuser.summarize(state, Xp, yp, info) for Xp, yp in parts]
+        total = fuser.combine(summaries)
+        state = fuser.feedback(fuser.finalize(total, template, meta), total)
+        for summary in summaries:
+            assert summary.get("hess") is None and summary.get("taylor_h") is None
+            sizes += [np.size(v) for k, v in summary.items() if k != "state"]
+        # what goes back to the partitions: parameter-sized vectors
+        vectors = [
+            state.w,
+            state.direction,
+            state.grad,
+            *(v for pair in state.memory for v in pair),
+        ]
+        sizes += [np.size(v) for v in vectors]
+    assert len(state.memory) == 2
+    assert max(sizes) == p
+
+
 def _meta():
     return {
         "n_features_in_": 4,
@@ -267,10 +393,12 @@ def test_unsupported_models_and_wrappers_are_refused_with_the_reason(binary_data
         FusedClassifier(LogisticRegression(solver="saga", l1_ratio=1.0), fusion="newton").fit(X, y)
     with pytest.raises(FusionError, match="newton needs a LogisticRegression"):
         FusedRegressor(Lasso(), fusion="newton").fit(X, y.astype(float))
-    for wrapper in (Secure, DP):
-        for inner in ("newton", Newton()):
-            with pytest.raises(ValueError, match="not supported: .* sums of every pass"):
-                wrapper(inner=inner)
+    for inner in ("newton", Newton()):
+        # Secure masks newton's sums (tests/test_newton_secure.py); DP has no
+        # per-pass accounting for them
+        assert Secure(inner=inner).inner == Newton()
+        with pytest.raises(ValueError, match="per-pass privacy accounting .* not provided"):
+            DP(inner=inner)
 
 
 def test_auto_takes_newton_on_label_sorted_input_with_defaults(binary_data):

@@ -81,7 +81,8 @@ def prefers_newton(fusion, estimator, rounds=1, class_counts=None):
     """Whether ``fusion="auto"`` takes the global-gradient passes (:class:`Newton`).
 
     The rule: for the estimators :class:`Newton` supports (convex linear models:
-    LogisticRegression, the Poisson, Gamma and Tweedie regressors), ``"auto"`` picks
+    LogisticRegression, the Poisson, Gamma and Tweedie regressors, LinearSVC and
+    LinearSVR with a squared loss), ``"auto"`` picks
     ``"newton"`` where the one-shot fusion is likely poor: the user asks for
     ``rounds > 1``, a partition lacks a class, or a partition's class distribution
     differs from the whole data's by a total variation distance of at least

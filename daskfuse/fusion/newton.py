@@ -9,6 +9,10 @@ are associative, so the tree of ``combine`` tasks is exact for any ``split_every
 root adds the penalty once and takes a Newton step, as Spark MLlib's linear models
 take L-BFGS steps over ``treeAggregate``.
 
+For liblinear's SVMs with a squared loss (LinearSVC, LinearSVR) the loss is
+liblinear's own (:class:`~daskfuse.fusion._loss.SquaredSVMLoss`), with its intercept
+handling: a feature of value ``intercept_scaling`` whose weight is penalised.
+
 The passes:
 
 - pass 0 (the one-shot start): each partition that holds every class fits the
@@ -31,6 +35,13 @@ The passes:
 It stops on scikit-learn's ``lbfgs`` criterion: the largest absolute entry of the
 gradient of scikit-learn's objective at most the estimator's ``tol``. Only
 parameter-sized vectors and parameter x parameter matrices leave the partitions.
+
+Above :data:`MAX_HESSIAN_PARAMS` parameters no partition computes or ships a
+parameter x parameter matrix (pass 0 ships no local quadratic model, later passes
+no Hessian sums): the root takes L-BFGS steps instead (Nocedal & Wright 2006,
+algorithm 7.4; the pairs travel in the feedback), with the same candidate steps
+evaluated in one pass; where none passes the Armijo test, the next pass tries the
+direction shortened by the smallest step.
 """
 
 from __future__ import annotations
@@ -50,21 +61,31 @@ from sklearn.linear_model import (
     PoissonRegressor,
     TweedieRegressor,
 )
+from sklearn.svm import LinearSVC, LinearSVR
 from sklearn.utils.class_weight import compute_class_weight
 
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
-from ._loss import linear_loss, multinomial
+from ._loss import coef_rows, is_svm, linear_loss, multinomial
 from .base import Fuser
 
-__all__ = ["STEPS", "Newton"]
+__all__ = ["MAX_HESSIAN_PARAMS", "STEPS", "Newton", "private_optional_fields"]
 
 #: candidate step lengths along the Newton direction, evaluated in one pass
 STEPS = (1.0, 0.5, 0.25, 0.1, 0.01)
 _ARMIJO = 1e-4
 #: the most passes a fit may take (the estimator's max_iter stops it first)
 MAX_PASSES = 100_000
+#: above this many parameters (features x coefficient rows) no partition ships a
+#: parameters x parameters Hessian: the passes carry loss and gradient sums only and
+#: the root takes L-BFGS steps (memory :data:`LBFGS_MEMORY`) instead of Newton steps
+MAX_HESSIAN_PARAMS = 1000
+LBFGS_MEMORY = 10
 _GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
+REQUIREMENT = (
+    "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor, "
+    "TweedieRegressor, LinearSVC or LinearSVR"
+)
 
 
 @dataclass(frozen=True)
@@ -82,16 +103,37 @@ class _State:
     record: dict | None = None
     #: the direction came from pass 0's local quadratic models, not the exact gradient
     guessed: bool = False
+    #: L-BFGS (many parameters): the last (step, gradient change) pairs, and the
+    #: (point, gradient) that an accepted shorter step left, to pair with the next
+    memory: tuple = ()
+    anchor: tuple | None = None
+
+
+#: the losses of liblinear's SVMs that are differentiable (squared)
+_SQUARED = {LinearSVC: "squared_hinge", LinearSVR: "squared_epsilon_insensitive"}
+
+
+def _unsupported_svm(estimator):
+    squared = _SQUARED[type(estimator)]
+    if estimator.loss != squared:
+        return (
+            f"newton needs loss={squared!r} for a {type(estimator).__name__}: its "
+            f"loss={estimator.loss!r} is not differentiable where a row meets the margin"
+        )
+    if isinstance(estimator, LinearSVC) and estimator.penalty != "l2":
+        return "newton needs penalty='l2' for a LinearSVC: the objective must be smooth"
+    if isinstance(estimator, LinearSVC) and estimator.multi_class != "ovr":
+        return "newton needs multi_class='ovr' for a LinearSVC (one-vs-rest problems)"
+    return None
 
 
 def _unsupported(estimator):
     if isinstance(estimator, _GLMS):
         return None  # both solvers minimise the one objective
+    if type(estimator) in _SQUARED:
+        return _unsupported_svm(estimator)
     if not isinstance(estimator, LogisticRegression):
-        return (
-            "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or "
-            "TweedieRegressor"
-        )
+        return REQUIREMENT
     if estimator.solver == "liblinear":
         return (
             "newton needs a LogisticRegression solver other than 'liblinear' "
@@ -116,9 +158,13 @@ def _theta(model, n_classes):
     """A fitted model's parameters in :class:`LinearModelLoss`'s flat layout."""
     coef = np.atleast_2d(np.asarray(model.coef_, dtype=float))
     intercept = np.reshape(np.asarray(model.intercept_, dtype=float), -1)
+    if is_svm(model):
+        # liblinear's parameter is the weight of a feature of value intercept_scaling
+        intercept = intercept / model.intercept_scaling
     parts = [coef, intercept[:, None]] if model.fit_intercept else [coef]
     theta = np.hstack(parts)
-    return theta.ravel(order="F") if multinomial(model, n_classes) else theta[0]
+    k, order = coef_rows(model, n_classes)
+    return theta.ravel(order=order) if k > 1 else theta[0]
 
 
 def _targets(template, classes, y, class_weight, sample_weight=None):
@@ -156,7 +202,7 @@ def _first_summary(template, X, y, classes, sample_weight=None):
             local = clone(template).fit(X, y, **fit_params)
         local_theta = _theta(local, None if classes is None else len(classes))
         theta = local_theta * weight
-        if getattr(template, "class_weight", None) is None:
+        if _ships_taylor(template, local_theta.size):
             taylor = _local_quadratic(template, local_theta, X, y, classes, sample_weight)
     return {
         "first": True,
@@ -168,6 +214,28 @@ def _first_summary(template, X, y, classes, sample_weight=None):
         # the local quadratic models (see _local_quadratic), summed in the tree
         **dict(zip(("taylor_g", "taylor_h", "taylor_h_theta"), taylor)),
     }
+
+
+def _ships_hessian(n_params):
+    """Whether the passes ship Hessian sums (else L-BFGS: :data:`MAX_HESSIAN_PARAMS`)."""
+    return n_params <= MAX_HESSIAN_PARAMS
+
+
+def _ships_taylor(template, n_params):
+    """Whether pass 0 ships the local quadratic models (the same for every partition)."""
+    return getattr(template, "class_weight", None) is None and _ships_hessian(n_params)
+
+
+def private_optional_fields(template, classes, n_features):
+    """Pass 0's fields that one partition leaves out (None) for a private reason, it
+    cannot fit alone (a single class), with their shapes: :class:`~daskfuse.fusion.Secure`
+    masks zeros and a flag in their place, so that no one learns which partition did."""
+    n_classes = None if classes is None else len(classes)
+    p = _n_params(template, {"n_features": n_features}, n_classes)
+    fields = {"theta": (p,)}
+    if _ships_taylor(template, p):
+        fields.update(taylor_g=(p,), taylor_h=(p, p), taylor_h_theta=(p,))
+    return fields
 
 
 def _local_quadratic(template, theta, X, y, classes, sample_weight=None):
@@ -204,12 +272,18 @@ def _pass_summary(template, state, X, y, classes, sample_weight=None):
         # the accepted point's loss is not known yet: the Armijo test needs it
         points, raws = [*points, state.w], [*raws, raw]
     losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
-    grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
+    if _ships_hessian(state.w.size):
+        grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
+        hess = total * hess
+    else:
+        # many parameters: no parameters x parameters matrix is computed or shipped
+        _, grad = loss.loss_gradient(points[0], X, target, sw, raw_prediction=raws[0])
+        hess = None
     return {
         "first": False,
         "losses": np.array(losses),
         "grad": total * np.asarray(grad).ravel(),
-        "hess": total * hess,
+        "hess": hess,
         "sw": total,
         "rows": len(X),
         "correct": _correct(raws[0], y, classes),
@@ -243,12 +317,15 @@ class _Objective:
     """Scikit-learn's objective from the partitions' sums: penalty added at the root."""
 
     def __init__(self, template, w_size, n_classes):
-        if isinstance(template, LogisticRegression):
+        if is_svm(template):
+            # liblinear: C * sum(loss) + |w|^2 / 2, the intercept's weight included
+            self.strength, self.per_row = 1.0 / template.C, False
+        elif isinstance(template, LogisticRegression):
             self.strength, self.per_row = _penalty_strength(template), False
         else:
             self.strength, self.per_row = template.alpha, True
         self.mask = np.ones(w_size)
-        if template.fit_intercept:
+        if template.fit_intercept and not is_svm(template):
             k = n_classes if multinomial(template, n_classes) else 1
             self.mask[-k:] = 0.0
 
@@ -258,7 +335,48 @@ class _Objective:
         f = (sums_loss + 0.5 * lam * wp @ wp) / sw_sum
         if grad is None:
             return f, None, None
+        if hess is None:  # L-BFGS: no Hessian sums
+            return f, (grad + lam * wp) / sw_sum, None
         return f, (grad + lam * wp) / sw_sum, (hess + lam * np.diag(self.mask)) / sw_sum
+
+
+def _lbfgs_direction(grad, memory):
+    """The L-BFGS direction ``-H grad`` (two-loop recursion, Nocedal & Wright 2006,
+    algorithm 7.4) from the ``(s, y)`` pairs in ``memory``, oldest first; without
+    pairs, the steepest descent scaled to unit length."""
+    if not memory:
+        return -grad / max(float(np.linalg.norm(grad)), np.finfo(float).tiny)
+    q, alphas = grad.copy(), []
+    for s, y in reversed(memory):
+        alpha = (s @ q) / (y @ s)
+        q -= alpha * y
+        alphas.append(alpha)
+    s, y = memory[-1]
+    r = (s @ y) / (y @ y) * q
+    for (s, y), alpha in zip(memory, reversed(alphas)):
+        r += (alpha - (y @ r) / (y @ s)) * s
+    return -r
+
+
+def _remember(memory, anchor, w, g):
+    """``memory`` with the pair from ``anchor`` (an earlier point and its gradient) to
+    ``(w, g)``, where it has positive curvature; at most :data:`LBFGS_MEMORY` pairs."""
+    if anchor is None or anchor[1] is None:
+        return memory
+    s, y = w - anchor[0], g - anchor[1]
+    if s @ y <= 1e-10 * np.linalg.norm(s) * np.linalg.norm(y):
+        return memory
+    return (*memory, (s, y))[-LBFGS_MEMORY:]
+
+
+def _next_direction(state, step, w, g, h):
+    """``(direction, memory)`` from the point ``w`` reached by ``step``: Newton's where
+    the Hessian sums came, else L-BFGS's."""
+    if h is not None:
+        return _direction(g, h), state.memory
+    anchor = (state.w, state.grad) if step == 1.0 else state.anchor
+    memory = _remember(state.memory, anchor, w, g)
+    return _lbfgs_direction(g, memory), memory
 
 
 def _direction(grad, hess):
@@ -303,7 +421,13 @@ def _start(summary, template, classes):
 def _n_params(template, summary, n_classes):
     n_features = summary["n_features"]
     per_row = n_features + int(template.fit_intercept)
-    return per_row * n_classes if multinomial(template, n_classes) else per_row
+    return per_row * coef_rows(template, n_classes)[0]
+
+
+def _can_shrink(state):
+    """Whether the direction is still longer than rounding at the point's scale."""
+    scale = max(float(np.linalg.norm(state.w)), 1.0)
+    return float(np.linalg.norm(state.direction)) > 1e3 * np.finfo(float).eps * scale
 
 
 def _accept(state, f_steps, slope):
@@ -315,6 +439,23 @@ def _accept(state, f_steps, slope):
     if abs(slope) <= 64 * np.finfo(float).eps * max(abs(state.loss), 1.0):
         return 1.0
     return None
+
+
+def _no_step(summary, state):
+    """The state after a pass in which no candidate step passed the Armijo test."""
+    record = {"loss": state.loss, "grad_norm": None, "step": 0.0}
+    if summary["state"].guessed:
+        # the guessed direction does not lower the loss: evaluate the gradient
+        return dataclasses.replace(state, direction=None, record=record)
+    if summary["hess"] is None and _can_shrink(state):
+        # L-BFGS: the direction's scale is a guess; try shorter steps next pass
+        return dataclasses.replace(state, direction=STEPS[-1] * state.direction, record=record)
+    warnings.warn(
+        "newton: no step along the Newton direction lowers the loss; stopping",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+    return dataclasses.replace(state, direction=None, done=True)
 
 
 def next_state(summary, template, classes):
@@ -337,22 +478,20 @@ def next_state(summary, template, classes):
             f_w = objective(summary["losses"][-1], None, None, state.w, sw_sum)[0]
             state = dataclasses.replace(state, loss=f_w, guessed=False)
         step = _accept(state, losses, float(state.grad @ state.direction))
-        if step is None and summary["state"].guessed:
-            # the guessed direction does not lower the loss: evaluate the gradient
-            record = {"loss": state.loss, "grad_norm": None, "step": 0.0}
-            return dataclasses.replace(state, direction=None, record=record)
         if step is None:
-            warnings.warn(
-                "newton: no step along the Newton direction lowers the loss; stopping",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-            return dataclasses.replace(state, direction=None, done=True)
+            return _no_step(summary, state)
         n_iter, w = state.n_iter + 1, state.w + step * state.direction
         if step != 1.0:
             # the gradient and Hessian are known at the full step only: evaluate here
             record = {"loss": losses[STEPS.index(step)], "grad_norm": None, "step": step}
-            return dataclasses.replace(state, w=w, direction=None, n_iter=n_iter, record=record)
+            return dataclasses.replace(
+                state,
+                w=w,
+                direction=None,
+                n_iter=n_iter,
+                record=record,
+                anchor=(state.w, state.grad),
+            )
     f, g, h = objective(summary["losses"][0], summary["grad"], summary["hess"], w, sw_sum)
     g_max = float(np.max(np.abs(g)))
     done = g_max <= template.tol
@@ -374,10 +513,13 @@ def next_state(summary, template, classes):
         # the fused model is the point this pass evaluated: its accuracy on all
         # training rows came with the pass, so run_passes needs no scoring pass
         record["train_score"] = summary["correct"] / summary["rows"]
+    direction, memory = (None, state.memory) if done else _next_direction(state, step, w, g, h)
     return dataclasses.replace(
         state,
         w=w,
-        direction=None if done else _direction(g, h),
+        direction=direction,
+        memory=memory,
+        anchor=None,
         loss=float(f),
         grad=g,
         sw_sum=sw_sum,
@@ -391,14 +533,12 @@ def build_model(template, w, classes, n_iter, meta):
     """A fitted clone of ``template`` with the flat parameters ``w``."""
     model = clone(template)
     n_classes = None if classes is None else len(classes)
-    k = 1
-    if multinomial(template, n_classes):
-        k = n_classes
-        theta = w.reshape((k, -1), order="F")
-    else:
-        theta = w[None, :]
+    k, order = coef_rows(template, n_classes)
+    theta = w.reshape((k, -1), order=order)
     coef = theta[:, : meta["n_features_in_"]]
     intercept = theta[:, -1] if template.fit_intercept else np.zeros(k)
+    if is_svm(template):
+        return _build_svm(model, coef, intercept, classes, n_iter, meta)
     if classes is None:
         model.coef_, model.intercept_ = coef[0].copy(), float(intercept[0])
         model._base_loss = model._get_loss()
@@ -407,6 +547,19 @@ def build_model(template, w, classes, n_iter, meta):
         model.coef_, model.intercept_ = coef.copy(), intercept.copy()
         model.classes_ = np.asarray(classes)
         model.n_iter_ = np.array([int(n_iter)], dtype=np.int32)
+    return stamp_inputs(model, meta)
+
+
+def _build_svm(model, coef, intercept, classes, n_iter, meta):
+    """A LinearSVC's or LinearSVR's fitted attributes, as liblinear's ``fit`` sets them."""
+    intercept = model.intercept_scaling * intercept if model.fit_intercept else 0.0
+    if classes is None:
+        model.coef_ = coef[0].copy()
+        model.intercept_ = np.atleast_1d(intercept) if model.fit_intercept else 0.0
+    else:
+        model.coef_, model.intercept_ = coef.copy(), intercept
+        model.classes_ = np.asarray(classes)
+    model.n_iter_ = int(n_iter)
     return stamp_inputs(model, meta)
 
 
@@ -421,19 +574,26 @@ class Newton(Fuser):
     It applies to :class:`~sklearn.linear_model.LogisticRegression` (binary and
     multinomial, ``penalty`` l2 or None, any solver but liblinear),
     :class:`~sklearn.linear_model.PoissonRegressor`,
-    :class:`~sklearn.linear_model.GammaRegressor` and
-    :class:`~sklearn.linear_model.TweedieRegressor`. Partitions may hold a single
-    class. ``rounds`` and the meta-estimator's ``tol`` do not limit it: it runs
-    until the estimator's own ``tol`` (largest absolute gradient entry, the ``lbfgs``
-    criterion) or ``max_iter`` Newton steps. The fused model's ``n_iter_`` counts the
-    Newton steps; the meta-estimator's ``history_`` gains ``loss``, ``grad_norm`` and
-    ``step`` per pass.
+    :class:`~sklearn.linear_model.GammaRegressor`,
+    :class:`~sklearn.linear_model.TweedieRegressor`, and liblinear's SVMs with a
+    squared loss: :class:`~sklearn.svm.LinearSVC` (``loss="squared_hinge"``,
+    ``penalty="l2"``, one-vs-rest, ``dual`` either: the primal optimum is the same)
+    and :class:`~sklearn.svm.LinearSVR` (``loss="squared_epsilon_insensitive"``).
+    For those it minimises liblinear's objective, ``C * sum(loss) + |w|^2 / 2`` with
+    the intercept a feature of value ``intercept_scaling`` whose weight is penalised,
+    the class weights of one-vs-rest as liblinear's (a row's class weight counts in
+    its own class's problem only), and the generalised Hessian of the squared hinge;
+    the k one-vs-rest problems travel in one pass. The plain ``hinge`` and
+    ``epsilon_insensitive`` losses are refused: they are not differentiable.
+    Partitions may hold a single class. ``rounds`` and the meta-estimator's ``tol``
+    do not limit it: it runs until the estimator's own ``tol`` (largest absolute
+    gradient entry, the ``lbfgs`` criterion) or ``max_iter`` Newton steps. The fused
+    model's ``n_iter_`` counts the Newton steps; the meta-estimator's ``history_``
+    gains ``loss``, ``grad_norm`` and ``step`` per pass.
     """
 
     name = "newton"
-    requirement = (
-        "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or TweedieRegressor"
-    )
+    requirement = REQUIREMENT
 
     def supports(self, estimator):
         return _unsupported(estimator) is None

@@ -541,12 +541,13 @@ _SENSITIVITY = {"replace": 2.0, "add-remove": 1.0}
 def _averaging(inner, owner):
     """``inner`` as an Average or Weighted instance."""
     if inner == "newton" or getattr(inner, "name", None) == "newton":
-        # (the global-gradient passes release a loss, gradient and Hessian sum per pass)
+        # (Secure takes newton before it gets here: only DP refuses it)
         raise ValueError(
-            f"{owner}(inner='newton') is not supported: {owner} masks or noises one "
-            "averaged parameter vector, while newton sends the loss, gradient and Hessian "
-            "sums of every pass (and each class's row count) to the root; masking those "
-            "sums and accounting for the privacy spent per pass are not implemented"
+            f"{owner}(inner='newton') is not supported: {owner} noises one averaged "
+            "parameter vector, while newton releases the loss, gradient and Hessian sums "
+            "of every pass (a number of passes that depends on the data) to the root; "
+            "per-pass privacy accounting for those releases is not provided. "
+            "Secure(inner='newton') masks the sums (no differential privacy)"
         )
     if isinstance(inner, str):
         choices = {"average": Average, "weighted": Weighted}

@@ -46,7 +46,24 @@ given, without colluding:
   ``finalize`` task holds only the total.
 * the **client** holds the master secret but receives only the fused model and the
   partition report (which withholds per-partition scores, class counts, weights
-  and iteration counts under this strategy).
+  and iteration counts under this strategy); under newton, also each pass's totals
+  (loss, gradient, the fused model's training accuracy in ``history_``).
+
+Global-gradient passes
+----------------------
+``Secure(inner="newton")`` masks every pass of :class:`~daskfuse.fusion.Newton` the
+same way: the one-shot start (each partition's row-weighted local parameters, its
+class counts and local quadratic model) and, in every later pass, the sums of the
+loss at each candidate step, the gradient and the Hessian, the weight and the rows
+classified right. Only the pass's point and direction (the same for every partition,
+and public: they come from the previous pass's totals) travel in clear. A fresh
+master secret, hence fresh pair seeds and masks, is drawn for every pass's graph, so
+no mask is used twice. What may be missing from one partition (the local start of a
+partition that holds a single class) is masked as zeros with a masked flag beside
+it, and a value out of the fixed-point range (the loss at a candidate step too long
+for a log link) as 0 with a masked flag that the root reads as an infinite loss,
+which the line search rejects: the root learns how many partitions flagged, never
+which. The fused model is newton's to the fixed-point resolution.
 
 Limits: a scheduler colluding with a worker can unmask everything (the seeds come
 from the client through the graph; a key agreement between partitions, as in
@@ -69,6 +86,7 @@ import numpy as np
 from .._adapters import linear_estimator_names
 from ..exceptions import FusionError
 from .average import ParameterSum, _aligned
+from .newton import Newton, private_optional_fields
 from .privacy import DP, PRIVATE_REPORT_FIELDS, PrivateAveraging, _averaging
 
 __all__ = ["MaskedSum", "PairSeeds", "Secure"]
@@ -119,20 +137,25 @@ class MaskedSum:
         summed modulo 2**64 over ``included``; None when no partition is included.
     layout : tuple of (str, tuple)
         Name and shape of each encoded array, in order (``"weights"`` last).
-    shell : ParameterSum or None
+    shell : ParameterSum, dict or None
         The inner summary with its sums and weights zeroed: classes and the inner
-        strategy's public fields (combined by the inner strategy).
+        strategy's public fields (combined by the inner strategy); for newton, the
+        summary's public fields (the pass's point and direction).
     included : tuple of int
         Partitions whose masked summaries are in ``words``.
     released : dict of int to PairSeeds
         Failed partitions and their seeds, for removing their masks at the root.
+    opened : dict or None
+        Only at the root of newton's passes, after ``finalize``: the unmasked total
+        (the feedback reads the Newton step from it).
     """
 
     words: np.ndarray | None
     layout: tuple | None
-    shell: ParameterSum | None
+    shell: ParameterSum | dict | None
     included: tuple = ()
     released: dict = field(default_factory=dict)
+    opened: dict | None = None
 
 
 def _prg(seed, n_words):
@@ -213,10 +236,13 @@ class Secure(PrivateAveraging):
 
     Parameters
     ----------
-    inner : {"weighted", "average"}, Average, Weighted or DP, default="weighted"
+    inner : {"weighted", "average", "newton"}, Average, Weighted, DP or Newton, \
+            default="weighted"
         The averaging that is computed under the masks. With a
         :class:`~daskfuse.fusion.DP`, the workers see only masked clipped updates
-        and the root adds the noise.
+        and the root adds the noise. With ``"newton"`` (a
+        :class:`~daskfuse.fusion.Newton`), every global-gradient pass's sums are
+        masked (fresh masks each pass) and it fits what newton fits.
 
     Examples
     --------
@@ -243,7 +269,22 @@ class Secure(PrivateAveraging):
     )
 
     def __init__(self, inner="weighted"):
-        self.inner = inner if isinstance(inner, DP) else _averaging(inner, "Secure")
+        if isinstance(inner, str) and inner == "newton":
+            inner = Newton()
+        if isinstance(inner, DP | Newton):
+            self.inner = inner
+        else:
+            self.inner = _averaging(inner, "Secure")
+
+    def supports(self, estimator):
+        if isinstance(self.inner, Newton):
+            return self.inner.supports(estimator)
+        return super().supports(estimator)
+
+    def unsupported_reason(self, estimator):
+        if isinstance(self.inner, Newton):
+            return self.inner.unsupported_reason(estimator)
+        return super().unsupported_reason(estimator)
 
     def _params(self):
         return {"inner": self.inner}
@@ -282,6 +323,8 @@ class Secure(PrivateAveraging):
         index = info["index"]
         secret = info.get("secret")
         self._check_secret(index, secret)
+        if isinstance(self.inner, Newton):
+            return self._summarize_newton(estimator, X, y, info)
         # the averaging has scaled its weights by a public power of two already, so
         # neither tiny nor huge weights meet the fixed-point resolution or range
         inner = self.inner.summarize(estimator, X, y, info)
@@ -293,14 +336,6 @@ class Secure(PrivateAveraging):
         )
         arrays = [(k, np.asarray(v, dtype=float)) for k, v in sorted(sums.items())]
         arrays.append(("weights", np.asarray(weights, dtype=float)))
-        flat = np.concatenate([v.reshape(-1) for _, v in arrays])
-        if not np.all(np.isfinite(flat)) or np.any(np.abs(flat) >= MAX_ABS):
-            raise FusionError(
-                f"{self!r}: partition {index}'s parameters are not finite or exceed the "
-                f"fixed-point range (|value| < 2**{int(np.log2(MAX_ABS))})"
-            )
-        limbs = encode(flat).reshape(-1).view(np.uint64)
-        words = limbs + _mask(secret, limbs.size)
         shell = replace(
             inner,
             classes=classes,
@@ -309,6 +344,27 @@ class Secure(PrivateAveraging):
             # the weight is masked too: the shell leaves the partition in clear
             report_weight=None,
         )
+        return self._masked(index, secret, arrays, shell)
+
+    def _summarize_newton(self, estimator, X, y, info):
+        """Newton's summary of one pass, its sums masked (see :func:`_newton_arrays`)."""
+        summary = self.inner.summarize(estimator, X, y, info)
+        optional = {}
+        if summary["first"]:
+            optional = private_optional_fields(info["template"], info["classes"], X.shape[1])
+        arrays, shell = _newton_arrays(summary, optional)
+        return self._masked(info["index"], info["secret"], arrays, shell)
+
+    def _masked(self, index, secret, arrays, shell):
+        """The :class:`MaskedSum` of the named float ``arrays`` of partition ``index``."""
+        flat = np.concatenate([v.reshape(-1) for _, v in arrays])
+        if not np.all(np.isfinite(flat)) or np.any(np.abs(flat) >= MAX_ABS):
+            raise FusionError(
+                f"{self!r}: partition {index}'s parameters are not finite or exceed the "
+                f"fixed-point range (|value| < 2**{int(np.log2(MAX_ABS))})"
+            )
+        limbs = encode(flat).reshape(-1).view(np.uint64)
+        words = limbs + _mask(secret, limbs.size)
         return MaskedSum(words, tuple((k, v.shape) for k, v in arrays), shell, (index,), {})
 
     def summarize_failed(self, index, secret):
@@ -365,21 +421,99 @@ class Secure(PrivateAveraging):
             )
         if summary.words is None:
             raise FusionError(f"{self!r}: every partition failed, nothing to average")
-        words = summary.words.copy()
-        for m, seeds in summary.released.items():
-            for i in summary.included:
-                stream = _prg(seeds.seeds[i], words.size)
-                # partition i added +PRG(s_im) when m > i, -PRG(s_im) when m < i
-                if m > i:
-                    words -= stream
-                else:
-                    words += stream
-        values = decode(words.view(np.int64))
-        arrays, start = {}, 0
-        for name, shape in summary.layout:
-            size = int(np.prod(shape, dtype=int))
-            arrays[name] = values[start : start + size].reshape(shape)
-            start += size
+        arrays = _unmasked(summary)
+        if isinstance(self.inner, Newton):
+            total = _newton_total(summary.shell, arrays, len(summary.included))
+            model = self.inner.finalize(total, template, meta)
+            # the root's Newton step (newton's feedback reads it from its summary)
+            summary.opened = total
+            return model
         weights = arrays.pop("weights")
         total = replace(summary.shell, sums=arrays, weights=weights)
         return self.inner.finalize(total, template, meta)
+
+    # ------------------------------------------------------------ several passes
+    def passes(self, rounds):
+        """The inner strategy's (newton runs until its own ``tol``)."""
+        return self.inner.passes(rounds)
+
+    def feedback(self, fused, summary):
+        """The inner strategy's feedback (newton: the next Newton step's point)."""
+        opened = summary.opened
+        return self.inner.feedback(fused, summary if opened is None else opened)
+
+    def pass_record(self, feedback):
+        """The inner strategy's figures of one pass (newton's loss, gradient, step)."""
+        record = getattr(self.inner, "pass_record", None)
+        return {} if record is None else record(feedback)
+
+
+def _unmasked(summary):
+    """The root's ``MaskedSum``: its masks removed, its sums decoded, by name."""
+    words = summary.words.copy()
+    for m, seeds in summary.released.items():
+        for i in summary.included:
+            stream = _prg(seeds.seeds[i], words.size)
+            # partition i added +PRG(s_im) when m > i, -PRG(s_im) when m < i
+            if m > i:
+                words -= stream
+            else:
+                words += stream
+    values = decode(words.view(np.int64))
+    arrays, start = {}, 0
+    for name, shape in summary.layout:
+        size = int(np.prod(shape, dtype=int))
+        arrays[name] = values[start : start + size].reshape(shape)
+        start += size
+    return arrays
+
+
+#: newton's summary fields that are the same for every partition (sent in clear)
+_NEWTON_PUBLIC = ("first", "n_features", "state")
+#: the flags that say how many partitions gave an optional field, or overflowed
+_GIVEN, _OVER = "given:", "over:"
+
+
+def _newton_arrays(summary, optional):
+    """``(arrays, shell)``: newton's sums as named float arrays to mask, and the public
+    fields in clear.
+
+    A field in ``optional`` (pass 0's local parameters and quadratic model, None where
+    the partition cannot fit alone) is masked as zeros in that case, with a masked
+    flag (1 where given) beside it: only the number of partitions that gave it reaches
+    the root. A value that is not finite or out of the fixed-point range (at a
+    candidate step too long for a log link) is masked as 0 with a flag (per candidate
+    for the losses, per field otherwise), and the root sees it as infinite, which
+    newton's line search rejects; in an optional field it counts as not given.
+    """
+    arrays, shell = [], {}
+    for key, value in sorted(summary.items()):
+        if key in _NEWTON_PUBLIC or (value is None and key not in optional):
+            shell[key] = value  # the same for every partition (a regressor's None)
+            continue
+        value = None if value is None else np.asarray(value, dtype=float)
+        bad = None if value is None else ~(np.abs(value) < MAX_ABS)  # NaN is bad too
+        if key in optional:
+            given = value is not None and not bad.any()
+            arrays.append((_GIVEN + key, np.array(float(given))))
+            arrays.append((key, value if given else np.zeros(optional[key])))
+            continue
+        flags = bad if key == "losses" else np.array(bad.any())
+        arrays.append((_OVER + key, flags.astype(float)))
+        arrays.append((key, np.where(bad, 0.0, value)))
+    return arrays, shell
+
+
+def _newton_total(shell, arrays, n_included):
+    """Newton's combined summary from the unmasked ``arrays`` (see :func:`_newton_arrays`)."""
+    total = dict(shell)
+    for key, value in arrays.items():
+        if key.startswith(_GIVEN) or key.startswith(_OVER):
+            continue
+        given, over = arrays.get(_GIVEN + key), arrays.get(_OVER + key)
+        if given is not None and round(float(given)) < n_included:
+            value = None  # a partition could not fit alone: as newton's combine
+        elif over is not None:
+            value = np.where(over > 0.5, np.inf, value)
+        total[key] = value.item() if value is not None and value.ndim == 0 else value
+    return total
