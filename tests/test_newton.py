@@ -185,7 +185,8 @@ def test_the_first_pass_after_the_start_takes_a_newton_step():
 
 def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data):
     # the first direction comes from pass 0's quadratic models; where no step along
-    # it lowers the loss, the next pass evaluates the exact gradient at the start
+    # it lowers the loss, the same pass has evaluated the exact gradient and Hessian
+    # at the start too, so the next pass takes an exact Newton step from there
     X, y = binary_data
     template, classes = LogisticRegression(**TIGHT), np.unique(y)
     info = {"template": template, "classes": classes}
@@ -199,12 +200,56 @@ def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data
         summary = Newton().summarize(state, X, y, info)
         previous, state = state, next_state(summary, template, classes)
         if previous.guessed:
-            assert state.direction is None and state.record["step"] == 0.0
+            assert state.record["step"] == 0.0 and state.record["grad_norm"] is not None
             assert np.array_equal(state.w, previous.w)
+            assert state.direction is not None and not state.guessed
         if state.done:
             break
     ref = LogisticRegression(**TIGHT).fit(X, y)
     assert state.done and _rel(state.w, np.append(ref.coef_, ref.intercept_)) < 1e-6
+
+
+def test_a_hessian_on_a_sample_of_rows_keeps_the_exact_loss_and_gradient(multiclass_data):
+    # issue 15: a large partition takes its Hessian on about hessian_rows of its rows;
+    # the candidate losses and the gradient, which the stopping test reads, stay exact
+    X, y = multiclass_data
+    template, classes = LogisticRegression(), np.unique(y)
+    info = {"template": template, "classes": classes}
+    state = next_state(Newton().summarize(None, X, y, info), template, classes)
+    full = Newton(hessian_rows=None).summarize(state, X, y, info)
+    sampled = Newton(hessian_rows=500).summarize(state, X, y, info)
+    for key in ("losses", "grad", "start_grad"):
+        np.testing.assert_array_equal(sampled[key], full[key])
+    # 3000 rows: every 6th row, scaled to the partition's weight (not equal, but close)
+    assert not np.allclose(sampled["hess"], full["hess"], rtol=1e-3)
+    np.testing.assert_allclose(sampled["hess"], full["hess"], rtol=0.5, atol=0.1 * len(X))
+    # the default leaves a partition of at most HESSIAN_ROWS rows untouched
+    default = Newton().summarize(state, X, y, info)
+    np.testing.assert_array_equal(default["hess"], full["hess"])
+
+
+@pytest.mark.parametrize("sort", [False, True], ids=["random", "label-sorted"])
+def test_a_sampled_hessian_reaches_the_fit_on_all_rows(multiclass_data, sort):
+    X, y = _sorted(*multiclass_data) if sort else multiclass_data
+    ref = LogisticRegression(**TIGHT).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT),
+            fusion=Newton(hessian_rows=300),  # of 750 rows: every 2nd
+            n_partitions=4,
+            partition="uniform",
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    assert model.history_["grad_norm"].iloc[-1] <= 1e-10
+
+
+def test_hessian_rows_is_checked_and_shown():
+    assert repr(Newton()) == "Newton()"
+    assert repr(Newton(hessian_rows=None)) == "Newton(hessian_rows=None)"
+    assert Newton(hessian_rows=100) != Newton()
+    for bad in (0, -3, 2.5, "many"):
+        with pytest.raises(ValueError, match=r"Newton\(hessian_rows=\.\.\.\) must be"):
+            Newton(hessian_rows=bad)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
