@@ -355,3 +355,35 @@ def test_max_iter_stops_with_a_convergence_warning(binary_data):
             LogisticRegression(tol=1e-12, max_iter=1), fusion="newton", n_partitions=3
         ).fit(X, y)
     assert model.fused_estimator_.n_iter_[0] == 1
+
+
+def test_a_pass_sends_its_small_state_inside_the_fit_tasks(on_cluster):
+    # issue 15 (per-pass overhead): newton's state is parameter-sized, so it travels
+    # inside every fit task; no shared daskfuse-global task (and its transfer to every
+    # worker) precedes a pass's fits
+    X, y = make_classification_data(n=600, n_features=3, noise=3.0)
+    model = FusedClassifier(
+        LogisticRegression(**TIGHT), fusion="newton", n_partitions=3, partition="uniform"
+    )
+    with get_task_stream(client=on_cluster) as stream:
+        model.fit(X, y)
+    groups = {key_split(rec["key"]) for rec in stream.data}
+    assert len(model.history_) > 2
+    assert any(g.startswith("daskfuse-fit") for g in groups)
+    assert not any(g.startswith("daskfuse-global") for g in groups)
+
+
+def test_a_large_previous_model_is_one_shared_task():
+    from daskfuse._graph import INLINE_BYTES, FitSpec, build_fit_graph
+
+    X, y = make_classification_data(n=40, n_features=3)
+    partitions = [[(dask.delayed(X[i::2]), dask.delayed(y[i::2]))] for i in range(2)]
+    spec = FitSpec(estimator=LogisticRegression(), fuser=Newton(), classifier=True)
+    meta = {**_meta(), "n_features_in_": 3}
+
+    def global_keys(previous):
+        graph = build_fit_graph(partitions, spec, meta, 2, "t", previous=previous)
+        return [k for k in graph.__dask_graph__() if str(k).startswith("daskfuse-global")]
+
+    assert global_keys((None, np.zeros(10), 0.0)) == []
+    assert len(global_keys((None, np.zeros(INLINE_BYTES // 8 + 1), 0.0))) == 1
