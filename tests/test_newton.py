@@ -210,22 +210,39 @@ def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data
 
 
 def test_a_hessian_on_a_sample_of_rows_keeps_the_exact_loss_and_gradient(multiclass_data):
-    # issue 15: a large partition takes its Hessian on about hessian_rows of its rows;
+    # issue 15: a large partition takes its Hessian on about sample_rows of its rows;
     # the candidate losses and the gradient, which the stopping test reads, stay exact
     X, y = multiclass_data
     template, classes = LogisticRegression(), np.unique(y)
     info = {"template": template, "classes": classes}
     state = next_state(Newton().summarize(None, X, y, info), template, classes)
-    full = Newton(hessian_rows=None).summarize(state, X, y, info)
-    sampled = Newton(hessian_rows=500).summarize(state, X, y, info)
+    full = Newton(sample_rows=None).summarize(state, X, y, info)
+    sampled = Newton(sample_rows=500).summarize(state, X, y, info)
     for key in ("losses", "grad", "start_grad"):
         np.testing.assert_array_equal(sampled[key], full[key])
     # 3000 rows: every 6th row, scaled to the partition's weight (not equal, but close)
     assert not np.allclose(sampled["hess"], full["hess"], rtol=1e-3)
     np.testing.assert_allclose(sampled["hess"], full["hess"], rtol=0.5, atol=0.1 * len(X))
-    # the default leaves a partition of at most HESSIAN_ROWS rows untouched
+    # the default leaves a partition of at most SAMPLE_ROWS rows untouched
     default = Newton().summarize(state, X, y, info)
     np.testing.assert_array_equal(default["hess"], full["hess"])
+
+
+def test_a_large_partition_fits_its_start_on_a_sample_of_rows(binary_data):
+    # issue 15: the one-shot start only needs to be close; the passes refine it
+    X, y = binary_data  # 4000 rows: every 8th row with sample_rows=500
+    template, classes = LogisticRegression(), np.unique(y)
+    info = {"template": template, "classes": classes}
+    first = Newton(sample_rows=500).summarize(None, X, y, info)
+    local = LogisticRegression().fit(X[::8], y[::8])
+    np.testing.assert_allclose(first["theta"] / len(X), np.append(local.coef_, local.intercept_))
+    # a class that the sample misses: the start is fitted on every row
+    y_rare = y.copy()
+    y_rare[y_rare == 1] = 0
+    y_rare[3] = 1  # row 3 is not in the sample (rows 0, 8, 16, ...)
+    first = Newton(sample_rows=500).summarize(None, X, y_rare, info)
+    local = LogisticRegression().fit(X, y_rare)
+    np.testing.assert_allclose(first["theta"] / len(X), np.append(local.coef_, local.intercept_))
 
 
 @pytest.mark.parametrize("sort", [False, True], ids=["random", "label-sorted"])
@@ -235,7 +252,7 @@ def test_a_sampled_hessian_reaches_the_fit_on_all_rows(multiclass_data, sort):
     with dask.config.set(scheduler="sync"):
         model = FusedClassifier(
             LogisticRegression(**TIGHT),
-            fusion=Newton(hessian_rows=300),  # of 750 rows: every 2nd
+            fusion=Newton(sample_rows=300),  # of 750 rows: every 2nd
             n_partitions=4,
             partition="uniform",
         ).fit(X, y)
@@ -243,13 +260,13 @@ def test_a_sampled_hessian_reaches_the_fit_on_all_rows(multiclass_data, sort):
     assert model.history_["grad_norm"].iloc[-1] <= 1e-10
 
 
-def test_hessian_rows_is_checked_and_shown():
+def test_sample_rows_is_checked_and_shown():
     assert repr(Newton()) == "Newton()"
-    assert repr(Newton(hessian_rows=None)) == "Newton(hessian_rows=None)"
-    assert Newton(hessian_rows=100) != Newton()
+    assert repr(Newton(sample_rows=None)) == "Newton(sample_rows=None)"
+    assert Newton(sample_rows=100) != Newton()
     for bad in (0, -3, 2.5, "many"):
-        with pytest.raises(ValueError, match=r"Newton\(hessian_rows=\.\.\.\) must be"):
-            Newton(hessian_rows=bad)
+        with pytest.raises(ValueError, match=r"Newton\(sample_rows=\.\.\.\) must be"):
+            Newton(sample_rows=bad)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -27,10 +27,11 @@ The passes:
   Armijo test, the next pass evaluates the gradient and Hessian there. The last pass
   also counts the training rows that the fused model (the full step) classifies right,
   so the fit needs no separate scoring pass for ``history_``.
-- the Hessian of a large partition is taken on a sample of its rows (``hessian_rows``):
-  it costs ``rows x d^2`` against the gradient's ``rows x d``, and it only shapes the
-  step; the losses and the gradient, which the line search and the stopping test read,
-  are exact on every row.
+- a large partition fits its start and takes its Hessian on a sample of its rows
+  (``sample_rows``): the start is refined by the passes anyway, and the Hessian costs
+  ``rows x d^2`` against the gradient's ``rows x d`` and only shapes the step; the
+  losses and the gradient, which the line search and the stopping test read, are exact
+  on every row.
 
 It stops on scikit-learn's ``lbfgs`` criterion: the largest absolute entry of the
 gradient of scikit-learn's objective at most the estimator's ``tol``. Only
@@ -69,8 +70,8 @@ STEPS = (1.0, 0.5, 0.25, 0.1, 0.01)
 _ARMIJO = 1e-4
 #: the most passes a fit may take (the estimator's max_iter stops it first)
 MAX_PASSES = 100_000
-#: the default ``hessian_rows`` of :class:`Newton`
-HESSIAN_ROWS = 32_768
+#: the default ``sample_rows`` of :class:`Newton`
+SAMPLE_ROWS = 65_536
 _GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
 
 
@@ -139,7 +140,7 @@ def _targets(template, classes, y, class_weight):
     return index.astype(float), sw
 
 
-def _first_summary(template, X, y, classes, hessian_rows):
+def _first_summary(template, X, y, classes, sample_rows):
     """Pass 0: class counts, weight and (where it can fit alone) the local parameters."""
     counts = (
         None
@@ -147,13 +148,18 @@ def _first_summary(template, X, y, classes, hessian_rows):
         else np.bincount(np.searchsorted(classes, y), minlength=len(classes))
     )
     theta, taylor = None, (None, None, None)
+    rows = _sample(len(X), sample_rows)
+    if classes is not None and np.any(
+        np.bincount(np.searchsorted(classes, y[rows]), minlength=len(classes)) == 0
+    ):
+        rows = slice(None)  # the sample missed a class: the start on every row
     if classes is None or np.all(counts > 0):
         with quiet_warnings():  # the start only needs to be close
-            local = clone(template).fit(X, y)
+            local = clone(template).fit(X[rows], y[rows])
         local_theta = _theta(local, None if classes is None else len(classes))
         theta = local_theta * len(X)
         if getattr(template, "class_weight", None) is None:
-            taylor = _local_quadratic(template, local_theta, X, y, classes, hessian_rows)
+            taylor = _local_quadratic(template, local_theta, X, y, classes, sample_rows)
     return {
         "first": True,
         "n_features": X.shape[1],
@@ -165,7 +171,7 @@ def _first_summary(template, X, y, classes, hessian_rows):
     }
 
 
-def _local_quadratic(template, theta, X, y, classes, hessian_rows):
+def _local_quadratic(template, theta, X, y, classes, sample_rows):
     """``(g, H, H theta)``: the loss sums' gradient and Hessian at the partition's own
     parameters. Their sums give the root a quadratic model of the loss at any point
     ``w`` (gradient about ``g + H w - H theta``), hence a first Newton direction from
@@ -174,31 +180,39 @@ def _local_quadratic(template, theta, X, y, classes, hessian_rows):
     target, sw = _targets(template, classes, y, None)
     X = np.asarray(X, dtype=float)
     raw = loss.weight_intercept_raw(theta, X)[2]
-    grad, hess = _gradient_hessian_sums(loss, theta, X, target, sw, raw, hessian_rows)
+    grad, hess = _gradient_hessian_sums(loss, theta, X, target, sw, raw, sample_rows)
     return grad, hess, hess @ theta
 
 
-def _gradient_hessian_sums(loss, w, X, target, sw, raw, hessian_rows):
+def _gradient_hessian_sums(loss, w, X, target, sw, raw, sample_rows):
     """``(gradient, Hessian)`` of the loss summed over a partition's rows at ``w``.
 
     The gradient is exact, on every row. The Hessian of a partition with more than
-    ``hessian_rows`` rows is estimated from ``hessian_rows`` to twice as many evenly
+    ``sample_rows`` rows is estimated from ``sample_rows`` to twice as many evenly
     spaced rows (scaled to the partition's sample weight): the Hessian only shapes the
     step, while the stopping test reads the exact gradient, so the fixed point is the
     same (sub-sampled Newton, Roosta-Khorasani and Mahoney 2019, "Sub-sampled Newton
     methods", Math. Program. 174), at a fraction of the cost of the ``d x d`` products.
     """
     total = float(np.sum(sw))
-    if hessian_rows is None or len(X) <= hessian_rows:
+    rows = _sample(len(X), sample_rows)
+    if isinstance(rows, slice):
         grad, hess, _ = loss.gradient_hessian(w, X, target, sw, raw_prediction=raw)
         return total * np.asarray(grad).ravel(), total * hess
     grad = loss.gradient(w, X, target, sw, raw_prediction=raw)
-    rows = np.arange(0, len(X), len(X) // hessian_rows)
     _, hess, _ = loss.gradient_hessian(w, X[rows], target[rows], sw[rows], raw_prediction=raw[rows])
     return total * np.asarray(grad).ravel(), total * hess
 
 
-def _pass_summary(template, state, X, y, classes, hessian_rows):
+def _sample(n, sample_rows):
+    """The rows of a partition of ``n`` rows that its start and Hessian use: every
+    ``n // sample_rows``-th row (``sample_rows`` to twice as many), or all of them."""
+    if sample_rows is None or n <= sample_rows:
+        return slice(None)
+    return np.arange(0, n, n // sample_rows)
+
+
+def _pass_summary(template, state, X, y, classes, sample_rows):
     """A later pass: loss sums at every candidate point, gradient and Hessian sums at
     the first (the full step, or the accepted point when there is no direction)."""
     loss = linear_loss(template, classes)
@@ -219,9 +233,9 @@ def _pass_summary(template, state, X, y, classes, hessian_rows):
         # the accepted point's loss is not known yet: the Armijo test needs it; and
         # its gradient and Hessian, where the guessed direction falls short
         points, raws = [*points, state.w], [*raws, raw]
-        at_start = _gradient_hessian_sums(loss, state.w, X, target, sw, raw, hessian_rows)
+        at_start = _gradient_hessian_sums(loss, state.w, X, target, sw, raw, sample_rows)
     losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
-    grad, hess = _gradient_hessian_sums(loss, points[0], X, target, sw, raws[0], hessian_rows)
+    grad, hess = _gradient_hessian_sums(loss, points[0], X, target, sw, raws[0], sample_rows)
     return {
         "first": False,
         "losses": np.array(losses),
@@ -458,14 +472,15 @@ class Newton(Fuser):
 
     Parameters
     ----------
-    hessian_rows : int or None, default=32768
-        A partition with more rows takes its Hessian on about this many of them,
-        evenly spaced (see :func:`_gradient_hessian_sums`); the loss and the gradient,
-        which the line search and the stopping test read, stay exact on every row, so
-        the fused model is the same. A sampled Hessian makes each step a little
-        less exact (the gradient shrinks by about the Hessian's relative sampling
-        error per pass, rather than quadratically), so a very tight ``tol`` may take
-        a pass more; each pass costs a fraction. None: the Hessian on every row.
+    sample_rows : int or None, default=65536
+        A partition with more rows fits its one-shot start and takes its Hessian on
+        about this many of them, evenly spaced (see :func:`_gradient_hessian_sums`);
+        the loss and the gradient, which the line search and the stopping test read,
+        stay exact on every row, so the fused model is the same. A sampled Hessian
+        makes each step a little less exact (the gradient shrinks by about the
+        Hessian's relative sampling error per pass, rather than quadratically), so a
+        very tight ``tol`` may take a pass more; each pass costs a fraction. None:
+        the start and the Hessian on every row.
     """
 
     name = "newton"
@@ -473,13 +488,11 @@ class Newton(Fuser):
         "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor or TweedieRegressor"
     )
 
-    def __init__(self, *, hessian_rows=HESSIAN_ROWS):
-        self.hessian_rows = check_int(
-            hessian_rows, "Newton(hessian_rows=...)", low=1, allow_none=True
-        )
+    def __init__(self, *, sample_rows=SAMPLE_ROWS):
+        self.sample_rows = check_int(sample_rows, "Newton(sample_rows=...)", low=1, allow_none=True)
 
     def _params(self):
-        return {} if self.hessian_rows == HESSIAN_ROWS else {"hessian_rows": self.hessian_rows}
+        return {} if self.sample_rows == SAMPLE_ROWS else {"sample_rows": self.sample_rows}
 
     def supports(self, estimator):
         return _unsupported(estimator) is None
@@ -508,8 +521,8 @@ class Newton(Fuser):
     def summarize(self, estimator, X, y, info):
         template, classes = info["template"], info["classes"]
         if estimator is None:
-            return _first_summary(template, X, y, classes, self.hessian_rows)
-        return _pass_summary(template, estimator, X, y, classes, self.hessian_rows)
+            return _first_summary(template, X, y, classes, self.sample_rows)
+        return _pass_summary(template, estimator, X, y, classes, self.sample_rows)
 
     def combine(self, summaries):
         return _combine(summaries)
