@@ -18,8 +18,9 @@ The passes:
   fits alone (and without ``class_weight``), each also returns the gradient and
   Hessian sums at its own parameters: their sum is a quadratic model of the loss that
   gives a first Newton direction from the start, so pass 1 already tries a step. Pass 1
-  also evaluates the exact gradient and Hessian at the start: where the guessed
-  direction falls short of a full step, pass 2 takes an exact Newton step from there.
+  also evaluates the exact gradient at the start: where the guessed direction falls
+  short of a full step, pass 2 takes a Newton step from there (with the Hessian at the
+  full step).
 - then each pass evaluates the loss at the candidate points ``w + t d`` for every step
   length ``t`` in :data:`STEPS` (``d`` the last Newton direction) and the gradient and
   Hessian at the full step: the line search costs no extra pass where the full step
@@ -228,12 +229,13 @@ def _pass_summary(template, state, X, y, classes, sample_rows):
         points = [state.w + t * state.direction for t in STEPS]
         raws = [raw + t * along for t in STEPS]
     total = float(np.sum(sw))
-    at_start = (None, None)
+    start_grad = None
     if state.guessed:
         # the accepted point's loss is not known yet: the Armijo test needs it; and
-        # its gradient and Hessian, where the guessed direction falls short
+        # its exact gradient, where the guessed direction falls short (the Hessian a
+        # step away stands in for its own, as a sampled one does)
         points, raws = [*points, state.w], [*raws, raw]
-        at_start = _gradient_hessian_sums(loss, state.w, X, target, sw, raw, sample_rows)
+        start_grad = total * np.ravel(loss.gradient(state.w, X, target, sw, raw_prediction=raw))
     losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
     grad, hess = _gradient_hessian_sums(loss, points[0], X, target, sw, raws[0], sample_rows)
     return {
@@ -241,8 +243,7 @@ def _pass_summary(template, state, X, y, classes, sample_rows):
         "losses": np.array(losses),
         "grad": grad,
         "hess": hess,
-        "start_grad": at_start[0],
-        "start_hess": at_start[1],
+        "start_grad": start_grad,
         "sw": total,
         "rows": len(X),
         "correct": _correct(raws[0], y, classes),
@@ -372,13 +373,12 @@ def next_state(summary, template, classes):
         step = _accept(state, losses, float(state.grad @ state.direction))
         if step != 1.0 and summary["state"].guessed:
             # the guessed direction falls short of a full step: the pass evaluated
-            # the exact gradient and Hessian at the start too, so step from there
+            # the exact gradient at the start too, so step from there
             step, n_iter, w = 0.0, state.n_iter, state.w
             summary = {
                 **summary,
                 "losses": summary["losses"][-1:],
                 "grad": summary["start_grad"],
-                "hess": summary["start_hess"],
                 "correct": None,  # counted at the full step
             }
         elif step is None:
