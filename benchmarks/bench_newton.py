@@ -37,7 +37,8 @@ the new state sent to every partition.
 What is timed: only ``fit``, as in the other scripts (``_common.time_fits``): the data
 are generated and persisted in the cluster before timing and gathered once as NumPy
 for scikit-learn; an untimed wait before every fit until the scheduler has released
-the previous fit's tasks.
+the previous fit's tasks. The fits are interleaved (repeat ``r`` fits every case once)
+so that the other load on a shared machine weighs on every case alike.
 
 Usage
 -----
@@ -191,12 +192,40 @@ def _coef_diffs(model: Any, reference: Any) -> dict[str, float]:
     }
 
 
-def run_case(case: Case, data, test, args, client, baseline, reference) -> dict[str, Any]:
-    X, y = {
+def _case_data(case: Case, data: dict[str, Any]) -> tuple[Any, Any]:
+    return {
         "dask": (data["X"], data["y"]),
         "sorted": (data["Xs"], data["ys"]),
         "numpy": (data["X_np"], data["y_np"]),
     }[case.on]
+
+
+def run_cases(cases: list[Case], data, test, args, client, baseline, reference) -> list:
+    """Every case's fits, interleaved: round ``r`` fits each case once, so the other
+    load on the machine, which moves over minutes, weighs on every case alike."""
+    fits: dict[str, dict[str, Any]] = {c.key: {"times": common.FitTimes()} for c in cases}
+    for _ in range(args.repeats):
+        for case in cases:
+            fit = fits[case.key]
+            if "error" in fit:
+                continue
+            try:
+                fit["model"], _ = common.time_fits(
+                    case.make(),
+                    _case_data(case, data),
+                    1,
+                    client,
+                    baseline,
+                    memory=False,
+                    times=fit["times"],
+                )
+            except Exception as exc:  # a failing case is recorded; the run goes on
+                fit["error"] = exc
+    return [_record(case, fits[case.key], data, test, reference) for case in cases]
+
+
+def _record(case: Case, fit: dict[str, Any], data, test, reference) -> dict[str, Any]:
+    X, _ = _case_data(case, data)
     rec: dict[str, Any] = {
         "key": case.key,
         "label": case.label,
@@ -205,14 +234,11 @@ def run_case(case: Case, data, test, args, client, baseline, reference) -> dict[
         "partitions": 1 if case.on == "numpy" else X.numblocks[0],
         "status": "ok",
     }
-    try:
-        model, times = common.time_fits(
-            case.make(), (X, y), args.repeats, client, baseline, memory=False
-        )
-    except Exception as exc:  # a failing case is recorded; the run goes on
-        rec.update(common.error_fields(exc))
+    if "error" in fit:
+        rec.update(common.error_fields(fit["error"]))
         print(f"  {case.key}: ERROR {rec['error']}", flush=True)
         return rec
+    model, times = fit["model"], fit["times"]
     rec.update(fit_seconds=times.seconds, fit_seconds_median=times.median)
     if times.warnings:
         rec["warnings"] = sorted(set(times.warnings))
@@ -413,6 +439,9 @@ def markdown_report(payload: dict[str, Any]) -> str:
             "tol=1e-10) on all rows (untimed); coef max rel.: max of |coef - ref| / |ref|",
             "- passes after start: len(history_) - 1 (the passes after the one-shot start; "
             "Newton steps in brackets)",
+            "- fits interleaved: each of the repeats fits every case once, in the order of "
+            "the table, so that the other load, which moves over minutes, weighs on every "
+            "case alike",
         ],
         ratio_note=" Here `case s / newton s` divides by newton on random partitions.",
     )
@@ -481,11 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         reference.fit(data["X_np"], data["y_np"])
         baseline = common.settle(client)
         machine = common.machine_info(client)
-        results = [
-            run_case(case, data, test, args, client, baseline, reference)
-            for case in build_cases(args.tol)
-            if not args.cases or case.key in args.cases
-        ]
+        cases = [c for c in build_cases(args.tol) if not args.cases or c.key in args.cases]
+        results = run_cases(cases, data, test, args, client, baseline, reference)
         over = None if args.no_overhead else overhead(client, args, baseline)
     parameters = {
         "quick": args.quick,

@@ -10,6 +10,7 @@ redistributed).
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import time
 from dataclasses import dataclass, field, replace
@@ -693,6 +694,20 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     return nodes[0]
 
 
+#: the largest pickled ``previous`` that travels inside every fit task of a pass; a
+#: shared ``daskfuse-global`` node costs each pass a task and a transfer to every
+#: worker before its fits can start
+INLINE_BYTES = 1 << 16
+
+
+def _small(value):
+    """Whether ``value`` pickles to at most :data:`INLINE_BYTES`."""
+    try:
+        return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) <= INLINE_BYTES
+    except Exception:  # what pickle cannot take, the scheduler's cloudpickle may
+        return False
+
+
 def build_fit_graph(
     partitions,
     spec,
@@ -720,8 +735,10 @@ def build_fit_graph(
     token : str
         Deterministic token naming every key of this fit.
     previous : tuple or None
-        For a later pass, the previous pass's ``(fused model, feedback, steps)``: one
-        ``daskfuse-global`` node that every fit task depends on.
+        For a later pass, the previous pass's ``(fused model, feedback, steps)``: an
+        argument of every fit task where it pickles to at most :data:`INLINE_BYTES`
+        (newton's parameter-sized state), else one ``daskfuse-global`` node that every
+        fit task depends on (a large model travels once to each worker).
     with_feedback : bool
         Whether the root also returns the feedback for a next pass.
     kept : object or None
@@ -744,7 +761,7 @@ def build_fit_graph(
         # summaries masked with different seeds
         token = tokenize(token, os.urandom(16))
     names = fit_prefix(token)
-    if previous is not None:
+    if previous is not None and not _small(previous):
         previous = delayed(previous, name=names["global"], traverse=False)
     fit = delayed(fit_partition, pure=True)
     leaves = []

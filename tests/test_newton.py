@@ -262,7 +262,8 @@ def test_the_first_pass_after_the_start_takes_a_newton_step():
 
 def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data):
     # the first direction comes from pass 0's quadratic models; where no step along
-    # it lowers the loss, the next pass evaluates the exact gradient at the start
+    # it lowers the loss, the same pass has evaluated the exact gradient and Hessian
+    # at the start too, so the next pass takes an exact Newton step from there
     X, y = binary_data
     template, classes = LogisticRegression(**TIGHT), np.unique(y)
     info = {"template": template, "classes": classes}
@@ -276,12 +277,73 @@ def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data
         summary = Newton().summarize(state, X, y, info)
         previous, state = state, next_state(summary, template, classes)
         if previous.guessed:
-            assert state.direction is None and state.record["step"] == 0.0
+            assert state.record["step"] == 0.0 and state.record["grad_norm"] is not None
             assert np.array_equal(state.w, previous.w)
+            assert state.direction is not None and not state.guessed
         if state.done:
             break
     ref = LogisticRegression(**TIGHT).fit(X, y)
     assert state.done and _rel(state.w, np.append(ref.coef_, ref.intercept_)) < 1e-6
+
+
+def test_a_hessian_on_a_sample_of_rows_keeps_the_exact_loss_and_gradient(multiclass_data):
+    # issue 15: a large partition takes its Hessian on about sample_rows of its rows;
+    # the candidate losses and the gradient, which the stopping test reads, stay exact
+    X, y = multiclass_data
+    template, classes = LogisticRegression(), np.unique(y)
+    info = {"template": template, "classes": classes}
+    state = next_state(Newton().summarize(None, X, y, info), template, classes)
+    full = Newton(sample_rows=None).summarize(state, X, y, info)
+    sampled = Newton(sample_rows=500).summarize(state, X, y, info)
+    for key in ("losses", "grad", "start_grad"):
+        np.testing.assert_array_equal(sampled[key], full[key])
+    # 3000 rows: every 6th row, scaled to the partition's weight (not equal, but close)
+    assert not np.allclose(sampled["hess"], full["hess"], rtol=1e-3)
+    np.testing.assert_allclose(sampled["hess"], full["hess"], rtol=0.5, atol=0.1 * len(X))
+    # the default leaves a partition of at most SAMPLE_ROWS rows untouched
+    default = Newton().summarize(state, X, y, info)
+    np.testing.assert_array_equal(default["hess"], full["hess"])
+
+
+def test_a_large_partition_fits_its_start_on_a_sample_of_rows(binary_data):
+    # issue 15: the one-shot start only needs to be close; the passes refine it
+    X, y = binary_data  # 4000 rows: every 8th row with sample_rows=500
+    template, classes = LogisticRegression(), np.unique(y)
+    info = {"template": template, "classes": classes}
+    first = Newton(sample_rows=500).summarize(None, X, y, info)
+    local = LogisticRegression().fit(X[::8], y[::8])
+    np.testing.assert_allclose(first["theta"] / len(X), np.append(local.coef_, local.intercept_))
+    # a class that the sample misses: the start is fitted on every row
+    y_rare = y.copy()
+    y_rare[y_rare == 1] = 0
+    y_rare[3] = 1  # row 3 is not in the sample (rows 0, 8, 16, ...)
+    first = Newton(sample_rows=500).summarize(None, X, y_rare, info)
+    local = LogisticRegression().fit(X, y_rare)
+    np.testing.assert_allclose(first["theta"] / len(X), np.append(local.coef_, local.intercept_))
+
+
+@pytest.mark.parametrize("sort", [False, True], ids=["random", "label-sorted"])
+def test_a_sampled_hessian_reaches_the_fit_on_all_rows(multiclass_data, sort):
+    X, y = _sorted(*multiclass_data) if sort else multiclass_data
+    ref = LogisticRegression(**TIGHT).fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        model = FusedClassifier(
+            LogisticRegression(**TIGHT),
+            fusion=Newton(sample_rows=300),  # of 750 rows: every 2nd
+            n_partitions=4,
+            partition="uniform",
+        ).fit(X, y)
+    _assert_same(model.fused_estimator_, ref)
+    assert model.history_["grad_norm"].iloc[-1] <= 1e-10
+
+
+def test_sample_rows_is_checked_and_shown():
+    assert repr(Newton()) == "Newton()"
+    assert repr(Newton(sample_rows=None)) == "Newton(sample_rows=None)"
+    assert Newton(sample_rows=100) != Newton()
+    for bad in (0, -3, 2.5, "many"):
+        with pytest.raises(ValueError, match=r"Newton\(sample_rows=\.\.\.\) must be"):
+            Newton(sample_rows=bad)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -438,3 +500,35 @@ def test_max_iter_stops_with_a_convergence_warning(binary_data):
             LogisticRegression(tol=1e-12, max_iter=1), fusion="newton", n_partitions=3
         ).fit(X, y)
     assert model.fused_estimator_.n_iter_[0] == 1
+
+
+def test_a_pass_sends_its_small_state_inside_the_fit_tasks(on_cluster):
+    # issue 15 (per-pass overhead): newton's state is parameter-sized, so it travels
+    # inside every fit task; no shared daskfuse-global task (and its transfer to every
+    # worker) precedes a pass's fits
+    X, y = make_classification_data(n=600, n_features=3, noise=3.0)
+    model = FusedClassifier(
+        LogisticRegression(**TIGHT), fusion="newton", n_partitions=3, partition="uniform"
+    )
+    with get_task_stream(client=on_cluster) as stream:
+        model.fit(X, y)
+    groups = {key_split(rec["key"]) for rec in stream.data}
+    assert len(model.history_) > 2
+    assert any(g.startswith("daskfuse-fit") for g in groups)
+    assert not any(g.startswith("daskfuse-global") for g in groups)
+
+
+def test_a_large_previous_model_is_one_shared_task():
+    from daskfuse._graph import INLINE_BYTES, FitSpec, build_fit_graph
+
+    X, y = make_classification_data(n=40, n_features=3)
+    partitions = [[(dask.delayed(X[i::2]), dask.delayed(y[i::2]))] for i in range(2)]
+    spec = FitSpec(estimator=LogisticRegression(), fuser=Newton(), classifier=True)
+    meta = {**_meta(), "n_features_in_": 3}
+
+    def global_keys(previous):
+        graph = build_fit_graph(partitions, spec, meta, 2, "t", previous=previous)
+        return [k for k in graph.__dask_graph__() if str(k).startswith("daskfuse-global")]
+
+    assert global_keys((None, np.zeros(10), 0.0)) == []
+    assert len(global_keys((None, np.zeros(INLINE_BYTES // 8 + 1), 0.0))) == 1

@@ -123,6 +123,10 @@ class SquaredSVMLoss:
         grad = (2.0 * weights * sign * slack).T @ self._design(X)
         return float(np.sum(weights * slack**2)), grad.ravel()
 
+    def gradient(self, coef, X, y, sample_weight, raw_prediction=None):
+        """The gradient of :meth:`loss` in the flat parameters."""
+        return self.loss_gradient(coef, X, y, sample_weight, raw_prediction)[1]
+
     def gradient_hessian(self, coef, X, y, sample_weight, raw_prediction=None):
         """``(gradient, hessian, None)`` of :meth:`loss` in the flat parameters."""
         if raw_prediction is None:

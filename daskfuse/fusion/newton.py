@@ -21,9 +21,10 @@ The passes:
   ``class_weight="balanced"``) and the total sample weight. Where every partition
   fits alone (and without ``class_weight``), each also returns the gradient and
   Hessian sums at its own parameters: their sum is a quadratic model of the loss that
-  gives a first Newton direction from the start, so pass 1 already tries a step (and,
-  where none of its steps lowers the loss, the next pass evaluates the gradient at the
-  start as before).
+  gives a first Newton direction from the start, so pass 1 already tries a step. Pass 1
+  also evaluates the exact gradient at the start: where the guessed direction falls
+  short of a full step, pass 2 takes a Newton step from there (with the Hessian at the
+  full step).
 - then each pass evaluates the loss at the candidate points ``w + t d`` for every step
   length ``t`` in :data:`STEPS` (``d`` the last Newton direction) and the gradient and
   Hessian at the full step: the line search costs no extra pass where the full step
@@ -31,6 +32,11 @@ The passes:
   Armijo test, the next pass evaluates the gradient and Hessian there. The last pass
   also counts the training rows that the fused model (the full step) classifies right,
   so the fit needs no separate scoring pass for ``history_``.
+- a large partition fits its start and takes its Hessian on a sample of its rows
+  (``sample_rows``): the start is refined by the passes anyway, and the Hessian costs
+  ``rows x d^2`` against the gradient's ``rows x d`` and only shapes the step; the
+  losses and the gradient, which the line search and the stopping test read, are exact
+  on every row.
 
 It stops on scikit-learn's ``lbfgs`` criterion: the largest absolute entry of the
 gradient of scikit-learn's objective at most the estimator's ``tol``. Only
@@ -66,6 +72,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
+from .._validation import check_int
 from ._loss import coef_rows, is_svm, linear_loss, multinomial
 from .base import Fuser
 
@@ -81,6 +88,8 @@ MAX_PASSES = 100_000
 #: the root takes L-BFGS steps (memory :data:`LBFGS_MEMORY`) instead of Newton steps
 MAX_HESSIAN_PARAMS = 1000
 LBFGS_MEMORY = 10
+#: the default ``sample_rows`` of :class:`Newton`
+SAMPLE_ROWS = 65_536
 _GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
 REQUIREMENT = (
     "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor, "
@@ -182,7 +191,7 @@ def _targets(template, classes, y, class_weight, sample_weight=None):
     return index.astype(float), sw
 
 
-def _first_summary(template, X, y, classes, sample_weight=None):
+def _first_summary(template, X, y, classes, sample_rows, sample_weight=None):
     """Pass 0: class counts, weight and (where it can fit alone) the local parameters.
 
     With ``sample_weight`` the class counts are total weights (scikit-learn's
@@ -196,14 +205,23 @@ def _first_summary(template, X, y, classes, sample_weight=None):
         else np.bincount(np.searchsorted(classes, y), weights=sample_weight, minlength=len(classes))
     )
     theta, taylor = None, (None, None, None)
+    rows = _sample(len(X), sample_rows)
+    if classes is not None and np.any(
+        np.bincount(np.searchsorted(classes, y[rows]), minlength=len(classes)) == 0
+    ):
+        rows = slice(None)  # the sample missed a class: the start on every row
     if classes is None or np.all(counts > 0):
-        fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
+        fit_params = {}
+        if sample_weight is not None:
+            fit_params["sample_weight"] = np.asarray(sample_weight)[rows]
         with quiet_warnings():  # the start only needs to be close
-            local = clone(template).fit(X, y, **fit_params)
+            local = clone(template).fit(X[rows], y[rows], **fit_params)
         local_theta = _theta(local, None if classes is None else len(classes))
         theta = local_theta * weight
         if _ships_taylor(template, local_theta.size):
-            taylor = _local_quadratic(template, local_theta, X, y, classes, sample_weight)
+            taylor = _local_quadratic(
+                template, local_theta, X, y, classes, sample_rows, sample_weight
+            )
     return {
         "first": True,
         "n_features": X.shape[1],
@@ -238,7 +256,7 @@ def private_optional_fields(template, classes, n_features):
     return fields
 
 
-def _local_quadratic(template, theta, X, y, classes, sample_weight=None):
+def _local_quadratic(template, theta, X, y, classes, sample_rows, sample_weight=None):
     """``(g, H, H theta)``: the loss sums' gradient and Hessian at the partition's own
     parameters. Their sums give the root a quadratic model of the loss at any point
     ``w`` (gradient about ``g + H w - H theta``), hence a first Newton direction from
@@ -246,13 +264,45 @@ def _local_quadratic(template, theta, X, y, classes, sample_weight=None):
     loss = linear_loss(template, classes)
     target, sw = _targets(template, classes, y, None, sample_weight)
     X = np.asarray(X, dtype=float)
-    grad, hess, _ = loss.gradient_hessian(theta, X, target, sw)
-    total = len(X) if sample_weight is None else float(np.sum(sw))
-    grad, hess = total * np.asarray(grad).ravel(), total * hess
+    raw = loss.weight_intercept_raw(theta, X)[2]
+    grad, hess = _gradient_hessian_sums(loss, theta, X, target, sw, raw, sample_rows)
     return grad, hess, hess @ theta
 
 
-def _pass_summary(template, state, X, y, classes, sample_weight=None):
+def _gradient_hessian_sums(loss, w, X, target, sw, raw, sample_rows, hessian=True):
+    """``(gradient, Hessian)`` of the loss summed over a partition's rows at ``w``.
+
+    The gradient is exact, on every row. The Hessian of a partition with more than
+    ``sample_rows`` rows is estimated from ``sample_rows`` to twice as many evenly
+    spaced rows (scaled to the partition's sample weight): the Hessian only shapes the
+    step, while the stopping test reads the exact gradient, so the fixed point is the
+    same (sub-sampled Newton, Roosta-Khorasani and Mahoney 2019, "Sub-sampled Newton
+    methods", Math. Program. 174), at a fraction of the cost of the ``d x d`` products.
+    Without ``hessian`` (many parameters: L-BFGS passes) no parameters x parameters
+    matrix is computed or shipped: the Hessian is None.
+    """
+    total = float(np.sum(sw))
+    if not hessian:
+        grad = loss.gradient(w, X, target, sw, raw_prediction=raw)
+        return total * np.asarray(grad).ravel(), None
+    rows = _sample(len(X), sample_rows)
+    if isinstance(rows, slice):
+        grad, hess, _ = loss.gradient_hessian(w, X, target, sw, raw_prediction=raw)
+        return total * np.asarray(grad).ravel(), total * hess
+    grad = loss.gradient(w, X, target, sw, raw_prediction=raw)
+    _, hess, _ = loss.gradient_hessian(w, X[rows], target[rows], sw[rows], raw_prediction=raw[rows])
+    return total * np.asarray(grad).ravel(), total * hess
+
+
+def _sample(n, sample_rows):
+    """The rows of a partition of ``n`` rows that its start and Hessian use: every
+    ``n // sample_rows``-th row (``sample_rows`` to twice as many), or all of them."""
+    if sample_rows is None or n <= sample_rows:
+        return slice(None)
+    return np.arange(0, n, n // sample_rows)
+
+
+def _pass_summary(template, state, X, y, classes, sample_rows, sample_weight=None):
     """A later pass: loss sums at every candidate point, gradient and Hessian sums at
     the first (the full step, or the accepted point when there is no direction)."""
     loss = linear_loss(template, classes)
@@ -268,22 +318,23 @@ def _pass_summary(template, state, X, y, classes, sample_weight=None):
         points = [state.w + t * state.direction for t in STEPS]
         raws = [raw + t * along for t in STEPS]
     total = float(np.sum(sw))
+    start_grad = None
     if state.guessed:
-        # the accepted point's loss is not known yet: the Armijo test needs it
+        # the accepted point's loss is not known yet: the Armijo test needs it; and
+        # its exact gradient, where the guessed direction falls short (the Hessian a
+        # step away stands in for its own, as a sampled one does)
         points, raws = [*points, state.w], [*raws, raw]
+        start_grad = total * np.ravel(loss.gradient(state.w, X, target, sw, raw_prediction=raw))
     losses = [total * loss.loss(p, X, target, sw, raw_prediction=r) for p, r in zip(points, raws)]
-    if _ships_hessian(state.w.size):
-        grad, hess, _ = loss.gradient_hessian(points[0], X, target, sw, raw_prediction=raws[0])
-        hess = total * hess
-    else:
-        # many parameters: no parameters x parameters matrix is computed or shipped
-        _, grad = loss.loss_gradient(points[0], X, target, sw, raw_prediction=raws[0])
-        hess = None
+    grad, hess = _gradient_hessian_sums(
+        loss, points[0], X, target, sw, raws[0], sample_rows, _ships_hessian(state.w.size)
+    )
     return {
         "first": False,
         "losses": np.array(losses),
-        "grad": total * np.asarray(grad).ravel(),
+        "grad": grad,
         "hess": hess,
+        "start_grad": start_grad,
         "sw": total,
         "rows": len(X),
         "correct": _correct(raws[0], y, classes),
@@ -441,6 +492,12 @@ def _accept(state, f_steps, slope):
     return None
 
 
+def _finite(hess):
+    """Whether a pass's Hessian sums are there and finite (a step that overflows the
+    link gives infinite ones)."""
+    return hess is not None and bool(np.all(np.isfinite(hess)))
+
+
 def _no_step(summary, state):
     """The state after a pass in which no candidate step passed the Armijo test."""
     record = {"loss": state.loss, "grad_norm": None, "step": 0.0}
@@ -478,10 +535,22 @@ def next_state(summary, template, classes):
             f_w = objective(summary["losses"][-1], None, None, state.w, sw_sum)[0]
             state = dataclasses.replace(state, loss=f_w, guessed=False)
         step = _accept(state, losses, float(state.grad @ state.direction))
-        if step is None:
+        if step != 1.0 and summary["state"].guessed and _finite(summary["hess"]):
+            # the guessed direction falls short of a full step: the pass evaluated
+            # the exact gradient at the start too, so step from there (with the
+            # Hessian a step away, unless the full step overflowed it)
+            step, n_iter, w = 0.0, state.n_iter, state.w
+            summary = {
+                **summary,
+                "losses": summary["losses"][-1:],
+                "grad": summary["start_grad"],
+                "correct": None,  # counted at the full step
+            }
+        elif step is None:
             return _no_step(summary, state)
-        n_iter, w = state.n_iter + 1, state.w + step * state.direction
-        if step != 1.0:
+        else:
+            n_iter, w = state.n_iter + 1, state.w + step * state.direction
+        if 0.0 < step < 1.0:
             # the gradient and Hessian are known at the full step only: evaluate here
             record = {"loss": losses[STEPS.index(step)], "grad_norm": None, "step": step}
             return dataclasses.replace(
@@ -590,10 +659,28 @@ class Newton(Fuser):
     gradient entry, the ``lbfgs`` criterion) or ``max_iter`` Newton steps. The fused
     model's ``n_iter_`` counts the Newton steps; the meta-estimator's ``history_``
     gains ``loss``, ``grad_norm`` and ``step`` per pass.
+
+    Parameters
+    ----------
+    sample_rows : int or None, default=65536
+        A partition with more rows fits its one-shot start and takes its Hessian on
+        about this many of them, evenly spaced (see :func:`_gradient_hessian_sums`);
+        the loss and the gradient, which the line search and the stopping test read,
+        stay exact on every row, so the fused model is the same. A sampled Hessian
+        makes each step a little less exact (the gradient shrinks by about the
+        Hessian's relative sampling error per pass, rather than quadratically), so a
+        very tight ``tol`` may take a pass more; each pass costs a fraction. None:
+        the start and the Hessian on every row.
     """
 
     name = "newton"
     requirement = REQUIREMENT
+
+    def __init__(self, *, sample_rows=SAMPLE_ROWS):
+        self.sample_rows = check_int(sample_rows, "Newton(sample_rows=...)", low=1, allow_none=True)
+
+    def _params(self):
+        return {} if self.sample_rows == SAMPLE_ROWS else {"sample_rows": self.sample_rows}
 
     def supports(self, estimator):
         return _unsupported(estimator) is None
@@ -627,8 +714,8 @@ class Newton(Fuser):
         template, classes = info["template"], info["classes"]
         weights = info.get("sample_weight")
         if estimator is None:
-            return _first_summary(template, X, y, classes, weights)
-        return _pass_summary(template, estimator, X, y, classes, weights)
+            return _first_summary(template, X, y, classes, self.sample_rows, weights)
+        return _pass_summary(template, estimator, X, y, classes, self.sample_rows, weights)
 
     def combine(self, summaries):
         return _combine(summaries)
