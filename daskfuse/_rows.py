@@ -61,7 +61,7 @@ from .partition import (
     plan_groups,
 )
 
-__all__ = ["Prepared", "graph", "prepare", "run_passes", "train"]
+__all__ = ["Prepared", "graph", "plan_partitions", "prepare", "run_passes", "train"]
 
 
 @dataclass
@@ -187,14 +187,14 @@ def _token_parts(params, fuser, rows, split_every, seeds):
     )
 
 
-def _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts):
+def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts):
     blocks = dask_blocks(X, y)
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
     }
     classes = None
-    if params.classifier and fuser.tags(params.estimator).needs_classes:
+    if params.classifier and needs_classes:
         classes = dask_classes(blocks.y_blocks)
     token = tokenize(token_parts, X, y)
     names = fit_prefix(token)
@@ -263,6 +263,46 @@ def _counts(classes, y, groups):
     return np.array([np.bincount(index[g], minlength=len(classes)) for g in groups])
 
 
+def _target(params, y):
+    """``y`` for a supervised fit (required), None for the others."""
+    if not params.supervised:
+        return None
+    if y is None:
+        raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
+    return y
+
+
+def plan_partitions(params, X, y):
+    """Validate ``X``, ``y`` and lay them over row partitions as :func:`prepare` does,
+    before any strategy is chosen.
+
+    For a trainer that fits several estimators on one set of partitions (the
+    step-by-step Pipeline trainer, :mod:`daskfuse._pipeline`): the data are checked
+    against ``params.estimator`` (its NaN tag) and partitioned by ``partition``,
+    ``n_partitions`` and ``random_state``, under keys of their own.
+
+    Returns
+    -------
+    plan : RowPlan
+    meta : dict
+        ``n_features_in_`` and ``feature_names_in_`` of the input.
+    token : str
+    """
+    rows = resolve_rows(params)
+    seeds = seed_sequence(params.random_state)
+    y = _target(params, y)
+    partition_seeds, _ = seeds.spawn(2)
+    token_parts = _token_parts(params, "partitions", rows, None, seeds)
+    if is_dask_input(X):
+        planned = _plan_dask(params, False, X, y, rows, partition_seeds, token_parts)
+    else:
+        allow_nan = estimator_allows_nan(params.estimator)
+        X, y, meta, _ = _validated_in_memory(params, X, y, allow_nan)
+        assigned = assign_in_memory(X, y, rows, partition_seeds)
+        planned = _plan_in_memory(X, y, meta, None, assigned, token_parts)
+    return planned.plan, planned.meta, planned.token
+
+
 def prepare(params, X, y):
     """Validate the parameters and the data, plan the partitions, build the first pass.
 
@@ -282,15 +322,13 @@ def prepare(params, X, y):
     rows = resolve_rows(params)
     split_every = check_split_every(params)
     seeds = seed_sequence(params.random_state)
-    if not params.supervised:
-        y = None
-    elif y is None:
-        raise ValueError(f"{params.owner} requires y to be passed, but the target y is None")
+    y = _target(params, y)
     allow_nan = estimator_allows_nan(params.estimator)
     partition_seeds, fit_seeds = seeds.spawn(2)
     token_parts = _token_parts(params, fuser, rows, split_every, seeds)
     if is_dask_input(X):
-        planned = _plan_dask(params, fuser, X, y, rows, partition_seeds, token_parts)
+        needs_classes = fuser.tags(params.estimator).needs_classes
+        planned = _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts)
     else:
         X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan)
         assigned = assign_in_memory(X, y, rows, partition_seeds)

@@ -116,6 +116,8 @@ class FitResult:
     split_every : int or None
         Fan-in of the fusion tree (row partitions only).
     privacy_spent : tuple of (float, float) or None
+    pipeline_steps : pandas.DataFrame or None
+        For a Pipeline: one row per step, what fitted it (:mod:`daskfuse._pipeline`).
     """
 
     fused: Any
@@ -128,6 +130,7 @@ class FitResult:
     n_rounds: int = 1
     split_every: int | None = None
     privacy_spent: Any = None
+    pipeline_steps: pd.DataFrame | None = None
 
     @property
     def skipped(self):
@@ -152,6 +155,7 @@ class FitResult:
             "split_every_": self.split_every,
             "history_": self.history,
             "privacy_spent_": self.privacy_spent,
+            "pipeline_steps_": self.pipeline_steps,
             "feature_names_in_": self.feature_names_in,
             "classes_": getattr(self.fused, "classes_", None),
         }

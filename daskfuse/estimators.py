@@ -23,7 +23,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _rows, vertical
+from . import _pipeline, _rows, vertical
 from ._graph import EMPTY, convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
@@ -214,8 +214,11 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         return params
 
     def _trainer(self):
-        """The trainer of the partitioning: column blocks or row partitions."""
-        return vertical if isinstance(self.partition, Columns) else _rows
+        """The trainer of the partitioning: column blocks, or row partitions (a
+        Pipeline's steps one by one)."""
+        if isinstance(self.partition, Columns):
+            return vertical
+        return _pipeline if _pipeline.applies(self.estimator) else _rows
 
     def _clear_fitted(self):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:

@@ -1,0 +1,313 @@
+"""The Pipeline trainer: a scikit-learn ``Pipeline`` fused step by step.
+
+A ``Pipeline`` (also from ``make_pipeline``, with nested pipelines and
+``"passthrough"`` steps) whose transformer steps exact fusion supports is fitted one
+step at a time over the same row partitions, persisted once on the workers:
+
+1. the data are validated against the Pipeline and planned over row partitions as
+   the row trainer plans them (:func:`daskfuse._rows.plan_partitions`); each
+   partition is gathered into one block and persisted where it was planned;
+2. each transformer step is fitted by the row trainer with ``fusion=Exact()`` over
+   those blocks (as ``FusedTransformer(step, fusion="exact")`` would), and the
+   blocks are transformed on their workers by the fused step (``map_blocks``; a
+   sparse output is densified for the next steps' training only) and persisted;
+3. the final step is fitted by the row trainer over the transformed blocks with the
+   meta-estimator's own ``fusion``, ``rounds`` and the rest (``"auto"`` picks for the
+   final estimator as it would alone).
+
+The result is one plain fitted ``Pipeline`` with the user's step names and settings
+(``fused_estimator_``); ``fusion_`` is the final step's strategy and
+``pipeline_steps_`` says what every step got. A Pipeline with a transformer step that
+exact fusion cannot fit is fused as a whole by the row trainer, as before (by
+voting, under ``fusion="auto"``), with a warning that names the step and the reason.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+import warnings
+from dataclasses import replace
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+from dask import delayed
+from scipy import sparse
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from . import _rows
+from ._graph import _concat, _flatten, _regroup
+from ._inputs import is_dask_input
+from ._trainer import TrainSpec
+from .fusion import Exact, Newton, prefers_newton
+from .partition import Rows
+
+__all__ = ["applies", "exact_blocker", "graph", "leaves", "train"]
+
+
+def applies(estimator):
+    """Whether ``estimator`` is fitted by this trainer (a scikit-learn ``Pipeline``)."""
+    return isinstance(estimator, Pipeline)
+
+
+def _is_passthrough(step):
+    return step is None or (isinstance(step, str) and step == "passthrough")
+
+
+def leaves(pipeline, prefix="", at=()):
+    """The steps of ``pipeline`` with nested pipelines flattened, in order.
+
+    Returns
+    -------
+    list of (path, name, step)
+        ``path``: the indices into ``steps`` at each level; ``name``: the step names
+        joined by ``"__"`` (as in ``set_params``); ``step``: the estimator or
+        ``"passthrough"``/None.
+    """
+    out = []
+    for i, (name, step) in enumerate(pipeline.steps):
+        if isinstance(step, Pipeline):
+            out.extend(leaves(step, f"{prefix}{name}__", (*at, i)))
+        else:
+            out.append(((*at, i), f"{prefix}{name}", step))
+    return out
+
+
+def _split(pipeline):
+    """``(transformers, final)``: the leaves before the last estimator, and its leaf.
+
+    The final step is the last leaf that is not ``"passthrough"`` (a Pipeline of
+    transformers ending in ``"passthrough"`` fuses its last transformer with the
+    meta-estimator's ``fusion``); None where every step is ``"passthrough"``.
+    """
+    steps = leaves(pipeline)
+    real = [i for i, (_, _, step) in enumerate(steps) if not _is_passthrough(step)]
+    if not real:
+        return steps, None
+    return steps[: real[-1]], steps[real[-1]]
+
+
+def exact_blocker(pipeline):
+    """``(name, reason)`` of the first transformer step of ``pipeline`` that exact
+    fusion cannot fit, or None where every one can (and the Pipeline is fused step
+    by step)."""
+    transformers, final = _split(pipeline)
+    if final is None:
+        return "", "every step is 'passthrough'"
+    for _, name, step in transformers:
+        if _is_passthrough(step):
+            continue
+        reason = Exact().unsupported_reason(step)
+        if reason is not None:
+            return name, f"{type(step).__name__}: {reason}"
+    return None
+
+
+def _record(name, step, fusion=None, reason=None, seconds=None):
+    return {
+        "step": name,
+        "estimator": "passthrough" if _is_passthrough(step) else type(step).__name__,
+        "fusion": None if fusion is None else repr(fusion),
+        "reason": reason,
+        "seconds": seconds,
+    }
+
+
+def _fallback(params, blocker):
+    """The record of a Pipeline fused as a whole, and the warning that says why."""
+    name, reason = blocker
+    warnings.warn(
+        f"{params.owner}: the Pipeline is fused as a whole (one pipeline per partition, "
+        f"fusion={params.fusion!r}), not step by step: step {name!r} cannot be fitted by "
+        f"exact fusion ({reason})",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+# --------------------------------------------------------------------------- tasks
+def _gather(index, sizes, *pieces):
+    """One partition's pieces as one ``(X, y)`` pair of arrays (a ``daskfuse-pipeline``
+    task on the worker that holds them)."""
+    return _concat(_regroup(sizes, pieces), index)
+
+
+def _facts(part, classifier):
+    """``(rows, X dtype, y's trailing shape, y dtype, class counts)`` of one partition."""
+    X, y = part
+    if y is None:
+        return len(X), X.dtype, None, None, None
+    counts = dict(zip(*np.unique(y, return_counts=True))) if classifier else None
+    return len(X), X.dtype, y.shape[1:], y.dtype, counts
+
+
+def _transform_block(block, model):
+    """``model.transform`` of one block, as a dense array (the next steps train on it)."""
+    out = model.transform(block)
+    if sparse.issparse(out):
+        out = out.toarray()
+    return np.asarray(out)
+
+
+# --------------------------------------------------------------------------- steps
+def _partitions(params, X, y):
+    """The planned partitions as persisted dask arrays ``(X, y)`` (one block each),
+    the input's ``meta`` and the class counts of each partition (classifiers)."""
+    plan, meta, token = _rows.plan_partitions(params, X, y)
+    gather = delayed(_gather, pure=True)
+    parts = []
+    for i, pieces in enumerate(plan.partitions):
+        sizes, args = _flatten(pieces)
+        parts.append(gather(i, sizes, *args, dask_key_name=(f"daskfuse-pipeline-{token}", i)))
+    parts = dask.persist(*parts)
+    facts = dask.compute(*[delayed(_facts)(p, params.classifier) for p in parts])
+    kept = [(p, f) for p, f in zip(parts, facts) if f[0] > 0]  # blocks without rows
+    if not kept:
+        raise ValueError(f"X has 0 rows in all of its {len(parts)} partitions")
+    n_features = meta["n_features_in_"]
+    getitem = delayed(operator.getitem, pure=True)
+    Xd = da.concatenate(
+        [da.from_delayed(getitem(p, 0), (f[0], n_features), dtype=f[1]) for p, f in kept]
+    )
+    yd = None
+    if params.supervised:
+        yd = da.concatenate(
+            [da.from_delayed(getitem(p, 1), (f[0], *f[2]), dtype=f[3]) for p, f in kept]
+        )
+    return Xd, yd, meta, [f[4] for _, f in kept], plan.strategy
+
+
+def _step_spec(params, step):
+    """The row trainer's spec for one transformer step: exact fusion, one pass, the
+    partitions as they are."""
+    return TrainSpec(
+        owner=params.owner,
+        kind="transformer",
+        estimator=step,
+        fusion=Exact(),
+        split_every=params.split_every,
+        random_state=params.random_state,
+        on_error=params.on_error,
+        min_partitions=params.min_partitions,
+        verbose=params.verbose,
+    )
+
+
+def _transformed(X, fused):
+    """``X``'s blocks transformed on their workers by ``fused``, persisted."""
+    Xt = X.map_blocks(
+        _transform_block,
+        delayed(fused, pure=True),
+        chunks=(X.chunks[0], (np.nan,)),
+        meta=np.empty((0, 0)),
+    ).persist()
+    Xt.compute_chunk_sizes()
+    return Xt
+
+
+def _final_fusion(params, final, X, counts):
+    """``fusion="auto"`` picks for the final estimator as it would alone: the
+    global-gradient passes on label-skewed in-memory partitions."""
+    if is_dask_input(X) or counts[0] is None:
+        return params.fusion
+    labels = sorted(set().union(*counts))
+    table = [[c.get(label, 0) for label in labels] for c in counts]
+    if prefers_newton(params.fusion, final, rounds=params.rounds, class_counts=table):
+        return Newton()
+    return params.fusion
+
+
+def _fit_steps(params, X, y):
+    """Fit every step in order; ``(fitted {path: model}, the final step's FitResult
+    (with the partitioning planned), records, meta)``."""
+    transformers, (final_path, final_name, final) = _split(params.estimator)
+    Xd, yd, meta, counts, strategy = _partitions(params, X, y)
+    fitted, records = {}, []
+    for path, name, step in transformers:
+        if _is_passthrough(step):
+            records.append(_record(name, step))
+            continue
+        start = time.perf_counter()
+        result = _rows.train(_step_spec(params, step), Xd, None)
+        Xd = _transformed(Xd, result.fused)
+        fitted[path] = result.fused
+        records.append(_record(name, step, result.fusion, seconds=time.perf_counter() - start))
+    start = time.perf_counter()
+    final_params = replace(
+        params,
+        estimator=final,
+        fusion=_final_fusion(params, final, X, counts),
+        partition=None,
+        n_partitions=None,
+    )
+    result = _rows.train(final_params, Xd, yd)
+    fitted[final_path] = result.fused
+    records.append(
+        _record(final_name, final, result.fusion, seconds=time.perf_counter() - start)
+    )
+    result = replace(result, partition=Rows(len(result.report), strategy))
+    return fitted, result, records, meta
+
+
+def _assembled(pipeline, fitted, meta):
+    """A clone of ``pipeline`` holding the fitted steps, its first step stamped with
+    the input's ``n_features_in_`` and ``feature_names_in_``."""
+    out = clone(pipeline)
+    for path, model in fitted.items():
+        holder = out
+        for i in path[:-1]:
+            holder = holder.steps[i][1]
+        holder.steps = list(holder.steps)
+        holder.steps[path[-1]] = (holder.steps[path[-1]][0], model)
+    first = fitted[min(fitted)]
+    first.n_features_in_ = meta["n_features_in_"]
+    if meta.get("feature_names_in_") is not None:
+        first.feature_names_in_ = meta["feature_names_in_"]
+    return out
+
+
+def train(params, X, y):
+    """Fit ``params.estimator`` (a Pipeline) step by step, or as a whole where a
+    transformer step cannot be fused exactly; a :class:`~daskfuse._trainer.FitResult`
+    with ``pipeline_steps`` (one record per step)."""
+    blocker = exact_blocker(params.estimator)
+    if blocker is not None:
+        _fallback(params, blocker)
+        result = _rows.train(params, X, y)
+        records = [
+            _record(name, step, result.fusion, blocker[1] if name == blocker[0] else None)
+            for _, name, step in leaves(params.estimator)
+        ]
+        return replace(result, pipeline_steps=pd.DataFrame(records))
+    fitted, result, records, meta = _fit_steps(params, X, y)
+    pipeline = _assembled(params.estimator, fitted, meta)
+    return replace(
+        result,
+        fused=pipeline,
+        n_features_in=meta["n_features_in_"],
+        feature_names_in=meta["feature_names_in_"],
+        pipeline_steps=pd.DataFrame(records),
+    )
+
+
+def graph(params, X, y):
+    """The lazy fit of a Pipeline fused as a whole (see :func:`daskfuse._rows.graph`).
+
+    Raises
+    ------
+    NotImplementedError
+        The Pipeline is fused step by step: each step trains on the previous fused
+        step's output, which only ``fit`` computes.
+    """
+    blocker = exact_blocker(params.estimator)
+    if blocker is None:
+        raise NotImplementedError(
+            f"{params.owner}.fit_graph: this Pipeline is fused step by step (each step "
+            "trains on the output of the previous fused step, which fit computes), so it "
+            "has no single lazy graph; call fit"
+        )
+    _fallback(params, blocker)
+    return _rows.graph(params, X, y)
