@@ -8,6 +8,7 @@ classes can be aligned row by row on the union of their classes.
 
 The estimator-family knowledge that generic code needs lives here too:
 :func:`stamp_inputs` (the fit-wide input facts on a fused model),
+:func:`accepts_objects` (which estimators take string and categorical columns),
 :func:`fitted_train_score` (k-means knows its score on its own rows),
 :func:`max_iter_reached` (whether an iterative solver ran out of iterations),
 :func:`updates_per_partition` (the SGD schedule's step count over rounds) and
@@ -22,13 +23,18 @@ import warnings
 import numpy as np
 from sklearn import cluster, linear_model, neural_network, svm
 from sklearn.base import clone, is_classifier
+from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from ._quiet import quiet_warnings
 
 __all__ = [
     "LinearAdapter",
     "MLPAdapter",
+    "accepts_objects",
     "adapter_for",
     "fitted_train_score",
     "linear_estimator_names",
@@ -51,6 +57,37 @@ def stamp_inputs(model, meta):
     if meta.get("feature_names_in_") is not None:
         model.feature_names_in_ = meta["feature_names_in_"]
     return model
+
+
+def accepts_objects(estimator):
+    """Whether ``estimator`` is fitted on the input's own columns, strings and
+    categoricals among them, rather than on a float array.
+
+    True for the encoders (``OneHotEncoder``, ``OrdinalEncoder``), ``SimpleImputer``
+    with ``strategy="most_frequent"`` or ``"constant"``, a ``ColumnTransformer``
+    (it selects its columns by name and routes them to its transformers, which
+    refuse the columns they cannot take), a ``FeatureUnion`` with such a part, and
+    a ``Pipeline`` whose first step is one. Such an estimator gets each partition as
+    a pandas DataFrame (a DataFrame input) or an array of its own dtype; every other
+    estimator gets float arrays and a non-numeric column is refused, by name.
+
+    Examples
+    --------
+    >>> from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    >>> accepts_objects(OneHotEncoder()), accepts_objects(StandardScaler())
+    (True, False)
+    """
+    kind = type(estimator)
+    if kind in (OneHotEncoder, OrdinalEncoder, ColumnTransformer):
+        return True
+    if kind is SimpleImputer:
+        return estimator.strategy in ("most_frequent", "constant")
+    if kind is FeatureUnion:
+        return any(accepts_objects(t) for _, t in estimator.transformer_list)
+    if kind is Pipeline:
+        steps = [s for _, s in estimator.steps if s not in (None, "passthrough")]
+        return bool(steps) and accepts_objects(steps[0])
+    return False
 
 
 def fitted_train_score(estimator, X, y):

@@ -25,7 +25,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._adapters import fitted_train_score, max_iter_reached
-from ._inputs import aligned, check_dense, check_label_types
+from ._inputs import aligned, check_dense, check_label_types, missing_as_nan
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
 
@@ -59,6 +59,9 @@ class FitSpec:
     on_error: str = "raise"
     #: fewest partitions that must survive for ``finalize`` to fuse (with "skip")
     min_partitions: int = 1
+    #: the estimator takes string and categorical columns (``accepts_objects``): each
+    #: partition keeps its container and dtypes (a pandas DataFrame stays one)
+    objects: bool = False
 
 
 @dataclass
@@ -123,11 +126,14 @@ def _worker_name():
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _as_numpy(part, what, index):
+def _as_numpy(part, what, index, objects=False):
     try:
         check_dense(part, what, blocks=True)
     except TypeError as exc:
         raise PartitionError(index, str(exc)) from None
+    if objects and what == "X":
+        # string columns' pd.NA as NaN, as in a pandas frame (see missing_as_nan)
+        return missing_as_nan(part) if isinstance(part, pd.DataFrame) else aligned(np.asarray(part))
     if isinstance(part, pd.DataFrame | pd.Series):
         try:
             return aligned(part.to_numpy(dtype=float if what == "X" else None))
@@ -138,9 +144,14 @@ def _as_numpy(part, what, index):
     return aligned(np.asarray(part))
 
 
-def _concat(pieces, index):
-    xs = [_as_numpy(x, "X", index) for x, _ in pieces]
-    X = xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0)
+def _concat(pieces, index, objects=False):
+    xs = [_as_numpy(x, "X", index, objects) for x, _ in pieces]
+    if len(xs) == 1:
+        X = xs[0]
+    elif isinstance(xs[0], pd.DataFrame):
+        X = pd.concat(xs, axis=0)
+    else:
+        X = np.concatenate(xs, axis=0)
     if pieces[0][1] is None:
         return X, None
     ys = [_as_numpy(y, "y", index) for _, y in pieces]
@@ -208,6 +219,9 @@ def _check_partition(X, y, index, spec):
         )
     if X.shape[0] == 0:
         raise PartitionError(index, EMPTY)
+    if spec.objects:
+        # the estimator validates its own columns, as scikit-learn's fit on all rows
+        return _check_target(y, index)
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
     if not spec.allow_nan and not _all_finite(X):
@@ -218,6 +232,10 @@ def _check_partition(X, y, index, spec):
             f"{type(spec.estimator).__name__} needs finite values: impute or drop them, "
             "or pass on_error='skip' to leave the partition out",
         )
+    _check_target(y, index)
+
+
+def _check_target(y, index):
     if y is None:
         return
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
@@ -316,7 +334,7 @@ def _skipped_report(index, pieces, error, start):
 
 def _fit_partition(spec, index, previous, pieces, secret, start):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
-    X, y = _concat(pieces, index)
+    X, y = _concat(pieces, index, spec.objects)
     _check_partition(X, y, index, spec)
     start_score = None
     if previous is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "dask_classes",
     "float_array",
     "is_dask_input",
+    "missing_as_nan",
     "seed_sequence",
 ]
 
@@ -77,6 +78,36 @@ def float_array(block):
     if block.dtype == object:  # a nullable column's values, pd.NA among them
         block = np.where(pd.isna(block), np.nan, block)
     return np.asarray(block, dtype=np.float64)
+
+
+def missing_as_nan(frame):
+    """``frame`` with its ``pd.NA``-missing string columns as object columns holding NaN.
+
+    dask stores string columns as ``string[pyarrow]``, whose missing value is
+    ``pd.NA``; scikit-learn's encoders cannot sort ``pd.NA`` among strings, but take
+    the NaN that a pandas string (``str``) or object column holds, as in the frame
+    the user built. Other columns, and anything not a DataFrame, are left as they are.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> missing_as_nan(pd.DataFrame({"s": pd.array(["a", None], dtype="string")}))["s"].tolist()
+    ['a', nan]
+    """
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    na = [
+        c
+        for c, t in frame.dtypes.items()
+        if isinstance(t, pd.StringDtype) and t.na_value is pd.NA
+    ]
+    if not na:
+        return frame
+    frame = frame.copy(deep=False)
+    for c in na:
+        column = frame[c]
+        frame[c] = column.astype(object).where(column.notna(), np.nan)
+    return frame
 
 
 def check_label_types(y, what="y"):
@@ -211,17 +242,18 @@ def _check_frame_dtypes(X):
         )
 
 
-def _check_array_dtype(X):
+def _check_array_dtype(X, objects=False):
     """Raise ``ValueError`` for a dask array ``X`` that is not of real numbers.
 
     Complex, string and object values are never cast silently (a cast to float drops
-    an imaginary part), at fit time or at predict time.
+    an imaginary part), at fit time or at predict time. ``objects``: the estimator
+    takes string and object values too (:func:`~daskfuse._adapters.accepts_objects`).
     """
-    if X.dtype.kind not in "biuf":
+    if X.dtype.kind not in ("biufOUS" if objects else "biuf"):
         raise ValueError(f"X must be numeric; got a dask array of dtype {X.dtype}")
 
 
-def _x_blocks(X):
+def _x_blocks(X, objects=False):
     if isinstance(X, da.Array):
         if X.ndim != 2:
             raise ValueError(
@@ -230,7 +262,7 @@ def _x_blocks(X):
             )
         if math.isnan(X.shape[1]):
             raise ValueError("X has an unknown number of columns; call X.compute_chunk_sizes()")
-        _check_array_dtype(X)
+        _check_array_dtype(X, objects)
         check_dense(X._meta, "X", blocks=True)
         if X.numblocks[1] > 1:
             # one partition = one row block with all of its columns
@@ -238,7 +270,8 @@ def _x_blocks(X):
         lengths = list(X.chunks[0]) if _known(X.chunks[0]) else None
         return list(X.to_delayed().ravel()), lengths, int(X.shape[1]), None
     if isinstance(X, dd.DataFrame):
-        _check_frame_dtypes(X)
+        if not objects:
+            _check_frame_dtypes(X)
         return list(X.to_delayed()), None, len(X.columns), _feature_names(X.columns)
     raise TypeError(
         "X must be a numpy array, pandas DataFrame, dask array or dask DataFrame; "
@@ -291,8 +324,11 @@ def _y_blocks(y, x_lengths, n_x_blocks):
     return blocks
 
 
-def dask_blocks(X, y=None):
+def dask_blocks(X, y=None, objects=False):
     """Aligned row blocks of a dask ``X`` (and ``y``).
+
+    ``objects``: the estimator takes string, categorical and object columns
+    (:func:`~daskfuse._adapters.accepts_objects`); otherwise they are refused.
 
     Raises
     ------
@@ -302,8 +338,8 @@ def dask_blocks(X, y=None):
         X or y is of an unsupported type.
     """
     if isinstance(X, dd.DataFrame) and isinstance(y, dd.Series | dd.DataFrame):
-        return _frame_blocks(X, y)
-    x_blocks, lengths, n_features, names = _x_blocks(X)
+        return _frame_blocks(X, y, objects)
+    x_blocks, lengths, n_features, names = _x_blocks(X, objects)
     y_blocks = None if y is None else _y_blocks(y, lengths, len(x_blocks))
     return DaskBlocks(x_blocks, y_blocks, lengths, n_features, names)
 
@@ -311,14 +347,15 @@ def dask_blocks(X, y=None):
 _TARGET = "__daskfuse_target__"
 
 
-def _frame_blocks(X, y):
+def _frame_blocks(X, y, objects=False):
     """Row blocks of a dask DataFrame X and its dask y, split from one joined frame.
 
     dask's optimiser may partition ``ddf[features]`` and ``ddf[target]`` differently
     (it merges small parquet pieces by the size of the columns read), so X and y are
     joined first and every block is cut into X and y on the worker that holds it.
     """
-    _check_frame_dtypes(X)
+    if not objects:
+        _check_frame_dtypes(X)
     try:
         if isinstance(y, dd.Series):
             joined = X.assign(**{_TARGET: y})

@@ -245,9 +245,7 @@ def _fit_steps(params, X, y):
     )
     result = _rows.train(final_params, Xd, yd)
     fitted[final_path] = result.fused
-    records.append(
-        _record(final_name, final, result.fusion, seconds=time.perf_counter() - start)
-    )
+    records.append(_record(final_name, final, result.fusion, seconds=time.perf_counter() - start))
     result = replace(result, partition=Rows(len(result.report), strategy))
     return fitted, result, records, meta
 

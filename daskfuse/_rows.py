@@ -22,7 +22,7 @@ from dask.base import tokenize
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._adapters import updates_per_partition
+from ._adapters import accepts_objects, updates_per_partition
 from ._graph import (
     FitSpec,
     build_fit_graph,
@@ -188,7 +188,7 @@ def _token_parts(params, fuser, rows, split_every, seeds):
 
 
 def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts):
-    blocks = dask_blocks(X, y)
+    blocks = dask_blocks(X, y, objects=accepts_objects(params.estimator))
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
@@ -212,21 +212,30 @@ def _validate_in_memory(params, X, y, allow_nan):
             "both as dask collections"
         )
     check_dense(X)
-    check_frame_columns(X)
+    objects = accepts_objects(params.estimator)
+    if not objects:
+        check_frame_columns(X)
     if params.classifier:
         check_label_types(y)
     probe = validation_probe(params.owner)
+    # an estimator that takes string columns validates them itself (in each
+    # partition, as in a fit on all rows); a DataFrame stays one, with its dtypes
+    kept = X if objects and isinstance(X, pd.DataFrame) else None
+    checks = {"dtype": None} if objects else {}
+    finite = not allow_nan and not objects
     if params.supervised:
         X, y = validate_data(
             probe,
             X,
             y,
-            ensure_all_finite=not allow_nan,
+            ensure_all_finite=finite,
             multi_output=not params.classifier and params.multi_output,
             y_numeric=not params.classifier,
+            **checks,
         )
     else:
-        X = validate_data(probe, X, ensure_all_finite=not allow_nan)
+        X = validate_data(probe, X, ensure_all_finite=finite, **checks)
+    X = X if kept is None else kept
     meta = {
         "n_features_in_": probe.n_features_in_,
         "feature_names_in_": getattr(probe, "feature_names_in_", None),
@@ -359,6 +368,7 @@ def prepare(params, X, y):
         proximal=float(params.proximal),
         on_error=params.on_error,
         min_partitions=min_partitions,
+        objects=accepts_objects(params.estimator),
     )
     graph_ = build_fit_graph(plan.partitions, spec, meta, split_every, planned.token)
     return Prepared(

@@ -455,7 +455,8 @@ def plan_groups(X, y, strategy, groups, data_prefix):
     """The :class:`RowPlan` of in-memory ``X``, ``y`` cut into ``groups`` of rows."""
     n_rows = len(X)
     partitions = []
-    for node, members in enumerate(_data_nodes(groups, X.nbytes // max(n_rows, 1))):
+    nbytes = X.memory_usage(deep=False).sum() if hasattr(X, "memory_usage") else X.nbytes
+    for node, members in enumerate(_data_nodes(groups, int(nbytes) // max(n_rows, 1))):
         # one data node for X and one for y, holding the rows of consecutive
         # partitions; each partition's fit task slices its own rows out of them
         idx = groups[members[0]] if len(members) == 1 else np.concatenate(

@@ -142,12 +142,14 @@ def test_keys_are_deterministic_and_reach_nested_estimators():
     # equal values, separate objects: the same keys
     key = FusedClassifier(MultinomialNB(alpha=a), n_partitions=2).fit_graph(X, y).key
     assert key == FusedClassifier(MultinomialNB(alpha=a.copy()), n_partitions=2).fit_graph(X, y).key
-    # an estimator inside a Pipeline's steps list
+    # an estimator inside a Pipeline's steps list (the row trainer's graph of a Pipeline
+    # fused as a whole: fit_graph refuses one that is fused step by step)
     weights = [{0: 1.0, 1: 2.0}, {0: 1.0, 1: 3.0}]
-    keys = [
-        FusedClassifier(_pipeline(w), fusion="vote", n_partitions=2).fit_graph(X, y).key
+    specs = [
+        FusedClassifier(_pipeline(w), fusion="vote", n_partitions=2)._train_spec()
         for w in weights + weights[:1]
     ]
+    keys = [_rows.graph(spec, X, y).key for spec in specs]
     assert keys[0] != keys[1] and keys[0] == keys[2]
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import reduce
 
@@ -61,6 +60,9 @@ from sklearn.utils.extmath import svd_flip
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError
+from ._composite import composite_families
+from ._encoders import ENCODER_FAMILIES
+from ._family import Family
 from .base import Fuser
 
 __all__ = ["ClassCounts", "ClassMoments", "Exact", "Extremes", "Gram", "Moments", "RFactor"]
@@ -898,76 +900,69 @@ def _finalize_extremes(summary, template, meta):
 
 
 # --------------------------------------------------------------------------- families
-def _no_constraint(estimator):
-    return None
-
-
-@dataclass(frozen=True)
-class _Family:
-    """How one family of estimators is summarised, and solved at the root."""
-
-    types: tuple
-    summarize: Callable
-    finalize: Callable
-    check: Callable = _no_constraint
-    #: summarised from the partition's rows (True) or from its fitted model (False)
-    from_rows: bool = True
-    #: whether ``summarize`` takes :class:`Exact`'s ``method`` (least squares)
-    takes_method: bool = False
-
-
 FAMILIES = (
-    _Family(
+    Family(
         types=(LinearRegression, Ridge, RidgeClassifier),
         summarize=_summarize_linear,
         finalize=_finalize_linear,
         check=_check_linear,
         takes_method=True,
     ),
-    _Family(
+    Family(
         types=(PCA, TruncatedSVD),
         summarize=_summarize_decomposition,
         finalize=_finalize_decomposition,
         check=_check_decomposition,
     ),
-    _Family(
+    Family(
         types=(GaussianNB,),
         summarize=_summarize_gaussian_nb,
         finalize=_finalize_gaussian_nb,
         from_rows=False,
     ),
-    _Family(
+    Family(
         types=(MultinomialNB, ComplementNB, BernoulliNB, CategoricalNB),
         summarize=_summarize_discrete_nb,
         finalize=_finalize_discrete_nb,
         from_rows=False,
     ),
-    _Family(
+    Family(
         types=(StandardScaler,),
         summarize=_summarize_standard_scaler,
         finalize=_finalize_standard_scaler,
         from_rows=False,
     ),
-    _Family(
+    Family(
         types=(MinMaxScaler, MaxAbsScaler),
         summarize=_summarize_extremes,
         finalize=_finalize_extremes,
         from_rows=False,
     ),
+    *ENCODER_FAMILIES,
 )
 
 
 def exact_estimator_names():
     """Names of the estimators that exact fusion supports."""
-    return [t.__name__ for family in FAMILIES for t in family.types]
+    return [t.__name__ for family in FAMILIES + COMPOSITE_FAMILIES for t in family.types]
 
 
 def _family(estimator):
     # exact types only: a subclass may change what fit computes
-    for family in FAMILIES:
+    for family in FAMILIES + COMPOSITE_FAMILIES:
         if type(estimator) in family.types:
             return family
     return None
+
+
+def _supported(estimator):
+    """Why ``estimator`` cannot be fused exactly, or None (the composites ask per part)."""
+    family = _family(estimator)
+    return Exact.requirement if family is None else family.check(estimator)
+
+
+#: ColumnTransformer and FeatureUnion of the families above (and of each other)
+COMPOSITE_FAMILIES = composite_families(_family, _supported)
 
 
 class Exact(Fuser):
@@ -1085,11 +1080,14 @@ class Exact(Fuser):
         """
         family = _family(estimator)
         from_rows = family is not None and family.from_rows
+        from_models = family is not None and not from_rows
+        if family is not None and family.from_models is not None:
+            from_models = family.from_models
         return replace(
             super().tags(estimator),
             needs_fit=not from_rows,
             needs_classes=isinstance(estimator, RidgeClassifier),
-            from_models=family is not None and not from_rows,
+            from_models=from_models,
             single_class_partitions=True,
             given_weights_reason=(
                 f"{self!r} merges the models' own statistics (their row and class "
@@ -1124,7 +1122,7 @@ class Exact(Fuser):
                 f"{self!r} cannot summarise {type(model).__name__}: {self.requirement}"
             )
         name = type(model).__name__
-        if family.from_rows and X is None:
+        if family.from_rows and X is None and not family.from_models:
             raise FusionError(
                 f"{self!r} needs the training rows of {name} (it merges statistics of "
                 f"the rows), not only a fitted model; fit with daskfuse's Fused* "

@@ -1,0 +1,220 @@
+"""A scikit-learn Pipeline fused step by step (daskfuse._pipeline): exact transformer
+steps, the final step with its own strategy, one plain Pipeline that equals the
+single-process one."""
+
+from __future__ import annotations
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, PowerTransformer, StandardScaler
+
+from daskfuse import FusedClassifier, FusedRegressor, FusedTransformer, FusionError
+from daskfuse.fusion import Exact, Newton, Trees, Vote
+from daskfuse.partition import Columns
+
+SCALES = np.array([1.0, 5.0, 0.2, 3.0, 10.0])
+
+
+def _data(n=300, seed=0, labels=(0, 1)):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5)) * SCALES + [4.0, -2.0, 0.0, 1.0, 7.0]
+    logit = (X - X.mean(0)) / SCALES @ [1.5, -1.0, 0.5, 0.0, 1.0] + rng.normal(size=n)
+    y = np.asarray(labels)[(logit > 0).astype(int)]
+    target = X @ [1.0, -2.0, 3.0, 0.5, 0.1] + rng.normal(size=n)
+    return X, y, target
+
+
+def _in_memory(X):
+    """A dask input computed (a pandas frame for a dask DataFrame)."""
+    return X.compute() if hasattr(X, "compute") else X
+
+
+def _inputs(kind, X, y, order):
+    """``(X, y, partitioning kwargs)``: label-sorted rows in contiguous partitions, or
+    rows dealt at random."""
+    if order == "sorted":
+        idx = np.argsort(y, kind="stable")
+        X, y = X[idx], y[idx]
+    names = [f"f{i}" for i in range(X.shape[1])]
+    if kind == "numpy":
+        data = X, y
+    elif kind == "pandas":
+        data = pd.DataFrame(X, columns=names), pd.Series(y)
+    elif kind == "dask-array":
+        data = da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100)
+    else:
+        frame = pd.DataFrame(X, columns=names).assign(target=y)
+        ddf = dd.from_pandas(frame, npartitions=3, sort=False)
+        data = ddf[names], ddf["target"]
+    dealt = {"partition": "random", "random_state": 0, "n_partitions": 3}
+    contiguous = {} if kind.startswith("dask") else {"n_partitions": 3}
+    return (*data, dealt if order == "random" else contiguous)
+
+
+INPUTS = ["numpy", "pandas", "dask-array", "dask-frame"]
+ORDERS = ["random", "sorted"]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("kind", INPUTS)
+def test_exact_steps_and_exact_final_equal_one_process(client, on_cluster, kind, order):
+    X, y, target = _data()
+    pipe = make_pipeline(StandardScaler(), PCA(n_components=4), Ridge(alpha=0.5))
+    Xi, ti, kwargs = _inputs(kind, X, target, order)
+    fused = FusedRegressor(pipe, **kwargs).fit(Xi, ti)
+    Xs, ts = _in_memory(Xi), _in_memory(ti)
+    single = clone(pipe).fit(Xs, ts)
+
+    model = fused.fused_estimator_
+    assert type(model) is Pipeline
+    assert [n for n, _ in model.steps] == [n for n, _ in single.steps]
+    assert_allclose(model[0].mean_, single[0].mean_, rtol=1e-10)
+    assert_allclose(model[-1].coef_, single[-1].coef_, rtol=1e-8, atol=1e-8)
+    assert_allclose(model[-1].intercept_, single[-1].intercept_, rtol=1e-8)
+    assert_allclose(fused.predict(Xs), single.predict(Xs), rtol=1e-8, atol=1e-8)
+    assert fused.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 3
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("kind", INPUTS)
+def test_exact_steps_and_newton_final_equal_one_process(client, on_cluster, kind, order):
+    X, y, _ = _data()
+    pipe = make_pipeline(StandardScaler(), MinMaxScaler(), LogisticRegression(tol=1e-10))
+    Xi, yi, kwargs = _inputs(kind, X, y, order)
+    fused = FusedClassifier(pipe, fusion="newton", **kwargs).fit(Xi, yi)
+    Xs, ys = _in_memory(Xi), _in_memory(yi)
+    single = clone(pipe).fit(Xs, ys)
+
+    model = fused.fused_estimator_
+    assert_allclose(model[-1].coef_, single[-1].coef_, rtol=1e-6, atol=1e-6)
+    assert_allclose(model[-1].intercept_, single[-1].intercept_, rtol=1e-6, atol=1e-6)
+    assert_array_equal(fused.predict(Xs), single.predict(Xs))
+    assert_allclose(fused.predict_proba(Xs), single.predict_proba(Xs), atol=1e-6)
+    assert fused.fusion_ == Newton()
+    assert fused.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 2 + [repr(Newton())]
+
+
+def test_fused_pipeline_is_a_scikit_learn_estimator(client, on_cluster):
+    X, y, _ = _data(labels=("no", "yes"))
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10))
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=2).fit(frame, y)
+    single = clone(pipe).fit(frame, y)
+
+    assert_array_equal(clf.classes_, ["no", "yes"])
+    assert_array_equal(clf.fused_estimator_.classes_, ["no", "yes"])
+    assert_allclose(clf.predict_proba(frame), single.predict_proba(frame), atol=1e-6)
+    assert clf.score(frame, y) == single.score(frame, y)
+    assert_array_equal(clf.feature_names_in_, frame.columns)
+    assert_array_equal(clf.fused_estimator_.feature_names_in_, frame.columns)
+    assert clf.n_features_in_ == clf.fused_estimator_.n_features_in_ == 5
+    # the meta-estimator's parameters reach the Pipeline's steps
+    assert clf.get_params()["estimator__logisticregression__C"] == 1.0
+    copy = clone(clf).set_params(estimator__logisticregression__C=0.01)
+    assert not hasattr(copy, "fused_estimator_")
+    copy.fit(frame, y)
+    assert copy.fused_estimator_[-1].C == 0.01
+    expected = clone(pipe).set_params(logisticregression__C=0.01).fit(frame, y)
+    assert_allclose(copy.fused_estimator_[-1].coef_, expected[-1].coef_, atol=1e-6)
+    # the fused Pipeline is plain scikit-learn: its own parameters can be set too
+    clf.fused_estimator_.set_params(logisticregression__C=5.0)
+    assert clf.fused_estimator_[-1].C == 5.0
+
+
+def test_nested_pipelines_and_passthrough_steps(client, on_cluster):
+    X, _, target = _data()
+    inner = Pipeline([("scale", MaxAbsScaler()), ("skip", "passthrough")])
+    pipe = Pipeline(
+        [("pre", inner), ("none", None), ("pca", PCA(n_components=3)), ("lr", LinearRegression())]
+    )
+    fused = FusedRegressor(pipe, n_partitions=4).fit(X, target)
+    single = clone(pipe).fit(X, target)
+
+    model = fused.fused_estimator_
+    assert type(model[0]) is Pipeline and model[0].steps[1] == ("skip", "passthrough")
+    assert model.steps[1] == ("none", None)
+    assert_allclose(model[0][0].max_abs_, single[0][0].max_abs_)
+    assert_allclose(model[-1].coef_, single[-1].coef_, rtol=1e-8, atol=1e-8)
+    steps = fused.pipeline_steps_
+    assert steps["step"].tolist() == ["pre__scale", "pre__skip", "none", "pca", "lr"]
+    assert steps["estimator"].tolist()[1:3] == ["passthrough", "passthrough"]
+    assert steps["fusion"].isna().tolist() == [False, True, True, False, False]
+
+
+def test_transformer_pipeline(client, on_cluster):
+    X, _, _ = _data()
+    pipe = make_pipeline(StandardScaler(), PCA(n_components=2))
+    fused = FusedTransformer(pipe, n_partitions=3).fit(da.from_array(X, chunks=(100, -1)))
+    single = clone(pipe).fit(X)
+    assert_allclose(np.abs(fused.transform(X)), np.abs(single.transform(X)), atol=1e-8)
+    assert fused.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 2
+
+
+def test_auto_picks_for_the_final_estimator_as_alone(client, on_cluster):
+    X, y, _ = _data()
+    idx = np.argsort(y, kind="stable")
+    X, y = X[idx], y[idx]  # label-sorted: partitions lack classes
+    scaled = StandardScaler().fit_transform(X)
+    alone = FusedClassifier(LogisticRegression(), n_partitions=3).fit(scaled, y)
+    clf = FusedClassifier(
+        make_pipeline(StandardScaler(), LogisticRegression()), n_partitions=3
+    ).fit(X, y)
+    assert clf.fusion_ == alone.fusion_ == Newton()
+    # GaussianNB is fused exactly, a forest by the union of its trees
+    nb = FusedClassifier(make_pipeline(MinMaxScaler(), GaussianNB()), n_partitions=3).fit(X, y)
+    single = make_pipeline(MinMaxScaler(), GaussianNB()).fit(X, y)
+    assert_allclose(nb.fused_estimator_[-1].theta_, single[-1].theta_, rtol=1e-10)
+    assert_array_equal(nb.predict(X), single.predict(X))
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=4))
+    trees = FusedClassifier(forest, partition="random", n_partitions=3, random_state=0)
+    trees.fit(X, y)
+    assert trees.fusion_ == Trees()
+    assert len(trees.fused_estimator_[-1].estimators_) == 12
+
+
+def test_a_step_without_exact_fusion_falls_back_to_vote_and_says_which(client, on_cluster):
+    X, y, _ = _data()
+    pipe = make_pipeline(StandardScaler(), PowerTransformer(), LogisticRegression())
+    with pytest.warns(UserWarning, match=r"not step by step: step 'powertransformer'"):
+        clf = FusedClassifier(pipe, n_partitions=2).fit(X, y)
+    assert isinstance(clf.fusion_, Vote)
+    steps = clf.pipeline_steps_.set_index("step")
+    assert "PowerTransformer" in steps.loc["powertransformer", "reason"]
+    assert steps["reason"].isna().tolist() == [True, False, True]
+    assert clf.score(X, y) > 0.7
+
+
+def test_a_failed_fit_leaves_it_unfitted(client, on_cluster):
+    X, y, _ = _data()
+    clf = FusedClassifier(make_pipeline(StandardScaler(), LogisticRegression()), n_partitions=2)
+    clf.fit(X, y)
+    # exact fusion does not apply to the final LogisticRegression
+    with pytest.raises(FusionError, match="LogisticRegression"):
+        clf.set_params(fusion="exact").fit(X, y)
+    assert not hasattr(clf, "fused_estimator_")
+    assert not hasattr(clf, "pipeline_steps_")
+
+
+def test_fit_graph_refuses_a_step_by_step_pipeline():
+    X, y, _ = _data()
+    clf = FusedClassifier(make_pipeline(StandardScaler(), LogisticRegression()), n_partitions=2)
+    with pytest.raises(NotImplementedError, match="fused step by step"):
+        clf.fit_graph(X, y)
+
+
+def test_column_blocks_stack_a_pipeline_as_before(client, on_cluster):
+    X, y, _ = _data()
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    clf = FusedClassifier(pipe, partition=Columns(n_blocks=2)).fit(X, y)
+    assert not hasattr(clf, "pipeline_steps_")
+    assert clf.score(X, y) > 0.7
