@@ -81,7 +81,17 @@ TRAIN_SCORE_STEP = 10
 TRAIN_SCORE_MAX = 10_000
 
 #: the steps of a row fit
-ROW_STEPS = ("data", "split", "piece", "fit", "combine", "finalize", "global", "score")
+ROW_STEPS = (
+    "data",
+    "split",
+    "piece",
+    "fit",
+    "combine",
+    "finalize",
+    "global",
+    "score",
+    "kept",
+)
 
 
 def fit_prefix(token, steps=ROW_STEPS):
@@ -596,10 +606,14 @@ def combine_nodes(fuser, *nodes):
     )
 
 
-def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=False):
+def finalize_node(
+    fuser, estimator, meta, node, min_partitions=1, with_feedback=False, with_summary=False
+):
     """The root: turn the combined summary into a plain fitted estimator.
 
-    With ``with_feedback``, also what the next pass sends back to the partitions.
+    With ``with_feedback``, also what the next pass sends back to the partitions;
+    with ``with_summary``, also the root summary itself (what ``partial_fit``
+    continues from).
 
     Raises
     ------
@@ -619,6 +633,8 @@ def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=
     fused = fuser.finalize(node.summary, estimator, meta)
     if with_feedback:
         return fused, node.reports, fuser.feedback(fused, node.summary)
+    if with_summary:
+        return fused, node.reports, node.summary
     return fused, node.reports
 
 
@@ -642,7 +658,19 @@ def tree_reduce(leaves, fuser, split_every, prefix):
     return nodes[0]
 
 
-def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, with_feedback=False):
+def build_fit_graph(
+    partitions,
+    spec,
+    meta,
+    split_every,
+    token,
+    previous=None,
+    with_feedback=False,
+    *,
+    kept=None,
+    start=0,
+    with_summary=False,
+):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
     Parameters
@@ -661,6 +689,14 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         ``daskfuse-global`` node that every fit task depends on.
     with_feedback : bool
         Whether the root also returns the feedback for a next pass.
+    kept : object or None
+        A continued fit's root summary (``partial_fit``): one ``daskfuse-kept`` node,
+        the first leaf of the combine tree, without report rows.
+    start : int
+        Number of the first partition (a continued fit numbers its new partitions
+        after the old ones; ``spec.seeds`` is indexed from 0 all the same).
+    with_summary : bool
+        Whether the root also returns its summary (:func:`finalize_node`).
     """
     # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
     # every graph and passed to their own partition's task only
@@ -675,21 +711,23 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         previous = delayed(previous, name=names["global"], traverse=False)
     fit = delayed(fit_partition, pure=True)
     leaves = []
+    if kept is not None:
+        leaves.append(delayed(Node(kept, []), name=names["kept"], traverse=False))
     for i, pieces in enumerate(partitions):
         sizes, args = _flatten(pieces)
         # the spec travels inside each task (as a shared dependency it would make the
         # scheduler weigh a second worker for every fit, against locality), with
         # only its own partition's seed rather than all n of them
-        own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i]})
+        own = spec if spec.seeds is None else replace(spec, seeds={start + i: spec.seeds[i]})
         leaves.append(
             fit(
                 own,
-                i,
+                start + i,
                 previous,
                 sizes,
                 *args,
                 **({} if secrets is None else {"secret": secrets[i]}),
-                dask_key_name=(names["fit"], i),
+                dask_key_name=(names["fit"], start + i),
             )
         )
     root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
@@ -703,6 +741,7 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         root,
         spec.min_partitions,
         with_feedback,
+        with_summary,
         dask_key_name=(names["finalize"], 0),
     )
 

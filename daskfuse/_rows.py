@@ -43,6 +43,7 @@ from ._inputs import (
 )
 from ._trainer import (
     FitResult,
+    RootSummary,
     check_split_every,
     report_frame,
     validation_probe,
@@ -78,6 +79,8 @@ class Prepared:
     token: str
     passes: int
     x_blocks: list | None = None
+    #: a continued fit's (``partial_fit``) earlier state, else None
+    continued: Any = None
 
 
 @dataclass
@@ -164,7 +167,9 @@ def _partition_seeds(params, fuser, fit_seeds, n):
     return tuple(int(s.generate_state(1)[0]) for s in fit_seeds.spawn(n))
 
 
-def _token_parts(params, fuser, rows, split_every, seeds):
+def _token_parts(params, fuser, rows, split_every, seeds, extra=()):
+    """What the fit's token hashes; ``extra`` (see :func:`_increment_parts`) is empty
+    for a plain fit whose graph computes to ``(model, reports)``."""
     return (
         params.owner,
         # the real parameter values (arrays by their data), not a printed form
@@ -184,17 +189,40 @@ def _token_parts(params, fuser, rows, split_every, seeds):
         # what the later passes compute (their keys derive from this token)
         params.local_epochs,
         params.proximal,
-    )
+    ) + tuple(extra)
 
 
-def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts):
+def _keeps_summary(params, fuser, passes, keep_summary):
+    """Whether the graph's root returns its summary too (a fit that can be continued)."""
+    return keep_summary and passes == 1 and fuser.tags(params.estimator).partial_fit_reason is None
+
+
+def _increment_parts(keep, classes, continued):
+    """The token's parts for what an incremental fit adds: the root's extra output,
+    declared classes, and the earlier fit a ``partial_fit`` continues (its root
+    summary enters the combine tree, so its keys must differ from another fit's)."""
+    parts = []
+    if keep:
+        parts.append("root-summary")
+    if classes is not None:
+        parts.append(("classes", np.asarray(classes)))
+    if continued is not None:
+        root = continued.root
+        parts.append(("continued", continued.start, tokenize(root.summary, root.classes)))
+    return parts
+
+
+def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts, known=None):
     blocks = dask_blocks(X, y, objects=accepts_objects(params.estimator))
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
     }
     classes = None
-    if params.classifier and needs_classes:
+    if params.classifier and known is not None:
+        # (partial_fit) the labels are checked against the classes of the fit
+        classes = check_known_classes(dask_classes(blocks.y_blocks), known, params.owner)
+    elif params.classifier and needs_classes:
         classes = dask_classes(blocks.y_blocks)
     token = tokenize(token_parts, X, y)
     names = fit_prefix(token)
@@ -243,11 +271,34 @@ def _validate_in_memory(params, X, y, allow_nan):
     return X, y, meta
 
 
-def _validated_in_memory(params, X, y, allow_nan):
-    """``(X, y, meta, classes)``: the in-memory data validated, a classifier's classes."""
+def check_known_classes(seen, known, owner):
+    """``known``, after checking that the labels ``seen`` are among them (``partial_fit``).
+
+    Raises
+    ------
+    ValueError
+        A label is not one of ``known``.
+    """
+    known = np.asarray(known)
+    unknown = [label for label in np.asarray(seen).tolist() if label not in known.tolist()]
+    if unknown:
+        raise ValueError(
+            f"y holds class(es) {unknown} that {owner} was not fitted for: its classes are "
+            f"{known.tolist()}. partial_fit keeps the classes of its first call; declare "
+            "every class there with classes=..., or refit"
+        )
+    return known
+
+
+def _validated_in_memory(params, X, y, allow_nan, known=None):
+    """``(X, y, meta, classes)``: the in-memory data validated, a classifier's classes
+    (``known``, where given: a ``partial_fit``'s, which the labels must be among)."""
     X, y, meta = _validate_in_memory(params, X, y, allow_nan)
     classes = None
-    if params.classifier:
+    if params.classifier and known is not None:
+        check_classification_targets(y)
+        classes = check_known_classes(np.unique(y), known, params.owner)
+    elif params.classifier:
         check_classification_targets(y)
         classes = np.unique(y)
         if len(classes) < 2:
@@ -312,57 +363,106 @@ def plan_partitions(params, X, y):
     return planned.plan, planned.meta, planned.token
 
 
-def prepare(params, X, y):
+def _strategy(params, continued):
+    """``(fuser, passes)``: the strategy and the passes to run (a continued fit keeps
+    its strategy as resolved, in one pass)."""
+    if continued is not None:
+        return continued.fusion, 1
+    fuser = resolve_fusion(params.fusion, params.estimator)
+    if prefers_newton(params.fusion, params.estimator, rounds=params.rounds):
+        fuser = Newton()
+    return fuser, _check_rounds(params, fuser)
+
+
+def _check_continued_inputs(params, meta, continued):
+    """Raise ``ValueError`` unless a continued fit's new rows have the fit's features."""
+    n, expected = meta["n_features_in_"], continued.n_features_in
+    if n != expected:
+        raise ValueError(
+            f"X has {n} features, but {params.owner} is expecting {expected} features as input"
+        )
+    names, seen = meta["feature_names_in_"], continued.feature_names_in
+    if (names is None) != (seen is None) or (names is not None and list(names) != list(seen)):
+        raise ValueError(
+            f"X's columns {None if names is None else list(names)} differ from the "
+            f"columns seen in fit {None if seen is None else list(seen)}"
+        )
+
+
+def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     """Validate the parameters and the data, plan the partitions, build the first pass.
 
     Parameters
     ----------
     params : TrainSpec
     X, y : the training data (``y`` None for transformers and clusterers)
+    classes : array-like or None
+        A classifier's classes declared at a first ``partial_fit``; ``y`` may hold
+        no other label.
+    continued : Continued or None
+        A ``partial_fit`` of a fitted model: the new partitions are numbered after
+        the old ones and their summaries are combined with its root summary.
+    keep_summary : bool
+        Whether the graph's root also returns its summary (where the strategy can
+        be continued, in one pass).
 
     Returns
     -------
     Prepared
     """
-    fuser = resolve_fusion(params.fusion, params.estimator)
-    if prefers_newton(params.fusion, params.estimator, rounds=params.rounds):
-        fuser = Newton()
-    passes = _check_rounds(params, fuser)
+    fuser, passes = _strategy(params, continued)
     rows = resolve_rows(params)
     split_every = check_split_every(params)
     seeds = seed_sequence(params.random_state)
     y = _target(params, y)
     allow_nan = estimator_allows_nan(params.estimator)
     partition_seeds, fit_seeds = seeds.spawn(2)
-    token_parts = _token_parts(params, fuser, rows, split_every, seeds)
+    keep = _keeps_summary(params, fuser, passes, keep_summary)
+    extra = _increment_parts(keep, classes, continued)
+    token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
+    known = classes if continued is None else continued.root.classes
     if is_dask_input(X):
         needs_classes = fuser.tags(params.estimator).needs_classes
-        planned = _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts)
+        planned = _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts, known)
     else:
-        X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan)
+        X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan, known)
         assigned = assign_in_memory(X, y, rows, partition_seeds)
         counts = _counts(classes, y, assigned[1])
-        if prefers_newton(params.fusion, params.estimator, class_counts=counts):
+        if continued is None and prefers_newton(
+            params.fusion, params.estimator, class_counts=counts
+        ):
             # fusion="auto" on label-skewed partitions: the global-gradient passes
             # (decided before the data is planned, under their own keys)
             fuser = Newton()
             passes = _check_rounds(params, fuser)
-            token_parts = _token_parts(params, fuser, rows, split_every, seeds)
+            keep = _keeps_summary(params, fuser, passes, keep_summary)
+            extra = _increment_parts(keep, known, continued)
+            token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
         planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts)
+    if continued is not None:
+        _check_continued_inputs(params, planned.meta, continued)
+    return _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep)
+
+
+def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep_summary):
+    """The fit spec and the first pass's graph of a planned fit."""
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
+    start = 0 if continued is None else continued.start
     fuser.prepare(n)
     min_partitions = _min_partitions(params, n)
     meta["classes"] = classes
-    meta["n_partitions"] = n
+    meta["n_partitions"] = start + n
     tags = fuser.tags(params.estimator)
+    seeds = _partition_seeds(params, fuser, fit_seeds, start + n)
     spec = FitSpec(
         estimator=params.estimator,
         fuser=fuser,
         classifier=params.classifier,
-        seeds=_partition_seeds(params, fuser, fit_seeds, n),
+        # a continued fit's partitions get the seeds a fit of all of them would
+        seeds=None if seeds is None else seeds[start:],
         holdout=tags.holdout,
-        allow_nan=allow_nan,
+        allow_nan=estimator_allows_nan(params.estimator),
         classes=classes if tags.needs_classes else None,
         local_epochs=int(params.local_epochs),
         proximal=float(params.proximal),
@@ -370,7 +470,16 @@ def prepare(params, X, y):
         min_partitions=min_partitions,
         objects=accepts_objects(params.estimator),
     )
-    graph_ = build_fit_graph(plan.partitions, spec, meta, split_every, planned.token)
+    graph_ = build_fit_graph(
+        plan.partitions,
+        spec,
+        meta,
+        split_every,
+        planned.token,
+        kept=None if continued is None else continued.root.summary,
+        start=start,
+        with_summary=keep_summary,
+    )
     return Prepared(
         graph_,
         fuser,
@@ -382,6 +491,7 @@ def prepare(params, X, y):
         planned.token,
         passes,
         planned.x_blocks,
+        continued,
     )
 
 
@@ -447,9 +557,10 @@ def _server_step(fuser, previous, fused, feedback, velocity):
 def run_passes(params, prepared):
     """Compute the fit: one pass, or rounds of fit-and-fuse until ``tol``.
 
-    Returns the fused model, the last pass's partition reports and the history
-    (None for one pass). Between passes the partitions stay persisted where
-    they are, and only the fused model (the feedback) travels to them. Each
+    Returns the fused model, the last pass's partition reports, the history
+    (None for one pass) and the root summary (where the graph returns it: one pass
+    of a strategy that can be continued; else None). Between passes the partitions
+    stay persisted where they are, and only the fused model (the feedback) travels to them. Each
     round's fused model is scored on all training rows at no extra pass (the
     next round's fit tasks score it; the last round's gets one scoring pass unless
     the strategy's ``pass_record`` gave its ``train_score``), and
@@ -457,8 +568,8 @@ def run_passes(params, prepared):
     the history).
     """
     if prepared.passes == 1:
-        fused, reports = compute_with_progress(prepared.graph, params.verbose)
-        return fused, reports, None
+        fused, reports, *root = compute_with_progress(prepared.graph, params.verbose)
+        return fused, reports, None, (root[0] if root else None)
     fuser, spec, meta = prepared.fuser, prepared.spec, prepared.meta
     partitions = _persisted_partitions(prepared)
     history, models, previous, steps, velocity = [], [], None, 0.0, None
@@ -515,7 +626,7 @@ def run_passes(params, prepared):
         # (the strategies with a keep option say which round's model fit returned)
         for r, row in enumerate(history):
             row["kept"] = r == kept
-    return models[kept], reports, pd.DataFrame(history)
+    return models[kept], reports, pd.DataFrame(history), None
 
 
 def _check_rows_after_failure(prepared, error):
@@ -542,26 +653,41 @@ def graph(params, X, y):
     return prepare(params, X, y).graph
 
 
-def train(params, X, y):
-    """Fit one model per row partition and fuse them; a :class:`FitResult`."""
-    prepared = prepare(params, X, y)
+def train(params, X, y, *, classes=None, continued=None):
+    """Fit one model per row partition and fuse them; a :class:`FitResult`.
+
+    ``classes`` (a first ``partial_fit``'s declared classes) and ``continued`` (a
+    ``partial_fit`` of a fitted model: see :func:`prepare`) serve ``partial_fit``; a
+    continued fit's result covers every partition so far (its report too).
+    """
+    prepared = prepare(params, X, y, classes=classes, continued=continued, keep_summary=True)
     try:
-        fused, reports, history = run_passes(params, prepared)
+        fused, reports, history, summary = run_passes(params, prepared)
     except (PartitionError, FusionError) as exc:
         _check_rows_after_failure(prepared, exc)
         raise
     n_rounds = 1 if history is None else len(history)
     # differentially private strategies account for what this fit released
     meta = prepared.meta
+    report = report_frame(reports)
+    if continued is not None:
+        report = pd.concat([continued.report, report], ignore_index=True)
+    root = None
+    if summary is not None:
+        # the classes later batches are checked against: declared or seen, else the
+        # model's (a dask y whose classes were not collected)
+        known = meta["classes"]
+        root = RootSummary(summary, getattr(fused, "classes_", None) if known is None else known)
     return FitResult(
         fused=fused,
         fusion=prepared.fuser,
-        partition=Rows(len(prepared.plan.partitions), prepared.plan.strategy),
-        report=report_frame(reports),
+        partition=Rows(len(report), prepared.plan.strategy),
+        report=report,
         n_features_in=meta["n_features_in_"],
         feature_names_in=meta["feature_names_in_"],
         history=history,
         n_rounds=n_rounds,
         split_every=prepared.split_every,
         privacy_spent=prepared.fuser.privacy_spent(n_rounds),
+        root=root,
     )

@@ -24,7 +24,14 @@ from sklearn.utils import get_tags
 
 from ._validation import check_int, check_real, is_int, is_real
 
-__all__ = ["FitResult", "TrainSpec", "check_params", "check_split_every"]
+__all__ = [
+    "Continued",
+    "FitResult",
+    "RootSummary",
+    "TrainSpec",
+    "check_params",
+    "check_split_every",
+]
 
 #: the estimator check of each kind of meta-estimator: (test, what the message asks for)
 _KIND_CHECKS = {
@@ -95,6 +102,57 @@ proximal, random_state, on_error, min_partitions, verbose
 
 
 @dataclass
+class RootSummary:
+    """What a fit keeps to be continued by ``partial_fit``: its root summary.
+
+    Kept (as ``root_summary_``) for the strategies whose tags answer
+    ``partial_fit_reason=None``, after a fit of one pass over row partitions.
+
+    Attributes
+    ----------
+    summary : object
+        The strategy's merged summary of every partition fitted so far, before
+        ``finalize`` (a :class:`~daskfuse.fusion.exact.Gram`,
+        :class:`~daskfuse.fusion.average.ParameterSum`, ...): statistics or the
+        partitions' models, never their rows.
+    classes : ndarray or None
+        A classifier's classes: those declared at the first ``partial_fit``
+        (``classes=``), else those of the fitted model. Later batches may hold no
+        other label.
+    """
+
+    summary: Any
+    classes: Any = None
+
+
+@dataclass(frozen=True)
+class Continued:
+    """What the row trainer needs to continue a fit with new partitions (``partial_fit``).
+
+    Attributes
+    ----------
+    fusion : Fuser
+        The fit's strategy, as resolved (``"auto"`` keeps what it chose).
+    root : RootSummary
+    report : pandas.DataFrame
+        The partition report so far; the new partitions are numbered after it.
+    n_features_in : int
+    feature_names_in : ndarray of str or None
+    """
+
+    fusion: Any
+    root: RootSummary
+    report: pd.DataFrame
+    n_features_in: int
+    feature_names_in: Any = None
+
+    @property
+    def start(self):
+        """The number of the first new partition."""
+        return len(self.report)
+
+
+@dataclass
 class FitResult:
     """What a trainer returns: everything the meta-estimator's fitted attributes hold.
 
@@ -118,6 +176,8 @@ class FitResult:
     privacy_spent : tuple of (float, float) or None
     pipeline_steps : pandas.DataFrame or None
         For a Pipeline: one row per step, what fitted it (:mod:`daskfuse._pipeline`).
+    root : RootSummary or None
+        The root summary, where the strategy can continue (``partial_fit``).
     """
 
     fused: Any
@@ -131,6 +191,7 @@ class FitResult:
     split_every: int | None = None
     privacy_spent: Any = None
     pipeline_steps: pd.DataFrame | None = None
+    root: RootSummary | None = None
 
     @property
     def skipped(self):
@@ -158,6 +219,7 @@ class FitResult:
             "pipeline_steps_": self.pipeline_steps,
             "feature_names_in_": self.feature_names_in,
             "classes_": getattr(self.fused, "classes_", None),
+            "root_summary_": self.root,
         }
         out.update({name: value for name, value in optional.items() if value is not None})
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import warnings
 
 import dask
@@ -33,7 +34,8 @@ from ._inputs import (
     float_array,
     is_dask_input,
 )
-from ._trainer import TrainSpec, check_params
+from ._trainer import Continued, TrainSpec, check_params
+from .exceptions import FusionError
 from .partition import Columns
 
 __all__ = ["FusedClassifier", "FusedClusterer", "FusedRegressor", "FusedTransformer"]
@@ -147,6 +149,17 @@ def _check_two_classes(fused, kind):
         )
 
 
+def _declared_classes(classes):
+    """``partial_fit``'s ``classes``: sorted unique labels, at least two."""
+    declared = np.unique(np.asarray(classes))
+    if np.ndim(classes) != 1 or len(declared) < 2:
+        raise ValueError(
+            "classes must be a 1-D array of at least 2 class labels (every class the "
+            f"incremental fit will see); got {classes!r}"
+        )
+    return declared
+
+
 class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     _kind = None
 
@@ -243,28 +256,41 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         self : object
             The fitted meta-estimator.
         """
+        return self._fit(X, y, stacklevel=4)
+
+    def _fit(self, X, y, stacklevel, **train_args):
+        """Train, then set the fitted attributes; ``train_args`` go to the trainer."""
         self._clear_fitted()
         try:
-            result = self._trainer().train(self._train_spec(), X, y)
+            result = self._trainer().train(self._train_spec(), X, y, **train_args)
             _check_two_classes(result.fused, self._kind)
         except BaseException:
             self._clear_fitted()
             raise
+        self._set_result(result, stacklevel=stacklevel)
+        return self
+
+    def _set_result(self, result, stacklevel, start=0):
+        """Set the fitted attributes of a trainer's result, then warn about the
+        partitions numbered from ``start`` (a ``partial_fit``'s new ones) that were
+        skipped or whose solver stopped at ``max_iter``."""
         # set only once everything is computed: a failed fit leaves no attribute half-set
         for name, value in result.attributes().items():
             setattr(self, name, value)
+        report = result.report.loc[result.report["partition"] >= start]
         skipped = result.skipped
+        skipped = skipped.loc[skipped["partition"] >= start]
         # blocks without rows are left out of every fusion without a word
         if len(skipped):
             skipped = skipped.loc[skipped["error"] != EMPTY]
         if len(skipped):
-            n_rows = result.report["rows"].sum()
+            n_rows = report["rows"].sum()
             warnings.warn(
-                f"{type(self).__name__}: {len(skipped)} of {self.n_partitions_} partitions "
+                f"{type(self).__name__}: {len(skipped)} of {len(report)} partitions "
                 "were skipped (on_error='skip') and left out of the fusion"
                 + (
                     f" (the data has fewer rows ({int(n_rows)}) than partitions)"
-                    if n_rows < self.n_partitions_
+                    if n_rows < len(report)
                     else ""
                 )
                 + ": "
@@ -272,12 +298,115 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     f"partition {p}: {e}" for p, e in zip(skipped["partition"], skipped["error"])
                 ),
                 UserWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
-        note = convergence_note(result.report, self.estimator)
+        note = convergence_note(report.reset_index(drop=True), self.estimator)
         if note is not None:
-            warnings.warn(f"{type(self).__name__}: {note}", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"{type(self).__name__}: {note}", ConvergenceWarning, stacklevel=stacklevel
+            )
+
+    # ------------------------------------------------------------------ partial_fit
+    def partial_fit(self, X, y=None):
+        """Continue the fit with new rows: their partitions join the fused model.
+
+        On an unfitted estimator this is :meth:`fit`. On a fitted one, ``X`` is
+        partitioned as :meth:`fit` would (``partition``, ``n_partitions``), each new
+        partition is fitted and summarised on its worker, and the summaries are
+        combined with the root summary the fit kept (``root_summary_``) and
+        finalised again: a batch costs that batch's work, not a refit. Exact fusion
+        then equals a fit on all rows seen so far; parameter averaging, voting,
+        tree union and reclustering equal the fusion of all partitions so far.
+
+        Strategies whose fused model is not such a merge (stacking, the cascade,
+        median/trimmed mean/Krum, newton, ``Secure``/``DP``, given per-partition
+        weights), fits of ``rounds`` > 1 and column blocks (``partition=Columns``)
+        refuse with a :class:`~daskfuse.FusionError` that gives the reason, and the
+        fitted model is left unchanged. A partial fit that fails (a bad batch) leaves
+        the fitted model unchanged as well.
+
+        ``partition_report_`` gains the new partitions, numbered after the old ones;
+        ``n_partitions_`` counts all of them. A fit that can be continued runs one
+        pass, so there is no ``history_``, and ``partial_fit`` adds none.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+            New rows, with the features of the fit.
+        y : array-like, pandas Series, dask array or dask Series, or None
+            Their targets (ignored by transformers and clusterers).
+
+        Returns
+        -------
+        self : object
+        """
+        return self._partial_fit(X, y)
+
+    def _partial_fit(self, X, y, classes=None, stacklevel=4):
+        """A fit (unfitted), or the fit continued with the new partitions of ``X``."""
+        if isinstance(self.partition, Columns):
+            raise FusionError(
+                f"{type(self).__name__}.partial_fit needs row partitions: "
+                f"partition={self.partition!r} fuses column blocks, which keep no summary "
+                "that new rows can join; refit on all rows"
+            )
+        declared = None if classes is None else _declared_classes(classes)
+        if not hasattr(self, "fused_estimator_"):
+            if declared is not None:
+                return self._fit(X, y, stacklevel + 1, classes=declared)
+            return self._fit(X, y, stacklevel + 1)
+        self._check_features_like_fit(X)
+        continued = self._continued()
+        if declared is not None and not np.array_equal(declared, continued.root.classes):
+            raise ValueError(
+                f"classes={declared.tolist()} differs from the classes of the first "
+                f"partial_fit, {np.asarray(continued.root.classes).tolist()}"
+            )
+        # a failed partial_fit leaves the fitted model as it was: nothing is set before
+        result = _rows.train(self._train_spec(), X, y, continued=continued)
+        self._set_result(result, stacklevel=stacklevel, start=continued.start)
         return self
+
+    def _check_features_like_fit(self, X):
+        """Raise ``ValueError`` if ``X``'s features differ from the fit's (no data pass)."""
+        if is_dask_input(X):
+            self._check_dask_features(X)
+        else:
+            validate_data(self, X, reset=False, skip_check_array=True)
+
+    def _continued(self):
+        """What ``partial_fit`` continues from; ``FusionError`` with the reason where
+        the fit cannot be continued (the fitted model is then unchanged)."""
+        reason = self._partial_fit_reason()
+        if reason is not None:
+            raise FusionError(
+                f"{type(self).__name__}.partial_fit cannot continue this fit: {reason}. "
+                "The fitted model is unchanged"
+            )
+        return Continued(
+            fusion=self.fusion_,
+            root=self.root_summary_,
+            report=self.partition_report_,
+            n_features_in=self.n_features_in_,
+            feature_names_in=getattr(self, "feature_names_in_", None),
+        )
+
+    def _partial_fit_reason(self):
+        """Why the fit cannot be continued with new partitions, or None."""
+        if isinstance(self.rounds, numbers.Integral) and self.rounds > 1:
+            return (
+                f"rounds={self.rounds} trains every partition again from each round's "
+                "fused model, which new partitions cannot join"
+            )
+        reason = self.fusion_.tags(self.estimator).partial_fit_reason
+        if reason is not None:
+            return reason
+        if getattr(self, "root_summary_", None) is None:
+            return (
+                "it kept no root summary (a model saved without one, or fitted in "
+                "several passes); refit on all rows"
+            )
+        return None
 
     # ------------------------------------------------------------------ predict
     def _delegate(self, method, X):
@@ -294,7 +423,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         )
         return _apply_block(Xv, estimator, method, getattr(self, "feature_names_in_", None))
 
-    def _delegate_dask(self, method, X):
+    def _check_dask_features(self, X):
+        """``X`` as a dask array, after checking its columns against the fit's."""
         names = getattr(self, "feature_names_in_", None)
         if isinstance(X, dd.DataFrame) and names is not None:
             if list(X.columns) != list(names):
@@ -308,6 +438,11 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 f"X has {Xa.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input"
             )
+        return Xa
+
+    def _delegate_dask(self, method, X):
+        names = getattr(self, "feature_names_in_", None)
+        Xa = self._check_dask_features(X)
         estimator = self.fused_estimator_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -582,6 +717,33 @@ class FusedClassifier(ClassifierMixin, _FusedBase):
 
     _kind = "classifier"
 
+    def partial_fit(self, X, y, classes=None):
+        """Continue the fit with new rows: their partitions join the fused model.
+
+        As :meth:`FusedRegressor.partial_fit` (on an unfitted estimator a
+        :meth:`fit`; the strategies that cannot continue refuse with the reason). The
+        classes are fixed by the first call: ``classes`` if given (every class the
+        incremental fit will see; a batch may lack some), else the labels of the
+        first batch. A later batch holding another label raises ``ValueError``: the
+        kept summary has no place for a class declared nowhere, so no strategy
+        adds one later.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+            New rows, with the features of the fit.
+        y : array-like, pandas Series, dask array or dask Series
+            Their labels.
+        classes : array-like of shape (n_classes,) or None, default=None
+            Every class, at the first call (as scikit-learn's ``partial_fit``); at
+            later calls it may be given again but must not change.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._partial_fit(X, y, classes)
+
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities of the fused model, shape (n_samples, n_classes).
@@ -794,6 +956,27 @@ class FusedClusterer(ClusterMixin, _FusedBase):
         except BaseException:
             self._clear_fitted()
             raise
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Continue the fit with new rows: their partitions join the fused model.
+
+        As :meth:`FusedRegressor.partial_fit`; ``labels_`` then holds the cluster of
+        each row of this batch (as scikit-learn's ``MiniBatchKMeans.partial_fit``).
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame, dask array or dask DataFrame
+            New rows, with the features of the fit.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        self._partial_fit(X, None)
+        self.labels_ = self.predict(X)
         return self
 
     @available_if(_estimator_has("predict"))

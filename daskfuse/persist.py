@@ -27,7 +27,15 @@ What the allow-list holds:
   features inside the model's features) before returning the model;
 * ``sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor``, the trees
   of the HistGradientBoosting models that daskfuse's voting and stacking fusions
-  hold, checked on load the same way (and their categorical bitset indices).
+  hold, checked on load the same way (and their categorical bitset indices);
+* the root summary that a fit keeps for ``partial_fit`` (``root_summary_``, a
+  :class:`~daskfuse._trainer.RootSummary`) and the summary dataclasses of the
+  strategies that can be continued (:data:`SUMMARY_TYPES`): plain holders of numbers,
+  numpy arrays and fitted estimators, whose estimators and trees are checked on load
+  as the model's own; and ``numpy.dtype`` (their dtype field), which skops rebuilds
+  from the header of an empty ``.npy`` array. A loaded model continues with
+  ``partial_fit``; one saved without a root summary loads, and its ``partial_fit``
+  refuses with the reason.
 
 skops itself trusts the scikit-learn estimators, numpy arrays and dtypes, and the
 Python builtins (dicts, lists, numbers, strings).
@@ -46,6 +54,7 @@ Two attributes are stored differently from how they are held in memory:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import json
 import numbers
@@ -86,6 +95,26 @@ _SKLEARN_EXTRA = (("sklearn.neural_network._stochastic_optimizers", "BaseOptimiz
 
 #: the modules whose public classes daskfuse produces
 _MODULES = ("daskfuse.estimators", "daskfuse.models", "daskfuse.partition")
+
+#: the root summary a fit keeps (``root_summary_``) and the summaries it may hold: those
+#: of the strategies whose ``FuserTags.partial_fit_reason`` is None
+SUMMARY_TYPES = (
+    "daskfuse._trainer.RootSummary",
+    "daskfuse.fusion.exact.Gram",
+    "daskfuse.fusion.exact.RFactor",
+    "daskfuse.fusion.exact.ClassMoments",
+    "daskfuse.fusion.exact.ClassCounts",
+    "daskfuse.fusion.exact.Moments",
+    "daskfuse.fusion.exact.Extremes",
+    "daskfuse.fusion.average.ParameterSum",
+    "daskfuse.fusion.cluster.Centroids",
+    "daskfuse.fusion.cluster.CentroidPart",
+    "daskfuse.fusion.ensemble.Members",
+    "daskfuse.fusion.ensemble.Member",
+    # the exact summaries' dtype field: skops rebuilds a dtype from the header of an
+    # empty .npy array (no pickle), but does not trust it by default
+    "numpy.dtype",
+)
 
 #: the default ``max_bytes`` of :func:`load`: what a model file may take once unpacked
 #: (the declared sizes of its zip members, nested ``.npz`` archives included)
@@ -160,8 +189,8 @@ def trusted_types():
     :class:`~daskfuse.partition.Rows` and :class:`~daskfuse.partition.Columns`, the
     vertical fusions of :mod:`daskfuse.vertical`, the optimizer classes of scikit-learn's MLP
     models, ``sklearn.tree._tree.Tree`` and HistGradientBoosting's ``TreePredictor``
-    (both checked on load). Only classes defined
-    in those modules count: a subclass defined elsewhere is not trusted.
+    (both checked on load) and the root summaries of :data:`SUMMARY_TYPES`. Only classes
+    defined in those modules count: a subclass defined elsewhere is not trusted.
 
     Returns
     -------
@@ -182,7 +211,7 @@ def trusted_types():
     from .fusion.base import Fuser
     from .partition import Columns, Rows
 
-    names = {_type_name(Rows), _type_name(Columns), TREE_TYPE, HIST_TREE_TYPE}
+    names = {_type_name(Rows), _type_name(Columns), TREE_TYPE, HIST_TREE_TYPE, *SUMMARY_TYPES}
     names.update(_type_name(c) for c in _public_classes(vertical, vertical.VerticalFusion))
     for module_name, base_name in _SKLEARN_EXTRA:
         try:
@@ -475,6 +504,10 @@ def _reachable(obj, n_features=None, seen=None):
         if obj.dtype == object:
             for value in obj.ravel():
                 yield from _reachable(value, n_features, seen)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        # a kept root summary (partial_fit): its estimators and trees are checked too
+        for item in dataclasses.fields(obj):
+            yield from _reachable(getattr(obj, item.name), n_features, seen)
     elif hasattr(obj, "__dict__") and hasattr(obj, "get_params"):
         n = getattr(obj, "n_features_in_", n_features)
         n = int(n) if isinstance(n, numbers.Integral) else n_features

@@ -182,6 +182,8 @@ class _ParameterAveraging(Fuser):
             super().tags(estimator),
             from_models=True,
             given_weights_reason=self._given_weights_reason(),
+            # weighted sums: the root's sums plus new partitions' are all partitions'
+            partial_fit_reason=self._partial_fit_reason(),
         )
         adapter = adapter_for(estimator)
         if adapter is None:
@@ -196,6 +198,10 @@ class _ParameterAveraging(Fuser):
 
     def partition_weight(self, info):
         raise NotImplementedError
+
+    def _partial_fit_reason(self):
+        """Why ``partial_fit`` cannot continue a fit (None: its sums can take new partitions)."""
+        return None
 
     def _set_round_options(self, keep, momentum):
         """Validate and set ``keep`` and ``momentum`` (the options of several rounds)."""
@@ -532,6 +538,14 @@ class Weighted(_ParameterAveraging):
         if self.by == "score":
             out["holdout"] = self.holdout_fraction
         return {**out, **self._round_params()}
+
+    def _partial_fit_reason(self):
+        if not isinstance(self.by, tuple):
+            return None
+        return (
+            f"{self!r} gives one weight per partition of one fit, none for new "
+            "partitions; use by='rows' or by='score'"
+        )
 
     def prepare(self, n_partitions):
         if isinstance(self.by, tuple) and len(self.by) != n_partitions:

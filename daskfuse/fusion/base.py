@@ -30,7 +30,10 @@ default.
     partitions are fitted first, need the global classes, share one seed, may hold
     one class, hold rows out for scoring; whether fitted models can be fused
     without their rows; and why ``rounds``, ``proximal`` or given weights do not
-    apply (None where they do). See :class:`FuserTags` for the defaults; a subclass
+    apply (None where they do), and why a fit cannot be continued with new
+    partitions (``partial_fit``: the meta-estimator keeps the root summary of the
+    strategies that answer None, combines the new partitions' summaries into it and
+    finalises again). See :class:`FuserTags` for the defaults; a subclass
     returns ``dataclasses.replace(super().tags(estimator), ...)``.
 
 Several passes (``rounds`` of the meta-estimators, a cascade's feedback passes):
@@ -136,6 +139,11 @@ class FuserTags:
         Why :func:`daskfuse.fuse` cannot honour given ``weights``, or None when it
         does (a strategy without a weighted form refuses them rather than ignore
         them).
+    partial_fit_reason : str or None
+        Why a fit cannot be continued with new partitions (``partial_fit``), or None
+        when it can: the strategy is a monoid over its summary and the root summary
+        of a fit, combined with the summaries of new partitions and finalised again,
+        is the fusion of all of them.
     """
 
     needs_fit: bool = True
@@ -147,6 +155,7 @@ class FuserTags:
     rounds_reason: str | None = "it fuses in one pass"
     proximal_reason: str | None = "it has no proximal term"
     given_weights_reason: str | None = None
+    partial_fit_reason: str | None = "it keeps no summary that new partitions can join"
 
 
 #: members of the earlier protocol whose answers are now fields of :class:`FuserTags`
@@ -203,6 +212,11 @@ class Fuser(Strategy):
                 "strategy (average, weighted, median, trimmed_mean, krum) or recluster"
             ),
             proximal_reason=f"{self!r} has no proximal term",
+            partial_fit_reason=(
+                f"{self!r} cannot combine new partitions into a finished fit (its fused "
+                "model is not the finalised merge of summaries that new ones can join); "
+                "refit on all rows"
+            ),
         )
 
     def check_estimator(self, estimator, alternatives=()):

@@ -311,6 +311,8 @@ class Recluster(Fuser):
             super().tags(estimator),
             from_models=True,
             rounds_reason=None,
+            # the partitions' clusters are kept: new ones join them and are reclustered
+            partial_fit_reason=None,
             given_weights_reason=(
                 f"{self!r} weighs each centroid by the rows of its cluster and has no use "
                 "for other weights"

@@ -183,6 +183,14 @@ class Vote(_Ensemble):
             super().tags(estimator),
             from_models=True,
             holdout=self.holdout_fraction if self.weights == "score" else 0.0,
+            # the members are kept: new partitions' models join them (given weights
+            # name the partitions of one fit only)
+            partial_fit_reason=(
+                None
+                if isinstance(self.weights, str)
+                else f"{self!r} gives one weight per partition of one fit, none for new "
+                "partitions; use weights='rows' or weights='score'"
+            ),
         )
 
     def _params(self):
@@ -538,6 +546,8 @@ class Trees(_Ensemble):
             super().tags(estimator),
             from_models=True,
             needs_classes=True,
+            # the members are kept: new partitions' forests join them
+            partial_fit_reason=None,
             given_weights_reason=(
                 f"{self!r} joins every tree of every forest and has no weighted form; use "
                 "fusion='vote' to weigh each forest by its entry of weights"

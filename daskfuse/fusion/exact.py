@@ -1089,6 +1089,8 @@ class Exact(Fuser):
             needs_classes=isinstance(estimator, RidgeClassifier),
             from_models=from_models,
             single_class_partitions=True,
+            # sufficient statistics merge exactly: partial_fit equals a fit on all rows
+            partial_fit_reason=None,
             given_weights_reason=(
                 f"{self!r} merges the models' own statistics (their row and class "
                 "counts weigh them exactly) and has no use for other weights"

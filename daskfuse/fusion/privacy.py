@@ -201,7 +201,15 @@ class PrivateAveraging(WrappingFuser):
 
     def tags(self, estimator):
         """The inner strategy's, with the global classes for a classifier."""
-        return replace(self.inner.tags(estimator), needs_classes=bool(is_classifier(estimator)))
+        return replace(
+            self.inner.tags(estimator),
+            needs_classes=bool(is_classifier(estimator)),
+            partial_fit_reason=(
+                f"{self!r} releases only the protected total of one fit; keeping its root "
+                "summary to continue would keep what the protection hides (Secure's "
+                "unmasked sums) or release outside privacy_spent_ (DP); refit on all rows"
+            ),
+        )
 
     def prepare(self, n_partitions):
         self.inner.prepare(n_partitions)

@@ -68,6 +68,13 @@ class _RobustFusion(_ParameterAveraging):
         weighted = type(self)(**{**self._params(), "weighted": True})
         return f"{self!r} counts every model once; use {weighted!r} to weigh them"
 
+    def _partial_fit_reason(self):
+        return (
+            f"{self!r} takes a robust statistic over the partitions of one fit, which is "
+            "not a running merge that later partitions join (a batch of new partitions "
+            "would shift which ones count as outliers); refit on all rows"
+        )
+
     def summarize(self, estimator, X, y, info):
         part = self._parameters(estimator, info, scaled=False)
         return PartitionParameters([part], [info["index"]], part.report_weight)
