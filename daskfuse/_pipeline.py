@@ -220,7 +220,7 @@ def _final_fusion(params, final, X, counts):
     return params.fusion
 
 
-def _fit_steps(params, X, y):
+def _fit_steps(params, X, y, classes=None):
     """Fit every step in order; ``(fitted {path: model}, the final step's FitResult
     (with the partitioning planned), records, meta)``."""
     transformers, (final_path, final_name, final) = _split(params.estimator)
@@ -267,20 +267,28 @@ def _assembled(pipeline, fitted, meta):
     return out
 
 
-def train(params, X, y):
+def train(params, X, y, *, classes=None, continued=None):
     """Fit ``params.estimator`` (a Pipeline) step by step, or as a whole where a
     transformer step cannot be fused exactly; a :class:`~daskfuse._trainer.FitResult`
-    with ``pipeline_steps`` (one record per step)."""
+    with ``pipeline_steps`` (one record per step).
+
+    ``classes`` (a first ``partial_fit``'s declared classes) goes to the final step;
+    ``continued`` (a ``partial_fit`` of a fitted model) continues the final step with
+    the new rows (:func:`_continue`).
+    """
     blocker = exact_blocker(params.estimator)
     if blocker is not None:
         _fallback(params, blocker)
-        result = _rows.train(params, X, y)
+        result = _rows.train(params, X, y, classes=classes, continued=continued)
         records = [
             _record(name, step, result.fusion, blocker[1] if name == blocker[0] else None)
             for _, name, step in leaves(params.estimator)
         ]
         return replace(result, pipeline_steps=pd.DataFrame(records))
-    fitted, result, records, meta = _fit_steps(params, X, y)
+    if continued is not None:
+        fitted, result, records, meta = _continue(params, X, y, continued)
+    else:
+        fitted, result, records, meta = _fit_steps(params, X, y, classes)
     pipeline = _assembled(params.estimator, fitted, meta)
     return replace(
         result,
@@ -289,6 +297,48 @@ def train(params, X, y):
         feature_names_in=meta["feature_names_in_"],
         pipeline_steps=pd.DataFrame(records),
     )
+
+
+def _step_of(pipeline, path):
+    """The step of ``pipeline`` at ``path`` (indices into ``steps`` at each level)."""
+    for i in path[:-1]:
+        pipeline = pipeline.steps[i][1]
+    return pipeline.steps[path[-1]][1]
+
+
+def _continue(params, X, y, continued):
+    """``partial_fit`` of a Pipeline fused step by step: the fused transformers are
+    kept as the fit made them (fitted on the first rows: statistics of the first fit
+    that new rows would change cannot be merged into the final step's summary of the
+    rows they transformed); the new rows are transformed on their workers by them and
+    the final step's fit is continued with its own strategy."""
+    transformers, (final_path, final_name, final) = _split(params.estimator)
+    Xd, yd, meta, _, strategy = _partitions(params, X, y)
+    fitted, records = {}, []
+    for path, name, step in transformers:
+        if _is_passthrough(step):
+            records.append(_record(name, step))
+            continue
+        fitted[path] = _step_of(continued.model, path)
+        Xd = _transformed(Xd, fitted[path])
+        records.append(
+            _record(name, step, reason="kept as fitted: partial_fit transforms the new rows")
+        )
+    start = time.perf_counter()
+    final_params = replace(
+        params, estimator=final, fusion=continued.fusion, partition=None, n_partitions=None
+    )
+    model = _step_of(continued.model, final_path)
+    # the final step saw the transformed features (no names)
+    final_continued = replace(
+        continued, n_features_in=model.n_features_in_, feature_names_in=None, model=model
+    )
+    result = _rows.train(final_params, Xd, yd, continued=final_continued)
+    fitted[final_path] = result.fused
+    records.append(
+        _record(final_name, final, result.fusion, seconds=time.perf_counter() - start)
+    )
+    return fitted, replace(result, partition=Rows(len(result.report), strategy)), records, meta
 
 
 def graph(params, X, y):

@@ -138,6 +138,9 @@ class Continued:
         The partition report so far; the new partitions are numbered after it.
     n_features_in : int
     feature_names_in : ndarray of str or None
+    model : estimator or None
+        The fitted model being continued (the step-by-step Pipeline trainer transforms
+        the new rows with its fused transformers).
     """
 
     fusion: Any
@@ -145,6 +148,7 @@ class Continued:
     report: pd.DataFrame
     n_features_in: int
     feature_names_in: Any = None
+    model: Any = None
 
     @property
     def start(self):

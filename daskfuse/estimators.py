@@ -363,7 +363,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                 f"partial_fit, {np.asarray(continued.root.classes).tolist()}"
             )
         # a failed partial_fit leaves the fitted model as it was: nothing is set before
-        result = _rows.train(self._train_spec(), X, y, continued=continued)
+        result = self._trainer().train(self._train_spec(), X, y, continued=continued)
         self._set_result(result, stacklevel=stacklevel, start=continued.start)
         return self
 
@@ -389,6 +389,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             report=self.partition_report_,
             n_features_in=self.n_features_in_,
             feature_names_in=getattr(self, "feature_names_in_", None),
+            model=self.fused_estimator_,
         )
 
     def _partial_fit_reason(self):
