@@ -21,6 +21,7 @@ import pandas as pd
 from dask import delayed
 from dask.base import tokenize
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -787,7 +788,15 @@ def compute_with_progress(graph, progress):
 
 
 def estimator_allows_nan(estimator):
-    """Whether ``estimator`` says (through its tags) that it accepts NaN."""
+    """Whether ``estimator`` says (through its tags) that it accepts NaN.
+
+    A ``Pipeline`` accepts NaN where its first step does (an imputer): scikit-learn's
+    tags say False for every Pipeline.
+    """
+    steps = getattr(estimator, "steps", None)
+    if isinstance(estimator, Pipeline) and steps:
+        first = next((s for _, s in steps if s is not None and s != "passthrough"), None)
+        return first is not None and estimator_allows_nan(first)
     try:
         return bool(get_tags(estimator).input_tags.allow_nan)
     except (AttributeError, TypeError, ValueError):

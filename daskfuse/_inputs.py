@@ -96,11 +96,7 @@ def missing_as_nan(frame):
     """
     if not isinstance(frame, pd.DataFrame):
         return frame
-    na = [
-        c
-        for c, t in frame.dtypes.items()
-        if isinstance(t, pd.StringDtype) and t.na_value is pd.NA
-    ]
+    na = [c for c, t in frame.dtypes.items() if isinstance(t, pd.StringDtype) and t.na_value is pd.NA]
     if not na:
         return frame
     frame = frame.copy(deep=False)

@@ -27,10 +27,12 @@ from __future__ import annotations
 import operator
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import dask
 import dask.array as da
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask import delayed
@@ -39,6 +41,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from . import _rows
+from ._adapters import accepts_objects
 from ._graph import _concat, _flatten, _regroup
 from ._inputs import is_dask_input
 from ._trainer import TrainSpec
@@ -129,19 +132,25 @@ def _fallback(params, blocker):
 
 
 # --------------------------------------------------------------------------- tasks
-def _gather(index, sizes, *pieces):
-    """One partition's pieces as one ``(X, y)`` pair of arrays (a ``daskfuse-pipeline``
-    task on the worker that holds them)."""
-    return _concat(_regroup(sizes, pieces), index)
+def _gather(index, sizes, objects, *pieces):
+    """One partition's pieces as one ``(X, y)`` pair (a ``daskfuse-pipeline`` task on
+    the worker that holds them): arrays, or a DataFrame ``X`` for a first step that
+    takes string columns (``objects``)."""
+    return _concat(_regroup(sizes, pieces), index, objects)
+
+
+def _empty(block):
+    """``block``'s rows and its first 0 rows (its columns and dtypes)."""
+    return len(block), block.iloc[:0] if hasattr(block, "iloc") else block[:0]
 
 
 def _facts(part, classifier):
-    """``(rows, X dtype, y's trailing shape, y dtype, class counts)`` of one partition."""
+    """``(X's facts, y's facts, class counts)`` of one partition (see :func:`_empty`)."""
     X, y = part
     if y is None:
-        return len(X), X.dtype, None, None, None
+        return _empty(X), None, None
     counts = dict(zip(*np.unique(y, return_counts=True))) if classifier else None
-    return len(X), X.dtype, y.shape[1:], y.dtype, counts
+    return _empty(X), _empty(y), counts
 
 
 def _transform_block(block, model):
@@ -152,32 +161,60 @@ def _transform_block(block, model):
     return np.asarray(out)
 
 
-# --------------------------------------------------------------------------- steps
+# --------------------------------------------------------------------------- blocks
+@dataclass
+class _Blocks:
+    """The partitions' rows between steps: one persisted block per partition."""
+
+    blocks: list
+    rows: list
+    #: a block of 0 rows: the columns and dtypes (an array or a pandas DataFrame)
+    empty: Any
+
+    @classmethod
+    def of(cls, blocks, facts):
+        return cls(list(blocks), [n for n, _ in facts], facts[0][1])
+
+    def collection(self):
+        """The blocks as one dask array or dask DataFrame (a block per partition)."""
+        if isinstance(self.empty, pd.DataFrame | pd.Series):
+            return dd.from_delayed(self.blocks, meta=self.empty, verify_meta=False)
+        return da.concatenate(
+            [
+                da.from_delayed(b, (n, *self.empty.shape[1:]), dtype=self.empty.dtype)
+                for b, n in zip(self.blocks, self.rows)
+            ]
+        )
+
+    def transformed(self, fused):
+        """The blocks transformed on their workers by ``fused``, persisted."""
+        model = delayed(fused, pure=True)
+        out = dask.persist(*[delayed(_transform_block)(b, model) for b in self.blocks])
+        return _Blocks.of(out, dask.compute(*[delayed(_empty)(b) for b in out]))
+
+
 def _partitions(params, X, y):
-    """The planned partitions as persisted dask arrays ``(X, y)`` (one block each),
-    the input's ``meta`` and the class counts of each partition (classifiers)."""
+    """The planned partitions, persisted: ``(X blocks, y blocks or None, meta, class
+    counts of each partition, strategy)``; partitions without rows are left out."""
     plan, meta, token = _rows.plan_partitions(params, X, y)
+    objects = accepts_objects(params.estimator)
     gather = delayed(_gather, pure=True)
     parts = []
     for i, pieces in enumerate(plan.partitions):
         sizes, args = _flatten(pieces)
-        parts.append(gather(i, sizes, *args, dask_key_name=(f"daskfuse-pipeline-{token}", i)))
+        key = (f"daskfuse-pipeline-{token}", i)
+        parts.append(gather(i, sizes, objects, *args, dask_key_name=key))
     parts = dask.persist(*parts)
     facts = dask.compute(*[delayed(_facts)(p, params.classifier) for p in parts])
-    kept = [(p, f) for p, f in zip(parts, facts) if f[0] > 0]  # blocks without rows
+    kept = [(p, f) for p, f in zip(parts, facts) if f[0][0] > 0]  # blocks without rows
     if not kept:
         raise ValueError(f"X has 0 rows in all of its {len(parts)} partitions")
-    n_features = meta["n_features_in_"]
     getitem = delayed(operator.getitem, pure=True)
-    Xd = da.concatenate(
-        [da.from_delayed(getitem(p, 0), (f[0], n_features), dtype=f[1]) for p, f in kept]
-    )
-    yd = None
+    Xb = _Blocks.of([getitem(p, 0) for p, _ in kept], [f[0] for _, f in kept])
+    yb = None
     if params.supervised:
-        yd = da.concatenate(
-            [da.from_delayed(getitem(p, 1), (f[0], *f[2]), dtype=f[3]) for p, f in kept]
-        )
-    return Xd, yd, meta, [f[4] for _, f in kept], plan.strategy
+        yb = _Blocks.of([getitem(p, 1) for p, _ in kept], [f[1] for _, f in kept])
+    return Xb, yb, meta, [f[2] for _, f in kept], plan.strategy
 
 
 def _step_spec(params, step):
@@ -196,18 +233,6 @@ def _step_spec(params, step):
     )
 
 
-def _transformed(X, fused):
-    """``X``'s blocks transformed on their workers by ``fused``, persisted."""
-    Xt = X.map_blocks(
-        _transform_block,
-        delayed(fused, pure=True),
-        chunks=(X.chunks[0], (np.nan,)),
-        meta=np.empty((0, 0)),
-    ).persist()
-    Xt.compute_chunk_sizes()
-    return Xt
-
-
 def _final_fusion(params, final, X, counts):
     """``fusion="auto"`` picks for the final estimator as it would alone: the
     global-gradient passes on label-skewed in-memory partitions."""
@@ -224,15 +249,15 @@ def _fit_steps(params, X, y, classes=None):
     """Fit every step in order; ``(fitted {path: model}, the final step's FitResult
     (with the partitioning planned), records, meta)``."""
     transformers, (final_path, final_name, final) = _split(params.estimator)
-    Xd, yd, meta, counts, strategy = _partitions(params, X, y)
+    Xb, yb, meta, counts, strategy = _partitions(params, X, y)
     fitted, records = {}, []
     for path, name, step in transformers:
         if _is_passthrough(step):
             records.append(_record(name, step))
             continue
         start = time.perf_counter()
-        result = _rows.train(_step_spec(params, step), Xd, None)
-        Xd = _transformed(Xd, result.fused)
+        result = _rows.train(_step_spec(params, step), Xb.collection(), None)
+        Xb = Xb.transformed(result.fused)
         fitted[path] = result.fused
         records.append(_record(name, step, result.fusion, seconds=time.perf_counter() - start))
     start = time.perf_counter()
@@ -243,7 +268,7 @@ def _fit_steps(params, X, y, classes=None):
         partition=None,
         n_partitions=None,
     )
-    result = _rows.train(final_params, Xd, yd)
+    result = _rows.train(final_params, Xb.collection(), None if yb is None else yb.collection())
     fitted[final_path] = result.fused
     records.append(_record(final_name, final, result.fusion, seconds=time.perf_counter() - start))
     result = replace(result, partition=Rows(len(result.report), strategy))

@@ -7,6 +7,7 @@ import numbers
 import warnings
 
 import dask
+import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _pipeline, _rows, vertical
+from ._adapters import accepts_objects
 from ._graph import EMPTY, convergence_note, estimator_allows_nan, r2_from_sums
 from ._inputs import (
     aligned,
@@ -33,6 +35,7 @@ from ._inputs import (
     dask_to_array,
     float_array,
     is_dask_input,
+    missing_as_nan,
 )
 from ._trainer import Continued, TrainSpec, check_params
 from .exceptions import FusionError
@@ -50,31 +53,50 @@ def _estimator_has(attr):
     return check
 
 
-def _apply_block(block, estimator, method, feature_names, empty=None):
+def _apply_block(block, estimator, method, feature_names, empty=None, objects=False):
     """``estimator.method`` on one block; ``empty`` (the output of 0 rows) for a block
-    without rows, which scikit-learn refuses (a dask DataFrame after a filter has them)."""
-    # Fused models hold float64 parameters (statistics are merged in float64); some
-    # estimators (k-means) need the input in the dtype of their parameters.
-    block = aligned(float_array(block))
+    without rows, which scikit-learn refuses (a dask DataFrame after a filter has them).
+    ``objects``: the estimator takes string columns (``accepts_objects``), and a
+    DataFrame block is passed as it is (its missing strings as NaN, as in fit)."""
+    if objects:
+        block = missing_as_nan(block)
+    else:
+        # Fused models hold float64 parameters (statistics are merged in float64); some
+        # estimators (k-means) need the input in the dtype of their parameters.
+        block = aligned(float_array(block))
     if len(block) == 0 and empty is not None:
         return empty
-    if feature_names is not None:
+    if feature_names is not None and not isinstance(block, pd.DataFrame):
         block = pd.DataFrame(block, columns=feature_names)
     return getattr(estimator, method)(block)
 
 
-def _score_block(estimator, X, y, kind, feature_names):
+def _apply_frame_blocks(X, estimator, method, feature_names):
+    """``estimator.method`` on every block of a dask DataFrame with string columns, as
+    a lazy dask array (its dtype and width from the first row)."""
+    probe = _apply_block(X.head(1, npartitions=-1), estimator, method, feature_names, None, True)
+    model = delayed(estimator, pure=True)
+    apply = delayed(_apply_block, pure=True)
+    parts = [apply(b, model, method, feature_names, probe[:0], True) for b in X.to_delayed()]
+    return da.concatenate(
+        [da.from_delayed(p, (np.nan, *probe.shape[1:]), dtype=probe.dtype) for p in parts]
+    )
+
+
+def _score_block(estimator, X, y, kind, feature_names, objects=False):
     """Sufficient statistics of the score on one block (a ``daskfuse-score`` task).
 
     A block without rows adds nothing. A classifier's ``y`` is 1-D or a column
     vector (``_dask_score`` has checked which).
     """
     if kind == "clusterer":
-        return 0.0 if len(X) == 0 else float(_apply_block(X, estimator, "score", feature_names))
+        if len(X) == 0:
+            return 0.0
+        return float(_apply_block(X, estimator, "score", feature_names, None, objects))
     y = aligned(np.asarray(y))
     if len(X) == 0:
         return (0.0, 0) if kind == "classifier" else {"n": 0}
-    pred = _apply_block(X, estimator, "predict", feature_names)
+    pred = _apply_block(X, estimator, "predict", feature_names, None, objects)
     if kind == "classifier":
         y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
         if y.shape != pred.shape:
@@ -416,13 +438,19 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         if is_dask_input(X):
             return self._delegate_dask(method, X)
         check_dense(X)
+        # an estimator that takes string columns checks them itself, as in fit
+        objects = accepts_objects(self.estimator)
         Xv = validate_data(
             self,
             X,
             reset=False,
-            ensure_all_finite=not estimator_allows_nan(self.estimator),
+            ensure_all_finite=not estimator_allows_nan(self.estimator) and not objects,
+            **({"dtype": None} if objects else {}),
         )
-        return _apply_block(Xv, estimator, method, getattr(self, "feature_names_in_", None))
+        if objects and isinstance(X, pd.DataFrame):
+            Xv = X
+        names = getattr(self, "feature_names_in_", None)
+        return _apply_block(Xv, estimator, method, names, None, objects)
 
     def _check_dask_features(self, X):
         """``X`` as a dask array, after checking its columns against the fit's."""
@@ -433,6 +461,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     f"X's columns {list(X.columns)} differ from the columns seen in fit "
                     f"{list(names)}"
                 )
+        if isinstance(X, dd.DataFrame) and accepts_objects(self.estimator):
+            return _apply_frame_blocks(X, self.fused_estimator_, method, names)
         Xa = dask_to_array(X)
         if not np.isnan(Xa.shape[1]) and Xa.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -480,7 +510,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
 
     def _dask_score(self, X, y):
         check_is_fitted(self)
-        blocks = dask_blocks(X, y)
+        objects = accepts_objects(self.estimator)
+        blocks = dask_blocks(X, y, objects=objects)
         if blocks.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {blocks.n_features} features, but {type(self).__name__} is "
@@ -493,7 +524,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         y_blocks = blocks.y_blocks or [None] * len(blocks.x_blocks)
         parts = dask.compute(
             *[
-                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names)
+                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names, objects)
                 for xb, yb in zip(blocks.x_blocks, y_blocks)
             ]
         )
@@ -622,7 +653,8 @@ _ATTRS_DOC = """
     fused_estimator_ : estimator
         The fused model: a plain fitted scikit-learn estimator, usable without dask.
     fusion_ : daskfuse.fusion.Fuser
-        The fusion strategy used.
+        The fusion strategy used (for a ``Pipeline`` fused step by step, the final
+        step's; ``pipeline_steps_`` has every step's).
     partition_ : daskfuse.partition.Rows or daskfuse.partition.Columns
         The partitioning used (resolved count and strategy; for column blocks, the
         columns of each block).
@@ -682,6 +714,17 @@ _ATTRS_DOC = """
         ``(epsilon, delta)`` spent by the fit (composed over its rounds), for
         differentially private fusion
         (:class:`~daskfuse.fusion.DP`) only.
+    pipeline_steps_ : pandas.DataFrame
+        For a scikit-learn ``Pipeline`` as ``estimator`` (row partitions): one row per
+        step, nested pipelines flattened, ``step`` (names joined by ``"__"``),
+        ``estimator`` (class name or ``"passthrough"``), ``fusion`` (the repr of the
+        strategy that fitted it: ``Exact()`` for every transformer step and the
+        meta-estimator's ``fusion`` for the final one when the Pipeline is fused step
+        by step; the whole Pipeline's strategy on every row when a transformer step
+        cannot be fused exactly and the Pipeline is fused as a whole; None for
+        ``"passthrough"``), ``reason`` (why the step forced fusion as a whole, else
+        None) and ``seconds``. ``fused_estimator_`` is then one plain fitted Pipeline
+        with the same step names (see :mod:`daskfuse._pipeline`).
 """
 
 

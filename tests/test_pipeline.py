@@ -13,10 +13,17 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, PowerTransformer, StandardScaler
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    PowerTransformer,
+    StandardScaler,
+)
 
 from daskfuse import FusedClassifier, FusedRegressor, FusedTransformer, FusionError
 from daskfuse.fusion import Exact, Newton, Trees, Vote
@@ -149,6 +156,52 @@ def test_nested_pipelines_and_passthrough_steps(client, on_cluster):
     assert steps["step"].tolist() == ["pre__scale", "pre__skip", "none", "pca", "lr"]
     assert steps["estimator"].tolist()[1:3] == ["passthrough", "passthrough"]
     assert steps["fusion"].isna().tolist() == [False, True, True, False, False]
+
+
+def _strings(n=300, seed=3):
+    """A frame of two string columns, one with missing values, and its labels."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["paris", "rome", "oslo", None], size=n)
+    size = rng.choice(["s", "m", "l"], size=n)
+    y = ((city == "rome") | (size == "l")).astype(int) ^ (rng.random(n) < 0.1)
+    return pd.DataFrame({"city": city, "size": size}), y
+
+
+@pytest.mark.parametrize("kind", ["pandas", "dask-frame"])
+def test_string_columns_with_missing_values(client, on_cluster, kind):
+    frame, y = _strings()
+    pipe = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="missing"),
+        OneHotEncoder(handle_unknown="ignore"),
+        LogisticRegression(tol=1e-10),
+    )
+    X, target = frame, y
+    if kind == "dask-frame":
+        ddf = dd.from_pandas(frame.assign(target=y), npartitions=3, sort=False)
+        X, target = ddf[["city", "size"]], ddf["target"]
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3)
+    clf.fit(X, target)
+    single = clone(pipe).fit(frame, y)
+
+    model = clf.fused_estimator_
+    for fused, expected in zip(model[1].categories_, single[1].categories_):
+        assert_array_equal(fused, expected)
+    assert_allclose(model[-1].coef_, single[-1].coef_, atol=1e-6)
+    predicted = clf.predict(X)
+    predicted = predicted.compute() if kind == "dask-frame" else predicted
+    assert_array_equal(predicted, single.predict(frame))
+    assert clf.score(X, target) == single.score(frame, y)
+
+
+def test_numeric_missing_values_imputed_first(client, on_cluster):
+    X, y, _ = _data()
+    X[::7, 1] = np.nan
+    pipe = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(tol=1e-10))
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3).fit(X, y)
+    single = clone(pipe).fit(X, y)
+    assert_allclose(clf.fused_estimator_[0].statistics_, single[0].statistics_, rtol=1e-12)
+    assert_allclose(clf.fused_estimator_[-1].coef_, single[-1].coef_, atol=1e-6)
+    assert_array_equal(clf.predict(X), single.predict(X))
 
 
 def test_transformer_pipeline(client, on_cluster):

@@ -102,8 +102,8 @@ class Layout:
         k = max(len(c) for c in columns)
         padded = [list(c) + [c[0]] * (k - len(c)) for c in columns]
         if self.columns is None:
-            dtype = np.result_type(*dtypes) if all(d != object for d in dtypes) else object
-            out = np.empty((k, len(padded)), dtype=dtype)
+            # an array's columns share its dtype
+            out = np.empty((k, len(padded)), dtype=dtypes[0])
             for j, values in enumerate(padded):
                 out[:, j] = values
             return out
@@ -132,7 +132,8 @@ def merge_counts(values, counts):
         return union, None
     total = np.zeros(len(union), dtype=np.int64)
     for v, c in zip(values, counts):
-        total[_encode(np.asarray(v), uniques=union)] += c
+        if len(v):
+            total[_encode(np.asarray(v), uniques=union)] += c
     return union, total
 
 

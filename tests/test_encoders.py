@@ -1,0 +1,329 @@
+"""Exact fusion of encoders, imputers, binning and stateless transformers (issue 16).
+
+Each fused transformer is compared with scikit-learn's fit on all rows, over
+contiguous, random, label-sorted and very unequal partitions (with an empty and a
+one-row partition), through ``split_every=2``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    KBinsDiscretizer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    PolynomialFeatures,
+    RobustScaler,
+    StandardScaler,
+)
+
+from daskfuse import FusedTransformer, FusionError, fuse
+from daskfuse._adapters import accepts_objects
+from daskfuse.fusion import Exact, resolve_fusion
+from daskfuse.partition import Rows
+
+
+def _frame(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "s": rng.choice(np.array(["b", "a", "c", "d", None], dtype=object), n),
+            "k": rng.choice([3, 1, 2, 7], n, p=[0.5, 0.3, 0.15, 0.05]),
+            "c": pd.Categorical(rng.choice(np.array(["v", "u", None], dtype=object), n)),
+            "x": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n).round(1)),
+        }
+    )
+
+
+FRAME = _frame()
+
+
+def _pieces(df, how):
+    """``df`` cut into row pieces: contiguous, random, label-sorted or very unequal."""
+    n = len(df)
+    if how == "contiguous":
+        cuts = [n // 3, 2 * n // 3]
+        order = np.arange(n)
+    elif how == "random":
+        cuts, order = [n // 4, n // 2], np.random.default_rng(1).permutation(n)
+    elif how == "sorted":  # by label: each partition sees few categories
+        key = np.array([str(v) for v in df.iloc[:, 0]])
+        cuts, order = [n // 3, 2 * n // 3], np.argsort(key, kind="stable")
+    else:  # unequal: one row, an empty piece, most rows, the rest
+        cuts, order = [1, 1, n - 3], np.arange(n)
+    return [df.iloc[part] for part in np.split(order, cuts)]
+
+
+def _dask(df, how):
+    # unknown divisions and chunk sizes: the pieces come from a function
+    return dd.from_map(lambda piece: piece, _pieces(df, how), meta=df.iloc[:0])
+
+
+def _dense(a):
+    return a.toarray() if hasattr(a, "toarray") else np.asarray(a)
+
+
+def _same(a, b):
+    """Fitted transformers equal: their outputs, output names and fitted statistics."""
+    for name in ("categories_", "infrequent_categories_", "statistics_", "bin_edges_"):
+        if hasattr(b, name):
+            left, right = getattr(a, name), getattr(b, name)
+            if isinstance(right, np.ndarray) and right.dtype != object:
+                np.testing.assert_allclose(left, right, rtol=1e-12)
+                assert left.dtype == right.dtype, name
+            else:
+                assert len(left) == len(right), name
+                for u, v in zip(left, right):
+                    u, v = pd.Series(u, dtype=object), pd.Series(v, dtype=object)
+                    pd.testing.assert_series_equal(u, v, check_exact=False, rtol=1e-12)
+    assert a.n_features_in_ == b.n_features_in_
+    assert_array_equal(getattr(a, "feature_names_in_", None), getattr(b, "feature_names_in_", None))
+    if hasattr(b, "get_feature_names_out"):
+        assert_array_equal(a.get_feature_names_out(), b.get_feature_names_out())
+    assert repr(a.get_params()) == repr(b.get_params())  # NaN parameters too
+
+
+def _params(model):
+    """The repr of ``model``'s parameters, without the addresses of callables."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(model.get_params()))
+
+
+def _check_outputs(a, b, X):
+    out_a, out_b = _dense(a.transform(X)), _dense(b.transform(X))
+    assert out_a.dtype == out_b.dtype
+    if out_b.dtype == object:
+        assert_array_equal(out_a.astype(str), out_b.astype(str))
+    else:
+        np.testing.assert_allclose(out_a, out_b, rtol=1e-12)
+
+
+# (estimator, columns): columns of FRAME it is fitted on
+CASES = [
+    (OneHotEncoder(), ["s", "k", "c"]),
+    (OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False), ["s", "c"]),
+    (OneHotEncoder(min_frequency=6, handle_unknown="infrequent_if_exist"), ["s", "k"]),
+    (OneHotEncoder(max_categories=3, drop="if_binary"), ["s", "k", "c"]),
+    (
+        OneHotEncoder(categories=[["d", "c", "b", "a", "z"]], handle_unknown="ignore"),
+        ["s"],
+    ),
+    (OrdinalEncoder(), ["s", "k", "c"]),
+    (
+        OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=-1,
+            encoded_missing_value=-2,
+            min_frequency=0.2,
+        ),
+        ["s", "k"],
+    ),
+    (OrdinalEncoder(max_categories=2, dtype=np.float32), ["k"]),
+    (SimpleImputer(strategy="most_frequent"), ["s", "c", "k", "x"]),
+    (SimpleImputer(strategy="constant", fill_value="?", add_indicator=True), ["s"]),
+    (SimpleImputer(), ["x", "k"]),
+    (SimpleImputer(missing_values=1, keep_empty_features=True), ["k"]),
+    (KBinsDiscretizer(n_bins=3, strategy="uniform", encode="ordinal"), ["x", "k"]),
+    (PolynomialFeatures(2), ["k"]),
+    (FunctionTransformer(np.log1p, validate=True), ["k"]),
+    (RobustScaler(with_centering=False, with_scaling=False), ["k"]),
+]
+
+
+def _needs_finite(estimator):
+    return isinstance(estimator, KBinsDiscretizer | PolynomialFeatures | FunctionTransformer)
+
+
+@pytest.mark.parametrize(("estimator", "columns"), CASES, ids=lambda c: repr(c)[:60])
+def test_exact_equals_fit_on_all_rows(on_cluster, estimator, columns):
+    df = FRAME[columns]
+    if _needs_finite(estimator):
+        df = df.fillna(0.0)
+    single = clone(estimator).fit(df)
+    fits = [FusedTransformer(estimator, fusion="exact", n_partitions=3, partition="random").fit(df)]
+    for how in ("contiguous", "random", "sorted", "unequal"):
+        fits.append(FusedTransformer(estimator, fusion="exact", split_every=2).fit(_dask(df, how)))
+    for fused in fits:
+        assert isinstance(fused.fusion_, Exact)
+        _same(fused.fused_estimator_, single)
+        _check_outputs(fused.fused_estimator_, single, df)
+
+
+def test_dask_string_columns_equal_the_pandas_frame(on_cluster):
+    # dask stores strings as string[pyarrow] (missing: pd.NA); the encoders see NaN
+    # as in the pandas frame the dask one was built from
+    ddf = dd.from_pandas(FRAME[["s"]], npartitions=3)
+    assert str(ddf.dtypes["s"]) == "string"
+    fused = FusedTransformer(OneHotEncoder(), fusion="auto").fit(ddf)
+    single = OneHotEncoder().fit(FRAME[["s"]])
+    _same(fused.fused_estimator_, single)
+
+
+def test_object_arrays_in_memory_and_dask(on_cluster):
+    X = FRAME[["s", "k"]].to_numpy(dtype=object)
+    X[:, 1] = X[:, 1].astype(str)
+    single = OrdinalEncoder().fit(X)
+    for data in (X, da.from_array(X, chunks=(10, 2))):
+        fused = FusedTransformer(OrdinalEncoder(), fusion="exact", n_partitions=3).fit(data)
+        _same(fused.fused_estimator_, single)
+
+
+def test_numeric_array_keeps_float_categories(on_cluster):
+    X = FRAME[["k"]].to_numpy(dtype=float)
+    fused = FusedTransformer(OneHotEncoder(), n_partitions=4, partition=Rows(4, "random"))
+    _same(fused.fit(X).fused_estimator_, OneHotEncoder().fit(X))
+
+
+def test_auto_picks_exact():
+    for estimator, _ in CASES:
+        assert isinstance(resolve_fusion("auto", estimator), Exact)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "reason"),
+    [
+        (SimpleImputer(strategy="median"), "median of all rows"),
+        (RobustScaler(), "quantile range"),
+        (RobustScaler(with_centering=False), "quantile range"),
+        (KBinsDiscretizer(strategy="quantile"), "quantiles of all rows"),
+        (KBinsDiscretizer(strategy="kmeans"), "1-D k-means"),
+    ],
+)
+def test_refused_with_the_reason(estimator, reason):
+    with pytest.raises(FusionError, match=reason):
+        resolve_fusion("exact", estimator)
+
+
+def test_failed_fit_leaves_unfitted(on_cluster):
+    fused = FusedTransformer(OneHotEncoder(categories=[["a", "b"]]), fusion="exact")
+    with pytest.raises(Exception, match="unknown categories"):
+        fused.fit(dd.from_pandas(pd.DataFrame({"s": ["a", "b", "c"]}), npartitions=2))
+    assert not hasattr(fused, "fused_estimator_")
+
+
+def test_numeric_only_error_stays_for_other_estimators(on_cluster):
+    for data in (FRAME, dd.from_pandas(FRAME, npartitions=2)):
+        with pytest.raises(ValueError, match=r"numeric columns only.*\['s', 'c'\]"):
+            FusedTransformer(StandardScaler(), n_partitions=2).fit(data)
+
+
+def test_accepts_objects():
+    assert accepts_objects(OneHotEncoder()) and accepts_objects(OrdinalEncoder())
+    assert accepts_objects(SimpleImputer(strategy="most_frequent"))
+    assert not accepts_objects(SimpleImputer())
+    assert accepts_objects(ColumnTransformer([("o", OneHotEncoder(), ["s"])]))
+    assert accepts_objects(FeatureUnion([("i", SimpleImputer(strategy="constant"))]))
+    assert accepts_objects(make_pipeline(OneHotEncoder(), LogisticRegression()))
+    assert not accepts_objects(make_pipeline(StandardScaler(), OneHotEncoder()))
+    assert not accepts_objects(StandardScaler())
+
+
+def test_fuse_fitted_encoders():
+    parts = _pieces(FRAME[["s", "k"]], "sorted")
+    models = [OneHotEncoder().fit(p) for p in parts]
+    _same(fuse(models, "exact"), OneHotEncoder().fit(FRAME[["s", "k"]]))
+    infrequent = [OneHotEncoder(min_frequency=3).fit(p) for p in parts]
+    with pytest.raises(FusionError, match="row count of every category"):
+        fuse(infrequent, "exact")
+
+
+def test_pins_private_sklearn_members():
+    # the route _encoders takes through scikit-learn; a release that renames one of
+    # these members breaks this test first
+    from sklearn.utils import _encode, _mask
+
+    for member in (
+        "_fit",
+        "_check_infrequent_enabled",
+        "_fit_infrequent_category_mapping",
+        "_validate_params",
+    ):
+        assert hasattr(OneHotEncoder, member) and hasattr(OrdinalEncoder, member)
+    assert hasattr(OneHotEncoder, "_set_drop_idx")
+    assert hasattr(OneHotEncoder, "_compute_n_features_outs")
+    assert hasattr(SimpleImputer, "_validate_input")
+    assert hasattr(_encode, "_unique") and hasattr(_encode, "_encode")
+    assert hasattr(_mask, "_get_mask")
+
+
+COMPOSITES = [
+    ColumnTransformer(
+        [("o", OneHotEncoder(), ["s", "c"]), ("sc", StandardScaler(), ["k"])],
+        remainder="passthrough",
+    ),
+    ColumnTransformer(
+        [
+            ("o", OneHotEncoder(drop="first"), make_column_selector(dtype_exclude="number")),
+            ("i", SimpleImputer(), [3]),
+        ],
+        remainder=StandardScaler(),
+        sparse_threshold=0.5,
+        verbose_feature_names_out=False,
+    ),
+    ColumnTransformer(
+        [
+            ("o", OneHotEncoder(min_frequency=5), lambda X: ["s"]),
+            ("p", PolynomialFeatures(2), ["k"]),
+        ],
+        sparse_threshold=0.9,
+    ),
+    FeatureUnion(
+        [
+            ("a", ColumnTransformer([("o", OrdinalEncoder(), ["s"])])),
+            ("b", ColumnTransformer([("i", SimpleImputer(strategy="most_frequent"), ["x", "c"])])),
+            ("d", "drop"),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("composite", COMPOSITES, ids=lambda c: repr(c)[:50])
+def test_composites_equal_fit_on_all_rows(on_cluster, composite):
+    single = clone(composite).fit(FRAME)
+    fits = [FusedTransformer(composite, fusion="auto", n_partitions=3).fit(FRAME)]
+    for how in ("contiguous", "sorted", "unequal"):
+        fits.append(FusedTransformer(composite, split_every=2).fit(_dask(FRAME, how)))
+    for fused in fits:
+        model = fused.fused_estimator_
+        assert type(model) is type(composite)
+        assert _params(model) == _params(single)
+        _check_outputs(model, single, FRAME)
+        assert_array_equal(model.get_feature_names_out(), single.get_feature_names_out())
+        assert getattr(model, "sparse_output_", None) == getattr(single, "sparse_output_", None)
+        if isinstance(model, ColumnTransformer):
+            assert model.output_indices_ == single.output_indices_
+            assert model.named_transformers_.keys() == single.named_transformers_.keys()
+
+
+def test_density_over_all_rows_sets_sparse_output(on_cluster):
+    # drop="first" zeroes each partition's own first category: the density differs per
+    # partition, and only the counts over all rows give scikit-learn's sparse_output_
+    ct = ColumnTransformer(
+        [("o", OneHotEncoder(drop="first"), ["s", "k"]), ("x", "passthrough", ["x"])],
+        sparse_threshold=1.0,
+    )
+    out = ct.fit_transform(FRAME)
+    density = out.nnz / (out.shape[0] * out.shape[1])
+    for threshold in (density - 1e-9, density + 1e-9):
+        ct.set_params(sparse_threshold=threshold)
+        single = clone(ct).fit(FRAME)
+        fused = FusedTransformer(ct, split_every=2).fit(_dask(FRAME, "sorted"))
+        assert fused.fused_estimator_.sparse_output_ == single.sparse_output_
+
+
+def test_composite_refuses_a_part_with_the_reason():
+    ct = ColumnTransformer([("m", SimpleImputer(strategy="median"), ["x"])])
+    with pytest.raises(FusionError, match="part 'm' cannot be fused exactly.*median"):
+        resolve_fusion("exact", ct)
