@@ -25,7 +25,7 @@ from daskfuse import (
     save,
 )
 from daskfuse._rows import prepare
-from daskfuse.fusion import DP, Krum, Median, Secure, TrimmedMean, Weighted
+from daskfuse.fusion import DP, FUSERS, Krum, Median, Secure, TrimmedMean, Weighted
 from daskfuse.partition import Columns
 
 N = 240  # rows per batch: two batches of two partitions, or all rows in four
@@ -90,6 +90,12 @@ def test_exact_partial_fit_equals_a_fit_on_all_rows(on_cluster, name, dask_input
 
 FUSION_OF_ALL = {
     "weighted": (FusedClassifier, LogisticRegression, "weighted", {}),
+    "weighted_by_score": (
+        FusedClassifier,
+        LogisticRegression,
+        Weighted(by="score"),
+        {"random_state": 0},
+    ),
     "average": (FusedRegressor, lambda: Ridge(alpha=1.0), "average", {}),
     "vote": (FusedRegressor, lambda: Ridge(alpha=1.0), "vote", {}),
     "trees": (
@@ -262,3 +268,22 @@ def test_a_continued_fit_has_keys_of_its_own(on_cluster):
     tokens = {prepare(spec, X[:10], y[:10], continued=est._continued()).token for est in (a, b)}
     tokens.add(prepare(spec, X[:10], y[:10]).token)
     assert len(tokens) == 3
+
+
+CONTINUE = {"exact", "weighted", "average", "vote", "trees", "recluster"}
+
+
+@pytest.mark.parametrize("name", sorted(FUSERS))
+def test_the_strategies_say_in_their_tags_whether_they_continue(name):
+    fuser = DP(epsilon=1.0, clip=5.0) if name == "dp" else FUSERS[name]()
+    estimator = {
+        "exact": LinearRegression(),
+        "trees": RandomForestClassifier(),
+        "recluster": KMeans(2),
+        "cascade": SVC(),
+    }.get(name, LogisticRegression())
+    reason = fuser.tags(estimator).partial_fit_reason
+    if name in CONTINUE:
+        assert reason is None
+    else:
+        assert repr(fuser) in reason

@@ -21,6 +21,12 @@ EXPECTED_FAILED = {
             "classification is not supported"
         ),
     },
+    "FusedClassifier(SVC)": {
+        "check_fit_score_takes_y": (
+            "partial_fit after a fit refuses with the reason where the strategy cannot "
+            "continue a fit: the cascade SVM (fusion='auto' for SVC)"
+        ),
+    },
 }
 
 

@@ -160,7 +160,7 @@ def _label_column(y):
         "A column-vector y was passed when a 1d array was expected. Please change the "
         "shape of y to (n_samples, ), for example using ravel().",
         DataConversionWarning,
-        stacklevel=6,  # the caller of FusedClassifier.fit
+        stacklevel=7,  # the caller of FusedClassifier.fit (fit -> _fit -> train -> ...)
     )
     return y.iloc[:, 0] if isinstance(y, dd.DataFrame) else y[:, 0]
 
