@@ -268,7 +268,8 @@ def _fit_steps(params, X, y, classes=None):
         partition=None,
         n_partitions=None,
     )
-    result = _rows.train(final_params, Xb.collection(), None if yb is None else yb.collection())
+    yd = None if yb is None else yb.collection()
+    result = _rows.train(final_params, Xb.collection(), yd, classes=classes)
     fitted[final_path] = result.fused
     records.append(_record(final_name, final, result.fusion, seconds=time.perf_counter() - start))
     result = replace(result, partition=Rows(len(result.report), strategy))
@@ -338,14 +339,14 @@ def _continue(params, X, y, continued):
     rows they transformed); the new rows are transformed on their workers by them and
     the final step's fit is continued with its own strategy."""
     transformers, (final_path, final_name, final) = _split(params.estimator)
-    Xd, yd, meta, _, strategy = _partitions(params, X, y)
+    Xb, yb, meta, _, strategy = _partitions(params, X, y)
     fitted, records = {}, []
     for path, name, step in transformers:
         if _is_passthrough(step):
             records.append(_record(name, step))
             continue
         fitted[path] = _step_of(continued.model, path)
-        Xd = _transformed(Xd, fitted[path])
+        Xb = Xb.transformed(fitted[path])
         records.append(
             _record(name, step, reason="kept as fitted: partial_fit transforms the new rows")
         )
@@ -354,15 +355,15 @@ def _continue(params, X, y, continued):
         params, estimator=final, fusion=continued.fusion, partition=None, n_partitions=None
     )
     model = _step_of(continued.model, final_path)
-    # the final step saw the transformed features (no names)
+    # the final step's inputs: the transformed features, as its fit saw them
+    names = getattr(model, "feature_names_in_", None)
     final_continued = replace(
-        continued, n_features_in=model.n_features_in_, feature_names_in=None, model=model
+        continued, n_features_in=model.n_features_in_, feature_names_in=names, model=model
     )
-    result = _rows.train(final_params, Xd, yd, continued=final_continued)
+    yd = None if yb is None else yb.collection()
+    result = _rows.train(final_params, Xb.collection(), yd, continued=final_continued)
     fitted[final_path] = result.fused
-    records.append(
-        _record(final_name, final, result.fusion, seconds=time.perf_counter() - start)
-    )
+    records.append(_record(final_name, final, result.fusion, seconds=time.perf_counter() - start))
     return fitted, replace(result, partition=Rows(len(result.report), strategy)), records, meta
 
 

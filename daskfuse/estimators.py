@@ -453,7 +453,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         return _apply_block(Xv, estimator, method, names, None, objects)
 
     def _check_dask_features(self, X):
-        """``X`` as a dask array, after checking its columns against the fit's."""
+        """``X`` as a dask array, after checking its columns against the fit's (a dask
+        DataFrame stays one where the estimator takes string columns)."""
         names = getattr(self, "feature_names_in_", None)
         if isinstance(X, dd.DataFrame) and names is not None:
             if list(X.columns) != list(names):
@@ -462,7 +463,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     f"{list(names)}"
                 )
         if isinstance(X, dd.DataFrame) and accepts_objects(self.estimator):
-            return _apply_frame_blocks(X, self.fused_estimator_, method, names)
+            return X
         Xa = dask_to_array(X)
         if not np.isnan(Xa.shape[1]) and Xa.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -474,6 +475,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     def _delegate_dask(self, method, X):
         names = getattr(self, "feature_names_in_", None)
         Xa = self._check_dask_features(X)
+        if isinstance(Xa, dd.DataFrame):
+            return _apply_frame_blocks(Xa, self.fused_estimator_, method, names)
         estimator = self.fused_estimator_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -7,11 +7,14 @@ by them on the workers and the final step's fit is continued with its own strate
 from __future__ import annotations
 
 import dask.array as da
+import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from daskfuse import FusedClassifier, FusedRegressor, FusionError
 
@@ -80,3 +83,27 @@ def test_a_final_step_that_cannot_continue_refuses_and_leaves_the_model(on_clust
         model.partial_fit(B, yB)
     np.testing.assert_array_equal(model.fused_estimator_[-1].coef_, before)
     assert model.n_partitions_ == 2
+
+
+def test_string_columns_of_a_dask_dataframe_continue(on_cluster):
+    # partial_fit checks a dask DataFrame's columns as predict does, without converting
+    # the string columns to numbers
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=2 * N),
+            "colour": rng.choice(["red", "blue", None], size=2 * N),  # pandas' str: NaN
+        }
+    )
+    labels = ((frame["x"] + (frame["colour"] == "red")) > 0.5).astype(int)
+    columns = ColumnTransformer(
+        [("text", OneHotEncoder(handle_unknown="ignore"), ["colour"]), ("x", "passthrough", ["x"])]
+    )
+    model = FusedClassifier(make_pipeline(columns, LogisticRegression()), fusion="weighted")
+    A, B = dd.from_pandas(frame[:N], npartitions=2), dd.from_pandas(frame[N:], npartitions=2)
+    model.fit(A, dd.from_pandas(labels[:N], npartitions=2))
+    model.partial_fit(B, dd.from_pandas(labels[N:], npartitions=2))
+    assert model.n_partitions_ == 4
+    predictions = model.predict(B)
+    assert isinstance(predictions, da.Array)
+    np.testing.assert_array_equal(predictions.compute(), model.fused_estimator_.predict(frame[N:]))
