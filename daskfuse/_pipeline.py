@@ -80,7 +80,8 @@ def leaves(pipeline, prefix="", at=()):
 
 
 def _split(pipeline):
-    """``(transformers, final)``: the leaves before the last estimator, and its leaf.
+    """``(transformers, final, after)``: the leaves before the last estimator, its
+    leaf, and the ``"passthrough"`` leaves after it.
 
     The final step is the last leaf that is not ``"passthrough"`` (a Pipeline of
     transformers ending in ``"passthrough"`` fuses its last transformer with the
@@ -89,15 +90,15 @@ def _split(pipeline):
     steps = leaves(pipeline)
     real = [i for i, (_, _, step) in enumerate(steps) if not _is_passthrough(step)]
     if not real:
-        return steps, None
-    return steps[: real[-1]], steps[real[-1]]
+        return steps, None, []
+    return steps[: real[-1]], steps[real[-1]], steps[real[-1] + 1 :]
 
 
 def exact_blocker(pipeline):
     """``(name, reason)`` of the first transformer step of ``pipeline`` that exact
     fusion cannot fit, or None where every one can (and the Pipeline is fused step
     by step)."""
-    transformers, final = _split(pipeline)
+    transformers, final, _ = _split(pipeline)
     if final is None:
         return "", "every step is 'passthrough'"
     for _, name, step in transformers:
@@ -120,7 +121,7 @@ def _record(name, step, fusion=None, reason=None, seconds=None):
 
 
 def _fallback(params, blocker):
-    """The record of a Pipeline fused as a whole, and the warning that says why."""
+    """Warn that the Pipeline is fused as a whole, naming the step that forced it."""
     name, reason = blocker
     warnings.warn(
         f"{params.owner}: the Pipeline is fused as a whole (one pipeline per partition, "
@@ -248,7 +249,7 @@ def _final_fusion(params, final, X, counts):
 def _fit_steps(params, X, y, classes=None):
     """Fit every step in order; ``(fitted {path: model}, the final step's FitResult
     (with the partitioning planned), records, meta)``."""
-    transformers, (final_path, final_name, final) = _split(params.estimator)
+    transformers, (final_path, final_name, final), after = _split(params.estimator)
     Xb, yb, meta, counts, strategy = _partitions(params, X, y)
     fitted, records = {}, []
     for path, name, step in transformers:
@@ -272,6 +273,7 @@ def _fit_steps(params, X, y, classes=None):
     result = _rows.train(final_params, Xb.collection(), yd, classes=classes)
     fitted[final_path] = result.fused
     records.append(_record(final_name, final, result.fusion, seconds=time.perf_counter() - start))
+    records.extend(_record(name, step) for _, name, step in after)
     result = replace(result, partition=Rows(len(result.report), strategy))
     return fitted, result, records, meta
 

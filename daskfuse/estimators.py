@@ -557,7 +557,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             inner = get_tags(self.estimator)
         except (AttributeError, TypeError, ValueError):
             return tags
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        tags.input_tags.allow_nan = estimator_allows_nan(self.estimator)
         tags.input_tags.sparse = False
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.target_tags.single_output = inner.target_tags.single_output

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -25,6 +26,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+import daskfuse
 from daskfuse import FusedClassifier, FusedRegressor, FusedTransformer, FusionError
 from daskfuse.fusion import Exact, Newton, Trees, Vote
 from daskfuse.partition import Columns
@@ -193,24 +195,78 @@ def test_string_columns_with_missing_values(client, on_cluster, kind):
     assert clf.score(X, target) == single.score(frame, y)
 
 
+@pytest.mark.parametrize("sparse_threshold", [0.3, 1.0], ids=["dense", "sparse"])
+@pytest.mark.parametrize("kind", ["pandas", "dask-frame"])
+def test_column_transformer_on_strings_and_missing_numbers(
+    client, on_cluster, kind, sparse_threshold
+):
+    rng = np.random.default_rng(4)
+    n = 300
+    city = rng.choice(["paris", "rome", "oslo", None], size=n)
+    age = rng.normal(40, 10, n)
+    age[::9] = np.nan
+    income = rng.normal(3, 1, n)
+    y = ((city == "rome") ^ (income > 3)).astype(int)
+    frame = pd.DataFrame({"city": city, "age": age, "income": income})
+    columns = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+         ("num", StandardScaler(), ["age", "income"])],
+        sparse_threshold=sparse_threshold,
+    )  # fmt: skip
+    pipe = make_pipeline(columns, SimpleImputer(), LogisticRegression(tol=1e-10))
+    X, target = frame, y
+    if kind == "dask-frame":
+        ddf = dd.from_pandas(frame.assign(target=y), npartitions=3, sort=False)
+        X, target = ddf[["city", "age", "income"]], ddf["target"]
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3).fit(X, target)
+    single = clone(pipe).fit(frame, y)
+
+    model = clf.fused_estimator_
+    assert type(model) is Pipeline
+    assert model[0].sparse_output_ == single[0].sparse_output_ == (sparse_threshold == 1.0)
+    assert_allclose(model[1].statistics_, single[1].statistics_, rtol=1e-10, atol=1e-12)
+    assert_allclose(model[-1].coef_, single[-1].coef_, atol=1e-6)
+    predicted = clf.predict(X)
+    predicted = predicted.compute() if kind == "dask-frame" else predicted
+    assert_array_equal(predicted, single.predict(frame))
+    assert clf.score(X, target) == single.score(frame, y)
+    assert clf.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 2 + [repr(Newton())]
+
+
 def test_numeric_missing_values_imputed_first(client, on_cluster):
     X, y, _ = _data()
     X[::7, 1] = np.nan
     pipe = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(tol=1e-10))
-    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3).fit(X, y)
+    clf = FusedClassifier(pipe, fusion="newton", n_partitions=3)
+    assert clf.__sklearn_tags__().input_tags.allow_nan  # the imputer's, first
+    clf.fit(X, y)
     single = clone(pipe).fit(X, y)
     assert_allclose(clf.fused_estimator_[0].statistics_, single[0].statistics_, rtol=1e-12)
     assert_allclose(clf.fused_estimator_[-1].coef_, single[-1].coef_, atol=1e-6)
     assert_array_equal(clf.predict(X), single.predict(X))
 
 
+def test_a_fused_pipeline_is_saved_and_loaded(client, on_cluster, tmp_path):
+    X, y, _ = _data()
+    clf = FusedClassifier(make_pipeline(StandardScaler(), PCA(3), LogisticRegression()))
+    clf.set_params(n_partitions=2).fit(X, y)
+    daskfuse.save(clf, tmp_path / "pipe.skops")
+    loaded = daskfuse.load(tmp_path / "pipe.skops")
+    assert type(loaded.fused_estimator_) is Pipeline
+    assert_array_equal(loaded.predict(X), clf.predict(X))
+    pd.testing.assert_frame_equal(loaded.pipeline_steps_, clf.pipeline_steps_)
+
+
 def test_transformer_pipeline(client, on_cluster):
     X, _, _ = _data()
-    pipe = make_pipeline(StandardScaler(), PCA(n_components=2))
+    pipe = Pipeline([("scale", StandardScaler()), ("pca", PCA(2)), ("end", "passthrough")])
     fused = FusedTransformer(pipe, n_partitions=3).fit(da.from_array(X, chunks=(100, -1)))
     single = clone(pipe).fit(X)
     assert_allclose(np.abs(fused.transform(X)), np.abs(single.transform(X)), atol=1e-8)
-    assert fused.pipeline_steps_["fusion"].tolist() == [repr(Exact())] * 2
+    steps = fused.pipeline_steps_
+    assert steps["fusion"].tolist()[:2] == [repr(Exact())] * 2
+    assert steps["estimator"].tolist()[2] == "passthrough" and pd.isna(steps["fusion"][2])
+    assert fused.fused_estimator_.steps[-1] == ("end", "passthrough")
 
 
 def test_auto_picks_for_the_final_estimator_as_alone(client, on_cluster):
@@ -269,5 +325,6 @@ def test_column_blocks_stack_a_pipeline_as_before(client, on_cluster):
     X, y, _ = _data()
     pipe = make_pipeline(StandardScaler(), LogisticRegression())
     clf = FusedClassifier(pipe, partition=Columns(n_blocks=2)).fit(X, y)
+    assert type(clf.fusion_).__name__ == "ColumnStack"
     assert not hasattr(clf, "pipeline_steps_")
     assert clf.score(X, y) > 0.7
