@@ -607,14 +607,10 @@ def combine_nodes(fuser, *nodes):
     )
 
 
-def finalize_node(
-    fuser, estimator, meta, node, min_partitions=1, with_feedback=False, with_summary=False
-):
+def finalize_node(fuser, estimator, meta, node, min_partitions=1, with_feedback=False):
     """The root: turn the combined summary into a plain fitted estimator.
 
-    With ``with_feedback``, also what the next pass sends back to the partitions;
-    with ``with_summary``, also the root summary itself (what ``partial_fit``
-    continues from).
+    With ``with_feedback``, also what the next pass sends back to the partitions.
 
     Raises
     ------
@@ -634,9 +630,12 @@ def finalize_node(
     fused = fuser.finalize(node.summary, estimator, meta)
     if with_feedback:
         return fused, node.reports, fuser.feedback(fused, node.summary)
-    if with_summary:
-        return fused, node.reports, node.summary
     return fused, node.reports
+
+
+def with_root_summary(finalized, node):
+    """``(model, reports, summary)``: the root's output and its summary (``partial_fit``)."""
+    return (*finalized, node.summary)
 
 
 def score_partition(model, sizes, *pieces):
@@ -697,7 +696,9 @@ def build_fit_graph(
         Number of the first partition (a continued fit numbers its new partitions
         after the old ones; ``spec.seeds`` is indexed from 0 all the same).
     with_summary : bool
-        Whether the root also returns its summary (:func:`finalize_node`).
+        Whether the graph also computes to the root summary (``(model, reports,
+        summary)``, by :func:`with_root_summary`: the fit's keys and its
+        ``daskfuse-finalize`` task stay as they are).
     """
     # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
     # every graph and passed to their own partition's task only
@@ -735,16 +736,16 @@ def build_fit_graph(
     # A tuple key: dask's key_split takes any 8-letter word starting with a-f (as
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
     # task group after its first element, so the group stays "daskfuse-finalize-...".
-    return delayed(finalize_node, pure=True)(
+    final = delayed(finalize_node, pure=True)(
         spec.fuser,
         spec.estimator,
         meta,
         root,
         spec.min_partitions,
         with_feedback,
-        with_summary,
         dask_key_name=(names["finalize"], 0),
     )
+    return delayed(with_root_summary, pure=True)(final, root) if with_summary else final
 
 
 def build_score_graph(partitions, model, token):

@@ -79,8 +79,6 @@ class Prepared:
     token: str
     passes: int
     x_blocks: list | None = None
-    #: a continued fit's (``partial_fit``) earlier state, else None
-    continued: Any = None
 
 
 @dataclass
@@ -169,7 +167,7 @@ def _partition_seeds(params, fuser, fit_seeds, n):
 
 def _token_parts(params, fuser, rows, split_every, seeds, extra=()):
     """What the fit's token hashes; ``extra`` (see :func:`_increment_parts`) is empty
-    for a plain fit whose graph computes to ``(model, reports)``."""
+    for a plain fit."""
     return (
         params.owner,
         # the real parameter values (arrays by their data), not a printed form
@@ -197,13 +195,12 @@ def _keeps_summary(params, fuser, passes, keep_summary):
     return keep_summary and passes == 1 and fuser.tags(params.estimator).partial_fit_reason is None
 
 
-def _increment_parts(keep, classes, continued):
-    """The token's parts for what an incremental fit adds: the root's extra output,
-    declared classes, and the earlier fit a ``partial_fit`` continues (its root
-    summary enters the combine tree, so its keys must differ from another fit's)."""
+def _increment_parts(classes, continued):
+    """The token's parts for what an incremental fit adds: declared classes, and the
+    earlier fit a ``partial_fit`` continues (its root summary enters the combine tree,
+    so its keys must differ from another fit's). Empty for a plain fit, whose keys
+    are those of ``fit_graph``."""
     parts = []
-    if keep:
-        parts.append("root-summary")
     if classes is not None:
         parts.append(("classes", np.asarray(classes)))
     if continued is not None:
@@ -381,11 +378,16 @@ def _check_continued_inputs(params, meta, continued):
         raise ValueError(
             f"X has {n} features, but {params.owner} is expecting {expected} features as input"
         )
+    # the fused model takes its feature names from the new rows: they must match
     names, seen = meta["feature_names_in_"], continued.feature_names_in
-    if (names is None) != (seen is None) or (names is not None and list(names) != list(seen)):
+    if names is None and seen is not None:
         raise ValueError(
-            f"X's columns {None if names is None else list(names)} differ from the "
-            f"columns seen in fit {None if seen is None else list(seen)}"
+            f"X has no column names, but {params.owner} was fitted on columns {list(seen)}"
+        )
+    if names is not None and (seen is None or list(names) != list(seen)):
+        raise ValueError(
+            f"X's columns {list(names)} differ from the columns seen in fit "
+            f"{None if seen is None else list(seen)}"
         )
 
 
@@ -417,8 +419,7 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     y = _target(params, y)
     allow_nan = estimator_allows_nan(params.estimator)
     partition_seeds, fit_seeds = seeds.spawn(2)
-    keep = _keeps_summary(params, fuser, passes, keep_summary)
-    extra = _increment_parts(keep, classes, continued)
+    extra = _increment_parts(classes, continued)
     token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
     known = classes if continued is None else continued.root.classes
     if is_dask_input(X):
@@ -435,12 +436,11 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
             # (decided before the data is planned, under their own keys)
             fuser = Newton()
             passes = _check_rounds(params, fuser)
-            keep = _keeps_summary(params, fuser, passes, keep_summary)
-            extra = _increment_parts(keep, known, continued)
             token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
         planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts)
     if continued is not None:
         _check_continued_inputs(params, planned.meta, continued)
+    keep = _keeps_summary(params, fuser, passes, keep_summary)
     return _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep)
 
 
@@ -491,7 +491,6 @@ def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued,
         planned.token,
         passes,
         planned.x_blocks,
-        continued,
     )
 
 
@@ -560,8 +559,8 @@ def run_passes(params, prepared):
     Returns the fused model, the last pass's partition reports, the history
     (None for one pass) and the root summary (where the graph returns it: one pass
     of a strategy that can be continued; else None). Between passes the partitions
-    stay persisted where they are, and only the fused model (the feedback) travels to them. Each
-    round's fused model is scored on all training rows at no extra pass (the
+    stay persisted where they are, and only the fused model (the feedback) travels
+    to them. Each round's fused model is scored on all training rows at no extra pass (the
     next round's fit tasks score it; the last round's gets one scoring pass unless
     the strategy's ``pass_record`` gave its ``train_score``), and
     the model of the round :func:`_kept_round` picks is returned (``kept`` in

@@ -725,9 +725,17 @@ _ATTRS_DOC = """
         meta-estimator's ``fusion`` for the final one when the Pipeline is fused step
         by step; the whole Pipeline's strategy on every row when a transformer step
         cannot be fused exactly and the Pipeline is fused as a whole; None for
-        ``"passthrough"``), ``reason`` (why the step forced fusion as a whole, else
+        ``"passthrough"`` and for a transformer kept by :meth:`partial_fit`),
+        ``reason`` (why the step forced fusion as a whole; after :meth:`partial_fit`,
+        that the transformer was kept as fitted and transformed the new rows; else
         None) and ``seconds``. ``fused_estimator_`` is then one plain fitted Pipeline
         with the same step names (see :mod:`daskfuse._pipeline`).
+    root_summary_ : daskfuse._trainer.RootSummary
+        What :meth:`partial_fit` continues from: the merged summary of every
+        partition so far, before ``finalize`` (statistics, or the partitions' models
+        for vote, trees and recluster; never rows), and a classifier's classes. Only
+        where the strategy can be continued (its tags' ``partial_fit_reason`` is
+        None) and the fit ran one pass.
 """
 
 

@@ -287,3 +287,28 @@ def test_the_strategies_say_in_their_tags_whether_they_continue(name):
         assert reason is None
     else:
         assert repr(fuser) in reason
+
+
+def test_a_batch_costs_only_its_own_partitions(on_cluster):
+    """The continued graph fits the new partitions only; the old ones are one kept leaf."""
+    X, y, _ = _data()
+    est = FusedRegressor(LinearRegression(), fusion="exact", n_partitions=4).fit(X[:N], y[:N])
+    spec = est._train_spec()
+    graph = prepare(spec, X[N:], y[N:], continued=est._continued(), keep_summary=True).graph
+    keys = [k if isinstance(k, tuple) else (k,) for k in dict(graph.__dask_graph__())]
+    fits = sorted(k[1] for k in keys if k[0].startswith("daskfuse-fit-"))
+    assert fits == [4, 5, 6, 7]
+    assert sum(k[0].startswith("daskfuse-kept-") for k in keys) == 1
+
+
+def test_a_batch_must_have_the_fit_s_columns(on_cluster):
+    pd = pytest.importorskip("pandas")
+    X, y, _ = _data()
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    est = FusedRegressor(LinearRegression(), fusion="exact", n_partitions=2)
+    est.fit(frame[:N], y[:N])
+    with pytest.raises(ValueError, match=r"no column names.*\['a', 'b', 'c'\]"):
+        with pytest.warns(UserWarning, match="feature names"):
+            est.partial_fit(X[N:], y[N:])
+    est.partial_fit(frame[N:], y[N:])
+    assert list(est.fused_estimator_.feature_names_in_) == ["a", "b", "c"]
