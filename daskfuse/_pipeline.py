@@ -340,7 +340,7 @@ def _continue(params, X, y, continued):
     that new rows would change cannot be merged into the final step's summary of the
     rows they transformed); the new rows are transformed on their workers by them and
     the final step's fit is continued with its own strategy."""
-    transformers, (final_path, final_name, final) = _split(params.estimator)
+    transformers, (final_path, final_name, final), after = _split(params.estimator)
     Xb, yb, meta, _, strategy = _partitions(params, X, y)
     fitted, records = {}, []
     for path, name, step in transformers:
@@ -366,6 +366,7 @@ def _continue(params, X, y, continued):
     result = _rows.train(final_params, Xb.collection(), yd, continued=final_continued)
     fitted[final_path] = result.fused
     records.append(_record(final_name, final, result.fusion, seconds=time.perf_counter() - start))
+    records.extend(_record(name, step) for _, name, step in after)
     return fitted, replace(result, partition=Rows(len(result.report), strategy)), records, meta
 
 
