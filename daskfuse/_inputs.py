@@ -25,6 +25,7 @@ __all__ = [
     "dask_classes",
     "float_array",
     "is_dask_input",
+    "keeps_dtypes",
     "missing_as_nan",
     "seed_sequence",
 ]
@@ -80,6 +81,28 @@ def float_array(block):
     return np.asarray(block, dtype=np.float64)
 
 
+def keeps_dtypes(estimator_accepts_objects, X):
+    """Whether ``X`` goes to the estimator in its own dtypes rather than as floats.
+
+    Only for an estimator that takes string columns
+    (:func:`~daskfuse._adapters.accepts_objects`), and only for a DataFrame (pandas
+    or dask: its column names and dtypes are kept) or an array that is not of
+    numbers; a numeric array is converted to float as for every estimator.
+    """
+    if not estimator_accepts_objects:
+        return False
+    if isinstance(X, pd.DataFrame | dd.DataFrame):
+        return True
+    dtype = getattr(X, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(X).dtype
+    return np.dtype(dtype).kind not in "biuf"
+
+
+def _na_strings(dtype):
+    return isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA
+
+
 def missing_as_nan(frame):
     """``frame`` with its ``pd.NA``-missing string columns as object columns holding NaN.
 
@@ -96,7 +119,7 @@ def missing_as_nan(frame):
     """
     if not isinstance(frame, pd.DataFrame):
         return frame
-    na = [c for c, t in frame.dtypes.items() if isinstance(t, pd.StringDtype) and t.na_value is pd.NA]
+    na = [c for c, t in frame.dtypes.items() if _na_strings(t)]
     if not na:
         return frame
     frame = frame.copy(deep=False)

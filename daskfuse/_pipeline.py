@@ -43,7 +43,7 @@ from sklearn.pipeline import Pipeline
 from . import _rows
 from ._adapters import accepts_objects
 from ._graph import _concat, _flatten, _regroup
-from ._inputs import is_dask_input
+from ._inputs import is_dask_input, keeps_dtypes
 from ._trainer import TrainSpec
 from .fusion import Exact, Newton, prefers_newton
 from .partition import Rows
@@ -198,7 +198,7 @@ def _partitions(params, X, y):
     """The planned partitions, persisted: ``(X blocks, y blocks or None, meta, class
     counts of each partition, strategy)``; partitions without rows are left out."""
     plan, meta, token = _rows.plan_partitions(params, X, y)
-    objects = accepts_objects(params.estimator)
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
     gather = delayed(_gather, pure=True)
     parts = []
     for i, pieces in enumerate(plan.partitions):

@@ -39,6 +39,7 @@ from ._inputs import (
     dask_blocks,
     dask_classes,
     is_dask_input,
+    keeps_dtypes,
     seed_sequence,
 )
 from ._trainer import (
@@ -210,7 +211,7 @@ def _increment_parts(classes, continued):
 
 
 def _plan_dask(params, needs_classes, X, y, rows, partition_seeds, token_parts, known=None):
-    blocks = dask_blocks(X, y, objects=accepts_objects(params.estimator))
+    blocks = dask_blocks(X, y, objects=keeps_dtypes(accepts_objects(params.estimator), X))
     meta = {
         "n_features_in_": blocks.n_features,
         "feature_names_in_": blocks.feature_names,
@@ -237,7 +238,7 @@ def _validate_in_memory(params, X, y, allow_nan):
             "both as dask collections"
         )
     check_dense(X)
-    objects = accepts_objects(params.estimator)
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
     if not objects:
         check_frame_columns(X)
     if params.classifier:
@@ -441,11 +442,17 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
     if continued is not None:
         _check_continued_inputs(params, planned.meta, continued)
     keep = _keeps_summary(params, fuser, passes, keep_summary)
-    return _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep)
+    objects = keeps_dtypes(accepts_objects(params.estimator), X)
+    return _prepared(
+        params, fuser, passes, planned, split_every, fit_seeds, continued, keep, objects
+    )
 
 
-def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued, keep_summary):
-    """The fit spec and the first pass's graph of a planned fit."""
+def _prepared(
+    params, fuser, passes, planned, split_every, fit_seeds, continued, keep_summary, objects
+):
+    """The fit spec and the first pass's graph of a planned fit (``objects``: whether
+    the partitions go to the estimator in their own dtypes)."""
     plan, meta, classes = planned.plan, planned.meta, planned.classes
     n = len(plan.partitions)
     start = 0 if continued is None else continued.start
@@ -468,7 +475,7 @@ def _prepared(params, fuser, passes, planned, split_every, fit_seeds, continued,
         proximal=float(params.proximal),
         on_error=params.on_error,
         min_partitions=min_partitions,
-        objects=accepts_objects(params.estimator),
+        objects=objects,
     )
     graph_ = build_fit_graph(
         plan.partitions,

@@ -35,6 +35,7 @@ from ._inputs import (
     dask_to_array,
     float_array,
     is_dask_input,
+    keeps_dtypes,
     missing_as_nan,
 )
 from ._trainer import Continued, TrainSpec, check_params
@@ -53,50 +54,44 @@ def _estimator_has(attr):
     return check
 
 
-def _apply_block(block, estimator, method, feature_names, empty=None, objects=False):
+def _apply_block(block, estimator, method, feature_names, empty=None):
     """``estimator.method`` on one block; ``empty`` (the output of 0 rows) for a block
-    without rows, which scikit-learn refuses (a dask DataFrame after a filter has them).
-    ``objects``: the estimator takes string columns (``accepts_objects``), and a
-    DataFrame block is passed as it is (its missing strings as NaN, as in fit)."""
-    if objects:
-        block = missing_as_nan(block)
-    else:
-        # Fused models hold float64 parameters (statistics are merged in float64); some
-        # estimators (k-means) need the input in the dtype of their parameters.
-        block = aligned(float_array(block))
+    without rows, which scikit-learn refuses (a dask DataFrame after a filter has them)."""
+    # Fused models hold float64 parameters (statistics are merged in float64); some
+    # estimators (k-means) need the input in the dtype of their parameters.
+    block = aligned(float_array(block))
     if len(block) == 0 and empty is not None:
         return empty
-    if feature_names is not None and not isinstance(block, pd.DataFrame):
+    if feature_names is not None:
         block = pd.DataFrame(block, columns=feature_names)
     return getattr(estimator, method)(block)
 
 
-def _apply_frame_blocks(X, estimator, method, feature_names):
-    """``estimator.method`` on every block of a dask DataFrame with string columns, as
-    a lazy dask array (its dtype and width from the first row)."""
-    probe = _apply_block(X.head(1, npartitions=-1), estimator, method, feature_names, None, True)
-    model = delayed(estimator, pure=True)
-    apply = delayed(_apply_block, pure=True)
-    parts = [apply(b, model, method, feature_names, probe[:0], True) for b in X.to_delayed()]
-    return da.concatenate(
-        [da.from_delayed(p, (np.nan, *probe.shape[1:]), dtype=probe.dtype) for p in parts]
-    )
+def _apply_own_block(block, estimator, method, empty=None):
+    """``estimator.method`` on one block in its own dtypes (an estimator that takes
+    string columns: :func:`~daskfuse._adapters.accepts_objects`); ``empty`` for a
+    block without rows."""
+    if len(block) == 0 and empty is not None:
+        return empty
+    return getattr(estimator, method)(missing_as_nan(block))
 
 
-def _score_block(estimator, X, y, kind, feature_names, objects=False):
+def _score_block(estimator, X, y, kind, feature_names, own=False):
     """Sufficient statistics of the score on one block (a ``daskfuse-score`` task).
 
     A block without rows adds nothing. A classifier's ``y`` is 1-D or a column
-    vector (``_dask_score`` has checked which).
+    vector (``_dask_score`` has checked which). ``own``: the block goes to the
+    estimator in its own dtypes (:func:`_apply_own_block`).
     """
     if kind == "clusterer":
-        if len(X) == 0:
-            return 0.0
-        return float(_apply_block(X, estimator, "score", feature_names, None, objects))
+        return 0.0 if len(X) == 0 else float(_apply_block(X, estimator, "score", feature_names))
     y = aligned(np.asarray(y))
     if len(X) == 0:
         return (0.0, 0) if kind == "classifier" else {"n": 0}
-    pred = _apply_block(X, estimator, "predict", feature_names, None, objects)
+    if own:
+        pred = _apply_own_block(X, estimator, "predict")
+    else:
+        pred = _apply_block(X, estimator, "predict", feature_names)
     if kind == "classifier":
         y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
         if y.shape != pred.shape:
@@ -435,26 +430,45 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     def _delegate(self, method, X):
         check_is_fitted(self)
         estimator = self.fused_estimator_
+        if keeps_dtypes(accepts_objects(self.estimator), X):
+            return self._delegate_own(method, X)
         if is_dask_input(X):
             return self._delegate_dask(method, X)
         check_dense(X)
-        # an estimator that takes string columns checks them itself, as in fit
-        objects = accepts_objects(self.estimator)
         Xv = validate_data(
             self,
             X,
             reset=False,
-            ensure_all_finite=not estimator_allows_nan(self.estimator) and not objects,
-            **({"dtype": None} if objects else {}),
+            ensure_all_finite=not estimator_allows_nan(self.estimator),
         )
-        if objects and isinstance(X, pd.DataFrame):
-            Xv = X
-        names = getattr(self, "feature_names_in_", None)
-        return _apply_block(Xv, estimator, method, names, None, objects)
+        return _apply_block(Xv, estimator, method, getattr(self, "feature_names_in_", None))
+
+    def _delegate_own(self, method, X):
+        """``method`` on ``X`` in its own dtypes, strings among them (the fused model
+        validates it); a dask input gives a dask array of unknown chunk sizes, of
+        scipy sparse blocks where the model's output is sparse."""
+        estimator = self.fused_estimator_
+        if not is_dask_input(X):
+            check_dense(X)
+            return _apply_own_block(X, estimator, method)
+        blocks = dask_blocks(X, objects=True).x_blocks
+        first = X.head(1, npartitions=-1) if isinstance(X, dd.DataFrame) else X[:1].compute()
+        probe = _apply_own_block(first, estimator, method)
+        model = delayed(estimator, pure=True)
+        parts = [
+            da.from_delayed(
+                delayed(_apply_own_block, pure=True)(block, model, method, probe[:0]),
+                shape=(np.nan, *probe.shape[1:]),
+                dtype=probe.dtype,
+                meta=probe[:0],
+            )
+            for block in blocks
+        ]
+        return da.concatenate(parts, axis=0)
 
     def _check_dask_features(self, X):
         """``X`` as a dask array, after checking its columns against the fit's (a dask
-        DataFrame stays one where the estimator takes string columns)."""
+        DataFrame stays one where the estimator takes it in its own dtypes)."""
         names = getattr(self, "feature_names_in_", None)
         if isinstance(X, dd.DataFrame) and names is not None:
             if list(X.columns) != list(names):
@@ -462,8 +476,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
                     f"X's columns {list(X.columns)} differ from the columns seen in fit "
                     f"{list(names)}"
                 )
-        if isinstance(X, dd.DataFrame) and accepts_objects(self.estimator):
-            return X
+        if keeps_dtypes(accepts_objects(self.estimator), X):
+            return X  # (partial_fit) its string columns go to the estimator as they are
         Xa = dask_to_array(X)
         if not np.isnan(Xa.shape[1]) and Xa.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -475,8 +489,6 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
     def _delegate_dask(self, method, X):
         names = getattr(self, "feature_names_in_", None)
         Xa = self._check_dask_features(X)
-        if isinstance(Xa, dd.DataFrame):
-            return _apply_frame_blocks(Xa, self.fused_estimator_, method, names)
         estimator = self.fused_estimator_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -513,8 +525,8 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
 
     def _dask_score(self, X, y):
         check_is_fitted(self)
-        objects = accepts_objects(self.estimator)
-        blocks = dask_blocks(X, y, objects=objects)
+        own = keeps_dtypes(accepts_objects(self.estimator), X)
+        blocks = dask_blocks(X, y, objects=own)
         if blocks.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {blocks.n_features} features, but {type(self).__name__} is "
@@ -527,7 +539,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         y_blocks = blocks.y_blocks or [None] * len(blocks.x_blocks)
         parts = dask.compute(
             *[
-                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names, objects)
+                delayed(_score_block, pure=True)(model, xb, yb, self._kind, names, own)
                 for xb, yb in zip(blocks.x_blocks, y_blocks)
             ]
         )
@@ -914,7 +926,11 @@ class FusedTransformer(TransformerMixin, _FusedBase):
 
     For scalers and decompositions (``StandardScaler``, ``MinMaxScaler``,
     ``MaxAbsScaler``, ``PCA``, ``TruncatedSVD``) exact fusion merges sufficient
-    statistics, so the fused transformer equals the one fitted on all rows. It is
+    statistics, so the fused transformer equals the one fitted on all rows. So does
+    it for ``OneHotEncoder``, ``OrdinalEncoder``, ``SimpleImputer`` (mean,
+    most_frequent, constant), ``KBinsDiscretizer`` (uniform), ``PolynomialFeatures``,
+    ``FunctionTransformer`` and ``ColumnTransformer``/``FeatureUnion`` of these; the
+    encoders take string and categorical columns of pandas and dask DataFrames. It is
     usable inside a scikit-learn ``Pipeline``.
 """
         + _PARAMS_DOC.format(kind="transformer")

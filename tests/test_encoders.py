@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
@@ -44,6 +45,8 @@ def _frame(n=48, seed=0):
             "k": rng.choice([3, 1, 2, 7], n, p=[0.5, 0.3, 0.15, 0.05]),
             "c": pd.Categorical(rng.choice(np.array(["v", "u", None], dtype=object), n)),
             "x": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n).round(1)),
+            "e": np.full(n, np.nan),  # no value at all: an empty feature
+            "b": rng.random(n) < 0.3,
         }
     )
 
@@ -112,7 +115,7 @@ def _check_outputs(a, b, X):
 
 # (estimator, columns): columns of FRAME it is fitted on
 CASES = [
-    (OneHotEncoder(), ["s", "k", "c"]),
+    (OneHotEncoder(), ["s", "k", "c", "b"]),
     (OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False), ["s", "c"]),
     (OneHotEncoder(min_frequency=6, handle_unknown="infrequent_if_exist"), ["s", "k"]),
     (OneHotEncoder(max_categories=3, drop="if_binary"), ["s", "k", "c"]),
@@ -131,13 +134,26 @@ CASES = [
         ["s", "k"],
     ),
     (OrdinalEncoder(max_categories=2, dtype=np.float32), ["k"]),
+    # codes checked against the grouped categories: 3 and 4 are free once b, c group
+    (
+        OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=3,
+            max_categories=3,
+            encoded_missing_value=4,
+        ),
+        ["s"],
+    ),
     (SimpleImputer(strategy="most_frequent"), ["s", "c", "k", "x"]),
     (SimpleImputer(strategy="constant", fill_value="?", add_indicator=True), ["s"]),
     (SimpleImputer(), ["x", "k"]),
     (SimpleImputer(missing_values=1, keep_empty_features=True), ["k"]),
+    (SimpleImputer(keep_empty_features=True), ["x", "e"]),
+    (SimpleImputer(strategy="most_frequent", add_indicator=True), ["e", "s"]),
     (KBinsDiscretizer(n_bins=3, strategy="uniform", encode="ordinal"), ["x", "k"]),
     (PolynomialFeatures(2), ["k"]),
     (FunctionTransformer(np.log1p, validate=True), ["k"]),
+    (FunctionTransformer(feature_names_out="one-to-one"), ["k", "x"]),
     (RobustScaler(with_centering=False, with_scaling=False), ["k"]),
 ]
 
@@ -206,6 +222,25 @@ def test_refused_with_the_reason(estimator, reason):
         resolve_fusion("exact", estimator)
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"unknown_value": 1}, "unknown_value 1 is one of the values already used"),
+        ({"unknown_value": 5, "encoded_missing_value": 1}, r"encoded_missing_value \(1\)"),
+    ],
+)
+def test_ordinal_codes_refused_as_scikit_learn_refuses_them(on_cluster, params, message):
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", max_categories=3)
+    encoder.set_params(**params)
+    df = FRAME[["s"]]
+    with pytest.raises(ValueError, match=message):
+        clone(encoder).fit(df)
+    fused = FusedTransformer(encoder, n_partitions=2)
+    with pytest.raises(ValueError, match=message):
+        fused.fit(df)
+    assert not hasattr(fused, "fused_estimator_")
+
+
 def test_failed_fit_leaves_unfitted(on_cluster):
     fused = FusedTransformer(OneHotEncoder(categories=[["a", "b"]]), fusion="exact")
     with pytest.raises(Exception, match="unknown categories"):
@@ -234,6 +269,9 @@ def test_fuse_fitted_encoders():
     parts = _pieces(FRAME[["s", "k"]], "sorted")
     models = [OneHotEncoder().fit(p) for p in parts]
     _same(fuse(models, "exact"), OneHotEncoder().fit(FRAME[["s", "k"]]))
+    imputers = [SimpleImputer().fit(p[["k"]]) for p in parts]
+    with pytest.raises(FusionError, match="needs the training rows, not only fitted models"):
+        fuse(imputers, "exact")
     infrequent = [OneHotEncoder(min_frequency=3).fit(p) for p in parts]
     with pytest.raises(FusionError, match="row count of every category"):
         fuse(infrequent, "exact")
@@ -315,7 +353,10 @@ def test_density_over_all_rows_sets_sparse_output(on_cluster):
         sparse_threshold=1.0,
     )
     out = ct.fit_transform(FRAME)
-    density = out.nnz / (out.shape[0] * out.shape[1])
+    # as scikit-learn counts it: a dense block's every entry is a non-zero
+    onehot = ct.named_transformers_["o"].transform(FRAME[["s", "k"]])
+    density = (onehot.nnz + len(FRAME)) / (out.shape[0] * out.shape[1])
+    assert 0 < density < 1
     for threshold in (density - 1e-9, density + 1e-9):
         ct.set_params(sparse_threshold=threshold)
         single = clone(ct).fit(FRAME)
@@ -327,3 +368,33 @@ def test_composite_refuses_a_part_with_the_reason():
     ct = ColumnTransformer([("m", SimpleImputer(strategy="median"), ["x"])])
     with pytest.raises(FusionError, match="part 'm' cannot be fused exactly.*median"):
         resolve_fusion("exact", ct)
+
+
+def test_transform_takes_string_columns(on_cluster):
+    ct, df = COMPOSITES[0], FRAME[["s", "c", "k", "x"]]
+    single = clone(ct).fit(df)
+    fused = FusedTransformer(ct, n_partitions=2).fit(df)
+    expected = single.transform(df)
+    np.testing.assert_allclose(fused.transform(df), expected, rtol=1e-12)
+    lazy = fused.transform(_dask(df, "unequal"))  # with an empty block
+    np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-12)
+    encoder = FusedTransformer(OneHotEncoder(), n_partitions=2).fit(FRAME[["s"]])
+    sparse_blocks = encoder.transform(dd.from_pandas(FRAME[["s"]], npartitions=3))
+    expected = OneHotEncoder().fit_transform(FRAME[["s"]]).toarray()
+    assert_array_equal(sparse_blocks.compute().toarray(), expected)
+
+
+def test_none_and_nan_are_two_categories_as_in_scikit_learn(on_cluster):
+    # an object column holding None and NaN: scikit-learn keeps both, None first
+    rng = np.random.default_rng(0)
+    values = np.array(["a", "b", None, np.nan], dtype=object)
+    df = pd.DataFrame({"o": pd.Series(rng.choice(values, 40), dtype=object)})
+    single = OneHotEncoder().fit(df)
+    assert len(single.categories_[0]) == 4
+    with dask.config.set({"dataframe.convert-string": False}):  # dask keeps object
+        ddf = dd.from_pandas(df, npartitions=3)
+        assert ddf.dtypes["o"].kind == "O"
+        fits = [FusedTransformer(OneHotEncoder(), split_every=2).fit(ddf)]
+    fits.append(FusedTransformer(OneHotEncoder(), n_partitions=3).fit(df))
+    for fused in fits:
+        _same(fused.fused_estimator_, single)

@@ -1,10 +1,11 @@
 """Exact fusion of ColumnTransformer and FeatureUnion (families of :class:`Exact`).
 
-A partition fits a clone of the composite with scikit-learn (which resolves the
-column selections: names, indices, callables, ``make_column_selector``, the
-remainder) and summarises each part with that part's own exact family, on the
-columns the part received: the summary is the tuple of the parts' summaries
-(:class:`Parts`), merged part by part.
+A partition lets scikit-learn resolve the column selections (names, indices,
+callables, ``make_column_selector``, the remainder: a clone whose parts pass their
+columns through is fitted on one row) and summarises each part with that part's own
+exact family, on the columns routed to it (a part read from a fitted model is fitted
+on them first): the summary is the tuple of the parts' summaries (:class:`Parts`),
+merged part by part. No partition transforms its rows.
 
 The root finalises each part, then lets scikit-learn fit a clone of the composite
 on one row of the input, with every part replaced by a stand-in that applies the
@@ -92,13 +93,6 @@ def _templates(template):
     return dict(template.transformer_list)
 
 
-def _fitted(composite):
-    """``(name, fitted part, columns)`` of a fitted composite (columns None: all)."""
-    if isinstance(composite, ColumnTransformer):
-        return list(composite.transformers_)
-    return [(name, t, None) for name, t in composite.transformer_list]
-
-
 def _subset(X, columns):
     return X if columns is None else _safe_indexing(X, columns, axis=1)
 
@@ -113,29 +107,55 @@ def _check(estimator, reason_of):
     return None
 
 
-def _summarize(model, X, y, info, family_of):
-    template = info["template"]
-    composite = clone(template)
-    with quiet_warnings(UserWarning):
-        composite.fit(X, y)
+def _head(X):
+    return X.iloc[:1] if isinstance(X, pd.DataFrame) else np.asarray(X)[:1]
+
+
+def _routing(template, X):
+    """``(name, unfitted part, columns)`` of ``template`` on ``X``.
+
+    scikit-learn resolves a ColumnTransformer's selections (names, indices,
+    callables, ``make_column_selector``, the remainder): it fits a clone whose parts
+    pass their columns through, on one row. A FeatureUnion's parts take all columns.
+    """
     templates = _templates(template)
-    parts, columns, nnz = [], [], []
-    fitted_parts = _fitted(composite)
-    for name, fitted, cols in fitted_parts:
-        sub = templates[name]
-        family = None if isinstance(fitted, str) else family_of(sub)
+    if not isinstance(template, ColumnTransformer):
+        return [(name, part, None) for name, part in templates.items()]
+    probe = clone(template).set_params(
+        transformers=[
+            (n, t if isinstance(t, str) else "passthrough", c) for n, t, c in template.transformers
+        ],
+        remainder=template.remainder if isinstance(template.remainder, str) else "passthrough",
+    )
+    with quiet_warnings(UserWarning):
+        probe.fit(_head(X))
+    return [(name, templates[name], cols) for name, _, cols in probe.transformers_]
+
+
+def _summarize(model, X, y, info, family_of):
+    """Each part's summary, by its own family, on the columns routed to it."""
+    template = info["template"]
+    names, parts, columns, nnz = [], [], [], []
+    for name, sub, cols in _routing(template, X):
+        family = None if isinstance(sub, str) else family_of(sub)
         Xs = _subset(X, cols)
+        names.append(name)
+        columns.append(cols)
         if family is None or Xs.shape[1] == 0:
             parts.append(None)
             nnz.append(None)
-        else:
-            model_or_template = sub if family.from_rows else fitted
-            parts.append(family.summarize(model_or_template, Xs, y, {**info, "template": sub}))
-            nnz.append(_stateless_nnz(template, family, fitted, Xs))
-        columns.append(cols)
-    head = X.iloc[:1] if isinstance(X, pd.DataFrame) else np.asarray(X)[:1]
-    names = tuple(name for name, _, _ in fitted_parts)
-    return Parts(names, tuple(parts), tuple(columns), head, len(X), tuple(nnz))
+            continue
+        fitted = None
+        if not family.from_rows:  # a family read from a fitted model
+            fitted = clone(sub)
+            with quiet_warnings(UserWarning):
+                fitted.fit(Xs, y)
+        summary = family.summarize(
+            sub if fitted is None else fitted, Xs, y, {**info, "template": sub}
+        )
+        parts.append(summary)
+        nnz.append(_stateless_nnz(template, family, fitted, Xs))
+    return Parts(tuple(names), tuple(parts), tuple(columns), _head(X), len(X), tuple(nnz))
 
 
 def _stateless_nnz(template, family, fitted, Xs):
@@ -143,8 +163,7 @@ def _stateless_nnz(template, family, fitted, Xs):
     them (a ColumnTransformer's density) and cannot count them from statistics."""
     if getattr(template, "sparse_threshold", 0) <= 0 or family.from_rows:
         return None
-    head = Xs.iloc[:1] if isinstance(Xs, pd.DataFrame) else Xs[:1]
-    if not sparse.issparse(fitted.transform(head)):
+    if not sparse.issparse(fitted.transform(_head(Xs))):
         return None
     return int(fitted.transform(Xs).nnz)
 

@@ -193,13 +193,55 @@ def _summarize_encoder(model, X, y, info):
     )
 
 
+def _set_aside(template):
+    """The parameters the root fits without, then sets back: the infrequent grouping
+    (set from the merged counts afterwards) and, for an OrdinalEncoder that groups,
+    the codes that its fit checks against the grouped number of categories."""
+    params = {"min_frequency": None, "max_categories": None}
+    grouping = clone(template)
+    grouping._check_infrequent_enabled()
+    if isinstance(template, OrdinalEncoder) and grouping._infrequent_enabled:
+        if template.handle_unknown == "use_encoded_value":
+            params["unknown_value"] = -1
+        if not is_scalar_nan(template.encoded_missing_value):
+            params["encoded_missing_value"] = -1
+    return params
+
+
+def _check_ordinal_codes(encoder):
+    """OrdinalEncoder.fit's checks of ``unknown_value`` and ``encoded_missing_value``
+    against each column's number of codes once infrequent categories are grouped, as
+    scikit-learn counts them (without the missing category)."""
+    codes = []
+    for cats, infrequent in zip(encoder.categories_, encoder.infrequent_categories_):
+        n = len(cats) - (0 if infrequent is None else len(infrequent))
+        codes.append(n - 1 if is_scalar_nan(cats[-1]) else n)
+    unknown = encoder.unknown_value
+    if encoder.handle_unknown == "use_encoded_value" and any(0 <= unknown < n for n in codes):
+        raise ValueError(
+            f"The used value for unknown_value {unknown} is one of the values already "
+            "used for encoding the seen categories."
+        )
+    value = encoder.encoded_missing_value
+    bad = [
+        j for j in encoder._missing_indices if not is_scalar_nan(value) and 0 <= value < codes[j]
+    ]
+    if bad:
+        names = getattr(encoder, "feature_names_in_", None)
+        raise ValueError(
+            f"encoded_missing_value ({value}) is already used to encode a known category "
+            f"in features: {bad if names is None else names[bad]}"
+        )
+
+
 def _finalize_encoder(summary, template, meta):
     """An encoder fitted by scikit-learn on the merged categories, then given the
     infrequent categories of the merged counts."""
-    encoder = clone(template).set_params(min_frequency=None, max_categories=None)
+    set_aside = _set_aside(template)
+    encoder = clone(template).set_params(**set_aside)
     with quiet_warnings(UserWarning):
         encoder.fit(summary.layout.rows(summary.categories))
-    encoder.set_params(min_frequency=template.min_frequency, max_categories=template.max_categories)
+    encoder.set_params(**{name: getattr(template, name) for name in set_aside})
     encoder._check_infrequent_enabled()
     if encoder._infrequent_enabled:
         if summary.counts is None:
@@ -213,6 +255,8 @@ def _finalize_encoder(summary, template, meta):
         if isinstance(encoder, OneHotEncoder):
             encoder._set_drop_idx()
             encoder._n_features_outs = encoder._compute_n_features_outs()
+        else:
+            _check_ordinal_codes(encoder)
     return stamp_inputs(encoder, meta)
 
 

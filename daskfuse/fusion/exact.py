@@ -22,7 +22,20 @@ MultinomialNB, ComplementNB, BernoulliNB,   :class:`ClassCounts`: per class coun
 CategoricalNB                               (added; category tables padded)
 StandardScaler                              :class:`Moments`: n, mean, M2 per feature
 MinMaxScaler, MaxAbsScaler                  :class:`Extremes`: n, minima, maxima
+OneHotEncoder, OrdinalEncoder               ``Categories``: per column the sorted
+                                            categories and their row counts
+SimpleImputer (mean, most_frequent,         ``Imputation``: per column a missing flag and
+constant)                                   the count and sum, or the value counts
+KBinsDiscretizer (uniform)                  ``Range``: per column minimum and maximum
+PolynomialFeatures, FunctionTransformer,    ``Stateless``: one partition's fitted model
+RobustScaler (no centring or scaling)
+ColumnTransformer, FeatureUnion             ``Parts``: the tuple of the parts' summaries
 ==========================================  =============================================
+
+The transformer families live in :mod:`daskfuse.fusion._encoders` (their root lets
+scikit-learn fit the template on a few representative rows built from the merged
+summary) and :mod:`daskfuse.fusion._composite` (ColumnTransformer and FeatureUnion,
+whose parts are any family here); :data:`FAMILIES` registers them.
 
 Nothing is ever an average of averages, and nothing that a single fit applies once
 (GaussianNB's ``epsilon_`` smoothing, Ridge's penalty, the log probabilities of naive
@@ -991,6 +1004,23 @@ class Exact(Fuser):
       counts, which add.
     - ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``: counts and moments, or
       minima and maxima.
+    - ``OneHotEncoder``, ``OrdinalEncoder`` (every parameter: given or found
+      ``categories``, ``handle_unknown``, ``drop``, ``min_frequency``/``max_categories``
+      from the merged counts, ``unknown_value``, ``encoded_missing_value``): per column
+      the categories and their counts, in scikit-learn's order (missing last).
+    - ``SimpleImputer`` (``strategy`` ``"mean"``, ``"most_frequent"`` (ties: the
+      smallest value), ``"constant"``; any ``missing_values``, ``keep_empty_features``,
+      ``add_indicator``): missing flags, and sums or value counts. ``"median"`` is
+      refused: no summary of the partitions gives the median of all rows.
+    - ``KBinsDiscretizer(strategy="uniform")``: minima and maxima (the bins of all
+      rows, as scikit-learn computes them with ``subsample=None``); ``"quantile"`` and
+      ``"kmeans"`` are refused.
+    - ``PolynomialFeatures``, ``FunctionTransformer`` and
+      ``RobustScaler(with_centering=False, with_scaling=False)``: stateless, fitted
+      from the input's shape and names; a centring or scaling RobustScaler is refused
+      (quantiles).
+    - ``ColumnTransformer`` and ``FeatureUnion`` whose parts are any of these: the
+      parts' summaries; ``sparse_output_`` from the density over all rows.
 
     Per-class statistics are aligned by class label, so a partition may lack classes.
     Sample weights are not supported.
