@@ -445,7 +445,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         "Mixed-type table: fused Pipeline vs one process vs dask-ml",
         data=[
             f"- data: {p['rows']:,} customers ({', '.join(NUMBERS)} numeric with NaN; "
-            f"{', '.join(TEXT)} text/categorical with None/NaN), row chunks of "
+            f"{', '.join(TEXT)} text/categorical with NaN), row chunks of "
             f"{p['chunks']:,} ({p['partitions']} partitions), persisted before timing; "
             f"held-out test {p['test_rows']:,} rows",
         ],
