@@ -76,6 +76,16 @@ def _apply_own_block(block, estimator, method, empty=None):
     return getattr(estimator, method)(missing_as_nan(block))
 
 
+def _first_row(blocks):
+    """The first row of the first block that has one (the blocks are computed in
+    turn: their lengths may be unknown)."""
+    for block in blocks:
+        block = block.compute()
+        if len(block):
+            return block.iloc[:1] if hasattr(block, "iloc") else block[:1]
+    raise ValueError("X has no rows: every block of it is empty")
+
+
 def _score_block(estimator, X, y, kind, feature_names, own=False):
     """Sufficient statistics of the score on one block (a ``daskfuse-score`` task).
 
@@ -452,8 +462,7 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
             check_dense(X)
             return _apply_own_block(X, estimator, method)
         blocks = dask_blocks(X, objects=True).x_blocks
-        first = X.head(1, npartitions=-1) if isinstance(X, dd.DataFrame) else X[:1].compute()
-        probe = _apply_own_block(first, estimator, method)
+        probe = _apply_own_block(_first_row(blocks), estimator, method)
         model = delayed(estimator, pure=True)
         parts = [
             da.from_delayed(

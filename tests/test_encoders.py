@@ -31,7 +31,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from daskfuse import FusedTransformer, FusionError, fuse
+from daskfuse import FusedClassifier, FusedTransformer, FusionError, fuse
 from daskfuse._adapters import accepts_objects
 from daskfuse.fusion import Exact, resolve_fusion
 from daskfuse.partition import Rows
@@ -317,6 +317,13 @@ COMPOSITES = [
         ],
         sparse_threshold=0.9,
     ),
+    ColumnTransformer(  # a selection that matches no column: an empty part
+        [
+            ("o", OneHotEncoder(), ["s"]),
+            ("none", StandardScaler(), make_column_selector(pattern="^zz")),
+        ],
+        sparse_threshold=0.8,
+    ),
     FeatureUnion(
         [
             ("a", ColumnTransformer([("o", OrdinalEncoder(), ["s"])])),
@@ -398,3 +405,62 @@ def test_none_and_nan_are_two_categories_as_in_scikit_learn(on_cluster):
     fits.append(FusedTransformer(OneHotEncoder(), n_partitions=3).fit(df))
     for fused in fits:
         _same(fused.fused_estimator_, single)
+
+
+def test_object_dask_array_of_unknown_chunk_sizes(on_cluster):
+    X = FRAME[["s", "k"]].to_numpy(dtype=object)
+    lazy = da.from_array(X, chunks=(10, 2))
+    lazy = lazy[lazy[:, 1] != 99]  # a filter: the chunk sizes become unknown
+    assert np.isnan(lazy.chunks[0][0])
+    fused = FusedTransformer(OrdinalEncoder(encoded_missing_value=-1), split_every=2).fit(lazy)
+    single = OrdinalEncoder(encoded_missing_value=-1).fit(X)
+    _same(fused.fused_estimator_, single)
+    assert_array_equal(fused.transform(lazy).compute(), single.transform(X))
+
+
+def test_a_pipeline_that_encodes_first_takes_string_columns(on_cluster):
+    # the voting fusion of a Pipeline whose first step encodes (the i16-pipeline
+    # branch fuses it step by step): the partitions reach it as DataFrames
+    df = FRAME[["s", "k"]]
+    y = (FRAME["k"] > 2).astype(int)
+    ddf = dd.from_pandas(df.assign(t=y), npartitions=3)
+    pipe = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression())
+    fused = FusedClassifier(pipe, fusion="vote").fit(ddf[["s", "k"]], ddf["t"])
+    predicted = fused.predict(ddf[["s", "k"]]).compute()
+    assert_array_equal(predicted, fused.predict(df))
+    assert fused.score(df, y) > 0.9
+    with pytest.raises(ValueError, match=r"numeric columns only.*\['s'\]"):
+        FusedClassifier(make_pipeline(StandardScaler(), LogisticRegression())).fit(
+            ddf[["s", "k"]], ddf["t"]
+        )
+
+
+def test_kbins_refuses_sample_weights():
+    # a weighted fit (the sample_weight branch) must not be fused unweighted silently
+    X = np.arange(6.0).reshape(3, 2)
+    template = KBinsDiscretizer(strategy="uniform", n_bins=2)
+    info = {"template": template, "sample_weight": np.ones(3)}
+    with pytest.raises(FusionError, match="sample_weight"):
+        Exact().summarize(None, X, None, info)
+    assert Exact().summarize(None, X, None, {"template": template}).low.tolist() == [0, 1]
+
+
+def test_categoricals_that_differ_between_partitions(on_cluster):
+    # each partition of a dask frame read in pieces knows only its own categories
+    df = FRAME[["s", "c"]].astype({"s": "category"})  # pieces sorted by s
+    pieces = [p.astype({"s": object}).astype({"s": "category"}) for p in _pieces(df, "sorted")]
+    assert len({tuple(p["s"].cat.categories) for p in pieces}) > 1
+    ddf = dd.from_map(lambda piece: piece, pieces, meta=df.iloc[:0])
+    for estimator in (OneHotEncoder(), SimpleImputer(strategy="most_frequent")):
+        single = clone(estimator).fit(df)
+        fused = FusedTransformer(estimator, split_every=2).fit(ddf)
+        _same(fused.fused_estimator_, single)
+        _check_outputs(fused.fused_estimator_, single, df)
+
+
+def test_a_part_that_cannot_take_its_columns_is_named(on_cluster):
+    ct = ColumnTransformer([("o", OneHotEncoder(), ["c"]), ("num", StandardScaler(), ["s", "k"])])
+    fused = FusedTransformer(ct, n_partitions=2)
+    with pytest.raises(ValueError, match=r"part 'num' \(StandardScaler\) on columns \['s', 'k'\]"):
+        fused.fit(FRAME)
+    assert not hasattr(fused, "fused_estimator_")

@@ -145,17 +145,32 @@ def _summarize(model, X, y, info, family_of):
             parts.append(None)
             nnz.append(None)
             continue
-        fitted = None
-        if not family.from_rows:  # a family read from a fitted model
-            fitted = clone(sub)
-            with quiet_warnings(UserWarning):
-                fitted.fit(Xs, y)
-        summary = family.summarize(
-            sub if fitted is None else fitted, Xs, y, {**info, "template": sub}
-        )
+        try:
+            summary, fitted = _summarize_part(family, sub, Xs, y, info)
+        except (TypeError, ValueError) as exc:
+            where = "" if cols is None else f" on columns {_labels(Xs, cols)}"
+            raise type(exc)(
+                f"{type(template).__name__}'s part {name!r} ({type(sub).__name__}){where}: {exc}"
+            ) from exc
         parts.append(summary)
         nnz.append(_stateless_nnz(template, family, fitted, Xs))
     return Parts(tuple(names), tuple(parts), tuple(columns), _head(X), len(X), tuple(nnz))
+
+
+def _summarize_part(family, sub, Xs, y, info):
+    """``(summary, fitted part or None)``: a part read from a fitted model is fitted."""
+    fitted = None
+    if not family.from_rows:
+        fitted = clone(sub)
+        with quiet_warnings(UserWarning):
+            fitted.fit(Xs, y)
+    model = sub if fitted is None else fitted
+    return family.summarize(model, Xs, y, {**info, "template": sub}), fitted
+
+
+def _labels(Xs, cols):
+    """The column names a part received (its selection where the input has none)."""
+    return list(map(str, Xs.columns)) if isinstance(Xs, pd.DataFrame) else cols
 
 
 def _stateless_nnz(template, family, fitted, Xs):
@@ -209,9 +224,10 @@ def _sparse_output(composite, summary, fused):
     n, nnz, total, any_sparse = summary.n, 0, 0, False
     by_name = {name: j for j, name in enumerate(summary.names)}
     for name, part, cols in composite.transformers_:
-        if isinstance(part, str) and part == "drop":
-            continue
-        out = part.transform(_subset(summary.head, cols))
+        head = _subset(summary.head, cols)
+        if (isinstance(part, str) and part == "drop") or head.shape[1] == 0:
+            continue  # no output, as scikit-learn skips it
+        out = part.transform(head)
         width = out.shape[1]
         total += n * width
         if not sparse.issparse(out):

@@ -84,7 +84,10 @@ class Layout:
     def of(cls, X):
         """The layout of ``X`` (a pandas DataFrame or an array)."""
         if isinstance(X, pd.DataFrame):
-            return cls(tuple(X.columns), tuple(X.dtypes))
+            # a categorical column by its values only: partitions of a dask frame
+            # may each know only their own categories
+            dtypes = ("category" if isinstance(t, pd.CategoricalDtype) else t for t in X.dtypes)
+            return cls(tuple(X.columns), tuple(dtypes))
         X = np.asarray(X)
         return cls(None, (X.dtype,) * X.shape[1])
 
@@ -396,6 +399,12 @@ def _check_kbins(estimator):
 
 
 def _summarize_kbins(model, X, y, info):
+    if info.get("sample_weight") is not None:
+        # the only family here whose fit takes sample_weight: not honoured, refused
+        raise FusionError(
+            "KBinsDiscretizer with sample_weight cannot be fused exactly: its merged "
+            "minima and maxima are unweighted"
+        )
     Xv = check_array(X, dtype=[np.float64, np.float32])
     return Range(Xv.min(axis=0), Xv.max(axis=0), Xv.dtype)
 
