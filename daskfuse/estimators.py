@@ -344,6 +344,9 @@ class _FusedBase(MetaEstimatorMixin, BaseEstimator):
         finalised again: a batch costs that batch's work, not a refit. Exact fusion
         then equals a fit on all rows seen so far; parameter averaging, voting,
         tree union and reclustering equal the fusion of all partitions so far.
+        A Pipeline fused step by step keeps its fused transformers as the fit made
+        them (they transform the new rows on the workers) and continues its final
+        step, with the final step's strategy.
 
         Strategies whose fused model is not such a merge (stacking, the cascade,
         median/trimmed mean/Krum, newton, ``Secure``/``DP``, given per-partition
