@@ -16,12 +16,12 @@ no JSON is recorded as failed and the others go on.
 
 Then ``results/summary.md`` and ``summary.json`` (``summary_quick.*``) are written:
 one table of every target of issue 5 (and of issue 15's speed targets,
-``bench_newton.py``) with the measured figure, the target and met / missed, built
-from the ``"targets"`` rows each script puts in its JSON (see ``_common.target``).
-Scripts not selected in this run contribute their last JSON (its date is shown). A
-script that takes part must accept ``--quick`` and ``--out PATH`` and, to appear in
-the table, write ``"targets"``; a new ``bench_*.py`` is picked up without any change
-here.
+``bench_newton.py``, and issue 16's benchmark row, ``bench_tabular.py``) with the
+measured figure, the target and met / missed, built from the ``"targets"`` rows each
+script puts in its JSON (see ``_common.target``). Scripts not selected in this run
+contribute their last JSON (its date is shown). A script that takes part must accept
+``--quick`` and ``--out PATH`` and, to appear in the table, write ``"targets"``; a new
+``bench_*.py`` is picked up without any change here.
 """
 
 from __future__ import annotations
@@ -55,9 +55,13 @@ SCRIPT_TARGETS = {
     "growth": ["6"],
     "scaling": ["7"],
     "newton": ["15"],
+    "tabular": ["16"],
 }
 #: targets of later issues, by number: the summary's titles next to issue 5's
-LATER_TARGETS = {"15": "Issue 15: global-gradient LogisticRegression (fusion='newton')"}
+LATER_TARGETS = {
+    "15": "Issue 15: global-gradient LogisticRegression (fusion='newton')",
+    "16": "Issue 16: mixed-type Pipeline (>= 1,000,000 rows) vs one process and dask-ml",
+}
 
 
 def discover() -> dict[str, Path]:
