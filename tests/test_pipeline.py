@@ -405,3 +405,16 @@ def test_sample_weight_weighs_the_final_step(client):
     ddf = dd.from_pandas(table.assign(w=w, y=y), npartitions=3, sort=False)
     clf.fit(ddf[["city", "age", "income"]], ddf["y"], sample_weight=ddf["w"])
     assert_allclose(clf.fused_estimator_[-1].coef_, single[-1].coef_, atol=1e-6)
+
+
+def test_a_pipeline_inside_a_column_transformer_falls_back_naming_it(client):
+    table, y = _mixed_table(200, 7)
+    columns = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+         ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"])],
+    )  # fmt: skip
+    clf = FusedClassifier(make_pipeline(columns, LogisticRegression()), n_partitions=2)
+    with pytest.warns(UserWarning, match="step 'columntransformer' cannot be fitted by exact"):
+        clf.fit(table, y)
+    assert type(clf.fused_estimator_) is not Pipeline  # one pipeline per partition, voted
+    assert clf.pipeline_steps_["reason"].iloc[0] is not None
