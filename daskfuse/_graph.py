@@ -342,7 +342,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     summary = _summarize(
         spec, index, estimator, X_fit, y_fit, holdout_score, seed, secret, previous
     )
-    train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit)
+    train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit, summary)
     report = {
         "partition": index,
         "rows": int(len(X)),
@@ -518,16 +518,23 @@ def r2_from_sums(ss_res, ss_tot):
     )
 
 
-def _train_score(estimator, X, y):
+def _train_score(estimator, X, y, summary=None):
     """``(score, on, rows)``: the estimator's score on the rows it was fitted on.
 
     ``on`` says how it was computed: ``"fit"`` where the fit already knows it
-    (:func:`~daskfuse._adapters.fitted_train_score`, k-means' inertia), ``"all"``
-    from predictions on all ``rows`` (at most ``TRAIN_SCORE_ROWS``), ``"sample"``
-    from predictions on every ``TRAIN_SCORE_STEP``-th row (or sparser, at most
-    ``TRAIN_SCORE_MAX`` ``rows``) of a larger partition: predicting every row costs
-    a kernel model as much as its fit. ``(None, None, None)`` where there is no score.
+    (:func:`~daskfuse._adapters.fitted_train_score`, k-means' inertia),
+    ``"statistics"`` where no partition model is fitted but the strategy's
+    ``summary`` carries the score of the partition's own solution on all its rows
+    (``report_train_score``: exact least squares' R² from the cross-products),
+    ``"all"`` from predictions on all ``rows`` (at most ``TRAIN_SCORE_ROWS``),
+    ``"sample"`` from predictions on every ``TRAIN_SCORE_STEP``-th row (or sparser,
+    at most ``TRAIN_SCORE_MAX`` ``rows``) of a larger partition: predicting every
+    row costs a kernel model as much as its fit. ``(None, None, None)`` where there
+    is no score.
     """
+    if estimator is None:
+        known = getattr(summary, "report_train_score", None)
+        return (None, None, None) if known is None else (known, "statistics", int(len(X)))
     known = fitted_train_score(estimator, X, y)
     if known is not None:
         return known, "fit", int(len(X))

@@ -499,11 +499,14 @@ _ATTRS_DOC = """
         - ``partition``, ``rows``;
         - ``class_counts``: ``{label: rows}`` (classifiers; None for the others);
         - ``train_score``: the partition model's own ``score`` (accuracy, R²,
-          -inertia) on the rows it was fitted on; None where no partition model is
-          fitted (``"exact"`` fusion summarises the rows themselves) or the
+          -inertia) on the rows it was fitted on; for ``"exact"`` least squares
+          (``LinearRegression``, ``Ridge``), which fits no partition model, the R²
+          of the partition's own solution from its cross-products; None where there
+          is no partition model to score (the other ``"exact"`` families) or the
           strategy withholds it (``Secure``, ``DP``);
         - ``train_score_on``: how ``train_score`` was computed: ``"fit"`` (known
-          from the fit itself: k-means' inertia), ``"all"`` (predictions on all
+          from the fit itself: k-means' inertia), ``"statistics"`` (from the
+          partition's summary, all its rows), ``"all"`` (predictions on all
           the rows, for at most 1,000 rows), ``"sample"`` (on every 10th row of a
           larger partition, at most 10,000 rows: predicting every row costs a
           kernel model as much as its fit), None where there is no score;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skops.io
+from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.ensemble import (
@@ -19,6 +20,7 @@ from sklearn.linear_model import (
     LinearRegression,
     LogisticRegression,
     Ridge,
+    RidgeClassifier,
     SGDClassifier,
     SGDRegressor,
 )
@@ -29,6 +31,7 @@ from sklearn.svm import SVC, SVR, LinearSVC
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from daskfuse._adapters import max_iter_reached
+from daskfuse.fusion.exact import Exact
 from daskfuse.persist import ModelFileError, load, save
 
 RNG = np.random.default_rng(0)
@@ -131,11 +134,38 @@ def test_k_means_train_score_comes_from_the_fit(client):
     assert (report["train_score_on"] == "fit").all() and report["train_score"].lt(0).all()
 
 
+@pytest.mark.parametrize("method", ["gram", "qr"])
+@pytest.mark.parametrize(
+    "estimator", [LinearRegression(), Ridge(alpha=30.0), LinearRegression(fit_intercept=False)]
+)
+def test_exact_least_squares_train_r2_from_the_statistics(client, estimator, method):
+    # exact fusion fits no partition model; the R² of each partition's own solution
+    # comes from its cross-products (or R factor), the same as fitting and scoring it
+    reg = FusedRegressor(estimator, fusion=Exact(method=method), n_partitions=3)
+    report = reg.fit(X, Y_REG).partition_report_
+    assert (report["train_score_on"] == "statistics").all()
+    assert report["train_score_rows"].tolist() == [134, 133, 133]
+    assert report["fit_seconds"].isna().all()  # still no partition model fitted
+    for i, (start, stop) in enumerate([(0, 134), (134, 267), (267, 400)]):
+        own = clone(estimator).fit(X[start:stop], Y_REG[start:stop])
+        expected = own.score(X[start:stop], Y_REG[start:stop])
+        assert report["train_score"][i] == pytest.approx(expected, abs=1e-12)
+
+
+def test_exact_train_r2_of_several_targets_is_their_mean(client):
+    Y = np.column_stack([Y_REG, X[:, 1] + 0.5 * RNG.normal(size=400)])
+    report = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y).partition_report_
+    first = LinearRegression().fit(X[:200], Y[:200])
+    assert report["train_score"][0] == pytest.approx(first.score(X[:200], Y[:200]), abs=1e-12)
+
+
 def test_no_train_score_says_so(client):
-    # exact fusion fits no partition model: nothing to score, and the report says so
-    reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
-    report = reg.partition_report_
-    assert report["train_score"].isna().all() and report["train_score_on"].isna().all()
+    # RidgeClassifier's score is an accuracy, which the statistics do not give; a
+    # transformer fused exactly has no score either: the report says so
+    clf = FusedClassifier(RidgeClassifier(), fusion="exact", n_partitions=2).fit(X, Y_CLASS)
+    pca = FusedTransformer(PCA(2), n_partitions=2).fit(X)
+    for report in (clf.partition_report_, pca.partition_report_):
+        assert report["train_score"].isna().all() and report["train_score_on"].isna().all()
 
 
 # ------------------------------------------------------------------ convergence
