@@ -357,8 +357,11 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         "n_iter": _n_iter(estimator),
         # a later pass stops after local_epochs on purpose: not a convergence failure
         "max_iter_reached": max_iter_reached(estimator) if previous is None else None,
-        # None where no partition model is fitted (a strategy that summarises rows)
-        "fit_seconds": None if estimator is None else fit_seconds,
+        # None where no partition model is fitted (a strategy that summarises rows);
+        # with the fits a strategy makes while summarising (Stack's cross fit)
+        "fit_seconds": None
+        if estimator is None
+        else fit_seconds + (getattr(summary, "report_fit_seconds", None) or 0.0),
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
         "skipped": False,
@@ -386,15 +389,24 @@ def _holdout_rows(X, y, index, holdout, seed):
 
 
 def _class_counts(y, index, single_class):
-    """``{label: rows}`` of a classifier's partition, after checking its labels."""
-    # integer and boolean labels are always valid classes (and cheap to tell)
-    if y.dtype.kind not in "biu":
-        try:
-            check_label_types(y)
+    """``{label: rows}`` of a classifier's partition, after checking its labels.
+
+    Integer and boolean labels are always valid classes. Other labels of one
+    dimension are checked on their distinct values, which tell the same (a float
+    label that is not a whole number, mixed types): one sort of ``y`` rather than
+    three (scikit-learn's target-type check sorts it too, at 250,000 float labels as
+    long as a ``GaussianNB`` fit's own statistics).
+    """
+    try:
+        if y.dtype.kind == "O" or y.ndim != 1:
+            check_label_types(y)  # numpy cannot sort mixed types
+        if y.ndim != 1 and y.dtype.kind not in "biu":
             check_classification_targets(y)
-        except ValueError as exc:
-            raise PartitionError(index, str(exc)) from None
-    labels, counts = np.unique(y, return_counts=True)
+        labels, counts = np.unique(y, return_counts=True)
+        if y.ndim == 1 and y.dtype.kind not in "biu":
+            check_classification_targets(labels)
+    except ValueError as exc:
+        raise PartitionError(index, str(exc)) from None
     if len(labels) < 2 and not single_class:
         raise PartitionError(
             index,

@@ -31,6 +31,9 @@ from sklearn.svm import SVC, SVR, LinearSVC
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from daskfuse._adapters import max_iter_reached
+from daskfuse._graph import FitSpec, fit_partition
+from daskfuse.exceptions import PartitionError
+from daskfuse.fusion.ensemble import Stack
 from daskfuse.fusion.exact import Exact
 from daskfuse.persist import ModelFileError, load, save
 
@@ -204,3 +207,28 @@ def test_no_partition_model_has_no_fit_seconds(client):
     reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
     assert reg.partition_report_["fit_seconds"].isna().all()
     assert (reg.partition_report_["task_seconds"] > 0).all()
+
+
+# ------------------------------------------------------------------ task seconds
+def test_stack_counts_its_cross_fit_as_fitting():
+    # Stack fits a clone on the rows it does not hold out (the meta-learner needs
+    # the member's output on rows it has not seen): that second fit is fitting, and
+    # the partition's fit_seconds counts it, so task seconds / fit seconds stays near 1
+    spec = FitSpec(LogisticRegression(), Stack(), classifier=True)
+    node = fit_partition(spec, 0, None, (2,), X, Y_CLASS)
+    cross = node.summary.report_fit_seconds
+    (report,) = node.reports
+    assert cross > 0 and report["fit_seconds"] > cross
+    assert report["task_seconds"] >= report["fit_seconds"]
+
+
+def test_class_counts_check_the_labels_once_sorted():
+    # the label checks run on the distinct labels: same counts, same refusals
+    spec = FitSpec(GaussianNB(), Exact(), classifier=True)
+    report = fit_partition(spec, 0, None, (2,), X, Y_CLASS.astype(float)).reports[0]
+    assert report["class_counts"] == {0.0: int((Y_CLASS == 0).sum()), 1.0: int(Y_CLASS.sum())}
+    with pytest.raises(PartitionError, match="Unknown label type: continuous"):
+        fit_partition(spec, 0, None, (2,), X, Y_REG)
+    mixed = np.array(["a" if c == 0 else 1 for c in Y_CLASS], dtype=object)
+    with pytest.raises(PartitionError, match="mixes class labels of types"):
+        fit_partition(spec, 0, None, (2,), X, mixed)
