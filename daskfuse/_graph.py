@@ -198,7 +198,12 @@ def _all_finite(X):
     return bool(np.isfinite(X).all())
 
 
-def _check_partition(X, y, index, spec):
+def _check_partition(X, y, index, spec, finite=True):
+    """Raise a ``PartitionError`` saying what is wrong with the rows ``X, y``.
+
+    ``finite=False`` leaves the values of ``X`` unchecked, for a fit that checks
+    them itself (see :func:`_first_fit`).
+    """
     if X.ndim != 2:
         raise PartitionError(index, f"X must be 2-dimensional, got {X.ndim} dimensions")
     if y is not None and X.shape[0] != y.shape[0]:
@@ -210,6 +215,17 @@ def _check_partition(X, y, index, spec):
         raise PartitionError(index, EMPTY)
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
+    if finite:
+        _check_finite(X, index, spec)
+    if y is None:
+        return
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise PartitionError(index, "y contains NaN or infinity")
+    if y.dtype.kind == "O" and pd.isna(y).any():
+        raise PartitionError(index, "y contains missing values")
+
+
+def _check_finite(X, index, spec):
     if not spec.allow_nan and not _all_finite(X):
         bad = np.flatnonzero(~np.isfinite(X).all(axis=0))
         raise PartitionError(
@@ -218,12 +234,6 @@ def _check_partition(X, y, index, spec):
             f"{type(spec.estimator).__name__} needs finite values: impute or drop them, "
             "or pass on_error='skip' to leave the partition out",
         )
-    if y is None:
-        return
-    if y.dtype.kind in "fc" and not np.isfinite(y).all():
-        raise PartitionError(index, "y contains NaN or infinity")
-    if y.dtype.kind == "O" and pd.isna(y).any():
-        raise PartitionError(index, "y contains missing values")
 
 
 def _split_holdout(n, fraction, seed):
@@ -317,13 +327,17 @@ def _skipped_report(index, pieces, error, start):
 def _fit_partition(spec, index, previous, pieces, secret, start):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
     X, y = _concat(pieces, index)
-    _check_partition(X, y, index, spec)
+    tags = spec.fuser.tags(spec.estimator)
+    # a first fit on all the rows checks their values itself (scikit-learn refuses
+    # NaN and infinity unless the estimator allows them): one pass over X fewer, and
+    # only a failed fit looks for them, to say so (_first_fit)
+    own_check = previous is None and tags.needs_fit and not spec.holdout
+    _check_partition(X, y, index, spec, finite=not own_check)
     start_score = None
     if previous is not None:
         # a model fitted on named columns, scored on this partition's array
         with quiet_warnings(UserWarning):
             start_score = _score(previous[0], X, y)
-    tags = spec.fuser.tags(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
     X_fit, y_fit, X_hold, y_hold = _holdout_rows(X, y, index, spec.holdout, seed)
     class_counts = None
@@ -421,7 +435,11 @@ def _takes_seed(estimator, seed):
 
 
 def _first_fit(spec, index, seed, X, y):
-    """The first pass: a clone of the template (with the partition's seed), fitted."""
+    """The first pass: a clone of the template (with the partition's seed), fitted.
+
+    A fit that fails on rows with NaN or infinity (which the task leaves to the
+    fit to find) raises the partition check's error naming their columns.
+    """
     estimator = clone(spec.estimator)
     if _takes_seed(estimator, seed):
         estimator.set_params(random_state=seed)
@@ -430,6 +448,7 @@ def _first_fit(spec, index, seed, X, y):
         with quiet_warnings(UserWarning):
             estimator.fit(X, y)
     except Exception as exc:
+        _check_finite(X, index, spec)  # the clearer error, where that was the cause
         raise PartitionError(
             index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
         ) from exc
