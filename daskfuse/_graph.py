@@ -19,7 +19,10 @@ import dask
 import numpy as np
 import pandas as pd
 from dask import delayed
+from dask._task_spec import DataNode, Task, TaskRef
 from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
@@ -648,22 +651,42 @@ def score_partition(model, sizes, *pieces):
     return _score(model, X, y), len(X)
 
 
-def tree_reduce(leaves, fuser, split_every, prefix):
-    """Reduce ``leaves`` to one delayed ``Node`` with fan-in ``split_every``."""
+def tree_reduce(layer, leaves, fuser, split_every, prefix):
+    """Add the tasks that reduce the keys ``leaves`` with fan-in ``split_every`` to
+    ``layer``; the root's key."""
     level = 0
     nodes = list(leaves)
-    combine = delayed(combine_nodes, pure=True)
     while len(nodes) > 1:
         level += 1
-        nodes = [
-            combine(fuser, *nodes[i : i + split_every], dask_key_name=(prefix, level, j))
-            for j, i in enumerate(range(0, len(nodes), split_every))
-        ]
+        parents = []
+        for j, i in enumerate(range(0, len(nodes), split_every)):
+            key = (prefix, level, j)
+            children = [TaskRef(k) for k in nodes[i : i + split_every]]
+            layer[key] = Task(key, combine_nodes, fuser, *children)
+            parents.append(key)
+        nodes = parents
     return nodes[0]
+
+
+def _task_args(args, inputs):
+    """``args`` as task arguments: a ``Delayed`` becomes a reference to its key and
+    joins ``inputs`` (the collections the graph depends on)."""
+    out = []
+    for arg in args:
+        if isinstance(arg, Delayed):
+            inputs[arg.key] = arg
+            arg = TaskRef(arg.key)
+        out.append(arg)
+    return out
 
 
 def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, with_feedback=False):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
+
+    The tasks are written into one graph layer directly (``dask.delayed`` would
+    walk every argument and merge a graph per call: at 1,000 partitions that was
+    most of the client's part of a fit); keys, functions and arguments are those
+    that the calls would make.
 
     Parameters
     ----------
@@ -691,9 +714,10 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         # summaries masked with different seeds
         token = tokenize(token, os.urandom(16))
     names = fit_prefix(token)
+    layer, inputs = {}, {}
     if previous is not None:
-        previous = delayed(previous, name=names["global"], traverse=False)
-    fit = delayed(fit_partition, pure=True)
+        layer[names["global"]] = DataNode(names["global"], previous)
+        previous = TaskRef(names["global"])
     leaves = []
     for i, pieces in enumerate(partitions):
         sizes, args = _flatten(pieces)
@@ -701,30 +725,28 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         # scheduler weigh a second worker for every fit, against locality), with
         # only its own partition's seed rather than all n of them
         own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i]})
-        leaves.append(
-            fit(
-                own,
-                i,
-                previous,
-                sizes,
-                *args,
-                **({} if secrets is None else {"secret": secrets[i]}),
-                dask_key_name=(names["fit"], i),
-            )
-        )
-    root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
+        key = (names["fit"], i)
+        secret = {} if secrets is None else {"secret": secrets[i]}
+        args = _task_args(args, inputs)
+        layer[key] = Task(key, fit_partition, own, i, previous, sizes, *args, **secret)
+        leaves.append(key)
+    root = tree_reduce(layer, leaves, spec.fuser, split_every, names["combine"])
     # A tuple key: dask's key_split takes any 8-letter word starting with a-f (as
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
     # task group after its first element, so the group stays "daskfuse-finalize-...".
-    return delayed(finalize_node, pure=True)(
+    key = (names["finalize"], 0)
+    layer[key] = Task(
+        key,
+        finalize_node,
         spec.fuser,
         spec.estimator,
         meta,
-        root,
+        TaskRef(root),
         spec.min_partitions,
         with_feedback,
-        dask_key_name=(names["finalize"], 0),
     )
+    graph = HighLevelGraph.from_collections(names["fit"], layer, list(inputs.values()))
+    return Delayed(key, graph, layer=names["fit"])
 
 
 def build_score_graph(partitions, model, token):
