@@ -55,9 +55,13 @@ SCRIPT_TARGETS = {
     "growth": ["6"],
     "scaling": ["7"],
     "newton": ["15"],
+    "families": ["17"],
 }
 #: targets of later issues, by number: the summary's titles next to issue 5's
-LATER_TARGETS = {"15": "Issue 15: global-gradient LogisticRegression (fusion='newton')"}
+LATER_TARGETS = {
+    "15": "Issue 15: global-gradient LogisticRegression (fusion='newton')",
+    "17": "Issue 17: partition task seconds / fit seconds",
+}
 
 
 def discover() -> dict[str, Path]:
