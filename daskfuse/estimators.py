@@ -508,7 +508,7 @@ _ATTRS_DOC = """
           from the fit itself: k-means' inertia), ``"statistics"`` (from the
           partition's summary, all its rows), ``"all"`` (predictions on all
           the rows, for at most 1,000 rows), ``"sample"`` (on every 10th row of a
-          larger partition, at most 10,000 rows: predicting every row costs a
+          larger partition, at most 2,000 rows: predicting every row costs a
           kernel model as much as its fit), None where there is no score;
           ``train_score_rows``: on how many rows;
         - ``start_score``: in the last of several rounds, the previous round's

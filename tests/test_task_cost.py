@@ -232,3 +232,16 @@ def test_class_counts_check_the_labels_once_sorted():
     mixed = np.array(["a" if c == 0 else 1 for c in Y_CLASS], dtype=object)
     with pytest.raises(PartitionError, match="mixes class labels of types"):
         fit_partition(spec, 0, None, (2,), X, mixed)
+
+
+def test_train_score_sample_is_capped(client):
+    # a 30,000-row partition is scored on every 15th row (2,000 rows), not every 10th
+    rng = np.random.default_rng(2)
+    Xl = rng.normal(size=(30_000, 3))
+    yl = (Xl[:, 0] > 0).astype(int)
+    report = FusedClassifier(GaussianNB(), n_partitions=1).fit(Xl, yl).partition_report_
+    assert report["train_score_on"][0] == "sample"
+    assert report["train_score_rows"][0] == 2_000
+    model = GaussianNB().fit(Xl, yl)
+    expected = np.mean(model.predict(Xl[::15]) == yl[::15])
+    assert report["train_score"][0] == pytest.approx(expected)
