@@ -572,6 +572,32 @@ def task_over_fit(r: dict[str, Any]) -> float | None:
     return r["partition_task_seconds_sum"] / fit if fit else None
 
 
+#: issue 17: a partition task costs at most this many times its estimator's fit
+TASK_OVER_FIT = 1.1
+
+
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 17: task s / fit s of every daskfuse case that fits partition models."""
+    out = []
+    cases = [r for r in results if r["library"] == "daskfuse" and task_over_fit(r) is not None]
+    for i, r in enumerate(cases):
+        out.append(
+            common.target(
+                "17",
+                f"17{chr(ord('a') + i)}",
+                f"partition task seconds / fit seconds, {r['label']}",
+                task_over_fit(r),
+                "<=",
+                TASK_OVER_FIT,
+                digits=2,
+                detail=f"sum of task s {r['partition_task_seconds_sum']:.2f} vs fit s "
+                f"{r['partition_fit_seconds_sum']:.2f} over the {r['partitions']} "
+                "partitions of the last fit",
+            )
+        )
+    return out
+
+
 # ---------------------------------------------------------------------- evaluation
 
 
@@ -901,6 +927,13 @@ def markdown_report(payload: dict[str, Any]) -> str:
     for fam in FAMILIES:
         if fam in by_family:
             lines += ["", f"## {FAMILY_TITLES[fam]}", "", markdown_table(fam, by_family[fam])]
+    if payload.get("targets"):
+        lines += [
+            "",
+            "## Targets (issue 17: partition task seconds / fit seconds)",
+            "",
+            common.targets_table(payload["targets"]),
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -1083,6 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
         results,
         markdown_report,
         json_default=str,
+        targets=targets(results),
     )
     return 0
 

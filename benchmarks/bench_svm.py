@@ -214,6 +214,76 @@ def _support_vectors(model: Any) -> int | None:
     return None
 
 
+def _task_step(key: Any) -> tuple[str, str, int | None] | None:
+    """``(step, token, level)`` of a daskfuse task key, None for other keys."""
+    name = key[0] if isinstance(key, tuple) else key
+    if not isinstance(name, str) or not name.startswith("daskfuse-"):
+        return None
+    step, _, token = name.removeprefix("daskfuse-").partition("-")
+    level = key[1] if step == "combine" and isinstance(key, tuple) else None
+    return step, token, level
+
+
+def level_times(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a fit's time went, from the task stream of that one fit.
+
+    One row per pass and step: the partitions' fits (``fit``: the leaf SVMs, or in
+    a feedback pass each partition's check against the fused model), each level of
+    the combine tree (``combine`` 1, 2, ...: the refits on the children's support
+    vectors) and the root (``finalize``). Passes are told apart by their key token,
+    numbered in the order they started. ``seconds`` is the span from the first task
+    of the row starting to its last one ending (the row's share of the wall time,
+    tasks of one row running in parallel), ``task_s_sum`` / ``task_s_max`` the
+    compute seconds of its tasks.
+    """
+    rows: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    for task in tasks:
+        step = _task_step(task.get("key"))
+        compute = [s for s in task.get("startstops", ()) if s.get("action") == "compute"]
+        if step is None or not compute:
+            continue
+        start, stop = min(s["start"] for s in compute), max(s["stop"] for s in compute)
+        row = rows.setdefault(step, {"tasks": 0, "start": start, "stop": stop, "seconds": []})
+        row["tasks"] += 1
+        row["start"], row["stop"] = min(row["start"], start), max(row["stop"], stop)
+        row["seconds"].append(sum(s["stop"] - s["start"] for s in compute))
+    first = {}
+    for (_, token, _), row in rows.items():
+        first[token] = min(first.get(token, row["start"]), row["start"])
+    passes = {token: i + 1 for i, token in enumerate(sorted(first, key=first.get))}
+    order = {"fit": 0, "combine": 1, "finalize": 2}
+    out = [
+        {
+            "pass": passes[token],
+            "step": step,
+            "level": level,
+            "tasks": row["tasks"],
+            "seconds": row["stop"] - row["start"],
+            "task_s_sum": float(sum(row["seconds"])),
+            "task_s_max": float(max(row["seconds"])),
+        }
+        for (step, token, level), row in rows.items()
+        if step in order
+    ]
+    return sorted(out, key=lambda r: (r["pass"], order[r["step"]], r["level"] or 0))
+
+
+def _fits_with_levels(template, X, y, repeats, client, baseline, times, result):
+    """``time_fits``; the last fit of a cascade under the task stream (its levels)."""
+    from daskfuse.fusion import Cascade
+
+    if not isinstance(getattr(template, "fusion", None), Cascade):
+        return common.time_fits(template, (X, y), repeats, client, baseline, times=times)[0]
+    from distributed import get_task_stream
+
+    if repeats > 1:
+        common.time_fits(template, (X, y), repeats - 1, client, baseline, times=times)
+    with get_task_stream(client) as stream:
+        model, _ = common.time_fits(template, (X, y), 1, client, baseline, times=times)
+    result["levels"] = level_times(stream.data)
+    return model
+
+
 def run_case(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline: int):
     result = common.new_result(case, ds)
     X, y = (ds["X_np"], ds["y_np"]) if case.on == "numpy" else (ds["X"], ds["y"])
@@ -221,7 +291,7 @@ def run_case(case: Case, ds: dict[str, Any], repeats: int, client: Any, baseline
     try:
         template = case.make()
         result["estimator"] = repr(template)[:300]
-        model, _ = common.time_fits(template, (X, y), repeats, client, baseline, times=times)
+        model = _fits_with_levels(template, X, y, repeats, client, baseline, times, result)
         result["fit_seconds"] = times.seconds
         result["fit_seconds_median"] = times.median
         if times.tasks_left:
@@ -345,6 +415,34 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def levels_table(results: list[dict[str, Any]]) -> list[str]:
+    """Where each cascade case's last fit spent its time (see :func:`level_times`)."""
+    cases = [r for r in results if r.get("levels")]
+    if not cases:
+        return []
+    lines = [
+        "",
+        "## Where the cascade's time goes (last fit of each case, from the task stream)",
+        "",
+        "`fit`: the partitions' SVMs (in a feedback pass, each partition's check of its "
+        "rows against the fused model); `combine` level k: the refits on the children's "
+        "support vectors; `finalize`: the root. `wall s`: first start to last end of the "
+        "row's tasks (they run in parallel); task s: compute seconds of its tasks.",
+        "",
+        *common.md_head(
+            ["case", "rows", "pass", "step", "tasks", "wall s", "task s (sum)", "task s (max)"]
+        ),
+    ]
+    for r in cases:
+        for row in r["levels"]:
+            step = row["step"] + ("" if row["level"] is None else f" level {row['level']}")
+            lines.append(
+                f"| {r['label']} | {r['rows']:,} | {row['pass']} | {step} | {row['tasks']} | "
+                f"{row['seconds']:.2f} | {row['task_s_sum']:.2f} | {row['task_s_max']:.2f} |"
+            )
+    return lines
+
+
 def markdown_report(payload: dict[str, Any]) -> str:
     p = payload["parameters"]
     data = (
@@ -366,6 +464,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         *common.header_lines(payload, data=[data], notes=notes),
         "",
         markdown_table(payload["results"]),
+        *levels_table(payload["results"]),
         *common.targets_section(payload.get("targets", []), 4),
     ]
     return "\n".join(lines)

@@ -56,11 +56,13 @@ SCRIPT_TARGETS = {
     "scaling": ["7"],
     "newton": ["15"],
     "tabular": ["16"],
+    "families": ["17"],
 }
 #: targets of later issues, by number: the summary's titles next to issue 5's
 LATER_TARGETS = {
     "15": "Issue 15: global-gradient LogisticRegression (fusion='newton')",
     "16": "Issue 16: mixed-type Pipeline (>= 1,000,000 rows) vs one process and dask-ml",
+    "17": "Issue 17: partition task seconds / fit seconds",
 }
 
 

@@ -79,8 +79,9 @@ TRAIN_SCORE_ROWS = 1000
 #: a larger one on every ``TRAIN_SCORE_STEP``-th row (a tenth of its rows' predictions,
 #: which for a kernel model cost about as much as its fit) ...
 TRAIN_SCORE_STEP = 10
-#: ... and on at most this many rows
-TRAIN_SCORE_MAX = 10_000
+#: ... and on at most this many rows (GaussianNB predicts a row in about 2.5 times
+#: what its fit spends on one: 10,000 of a 250,000-row partition cost a tenth of its fit)
+TRAIN_SCORE_MAX = 2_000
 
 #: the steps of a row fit
 ROW_STEPS = (
@@ -227,7 +228,12 @@ def _all_finite(X):
     return bool(np.isfinite(X).all())
 
 
-def _check_partition(X, y, index, spec):
+def _check_partition(X, y, index, spec, finite=True):
+    """Raise a ``PartitionError`` saying what is wrong with the rows ``X, y``.
+
+    ``finite=False`` leaves the values of ``X`` unchecked, for a fit that checks
+    them itself (see :func:`_first_fit`).
+    """
     if X.ndim != 2:
         raise PartitionError(index, f"X must be 2-dimensional, got {X.ndim} dimensions")
     if y is not None and X.shape[0] != y.shape[0]:
@@ -242,6 +248,12 @@ def _check_partition(X, y, index, spec):
         return _check_target(y, index)
     if X.dtype.kind not in "biuf":
         raise PartitionError(index, f"X must be numeric, got dtype {X.dtype}")
+    if finite:
+        _check_finite(X, index, spec)
+    _check_target(y, index)
+
+
+def _check_finite(X, index, spec):
     if not spec.allow_nan and not _all_finite(X):
         bad = np.flatnonzero(~np.isfinite(X).all(axis=0))
         raise PartitionError(
@@ -250,7 +262,6 @@ def _check_partition(X, y, index, spec):
             f"{type(spec.estimator).__name__} needs finite values: impute or drop them, "
             "or pass on_error='skip' to leave the partition out",
         )
-    _check_target(y, index)
 
 
 def _check_target(y, index):
@@ -372,7 +383,12 @@ def _skipped_report(index, pieces, error, start):
 def _fit_partition(spec, index, previous, pieces, secret, start):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
     X, y, weights = _concat(pieces, index, spec.objects)
-    _check_partition(X, y, index, spec)
+    tags = spec.fuser.tags(spec.estimator)
+    # a first fit on all the rows checks their values itself (scikit-learn refuses
+    # NaN and infinity unless the estimator allows them): one pass over X fewer, and
+    # only a failed fit looks for them, to say so (_first_fit)
+    own_check = previous is None and tags.needs_fit and not spec.holdout
+    _check_partition(X, y, index, spec, finite=not own_check)
     if weights is not None:
         _check_weights(X, weights, index)
         if not np.any(weights > 0):
@@ -383,7 +399,6 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         # a model fitted on named columns, scored on this partition's array
         with quiet_warnings(UserWarning):
             start_score = _score(previous[0], X, y)
-    tags = spec.fuser.tags(spec.estimator)
     seed = None if spec.seeds is None else spec.seeds[index]
     X_fit, y_fit, X_hold, y_hold = _holdout_rows(X, y, index, spec.holdout, seed)
     class_counts = None
@@ -402,7 +417,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     summary = _summarize(
         spec, index, estimator, (X_fit, y_fit, weights), holdout_score, seed, secret, previous
     )
-    train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit)
+    train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit, summary)
     report = {
         "partition": index,
         "rows": int(len(X)),
@@ -417,8 +432,11 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         "n_iter": _n_iter(estimator),
         # a later pass stops after local_epochs on purpose: not a convergence failure
         "max_iter_reached": max_iter_reached(estimator) if previous is None else None,
-        # None where no partition model is fitted (a strategy that summarises rows)
-        "fit_seconds": None if estimator is None else fit_seconds,
+        # None where no partition model is fitted (a strategy that summarises rows);
+        # with the fits a strategy makes while summarising (Stack's cross fit)
+        "fit_seconds": None
+        if estimator is None
+        else fit_seconds + (getattr(summary, "report_fit_seconds", None) or 0.0),
         "task_seconds": time.perf_counter() - start,
         "worker": _worker_name(),
         "skipped": False,
@@ -446,15 +464,24 @@ def _holdout_rows(X, y, index, holdout, seed):
 
 
 def _class_counts(y, index, single_class):
-    """``{label: rows}`` of a classifier's partition, after checking its labels."""
-    # integer and boolean labels are always valid classes (and cheap to tell)
-    if y.dtype.kind not in "biu":
-        try:
-            check_label_types(y)
+    """``{label: rows}`` of a classifier's partition, after checking its labels.
+
+    Integer and boolean labels are always valid classes. Other labels of one
+    dimension are checked on their distinct values, which tell the same (a float
+    label that is not a whole number, mixed types): one sort of ``y`` rather than
+    three (scikit-learn's target-type check sorts it too, at 250,000 float labels as
+    long as a ``GaussianNB`` fit's own statistics).
+    """
+    try:
+        if y.dtype.kind == "O" or y.ndim != 1:
+            check_label_types(y)  # numpy cannot sort mixed types
+        if y.ndim != 1 and y.dtype.kind not in "biu":
             check_classification_targets(y)
-        except ValueError as exc:
-            raise PartitionError(index, str(exc)) from None
-    labels, counts = np.unique(y, return_counts=True)
+        labels, counts = np.unique(y, return_counts=True)
+        if y.ndim == 1 and y.dtype.kind not in "biu":
+            check_classification_targets(labels)
+    except ValueError as exc:
+        raise PartitionError(index, str(exc)) from None
     if len(labels) < 2 and not single_class:
         raise PartitionError(
             index,
@@ -470,7 +497,11 @@ def _takes_seed(estimator, seed):
 
 def _first_fit(spec, index, seed, X, y, weights=None):
     """The first pass: a clone of the template (with the partition's seed), fitted
-    (with the rows' sample ``weights`` where given)."""
+    (with the rows' sample ``weights`` where given).
+
+    A fit that fails on rows with NaN or infinity (which the task leaves to the
+    fit to find) raises the partition check's error naming their columns.
+    """
     estimator = clone(spec.estimator)
     if _takes_seed(estimator, seed):
         estimator.set_params(random_state=seed)
@@ -480,6 +511,8 @@ def _first_fit(spec, index, seed, X, y, weights=None):
         with quiet_warnings(UserWarning):
             estimator.fit(X, y, **fit_params)
     except Exception as exc:
+        if not spec.objects:
+            _check_finite(X, index, spec)  # the clearer error, where that was the cause
         raise PartitionError(
             index, f"{type(estimator).__name__}.fit failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -583,16 +616,23 @@ def r2_from_sums(ss_res, ss_tot):
     )
 
 
-def _train_score(estimator, X, y):
+def _train_score(estimator, X, y, summary=None):
     """``(score, on, rows)``: the estimator's score on the rows it was fitted on.
 
     ``on`` says how it was computed: ``"fit"`` where the fit already knows it
-    (:func:`~daskfuse._adapters.fitted_train_score`, k-means' inertia), ``"all"``
-    from predictions on all ``rows`` (at most ``TRAIN_SCORE_ROWS``), ``"sample"``
-    from predictions on every ``TRAIN_SCORE_STEP``-th row (or sparser, at most
-    ``TRAIN_SCORE_MAX`` ``rows``) of a larger partition: predicting every row costs
-    a kernel model as much as its fit. ``(None, None, None)`` where there is no score.
+    (:func:`~daskfuse._adapters.fitted_train_score`, k-means' inertia),
+    ``"statistics"`` where no partition model is fitted but the strategy's
+    ``summary`` carries the score of the partition's own solution on all its rows
+    (``report_train_score``: exact least squares' R² from the cross-products),
+    ``"all"`` from predictions on all ``rows`` (at most ``TRAIN_SCORE_ROWS``),
+    ``"sample"`` from predictions on every ``TRAIN_SCORE_STEP``-th row (or sparser,
+    at most ``TRAIN_SCORE_MAX`` ``rows``) of a larger partition: predicting every
+    row costs a kernel model as much as its fit. ``(None, None, None)`` where there
+    is no score.
     """
+    if estimator is None:
+        known = getattr(summary, "report_train_score", None)
+        return (None, None, None) if known is None else (known, "statistics", int(len(X)))
     known = fitted_train_score(estimator, X, y)
     if known is not None:
         return known, "fit", int(len(X))

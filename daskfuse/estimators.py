@@ -719,13 +719,16 @@ _ATTRS_DOC = """
         - ``partition``, ``rows``;
         - ``class_counts``: ``{label: rows}`` (classifiers; None for the others);
         - ``train_score``: the partition model's own ``score`` (accuracy, R²,
-          -inertia) on the rows it was fitted on; None where no partition model is
-          fitted (``"exact"`` fusion summarises the rows themselves) or the
+          -inertia) on the rows it was fitted on; for ``"exact"`` least squares
+          (``LinearRegression``, ``Ridge``), which fits no partition model, the R²
+          of the partition's own solution from its cross-products; None where there
+          is no partition model to score (the other ``"exact"`` families) or the
           strategy withholds it (``Secure``, ``DP``);
         - ``train_score_on``: how ``train_score`` was computed: ``"fit"`` (known
-          from the fit itself: k-means' inertia), ``"all"`` (predictions on all
+          from the fit itself: k-means' inertia), ``"statistics"`` (from the
+          partition's summary, all its rows), ``"all"`` (predictions on all
           the rows, for at most 1,000 rows), ``"sample"`` (on every 10th row of a
-          larger partition, at most 10,000 rows: predicting every row costs a
+          larger partition, at most 2,000 rows: predicting every row costs a
           kernel model as much as its fit), None where there is no score;
           ``train_score_rows``: on how many rows;
         - ``start_score``: in the last of several rounds, the previous round's
@@ -739,9 +742,11 @@ _ATTRS_DOC = """
           before converging (linear models, SVMs, MLPs; ``fit`` then raises one
           ``ConvergenceWarning`` that counts these partitions), False where it
           converged, None where it does not apply (other families, later rounds);
-        - ``fit_seconds`` (the estimator's ``fit``; None where no partition model
-          is fitted), ``task_seconds`` (the whole fit task: rows gathered,
-          checked, fitted, scored and summarised);
+        - ``fit_seconds`` (the estimator's ``fit``, with the fits the strategy
+          needs while summarising: ``Stack``'s clone fitted on the rows it does not
+          hold out; None where no partition model is fitted), ``task_seconds``
+          (the whole fit task: rows gathered, checked, fitted, scored and
+          summarised);
         - ``worker``: the address of the worker that ran it;
         - ``skipped`` (left out of the fusion by ``on_error="skip"``) and
           ``error`` (why; None for the partitions that were fitted).

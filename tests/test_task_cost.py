@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skops.io
+from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.ensemble import (
@@ -19,6 +20,7 @@ from sklearn.linear_model import (
     LinearRegression,
     LogisticRegression,
     Ridge,
+    RidgeClassifier,
     SGDClassifier,
     SGDRegressor,
 )
@@ -29,6 +31,10 @@ from sklearn.svm import SVC, SVR, LinearSVC
 
 from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTransformer
 from daskfuse._adapters import max_iter_reached
+from daskfuse._graph import FitSpec, fit_partition
+from daskfuse.exceptions import PartitionError
+from daskfuse.fusion.ensemble import Stack
+from daskfuse.fusion.exact import Exact
 from daskfuse.persist import ModelFileError, load, save
 
 RNG = np.random.default_rng(0)
@@ -131,11 +137,38 @@ def test_k_means_train_score_comes_from_the_fit(client):
     assert (report["train_score_on"] == "fit").all() and report["train_score"].lt(0).all()
 
 
+@pytest.mark.parametrize("method", ["gram", "qr"])
+@pytest.mark.parametrize(
+    "estimator", [LinearRegression(), Ridge(alpha=30.0), LinearRegression(fit_intercept=False)]
+)
+def test_exact_least_squares_train_r2_from_the_statistics(client, estimator, method):
+    # exact fusion fits no partition model; the R² of each partition's own solution
+    # comes from its cross-products (or R factor), the same as fitting and scoring it
+    reg = FusedRegressor(estimator, fusion=Exact(method=method), n_partitions=3)
+    report = reg.fit(X, Y_REG).partition_report_
+    assert (report["train_score_on"] == "statistics").all()
+    assert report["train_score_rows"].tolist() == [134, 133, 133]
+    assert report["fit_seconds"].isna().all()  # still no partition model fitted
+    for i, (start, stop) in enumerate([(0, 134), (134, 267), (267, 400)]):
+        own = clone(estimator).fit(X[start:stop], Y_REG[start:stop])
+        expected = own.score(X[start:stop], Y_REG[start:stop])
+        assert report["train_score"][i] == pytest.approx(expected, abs=1e-12)
+
+
+def test_exact_train_r2_of_several_targets_is_their_mean(client):
+    Y = np.column_stack([Y_REG, X[:, 1] + 0.5 * RNG.normal(size=400)])
+    report = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y).partition_report_
+    first = LinearRegression().fit(X[:200], Y[:200])
+    assert report["train_score"][0] == pytest.approx(first.score(X[:200], Y[:200]), abs=1e-12)
+
+
 def test_no_train_score_says_so(client):
-    # exact fusion fits no partition model: nothing to score, and the report says so
-    reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
-    report = reg.partition_report_
-    assert report["train_score"].isna().all() and report["train_score_on"].isna().all()
+    # RidgeClassifier's score is an accuracy, which the statistics do not give; a
+    # transformer fused exactly has no score either: the report says so
+    clf = FusedClassifier(RidgeClassifier(), fusion="exact", n_partitions=2).fit(X, Y_CLASS)
+    pca = FusedTransformer(PCA(2), n_partitions=2).fit(X)
+    for report in (clf.partition_report_, pca.partition_report_):
+        assert report["train_score"].isna().all() and report["train_score_on"].isna().all()
 
 
 # ------------------------------------------------------------------ convergence
@@ -174,3 +207,41 @@ def test_no_partition_model_has_no_fit_seconds(client):
     reg = FusedRegressor(LinearRegression(), n_partitions=2).fit(X, Y_REG)
     assert reg.partition_report_["fit_seconds"].isna().all()
     assert (reg.partition_report_["task_seconds"] > 0).all()
+
+
+# ------------------------------------------------------------------ task seconds
+def test_stack_counts_its_cross_fit_as_fitting():
+    # Stack fits a clone on the rows it does not hold out (the meta-learner needs
+    # the member's output on rows it has not seen): that second fit is fitting, and
+    # the partition's fit_seconds counts it, so task seconds / fit seconds stays near 1
+    spec = FitSpec(LogisticRegression(), Stack(), classifier=True)
+    node = fit_partition(spec, 0, None, (2,), X, Y_CLASS)
+    cross = node.summary.report_fit_seconds
+    (report,) = node.reports
+    assert cross > 0 and report["fit_seconds"] > cross
+    assert report["task_seconds"] >= report["fit_seconds"]
+
+
+def test_class_counts_check_the_labels_once_sorted():
+    # the label checks run on the distinct labels: same counts, same refusals
+    spec = FitSpec(GaussianNB(), Exact(), classifier=True)
+    report = fit_partition(spec, 0, None, (2,), X, Y_CLASS.astype(float)).reports[0]
+    assert report["class_counts"] == {0.0: int((Y_CLASS == 0).sum()), 1.0: int(Y_CLASS.sum())}
+    with pytest.raises(PartitionError, match="Unknown label type: continuous"):
+        fit_partition(spec, 0, None, (2,), X, Y_REG)
+    mixed = np.array(["a" if c == 0 else 1 for c in Y_CLASS], dtype=object)
+    with pytest.raises(PartitionError, match="mixes class labels of types"):
+        fit_partition(spec, 0, None, (2,), X, mixed)
+
+
+def test_train_score_sample_is_capped(client):
+    # a 30,000-row partition is scored on every 15th row (2,000 rows), not every 10th
+    rng = np.random.default_rng(2)
+    Xl = rng.normal(size=(30_000, 3))
+    yl = (Xl[:, 0] > 0).astype(int)
+    report = FusedClassifier(GaussianNB(), n_partitions=1).fit(Xl, yl).partition_report_
+    assert report["train_score_on"][0] == "sample"
+    assert report["train_score_rows"][0] == 2_000
+    model = GaussianNB().fit(Xl, yl)
+    expected = np.mean(model.predict(Xl[::15]) == yl[::15])
+    assert report["train_score"][0] == pytest.approx(expected)

@@ -19,8 +19,11 @@ default.
     the family when the fitted one is None), ``secret`` (this partition's share of
     ``partition_secrets``, or None) and ``init`` (the previous pass's fused model, or
     None), ``sample_weight`` (the rows' sample weights, or None: see
-    :func:`row_weight`). A leaf summary may carry ``report_weight``, the partition's weight in the
-    fusion shown in the report's ``weight`` column (absent: None).
+    :func:`row_weight`). A leaf summary may carry ``report_weight``, the partition's
+    weight in the fusion shown in the report's ``weight`` column (absent: None), and,
+    where no partition model is fitted, ``report_train_score``, the partition's own
+    training score that the strategy read from its statistics (``train_score_on`` then
+    says ``"statistics"``).
 ``combine(summaries) -> summary``
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``

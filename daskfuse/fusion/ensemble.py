@@ -20,6 +20,7 @@ index, which makes the result independent of how the tree grouped the partitions
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,11 +84,14 @@ class Members:
     """The summary of the ensemble fusers: the members of the partitions covered.
 
     A leaf's ``report_weight`` is its partition's weight for the report (None once
-    combined).
+    combined); ``report_fit_seconds``, the seconds of the fits the strategy made
+    while summarising (:class:`Stack`'s cross-fitted clone), which the report counts
+    in the partition's ``fit_seconds``.
     """
 
     members: list
     report_weight: float | None = None
+    report_fit_seconds: float | None = None
 
     @property
     def ordered(self):
@@ -414,8 +418,11 @@ stack_method='auto')
                 f"{len(y)} rows are too few for {self!r} to hold out "
                 f"{self.holdout_fraction:.0%} for the meta-learner",
             )
-        # a clone of the fitted model keeps its parameters, the partition's seed too
+        # a clone of the fitted model keeps its parameters, the partition's seed too;
+        # stacking needs this second fit, so the report counts it as fitting
+        start = time.perf_counter()
         cross = _fit_quietly(clone(estimator), X[fit_rows], y[fit_rows])
+        cross_seconds = time.perf_counter() - start
         method = resolve_stack_method(estimator, self.stack_method, classifier)
         extra = {
             "X": X[held],
@@ -425,7 +432,8 @@ stack_method='auto')
             "raw_classes": getattr(cross, "classes_", None) if classifier else None,
         }
         classes = getattr(estimator, "classes_", None) if classifier else None
-        return Members([Member(index, estimator, float(info["n_rows"]), classes, extra)])
+        member = Member(index, estimator, float(info["n_rows"]), classes, extra)
+        return Members([member], report_fit_seconds=cross_seconds)
 
     def finalize(self, summary, template, meta):
         members = summary.ordered

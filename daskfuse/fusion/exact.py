@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import reduce
 
 import numpy as np
@@ -71,6 +71,7 @@ from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils.extmath import svd_flip
 
 from .._adapters import stamp_inputs
+from .._graph import r2_from_sums
 from .._quiet import quiet_warnings
 from ..exceptions import FusionError
 from ._composite import composite_families
@@ -176,6 +177,9 @@ class RFactor:
     dtype : numpy.dtype
         The dtype of the fused model's attributes (:func:`fit_dtype` of ``X``); the
         statistics themselves are float64.
+    report_train_score : float or None
+        A least-squares leaf's own R² on its rows (:func:`own_r2`), for the
+        partition report; None once merged and for the other uses.
     """
 
     n: int
@@ -185,6 +189,8 @@ class RFactor:
     y_ndim: int | None = None
     dtype: np.dtype = np.dtype(np.float64)
     rows: int | None = None
+    #: a leaf's own R² for the partition report (not a statistic: never merged)
+    report_train_score: float | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, Z, n_x, y_ndim=None, dtype=None, sample_weight=None):
@@ -332,6 +338,9 @@ class Gram:
         Dimensions of the regression target (1 or 2).
     dtype : numpy.dtype
         The dtype of the fused model's attributes (:func:`fit_dtype` of ``X``).
+    report_train_score : float or None
+        A least-squares leaf's own R² on its rows (:func:`own_r2`), for the
+        partition report; None once merged and for the other uses.
     """
 
     n: int
@@ -341,6 +350,8 @@ class Gram:
     y_ndim: int | None = None
     dtype: np.dtype = np.dtype(np.float64)
     rows: int | None = None
+    #: a leaf's own R² for the partition report (not a statistic: never merged)
+    report_train_score: float | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, X, Y, y_ndim=None, sample_weight=None):
@@ -603,6 +614,50 @@ def _summarize_linear(model, X, y, info, method="auto"):
     # would lose X's small singular values, which the R factor of a QR keeps
     Z = np.hstack([np.asarray(X, dtype=float), Y])
     return RFactor.of(Z, X.shape[1], y_ndim, fit_dtype(X), weights)
+
+
+def _summarize_least_squares(model, X, y, info, method="auto"):
+    """The partition's least-squares summary, carrying its own R² for the report."""
+    summary = _summarize_linear(model, X, y, info, method)
+    if not isinstance(model, RidgeClassifier):  # its score is an accuracy, not an R²
+        summary.report_train_score = own_r2(summary, model)
+    return summary
+
+
+def own_r2(summary, template):
+    """R² of the least-squares fit of one summary's own rows, from the summary alone.
+
+    The coefficients ``w`` are solved from ``summary`` as :meth:`Exact.finalize`
+    solves the merged statistics (so, for a partition's summary, they are what
+    ``template`` fitted on that partition alone would find). With ``t = [w | -I]``
+    the residual sum of squares of the rows ``Z = [X | Y]`` is ``t.T Z.T Z t``: read
+    from the cross-products (or ``|R t|²`` from the R factor), centred where the model
+    fits an intercept; the total is the targets' centred sum of squares. Gives
+    scikit-learn's ``score`` (``r2_score``, averaged over several targets) without
+    predicting a row; None where the solve fails.
+    """
+    p, fit_intercept = summary.n_x, template.fit_intercept
+    try:
+        if isinstance(template, LinearRegression):
+            coef = _lstsq(summary, fit_intercept, getattr(template, "tol", None))[0]
+        else:
+            coef = _ridge_coef(summary, template)[0]
+    except (linalg.LinAlgError, FusionError, ValueError):
+        return None
+    coef = np.reshape(coef, (-1, p))
+    t = np.vstack([coef.T, -np.eye(len(coef))])
+    if isinstance(summary, RFactor):
+        r = summary.r if fit_intercept else summary.uncentred()
+        ss_res = np.sum((r @ t) ** 2, axis=0)
+        ss_tot = np.sum(summary.r[:, p:] ** 2, axis=0)
+    else:
+        m2 = summary.m2
+        if not fit_intercept:
+            m2 = m2 + summary.n * np.outer(summary.mean, summary.mean)
+        # a sum of squares: rounding of the cross-products must not make it negative
+        ss_res = np.clip(np.sum(t * (m2 @ t), axis=0), 0, None)
+        ss_tot = np.diag(summary.m2)[p:]
+    return float(np.mean(r2_from_sums(ss_res, ss_tot)))
 
 
 def _ridge_alpha(template, n_targets):
@@ -987,7 +1042,7 @@ def _finalize_extremes(summary, template, meta):
 FAMILIES = (
     Family(
         types=(LinearRegression, Ridge, RidgeClassifier),
-        summarize=_summarize_linear,
+        summarize=_summarize_least_squares,
         finalize=_finalize_linear,
         check=_check_linear,
         takes_method=True,
