@@ -671,13 +671,11 @@ def tree_reduce(layer, leaves, fuser, split_every, prefix):
 
 def _task_args(args, inputs):
     """``args`` as task arguments: a ``Delayed`` becomes a reference to its key and
-    joins ``inputs`` (the collections the graph depends on), once per graph and
-    layer: the blocks of one array share both, and merging the same graph a
-    thousand times cost more than writing the tasks."""
+    joins ``inputs`` (the collections the graph depends on)."""
     out = []
     for arg in args:
         if isinstance(arg, Delayed):
-            inputs.setdefault((id(arg.dask), arg.__dask_layers__()), arg)
+            inputs[arg.key] = arg
             arg = TaskRef(arg.key)
         out.append(arg)
     return out
