@@ -19,10 +19,7 @@ import dask
 import numpy as np
 import pandas as pd
 from dask import delayed
-from dask._task_spec import DataNode, Task, TaskRef
 from dask.base import tokenize
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
@@ -652,42 +649,22 @@ def score_partition(model, sizes, *pieces):
     return _score(model, X, y), len(X)
 
 
-def tree_reduce(layer, leaves, fuser, split_every, prefix):
-    """Add the tasks that reduce the keys ``leaves`` with fan-in ``split_every`` to
-    ``layer``; the root's key."""
+def tree_reduce(leaves, fuser, split_every, prefix):
+    """Reduce ``leaves`` to one delayed ``Node`` with fan-in ``split_every``."""
     level = 0
     nodes = list(leaves)
+    combine = delayed(combine_nodes, pure=True)
     while len(nodes) > 1:
         level += 1
-        parents = []
-        for j, i in enumerate(range(0, len(nodes), split_every)):
-            key = (prefix, level, j)
-            children = [TaskRef(k) for k in nodes[i : i + split_every]]
-            layer[key] = Task(key, combine_nodes, fuser, *children)
-            parents.append(key)
-        nodes = parents
+        nodes = [
+            combine(fuser, *nodes[i : i + split_every], dask_key_name=(prefix, level, j))
+            for j, i in enumerate(range(0, len(nodes), split_every))
+        ]
     return nodes[0]
-
-
-def _task_args(args, inputs):
-    """``args`` as task arguments: a ``Delayed`` becomes a reference to its key and
-    joins ``inputs`` (the collections the graph depends on)."""
-    out = []
-    for arg in args:
-        if isinstance(arg, Delayed):
-            inputs[arg.key] = arg
-            arg = TaskRef(arg.key)
-        out.append(arg)
-    return out
 
 
 def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, with_feedback=False):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
-
-    The tasks are written into one graph layer directly (``dask.delayed`` would
-    walk every argument and merge a graph per call: at 1,000 partitions that was
-    most of the client's part of a fit); keys, functions and arguments are those
-    that the calls would make.
 
     Parameters
     ----------
@@ -715,10 +692,9 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         # summaries masked with different seeds
         token = tokenize(token, os.urandom(16))
     names = fit_prefix(token)
-    layer, inputs = {}, {}
     if previous is not None:
-        layer[names["global"]] = DataNode(names["global"], previous)
-        previous = TaskRef(names["global"])
+        previous = delayed(previous, name=names["global"], traverse=False)
+    fit = delayed(fit_partition, pure=True)
     leaves = []
     for i, pieces in enumerate(partitions):
         sizes, args = _flatten(pieces)
@@ -726,28 +702,30 @@ def build_fit_graph(partitions, spec, meta, split_every, token, previous=None, w
         # scheduler weigh a second worker for every fit, against locality), with
         # only its own partition's seed rather than all n of them
         own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i]})
-        key = (names["fit"], i)
-        secret = {} if secrets is None else {"secret": secrets[i]}
-        args = _task_args(args, inputs)
-        layer[key] = Task(key, fit_partition, own, i, previous, sizes, *args, **secret)
-        leaves.append(key)
-    root = tree_reduce(layer, leaves, spec.fuser, split_every, names["combine"])
+        leaves.append(
+            fit(
+                own,
+                i,
+                previous,
+                sizes,
+                *args,
+                **({} if secrets is None else {"secret": secrets[i]}),
+                dask_key_name=(names["fit"], i),
+            )
+        )
+    root = tree_reduce(leaves, spec.fuser, split_every, names["combine"])
     # A tuple key: dask's key_split takes any 8-letter word starting with a-f (as
     # "finalize") for a hex token and drops it, but the scheduler names a tuple key's
     # task group after its first element, so the group stays "daskfuse-finalize-...".
-    key = (names["finalize"], 0)
-    layer[key] = Task(
-        key,
-        finalize_node,
+    return delayed(finalize_node, pure=True)(
         spec.fuser,
         spec.estimator,
         meta,
-        TaskRef(root),
+        root,
         spec.min_partitions,
         with_feedback,
+        dask_key_name=(names["finalize"], 0),
     )
-    graph = HighLevelGraph.from_collections(names["fit"], layer, list(inputs.values()))
-    return Delayed(key, graph, layer=names["fit"])
 
 
 def build_score_graph(partitions, model, token):
