@@ -384,10 +384,16 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
     X, y, weights = _concat(pieces, index, spec.objects)
     tags = spec.fuser.tags(spec.estimator)
-    # a first fit on all the rows checks their values itself (scikit-learn refuses
-    # NaN and infinity unless the estimator allows them): one pass over X fewer, and
-    # only a failed fit looks for them, to say so (_first_fit)
-    own_check = previous is None and tags.needs_fit and not spec.holdout
+    # a first fit on all the rows checks their values itself (scikit-learn's
+    # estimators refuse NaN and infinity unless they allow them): one pass over X
+    # fewer, and only a failed fit looks for them, to say so (_first_fit); another
+    # library's estimator may not check, so its rows are checked here
+    own_check = (
+        previous is None
+        and tags.needs_fit
+        and not spec.holdout
+        and type(spec.estimator).__module__.startswith("sklearn.")
+    )
     _check_partition(X, y, index, spec, finite=not own_check)
     if weights is not None:
         _check_weights(X, weights, index)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dask
+import dask.array as da
 import numpy as np
 import pytest
 import skops.io
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.ensemble import (
@@ -245,3 +247,29 @@ def test_train_score_sample_is_capped(client):
     model = GaussianNB().fit(Xl, yl)
     expected = np.mean(model.predict(Xl[::15]) == yl[::15])
     assert report["train_score"][0] == pytest.approx(expected)
+
+
+class _TrustingMean(RegressorMixin, BaseEstimator):
+    """Another library's regressor that neither allows NaN (its tags) nor checks for it."""
+
+    def fit(self, X, y):
+        self.mean_ = float(np.mean(y))
+        self.coef_ = np.nanmean(np.asarray(X, dtype=float), axis=0)
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_)
+
+
+def test_nan_rows_of_an_estimator_that_does_not_check_are_refused():
+    # the first fit is trusted to check its rows only for scikit-learn's own
+    # estimators: another library's that does not check must still be refused
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[5, 1] = np.nan
+    y = np.arange(40.0)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(PartitionError, match=r"NaN or infinity \(in column\(s\) \[1\]\)"):
+            FusedRegressor(_TrustingMean(), fusion="vote").fit(
+                da.from_array(X, chunks=(20, 3)), da.from_array(y, chunks=20)
+            )
