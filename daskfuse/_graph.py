@@ -304,6 +304,7 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
     (``skipped=True``, ``error``), and the fusion goes on without it.
     """
     start = time.perf_counter()
+    spec, previous = _opened(spec), _opened(previous)
     pieces = _regroup(sizes, pieces)
     if _rows_in(pieces) == 0:
         # a block without rows (a filtered dask DataFrame has them) adds nothing to
@@ -324,6 +325,28 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
 
 #: the report's ``error`` of a partition without rows (left out of every fusion)
 EMPTY = "the partition is empty (0 rows)"
+
+
+class Sealed:
+    """A task argument that ``dask.delayed`` passes as it is, without walking it.
+
+    ``delayed(f)(arg)`` looks for dask collections inside every tuple, list, dict and
+    dataclass it is given; the fit spec and a later pass's small previous state hold
+    none, and walking them for each of a pass's fit tasks was a third of the
+    client's time per pass at 64 partitions. The fit task opens it (:func:`_opened`).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return Sealed, (self.value,)
+
+
+def _opened(arg):
+    return arg.value if isinstance(arg, Sealed) else arg
 
 
 def _rows_in(pieces):
@@ -809,6 +832,8 @@ def build_fit_graph(
     names = fit_prefix(token)
     if previous is not None and not _small(previous):
         previous = delayed(previous, name=names["global"], traverse=False)
+    elif previous is not None:
+        previous = Sealed(previous)
     fit = delayed(fit_partition, pure=True)
     leaves = []
     if kept is not None:
@@ -819,6 +844,7 @@ def build_fit_graph(
         # scheduler weigh a second worker for every fit, against locality), with
         # only its own partition's seed rather than all n of them
         own = spec if spec.seeds is None else replace(spec, seeds={start + i: spec.seeds[i]})
+        own = Sealed(own)
         leaves.append(
             fit(
                 own,
@@ -864,14 +890,19 @@ def _pieces_arguments(pieces):
     return (sizes, *args)
 
 
-def compute_with_progress(graph, progress):
-    """Compute ``graph`` on the active scheduler, optionally with a progress bar."""
+def compute_with_progress(graph, progress, optimize=True):
+    """Compute ``graph`` on the active scheduler, optionally with a progress bar.
+
+    ``optimize=False`` skips dask's graph optimisation: for a later pass, whose
+    inputs are persisted partitions and whose tasks are all daskfuse's own, it has
+    nothing to cull or fuse and cost a few tens of milliseconds per pass.
+    """
     scheduler = dask.base.get_scheduler()
     client = getattr(scheduler, "__self__", None)
     if progress and client is not None and hasattr(client, "compute"):
         from distributed import progress as distributed_progress
 
-        future = client.compute(graph)
+        future = client.compute(graph, optimize_graph=optimize)
         # a text bar everywhere: in Jupyter, distributed's default is an ipywidgets
         # widget, which needs ipywidgets and shows only when displayed. complete=False:
         # the bar counts the tasks still to run (splits, fits, combine tree,
@@ -882,8 +913,8 @@ def compute_with_progress(graph, progress):
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
-            return dask.compute(graph)[0]
-    return dask.compute(graph)[0]
+            return dask.compute(graph, optimize_graph=optimize)[0]
+    return dask.compute(graph, optimize_graph=optimize)[0]
 
 
 def estimator_allows_nan(estimator):

@@ -643,7 +643,7 @@ def run_passes(params, prepared):
             previous=previous,
             with_feedback=True,
         )
-        fused, reports, feedback = compute_with_progress(graph_, params.verbose)
+        fused, reports, feedback = compute_with_progress(graph_, params.verbose, optimize=False)
         fused, feedback, velocity = _server_step(fuser, previous, fused, feedback, velocity)
         change = None if previous is None else float(fuser.change(previous[1], feedback))
         if history:
