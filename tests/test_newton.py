@@ -532,3 +532,21 @@ def test_a_large_previous_model_is_one_shared_task():
 
     assert global_keys((None, np.zeros(10), 0.0)) == []
     assert len(global_keys((None, np.zeros(INLINE_BYTES // 8 + 1), 0.0))) == 1
+
+
+def test_a_local_model_that_overflows_its_link_starts_from_the_gradient():
+    # a Poisson problem with wide features whose rows are sorted by y: a partition's
+    # local quadratic model at its own start overflows exp(); pass 0 then gives no
+    # guessed direction (it used to fail in lstsq on infinite sums) and the passes
+    # reach scikit-learn's fit on all rows
+    rng = np.random.default_rng(0)
+    X = rng.normal(scale=3.0, size=(600, 3))
+    y = rng.poisson(np.exp(np.clip(X @ [0.5, -0.4, 0.3], -20, 20))).astype(float)
+    order = np.argsort(y)
+    X, y = X[order], y[order]
+    template = PoissonRegressor(alpha=0.01, tol=1e-8, max_iter=1000)
+    with dask.config.set(scheduler="sync"), np.errstate(all="ignore"):
+        fused = FusedRegressor(template, fusion="newton", n_partitions=4).fit(X, y)
+        single = PoissonRegressor(alpha=0.01, tol=1e-8, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(fused.fused_estimator_.coef_, single.coef_, rtol=1e-6)
+    np.testing.assert_allclose(fused.fused_estimator_.intercept_, single.intercept_, rtol=1e-6)

@@ -439,7 +439,7 @@ def _direction(grad, hess):
 def _start(summary, template, classes):
     """The state after pass 0: the one-shot start, the class weights, the weight sum."""
     n_classes = None if classes is None else len(classes)
-    if summary["theta"] is not None:
+    if _all_finite(summary["theta"]):
         w = summary["theta"] / summary["weight"]
         if multinomial(template, n_classes) and template.fit_intercept:
             w[-n_classes:] -= np.mean(w[-n_classes:])
@@ -453,12 +453,18 @@ def _start(summary, template, classes):
         else:
             class_weight = compute_class_weight(template.class_weight, classes=classes, y=classes)
     record = {"loss": None, "grad_norm": None, "step": None}
-    if summary["theta"] is None or summary["taylor_g"] is None:
-        return _State(w=w, class_weight=class_weight, record=record)
+    unguessed = _State(w=w, class_weight=class_weight, record=record)
+    taylor = (summary["taylor_g"], summary["taylor_h"], summary["taylor_h_theta"])
+    if not _all_finite(summary["theta"]) or not all(_all_finite(t) for t in taylor):
+        # a partition could not fit alone, or its local quadratic model overflowed
+        # (a log link far from its rows): the next pass evaluates the gradient at w
+        return unguessed
     # every partition fitted alone: a first direction from their quadratic models
-    g, h, h_theta = summary["taylor_g"], summary["taylor_h"], summary["taylor_h_theta"]
+    g, h, h_theta = taylor
     objective = _Objective(template, w.size, n_classes)
     _, grad, hess = objective(0.0, g - h_theta + h @ w, h, w, float(summary["weight"]))
+    if not (_all_finite(grad) and _all_finite(hess)):
+        return unguessed
     return _State(
         w=w,
         direction=_direction(grad, hess),
@@ -492,10 +498,10 @@ def _accept(state, f_steps, slope):
     return None
 
 
-def _finite(hess):
-    """Whether a pass's Hessian sums are there and finite (a step that overflows the
-    link gives infinite ones)."""
-    return hess is not None and bool(np.all(np.isfinite(hess)))
+def _all_finite(values):
+    """Whether ``values`` are there (not None) and all finite (a step or a local model
+    that overflows the link gives infinite sums)."""
+    return values is not None and bool(np.all(np.isfinite(values)))
 
 
 def _no_step(summary, state):
@@ -535,7 +541,7 @@ def next_state(summary, template, classes):
             f_w = objective(summary["losses"][-1], None, None, state.w, sw_sum)[0]
             state = dataclasses.replace(state, loss=f_w, guessed=False)
         step = _accept(state, losses, float(state.grad @ state.direction))
-        if step != 1.0 and summary["state"].guessed and _finite(summary["hess"]):
+        if step != 1.0 and summary["state"].guessed and _all_finite(summary["hess"]):
             # the guessed direction falls short of a full step: the pass evaluated
             # the exact gradient at the start too, so step from there (with the
             # Hessian a step away, unless the full step overflowed it)
