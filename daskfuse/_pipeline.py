@@ -340,9 +340,7 @@ def _assembled(pipeline, fitted, meta):
     the input's ``n_features_in_`` and ``feature_names_in_``."""
     out = clone(pipeline)
     for path, model in fitted.items():
-        holder = out
-        for i in path[:-1]:
-            holder = holder.steps[i][1]
+        holder = _step(out, path[:-1])
         holder.steps = list(holder.steps)
         holder.steps[path[-1]] = (holder.steps[path[-1]][0], model)
     first = fitted[min(fitted)]

@@ -349,6 +349,8 @@ def _validated_in_memory(params, X, y, allow_nan, known=None):
 
 
 def _plan_in_memory(X, y, meta, classes, assigned, token_parts, sample_weight=None):
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(sample_weight, len(X))
     token = _data_token(token_parts, X, y, sample_weight)
     names = fit_prefix(token)
     plan = plan_groups(X, y, *assigned, names["data"], sample_weight)
@@ -429,11 +431,8 @@ def plan_partitions(params, X, y):
     else:
         allow_nan = estimator_allows_nan(params.estimator)
         X, y, meta, _ = _validated_in_memory(params, X, y, allow_nan)
-        weights = params.sample_weight
-        if weights is not None:
-            weights = check_sample_weight(weights, len(X))
         assigned = assign_in_memory(X, y, rows, partition_seeds)
-        planned = _plan_in_memory(X, y, meta, None, assigned, token_parts, weights)
+        planned = _plan_in_memory(X, y, meta, None, assigned, token_parts, params.sample_weight)
     return planned.plan, planned.meta, planned.token
 
 
@@ -477,9 +476,6 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
         )
     else:
         X, y, meta, classes = _validated_in_memory(params, X, y, allow_nan, known)
-        weights = params.sample_weight
-        if weights is not None:
-            weights = check_sample_weight(weights, len(X))
         assigned = assign_in_memory(X, y, rows, partition_seeds)
         counts = _counts(classes, y, assigned[1])
         if continued is None and prefers_newton(
@@ -491,6 +487,7 @@ def prepare(params, X, y, *, classes=None, continued=None, keep_summary=False):
             passes = _check_rounds(params, fuser)
             check_weights_apply(params, fuser)
             token_parts = _token_parts(params, fuser, rows, split_every, seeds, extra)
+        weights = params.sample_weight
         planned = _plan_in_memory(X, y, meta, classes, assigned, token_parts, weights)
     if continued is not None:
         _check_continued_inputs(params, planned.meta, continued)
