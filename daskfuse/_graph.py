@@ -341,9 +341,6 @@ class Sealed:
     def __init__(self, value):
         self.value = value
 
-    def __reduce__(self):
-        return Sealed, (self.value,)
-
 
 def _opened(arg):
     return arg.value if isinstance(arg, Sealed) else arg
