@@ -420,11 +420,6 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         if not np.any(weights > 0):
             # it adds nothing to a weighted fit: left out, as an empty partition
             return _left_out(spec, index, pieces, secret, start, PartitionError(index, ZERO_WEIGHT))
-    start_score = None
-    if previous is not None:
-        # a model fitted on named columns, scored on this partition's array
-        with quiet_warnings(UserWarning):
-            start_score = _score(previous[0], X, y)
     seed = None if spec.seeds is None else spec.seeds[index]
     X_fit, y_fit, X_hold, y_hold = _holdout_rows(X, y, index, spec.holdout, seed)
     class_counts = None
@@ -444,6 +439,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         spec, index, estimator, (X_fit, y_fit, weights), holdout_score, seed, secret, previous
     )
     train_score, train_score_on, train_score_rows = _train_score(estimator, X_fit, y_fit, summary)
+    start_score = None if previous is None else _start_score(previous[0], summary, X, y)
     report = {
         "partition": index,
         "rows": int(len(X)),
@@ -472,6 +468,17 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
     if report["train_score"] is None:  # none, or withheld (private strategies)
         report.update(train_score_on=None, train_score_rows=None)
     return Node(summary, [report])
+
+
+def _start_score(model, summary, X, y):
+    """The previous pass's fused ``model``'s score on the partition's rows: the
+    summary's ``report_start_score`` where the strategy knows it, else from ``predict``."""
+    known = getattr(summary, "report_start_score", None)
+    if known is not None:
+        return known
+    # a model fitted on named columns, scored on this partition's array
+    with quiet_warnings(UserWarning):
+        return _score(model, X, y)
 
 
 def _holdout_rows(X, y, index, holdout, seed):

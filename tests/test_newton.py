@@ -25,8 +25,8 @@ from sklearn.svm import LinearSVC, LinearSVR
 from daskfuse import FusedClassifier, FusedRegressor
 from daskfuse.exceptions import FusionError
 from daskfuse.fusion import DP, Newton, Secure, Weighted, prefers_newton, resolve_fusion
-from daskfuse.fusion._loss import linear_loss
-from daskfuse.fusion.newton import MAX_HESSIAN_PARAMS, next_state
+from daskfuse.fusion._loss import linear_loss, margins
+from daskfuse.fusion.newton import MAX_HESSIAN_PARAMS, STEPS, build_model, next_state
 from tests.conftest import make_classification_data
 
 TIGHT = {"tol": 1e-10, "max_iter": 1000}
@@ -284,6 +284,72 @@ def test_a_guessed_direction_that_does_not_lower_the_loss_falls_back(binary_data
             break
     ref = LogisticRegression(**TIGHT).fit(X, y)
     assert state.done and _rel(state.w, np.append(ref.coef_, ref.intercept_)) < 1e-6
+
+
+def test_after_a_full_newton_step_a_pass_tries_the_full_step_alone(binary_data):
+    # quadratic convergence: after a full step the next is full too, so a pass
+    # evaluates one candidate; where it fails the Armijo test, the next pass tries
+    # every length of STEPS along the same direction from the same point
+    X, y = binary_data
+    template, classes = LogisticRegression(**TIGHT), np.unique(y)
+    info = {"template": template, "classes": classes}
+    state = next_state(Newton().summarize(None, X, y, info), template, classes)
+    # the guessed direction: the full step alone (falling short, the pass has the
+    # exact gradient at the start to step from)
+    assert state.guessed and state.steps == (1.0,)
+    assert len(Newton().summarize(state, X, y, info)["losses"]) == 2  # and the start's
+    # from zeros (as where a partition holds one class): the gradient, then steps
+    state = dataclasses.replace(state, w=np.zeros_like(state.w), direction=None, guessed=False)
+    state = next_state(Newton().summarize(state, X, y, info), template, classes)
+    assert state.record["step"] == 0.0 and state.steps == STEPS
+    state = next_state(Newton().summarize(state, X, y, info), template, classes)
+    assert state.record["step"] == 1.0 and not state.done and state.steps == (1.0,)
+    assert len(Newton().summarize(state, X, y, info)["losses"]) == 1
+    away = np.full_like(state.w, 5.0)
+    bad = dataclasses.replace(state, direction=away, grad=-away)
+    retry = next_state(Newton().summarize(bad, X, y, info), template, classes)
+    assert retry.steps == STEPS and retry.record["step"] == 0.0 and not retry.done
+    assert np.array_equal(retry.w, bad.w) and np.array_equal(retry.direction, away)
+    for _ in range(30):
+        retry = next_state(Newton().summarize(retry, X, y, info), template, classes)
+        if retry.done:
+            break
+    ref = LogisticRegression(**TIGHT).fit(X, y)
+    assert retry.done and _rel(retry.w, np.append(ref.coef_, ref.intercept_)) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "estimator, n_classes",
+    [(LogisticRegression(), 2), (LogisticRegression(), 3), (LinearSVC(), 3)],
+    ids=["binary", "multinomial", "svc-ovr"],
+)
+def test_a_pass_reports_the_previous_models_score_from_its_margins(estimator, n_classes):
+    # the report's start_score of a later pass is the previous fused model's accuracy
+    # on the partition: newton counts it from the margins it computes anyway, and it
+    # equals that model's own score (one predict over the rows fewer per pass)
+    X, y = make_classification_data(n=600, n_features=4, n_classes=n_classes, seed=2)
+    classes = np.unique(y)
+    info = {"template": estimator, "classes": classes}
+    state = next_state(Newton().summarize(None, X, y, info), estimator, classes)
+    meta = {**_meta(), "classes": classes}
+    for _ in range(3):
+        summary = Newton().summarize(state, X, y, info)
+        model = build_model(estimator, state.w, classes, 0, meta)
+        assert summary.report_start_score == model.score(X, y)
+        state = next_state(summary, estimator, classes)
+        if state.done:
+            break
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_margins_at_several_points_equal_scikit_learns_one_by_one(fit_intercept):
+    X, y = make_classification_data(n=300, n_features=4, n_classes=3, seed=1)
+    for classes in (np.unique(y), np.array([0, 1])):
+        loss = linear_loss(LogisticRegression(fit_intercept=fit_intercept), classes)
+        k = 1 if len(classes) == 2 else len(classes)
+        coefs = [np.random.default_rng(s).normal(size=k * (4 + fit_intercept)) for s in range(2)]
+        for got, coef in zip(margins(loss, coefs, X), coefs):
+            np.testing.assert_allclose(got, loss.weight_intercept_raw(coef, X)[2], rtol=1e-12)
 
 
 def test_a_hessian_on_a_sample_of_rows_keeps_the_exact_loss_and_gradient(multiclass_data):

@@ -23,7 +23,10 @@ default.
     weight in the fusion shown in the report's ``weight`` column (absent: None), and,
     where no partition model is fitted, ``report_train_score``, the partition's own
     training score that the strategy read from its statistics (``train_score_on`` then
-    says ``"statistics"``).
+    says ``"statistics"``). A later pass's leaf summary may carry
+    ``report_start_score``, the previous pass's fused model's score on the partition's
+    rows where the strategy worked it out on the way (newton: from the margins it
+    computes anyway); absent or None, the task scores that model with ``predict``.
 ``combine(summaries) -> summary``
     every inner node of the tree, any fan-in; associative.
 ``finalize(summary, template, meta) -> estimator``

@@ -21,17 +21,22 @@ The passes:
   ``class_weight="balanced"``) and the total sample weight. Where every partition
   fits alone (and without ``class_weight``), each also returns the gradient and
   Hessian sums at its own parameters: their sum is a quadratic model of the loss that
-  gives a first Newton direction from the start, so pass 1 already tries a step. Pass 1
-  also evaluates the exact gradient at the start: where the guessed direction falls
-  short of a full step, pass 2 takes a Newton step from there (with the Hessian at the
-  full step).
+  gives a first Newton direction from the start, so pass 1 already tries the full step
+  along it. Pass 1 also evaluates the exact gradient at the start: where the guessed
+  full step fails the Armijo test, pass 2 takes a Newton step from the start (with the
+  Hessian at the full step).
 - then each pass evaluates the loss at the candidate points ``w + t d`` for every step
   length ``t`` in :data:`STEPS` (``d`` the last Newton direction) and the gradient and
   Hessian at the full step: the line search costs no extra pass where the full step
   is taken (the usual case close to the optimum). Where only a shorter step passes the
-  Armijo test, the next pass evaluates the gradient and Hessian there. The last pass
-  also counts the training rows that the fused model (the full step) classifies right,
-  so the fit needs no separate scoring pass for ``history_``.
+  Armijo test, the next pass evaluates the gradient and Hessian there. After a full
+  Newton step the next pass evaluates the full step alone (close to the optimum it
+  is taken again: quadratic convergence), and where it fails the Armijo test, the pass
+  after tries every length along the same direction. All candidates' margins come from
+  one product with the rows, ``X (w + t d) = X w + t X d``. The last pass also counts
+  the training rows that the fused model (the full step) classifies right, so the fit
+  needs no separate scoring pass for ``history_``, and every pass counts those the
+  previous fused model (at ``w``) classifies right, the report's ``start_score``.
 - a large partition fits its start and takes its Hessian on a sample of its rows
   (``sample_rows``): the start is refined by the passes anyway, and the Hessian costs
   ``rows x d^2`` against the gradient's ``rows x d`` and only shapes the step; the
@@ -73,7 +78,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from .._adapters import stamp_inputs
 from .._quiet import quiet_warnings
 from .._validation import check_int
-from ._loss import coef_rows, is_svm, linear_loss, multinomial
+from ._loss import coef_rows, is_svm, linear_loss, margins, multinomial
 from .base import Fuser
 
 __all__ = ["MAX_HESSIAN_PARAMS", "STEPS", "Newton", "private_optional_fields"]
@@ -88,8 +93,10 @@ MAX_PASSES = 100_000
 #: the root takes L-BFGS steps (memory :data:`LBFGS_MEMORY`) instead of Newton steps
 MAX_HESSIAN_PARAMS = 1000
 LBFGS_MEMORY = 10
-#: the default ``sample_rows`` of :class:`Newton`
-SAMPLE_ROWS = 65_536
+#: the default ``sample_rows`` of :class:`Newton`: a Hessian of 50 features from 16,384
+#: to 32,767 rows per partition (over 100,000 in 8 partitions) shapes the step about as
+#: well as one from every row, at a fraction of the ``rows x d^2`` products
+SAMPLE_ROWS = 16_384
 _GLMS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
 REQUIREMENT = (
     "newton needs a LogisticRegression, PoissonRegressor, GammaRegressor, "
@@ -116,6 +123,9 @@ class _State:
     #: (point, gradient) that an accepted shorter step left, to pair with the next
     memory: tuple = ()
     anchor: tuple | None = None
+    #: the candidate step lengths along ``direction`` that the pass evaluates: all of
+    #: :data:`STEPS`, or the full step alone after a full Newton step (see next_state)
+    steps: tuple = STEPS
 
 
 #: the losses of liblinear's SVMs that are differentiable (squared)
@@ -286,20 +296,25 @@ def _gradient_hessian_sums(loss, w, X, target, sw, raw, sample_rows, hessian=Tru
         grad = loss.gradient(w, X, target, sw, raw_prediction=raw)
         return total * np.asarray(grad).ravel(), None
     rows = _sample(len(X), sample_rows)
-    if isinstance(rows, slice):
+    if rows.step is None:
         grad, hess, _ = loss.gradient_hessian(w, X, target, sw, raw_prediction=raw)
         return total * np.asarray(grad).ravel(), total * hess
     grad = loss.gradient(w, X, target, sw, raw_prediction=raw)
-    _, hess, _ = loss.gradient_hessian(w, X[rows], target[rows], sw[rows], raw_prediction=raw[rows])
+    # X's sample is a view (BLAS takes it strided); the loss's per-row arrays must be
+    # contiguous, and are small
+    target, sw, raw = (np.ascontiguousarray(a[rows]) for a in (target, sw, raw))
+    _, hess, _ = loss.gradient_hessian(w, X[rows], target, sw, raw_prediction=raw)
     return total * np.asarray(grad).ravel(), total * hess
 
 
 def _sample(n, sample_rows):
     """The rows of a partition of ``n`` rows that its start and Hessian use: every
-    ``n // sample_rows``-th row (``sample_rows`` to twice as many), or all of them."""
+    ``n // sample_rows``-th row (``sample_rows`` to twice as many), or all of them
+    (``slice(None)``). A slice, so that the sample is a view of the rows, not a copy
+    (NumPy hands a strided view to BLAS as it is)."""
     if sample_rows is None or n <= sample_rows:
         return slice(None)
-    return np.arange(0, n, n // sample_rows)
+    return slice(0, n, n // sample_rows)
 
 
 def _pass_summary(template, state, X, y, classes, sample_rows, sample_weight=None):
@@ -308,15 +323,16 @@ def _pass_summary(template, state, X, y, classes, sample_rows, sample_weight=Non
     loss = linear_loss(template, classes)
     target, sw = _targets(template, classes, y, state.class_weight, sample_weight)
     X = np.asarray(X, dtype=float)
-    # the margins are linear in the parameters: two products with X give every
+    # the margins are linear in the parameters: one product with X gives every
     # candidate's, X (w + t d) = X w + t X d
-    raw = loss.weight_intercept_raw(state.w, X)[2]
     if state.direction is None:
-        points, raws = [state.w], [raw]
+        points = [state.w]
+        raws = margins(loss, points, X)
+        raw = raws[0]
     else:
-        along = loss.weight_intercept_raw(state.direction, X)[2]
-        points = [state.w + t * state.direction for t in STEPS]
-        raws = [raw + t * along for t in STEPS]
+        raw, along = margins(loss, [state.w, state.direction], X)
+        points = [state.w + t * state.direction for t in state.steps]
+        raws = [raw + t * along for t in state.steps]
     total = float(np.sum(sw))
     start_grad = None
     if state.guessed:
@@ -329,17 +345,27 @@ def _pass_summary(template, state, X, y, classes, sample_rows, sample_weight=Non
     grad, hess = _gradient_hessian_sums(
         loss, points[0], X, target, sw, raws[0], sample_rows, _ships_hessian(state.w.size)
     )
-    return {
-        "first": False,
-        "losses": np.array(losses),
-        "grad": grad,
-        "hess": hess,
-        "start_grad": start_grad,
-        "sw": total,
-        "rows": len(X),
-        "correct": _correct(raws[0], y, classes),
-        "state": state,
-    }
+    sums = _PassSums(
+        first=False,
+        losses=np.array(losses),
+        grad=grad,
+        hess=hess,
+        start_grad=start_grad,
+        sw=total,
+        rows=len(X),
+        correct=_correct(raws[0], y, classes),
+        state=state,
+    )
+    # the previous pass's fused model is the one at state.w: its accuracy on these
+    # rows comes from the margins at hand, not from a predict over them again
+    start = _correct(raw, y, classes)
+    sums.report_start_score = None if start is None else start / len(X)
+    return sums
+
+
+class _PassSums(dict):
+    """A later pass's sums of one partition (a dict, summed key by key in the tree),
+    with ``report_start_score`` for the partition's report (see ``Fuser.summarize``)."""
 
 
 def _correct(raw, y, classes):
@@ -472,6 +498,9 @@ def _start(summary, template, classes):
         class_weight=class_weight,
         record=record,
         guessed=True,
+        # a guessed direction that falls short of the full step is not searched:
+        # the pass evaluates the exact gradient at the start as well (next_state)
+        steps=(1.0,),
     )
 
 
@@ -489,7 +518,7 @@ def _can_shrink(state):
 
 def _accept(state, f_steps, slope):
     """The longest candidate step that passes the Armijo test, or None."""
-    for t, f_t in zip(STEPS, f_steps):
+    for t, f_t in zip(state.steps, f_steps):
         if f_t <= state.loss + _ARMIJO * t * slope:
             return t
     # at the optimum the decrease drowns in rounding: the full step is as good
@@ -510,6 +539,9 @@ def _no_step(summary, state):
     if summary["state"].guessed:
         # the guessed direction does not lower the loss: evaluate the gradient
         return dataclasses.replace(state, direction=None, record=record)
+    if state.steps != STEPS:
+        # only the full step was tried (the last pass took one): try every length
+        return dataclasses.replace(state, steps=STEPS, record=record)
     if summary["hess"] is None and _can_shrink(state):
         # L-BFGS: the direction's scale is a guess; try shorter steps next pass
         return dataclasses.replace(state, direction=STEPS[-1] * state.direction, record=record)
@@ -535,7 +567,7 @@ def next_state(summary, template, classes):
     else:
         losses = [
             objective(s, None, None, state.w + t * state.direction, sw_sum)[0]
-            for t, s in zip(STEPS, summary["losses"])
+            for t, s in zip(state.steps, summary["losses"])
         ]
         if state.guessed:
             f_w = objective(summary["losses"][-1], None, None, state.w, sw_sum)[0]
@@ -558,7 +590,7 @@ def next_state(summary, template, classes):
             n_iter, w = state.n_iter + 1, state.w + step * state.direction
         if 0.0 < step < 1.0:
             # the gradient and Hessian are known at the full step only: evaluate here
-            record = {"loss": losses[STEPS.index(step)], "grad_norm": None, "step": step}
+            record = {"loss": losses[state.steps.index(step)], "grad_norm": None, "step": step}
             return dataclasses.replace(
                 state,
                 w=w,
@@ -566,6 +598,7 @@ def next_state(summary, template, classes):
                 n_iter=n_iter,
                 record=record,
                 anchor=(state.w, state.grad),
+                steps=STEPS,
             )
     f, g, h = objective(summary["losses"][0], summary["grad"], summary["hess"], w, sw_sum)
     g_max = float(np.max(np.abs(g)))
@@ -595,6 +628,9 @@ def next_state(summary, template, classes):
         direction=direction,
         memory=memory,
         anchor=None,
+        # after a full Newton step the next is full too (quadratic convergence): the
+        # pass evaluates it alone, and all of STEPS again only where it fails Armijo
+        steps=(1.0,) if step == 1.0 and h is not None else STEPS,
         loss=float(f),
         grad=g,
         sw_sum=sw_sum,
