@@ -30,6 +30,7 @@ from ._adapters import fitted_train_score, max_iter_reached
 from ._inputs import aligned, check_dense, check_label_types, missing_as_nan, weight_problem
 from ._quiet import quiet_warnings
 from .exceptions import FusionError, PartitionError
+from .partition import active_client
 
 __all__ = [
     "FitSpec",
@@ -40,6 +41,7 @@ __all__ = [
     "fit_partition",
     "fit_prefix",
     "plain_params",
+    "worker_groups",
 ]
 
 
@@ -340,6 +342,22 @@ class Sealed:
 
     def __init__(self, value):
         self.value = value
+
+
+def fit_partitions(spec, indices, previous, layout, *pieces):
+    """Several partitions held by one worker, fitted in one task of a later pass: the
+    ``Node`` of their :func:`fit_partition` nodes combined (one report row each).
+
+    ``layout`` holds, per partition of ``indices``, the ``sizes`` of its pieces (see
+    :func:`_flatten`); ``pieces`` are all their arguments, one partition after another.
+    """
+    spec, previous = _opened(spec), _opened(previous)
+    nodes, at = [], 0
+    for index, sizes in zip(indices, layout):
+        n_args = sum(sizes)
+        nodes.append(fit_partition(spec, index, previous, sizes, *pieces[at : at + n_args]))
+        at += n_args
+    return combine_nodes(spec.fuser, *nodes)
 
 
 def _opened(arg):
@@ -793,6 +811,7 @@ def build_fit_graph(
     kept=None,
     start=0,
     with_summary=False,
+    groups=None,
 ):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
@@ -824,6 +843,10 @@ def build_fit_graph(
         Whether the graph also computes to the root summary (``(model, reports,
         summary)``, by :func:`with_root_summary`: the fit's keys and its
         ``daskfuse-finalize`` task stay as they are).
+    groups : list of list of int or None
+        For a later pass, the partitions that one fit task fits together (those one
+        worker thread holds: see :func:`worker_groups`): a ``daskfuse-fit`` task per
+        group, named after its first partition, rather than one per partition.
     """
     # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
     # every graph and passed to their own partition's task only
@@ -838,10 +861,13 @@ def build_fit_graph(
         previous = delayed(previous, name=names["global"], traverse=False)
     elif previous is not None:
         previous = Sealed(previous)
-    fit = delayed(fit_partition, pure=True)
     leaves = []
     if kept is not None:
         leaves.append(delayed(Node(kept, []), name=names["kept"], traverse=False))
+    if groups is not None and secrets is None:
+        leaves += _group_leaves(partitions, spec, previous, groups, names["fit"])
+        partitions = []
+    fit = delayed(fit_partition, pure=True)
     for i, pieces in enumerate(partitions):
         sizes, args = _flatten(pieces)
         # the spec travels inside each task (as a shared dependency it would make the
@@ -876,6 +902,47 @@ def build_fit_graph(
     return delayed(with_root_summary, pure=True)(final, root) if with_summary else final
 
 
+def _group_leaves(partitions, spec, previous, groups, name):
+    """One :func:`fit_partitions` task per group of partitions (a later pass)."""
+    fit = delayed(fit_partitions, pure=True)
+    leaves = []
+    for group in groups:
+        layout, args = [], []
+        for i in group:
+            sizes, own_args = _flatten(partitions[i])
+            layout.append(sizes)
+            args += own_args
+        own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i] for i in group})
+        leaves.append(
+            fit(Sealed(own), tuple(group), previous, layout, *args, dask_key_name=(name, group[0]))
+        )
+    return leaves
+
+
+def worker_groups(reports, nthreads):
+    """The partitions of a pass grouped by where their fit task ran, for the next pass
+    (:func:`build_fit_graph`'s ``groups``), or None to keep a task per partition.
+
+    A worker's partitions (by the report's ``worker``) are dealt into as many groups as
+    it has threads (``nthreads``: ``{worker address: threads}``), in partition order,
+    so that one task per thread fits them where their rows are: a pass of many small
+    partitions then costs a few tasks' scheduling, not one per partition. None where
+    a worker is not in ``nthreads`` (not a ``distributed`` cluster) or where grouping
+    saves no task.
+    """
+    by_worker = {}
+    for report in sorted(reports, key=lambda r: r["partition"]):
+        by_worker.setdefault(report["worker"], []).append(report["partition"])
+    if not nthreads or any(w not in nthreads for w in by_worker):
+        return None
+    groups = [
+        [int(i) for i in part]
+        for worker, held in by_worker.items()
+        for part in np.array_split(held, min(nthreads[worker], len(held)))
+    ]
+    return groups if len(groups) < len(reports) else None
+
+
 def build_score_graph(partitions, model, token):
     """``score_partition`` of ``model`` on every partition, as one ``Delayed`` list."""
     names = fit_prefix(token)
@@ -901,9 +968,8 @@ def compute_with_progress(graph, progress, optimize=True):
     inputs are persisted partitions and whose tasks are all daskfuse's own, it has
     nothing to cull or fuse and cost a few tens of milliseconds per pass.
     """
-    scheduler = dask.base.get_scheduler()
-    client = getattr(scheduler, "__self__", None)
-    if progress and client is not None and hasattr(client, "compute"):
+    client = active_client()
+    if progress and client is not None:
         from distributed import progress as distributed_progress
 
         future = client.compute(graph, optimize_graph=optimize)

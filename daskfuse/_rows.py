@@ -31,6 +31,7 @@ from ._graph import (
     estimator_allows_nan,
     fit_prefix,
     plain_params,
+    worker_groups,
 )
 from ._inputs import (
     check_dense,
@@ -62,6 +63,7 @@ from .partition import (
     count_rows,
     plan_blocks,
     plan_groups,
+    worker_threads,
 )
 
 __all__ = ["Prepared", "graph", "plan_partitions", "prepare", "run_passes", "train"]
@@ -629,6 +631,7 @@ def run_passes(params, prepared):
     history, models, previous, steps, velocity = [], [], None, 0.0, None
     # a clusterer's score (minus the inertia) adds up over partitions
     total = params.kind == "clusterer"
+    groups, grouped = None, fuser.tags(spec.estimator).grouped_passes
     for r in range(prepared.passes):
         start = time.perf_counter()
         graph_ = build_fit_graph(
@@ -639,8 +642,13 @@ def run_passes(params, prepared):
             tokenize(prepared.token, "pass", r),
             previous=previous,
             with_feedback=True,
+            groups=groups,
         )
         fused, reports, feedback = compute_with_progress(graph_, params.verbose, optimize=False)
+        if grouped:
+            # the next pass fits each worker thread's partitions in one task, where
+            # their rows are
+            groups = worker_groups(reports, worker_threads())
         fused, feedback, velocity = _server_step(fuser, previous, fused, feedback, velocity)
         change = None if previous is None else float(fuser.change(previous[1], feedback))
         if history:

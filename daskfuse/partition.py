@@ -301,14 +301,24 @@ class RowPlan:
     n_rows: int | None
 
 
-def cluster_threads():
-    """Threads of the active scheduler: the workers of a ``Client`` if one is active."""
+def active_client():
+    """The ``distributed`` client that ``dask.compute`` uses now, or None."""
     scheduler = dask.base.get_scheduler()
     client = getattr(scheduler, "__self__", None)
-    if client is not None and hasattr(client, "nthreads"):
-        threads = sum(client.nthreads().values())
-        if threads:
-            return threads
+    return client if client is not None and hasattr(client, "nthreads") else None
+
+
+def worker_threads():
+    """``{worker address: threads}`` of the active ``distributed`` cluster, or None."""
+    client = active_client()
+    return None if client is None else client.nthreads()
+
+
+def cluster_threads():
+    """Threads of the active scheduler: the workers of a ``Client`` if one is active."""
+    threads = sum((worker_threads() or {}).values())
+    if threads:
+        return threads
     return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
 
 

@@ -616,3 +616,50 @@ def test_a_local_model_that_overflows_its_link_starts_from_the_gradient():
         single = PoissonRegressor(alpha=0.01, tol=1e-8, max_iter=1000).fit(X, y)
     np.testing.assert_allclose(fused.fused_estimator_.coef_, single.coef_, rtol=1e-6)
     np.testing.assert_allclose(fused.fused_estimator_.intercept_, single.intercept_, rtol=1e-6)
+
+
+def test_worker_groups_deal_each_workers_partitions_over_its_threads():
+    from daskfuse._graph import worker_groups
+
+    reports = [{"partition": i, "worker": "a" if i % 3 else "b"} for i in range(9)]
+    # b: 0 3 6 in one task; a: partitions 1 2 4 5 7 8 over 2 threads
+    assert worker_groups(reports, {"a": 2, "b": 1}) == [[0, 3, 6], [1, 2, 4], [5, 7, 8]]
+    # not a distributed cluster, or a worker that is gone: a task per partition
+    assert worker_groups(reports, None) is None
+    assert worker_groups(reports, {"a": 2}) is None
+    # as many threads as partitions: nothing to save
+    assert worker_groups(reports[:2], {"a": 4, "b": 4}) is None
+
+
+def test_a_later_pass_fits_a_worker_threads_partitions_in_one_task(on_cluster):
+    # issue 15 (per-pass overhead at 64 partitions): after the first pass, the
+    # partitions each worker thread holds are summed in one fit task, where their rows
+    # are; the report keeps a row per partition and the model is the same
+    X, y = _sorted(*make_classification_data(n=2400, n_classes=3, noise=3.0))
+    params = {"fusion": "newton", "n_partitions": 16, "partition": "uniform"}
+    with get_task_stream(client=on_cluster) as stream:
+        model = FusedClassifier(LogisticRegression(**TIGHT), **params).fit(X, y)
+    fits = [rec for rec in stream.data if key_split(rec["key"]).startswith("daskfuse-fit")]
+    passes = len(model.history_)
+    threads = sum(on_cluster.nthreads().values())
+    assert passes > 2 and len(fits) <= 16 + (passes - 1) * threads
+    assert sorted(model.partition_report_["partition"]) == list(range(16))
+    with dask.config.set(scheduler="sync"):  # no cluster: a task per partition
+        alone = FusedClassifier(LogisticRegression(**TIGHT), **params).fit(X, y)
+    _assert_same(model.fused_estimator_, alone.fused_estimator_)
+    _assert_same(model.fused_estimator_, LogisticRegression(**TIGHT).fit(X, y))
+
+
+def test_grouped_passes_leave_out_a_partition_that_cannot_be_fitted(on_cluster):
+    X, y = make_classification_data(n=1600, noise=3.0)
+    X = X.copy()
+    X[5, 1] = np.nan  # in the first of 8 uniform partitions
+    Xd, yd = da.from_array(X, chunks=(200, -1)), da.from_array(y, chunks=200)
+    model = FusedClassifier(LogisticRegression(**TIGHT), fusion="newton", on_error="skip")
+    with pytest.warns(UserWarning, match="1 of 8 partitions were skipped"):
+        model.fit(Xd, yd)  # a partition per block
+    assert len(model.history_) > 2
+    report = model.partition_report_.set_index("partition")
+    assert report.loc[0, "skipped"] and "NaN" in report.loc[0, "error"]
+    assert not report.drop(index=0)["skipped"].any()
+    _assert_same(model.fused_estimator_, LogisticRegression(**TIGHT).fit(X[200:], y[200:]))

@@ -170,6 +170,13 @@ class FuserTags:
         when it can: the strategy is a monoid over its summary and the root summary
         of a fit, combined with the summaries of new partitions and finalised again,
         is the fusion of all of them.
+    grouped_passes : bool, default=False
+        Whether a later pass may fit the partitions that one worker thread holds in
+        one task, their summaries combined there (``distributed`` only; not with
+        per-partition secrets): true where combining costs next to nothing and the
+        tree's shape does not change the result (newton's sums), so that a pass over
+        many small partitions costs a few tasks, not one per partition. A cascade,
+        which fits a model at every inner node, says False.
     """
 
     needs_fit: bool = True
@@ -186,6 +193,7 @@ class FuserTags:
         "the later rounds train and score the partitions without their sample weights"
     )
     partial_fit_reason: str | None = "it keeps no summary that new partitions can join"
+    grouped_passes: bool = False
 
 
 #: members of the earlier protocol whose answers are now fields of :class:`FuserTags`

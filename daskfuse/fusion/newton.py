@@ -553,6 +553,22 @@ def _no_step(summary, state):
     return dataclasses.replace(state, direction=None, done=True)
 
 
+def _stops(template, g_max, n_iter):
+    """Whether the fit stops at a point whose largest gradient entry is ``g_max``
+    after ``n_iter`` Newton steps: the estimator's ``tol``, or its ``max_iter``."""
+    if g_max <= template.tol:
+        return True
+    if n_iter >= template.max_iter:
+        warnings.warn(
+            f"newton stopped after max_iter={template.max_iter} steps with the largest "
+            f"gradient entry {g_max:.3g} > tol={template.tol}; increase max_iter",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
 def next_state(summary, template, classes):
     """The root's Newton step: the state the next pass starts from."""
     if summary["first"]:
@@ -602,15 +618,7 @@ def next_state(summary, template, classes):
             )
     f, g, h = objective(summary["losses"][0], summary["grad"], summary["hess"], w, sw_sum)
     g_max = float(np.max(np.abs(g)))
-    done = g_max <= template.tol
-    if not done and n_iter >= template.max_iter:
-        warnings.warn(
-            f"newton stopped after max_iter={template.max_iter} steps with the largest "
-            f"gradient entry {g_max:.3g} > tol={template.tol}; increase max_iter",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-        done = True
+    done = _stops(template, g_max, n_iter)
     record = {
         "loss": float(f),
         "grad_norm": g_max,
@@ -742,6 +750,8 @@ class Newton(Fuser):
             # its passes are its own (rounds do not drive them)
             sample_weight_reason=None,
             weighted_rounds_reason=None,
+            # a pass's sums: a worker thread's partitions are summed in one task
+            grouped_passes=True,
         )
 
     def passes(self, rounds):
