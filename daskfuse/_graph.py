@@ -284,7 +284,7 @@ def _split_holdout(n, fraction, seed):
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
+def fit_partition(spec, index, previous, sizes, *pieces, secret=None, checked=False):
     """Fit a clone of ``spec.estimator`` on one partition and summarise it.
 
     Runs on the worker that holds the partition's rows; only the summary and a
@@ -295,7 +295,9 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
     rows) each partition has made so far. ``secret`` is this partition's entry of
     ``spec.fuser.partition_secrets`` (None for most strategies). ``pieces`` are the
     partition's row pieces as flat arguments, ``sizes`` how many each takes (see
-    :func:`_flatten`).
+    :func:`_flatten`). ``checked``: an earlier pass of this fit found the partition's
+    values finite (its rows are persisted and do not change), so they are not scanned
+    again.
 
     A partition without rows (an empty block of a filtered dask DataFrame) is left
     out of the fusion whatever ``on_error`` says: its report row says so
@@ -313,9 +315,9 @@ def fit_partition(spec, index, previous, sizes, *pieces, secret=None):
         # any fusion: it is left out, whatever on_error says
         return _left_out(spec, index, pieces, secret, start, PartitionError(index, EMPTY))
     if spec.on_error != "skip":
-        return _fit_partition(spec, index, previous, pieces, secret, start)
+        return _fit_partition(spec, index, previous, pieces, secret, start, checked)
     try:
-        return _fit_partition(spec, index, previous, pieces, secret, start)
+        return _fit_partition(spec, index, previous, pieces, secret, start, checked)
     except Exception as exc:
         error = (
             exc
@@ -344,18 +346,20 @@ class Sealed:
         self.value = value
 
 
-def fit_partitions(spec, indices, previous, layout, *pieces):
+def fit_partitions(spec, indices, previous, layout, checked, *pieces):
     """Several partitions held by one worker, fitted in one task of a later pass: the
     ``Node`` of their :func:`fit_partition` nodes combined (one report row each).
 
     ``layout`` holds, per partition of ``indices``, the ``sizes`` of its pieces (see
-    :func:`_flatten`); ``pieces`` are all their arguments, one partition after another.
+    :func:`_flatten`), ``checked`` whether the pass before found its values finite;
+    ``pieces`` are all their arguments, one partition after another.
     """
     spec, previous = _opened(spec), _opened(previous)
     nodes, at = [], 0
-    for index, sizes in zip(indices, layout):
+    for index, sizes, done in zip(indices, layout, checked):
         n_args = sum(sizes)
-        nodes.append(fit_partition(spec, index, previous, sizes, *pieces[at : at + n_args]))
+        piece_args = pieces[at : at + n_args]
+        nodes.append(fit_partition(spec, index, previous, sizes, *piece_args, checked=done))
         at += n_args
     return combine_nodes(spec.fuser, *nodes)
 
@@ -418,7 +422,7 @@ def _skipped_report(index, pieces, error, start):
     }
 
 
-def _fit_partition(spec, index, previous, pieces, secret, start):
+def _fit_partition(spec, index, previous, pieces, secret, start, checked=False):
     """Check, split, fit and summarise one partition: its ``Node`` (one report row)."""
     X, y, weights = _concat(pieces, index, spec.objects)
     tags = spec.fuser.tags(spec.estimator)
@@ -432,7 +436,7 @@ def _fit_partition(spec, index, previous, pieces, secret, start):
         and not spec.holdout
         and type(spec.estimator).__module__.startswith("sklearn.")
     )
-    _check_partition(X, y, index, spec, finite=not own_check)
+    _check_partition(X, y, index, spec, finite=not (own_check or checked))
     if weights is not None:
         _check_weights(X, weights, index)
         if not np.any(weights > 0):
@@ -812,6 +816,7 @@ def build_fit_graph(
     start=0,
     with_summary=False,
     groups=None,
+    checked=frozenset(),
 ):
     """The whole fit as one ``Delayed``: fit leaves, combine tree, finalize root.
 
@@ -847,6 +852,9 @@ def build_fit_graph(
         For a later pass, the partitions that one fit task fits together (those one
         worker thread holds: see :func:`worker_groups`): a ``daskfuse-fit`` task per
         group, named after its first partition, rather than one per partition.
+    checked : set of int
+        With ``groups``: the partitions whose values the pass before found finite
+        (not skipped): not scanned again.
     """
     # per-partition secrets (secure aggregation's mask seeds) are drawn afresh for
     # every graph and passed to their own partition's task only
@@ -865,7 +873,7 @@ def build_fit_graph(
     if kept is not None:
         leaves.append(delayed(Node(kept, []), name=names["kept"], traverse=False))
     if groups is not None and secrets is None:
-        leaves += _group_leaves(partitions, spec, previous, groups, names["fit"])
+        leaves += _group_leaves(partitions, spec, previous, groups, checked, names["fit"])
         partitions = []
     fit = delayed(fit_partition, pure=True)
     for i, pieces in enumerate(partitions):
@@ -902,7 +910,7 @@ def build_fit_graph(
     return delayed(with_root_summary, pure=True)(final, root) if with_summary else final
 
 
-def _group_leaves(partitions, spec, previous, groups, name):
+def _group_leaves(partitions, spec, previous, groups, checked, name):
     """One :func:`fit_partitions` task per group of partitions (a later pass)."""
     fit = delayed(fit_partitions, pure=True)
     leaves = []
@@ -913,8 +921,17 @@ def _group_leaves(partitions, spec, previous, groups, name):
             layout.append(sizes)
             args += own_args
         own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i] for i in group})
+        done = tuple(i in checked for i in group)
         leaves.append(
-            fit(Sealed(own), tuple(group), previous, layout, *args, dask_key_name=(name, group[0]))
+            fit(
+                Sealed(own),
+                tuple(group),
+                previous,
+                layout,
+                done,
+                *args,
+                dask_key_name=(name, group[0]),
+            )
         )
     return leaves
 

@@ -631,7 +631,7 @@ def run_passes(params, prepared):
     history, models, previous, steps, velocity = [], [], None, 0.0, None
     # a clusterer's score (minus the inertia) adds up over partitions
     total = params.kind == "clusterer"
-    groups, grouped = None, fuser.tags(spec.estimator).grouped_passes
+    groups, checked, grouped = None, frozenset(), fuser.tags(spec.estimator).grouped_passes
     for r in range(prepared.passes):
         start = time.perf_counter()
         graph_ = build_fit_graph(
@@ -643,12 +643,14 @@ def run_passes(params, prepared):
             previous=previous,
             with_feedback=True,
             groups=groups,
+            checked=checked,
         )
         fused, reports, feedback = compute_with_progress(graph_, params.verbose, optimize=False)
         if grouped:
             # the next pass fits each worker thread's partitions in one task, where
             # their rows are
             groups = worker_groups(reports, worker_threads())
+            checked = frozenset(r["partition"] for r in reports if not r["skipped"])
         fused, feedback, velocity = _server_step(fuser, previous, fused, feedback, velocity)
         change = None if previous is None else float(fuser.change(previous[1], feedback))
         if history:
