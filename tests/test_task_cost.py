@@ -31,6 +31,7 @@ from sklearn.linear_model import (
 )
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC, SVR, LinearSVC
 
@@ -38,7 +39,7 @@ from daskfuse import FusedClassifier, FusedClusterer, FusedRegressor, FusedTrans
 from daskfuse._adapters import max_iter_reached
 from daskfuse._graph import FitSpec, _class_counts, _label_counts, fit_partition
 from daskfuse.exceptions import PartitionError
-from daskfuse.fusion.ensemble import Stack
+from daskfuse.fusion.ensemble import Stack, Vote
 from daskfuse.fusion.exact import Exact
 from daskfuse.persist import ModelFileError, load, save
 
@@ -121,11 +122,11 @@ def test_train_score_of_a_large_partition_is_on_a_sample(client):
     clf = FusedClassifier(SVC(), n_partitions=2, fusion="vote").fit(Xl, yl)
     report = clf.partition_report_
     assert (report["train_score_on"] == "sample").all()
-    # every 10th of its 3,000 rows
-    assert (report["train_score_rows"] == 300).all()
+    # every 50th of its 3,000 rows (a kernel machine; see the test below)
+    assert (report["train_score_rows"] == 60).all()
     for i, model in enumerate(clf.fused_estimator_.estimators_):
         rows = slice(3000 * i, 3000 * (i + 1))
-        on_sample = np.mean(model.predict(Xl[rows][::10]) == yl[rows][::10])
+        on_sample = np.mean(model.predict(Xl[rows][::50]) == yl[rows][::50])
         assert report["train_score"][i] == pytest.approx(on_sample)
 
 
@@ -312,3 +313,27 @@ def test_integer_class_counts_do_not_sort_the_labels():
         tracemalloc.stop()
     assert counts == {c: int((y == c).sum()) for c in range(3)}
     assert peak < y.nbytes / 10
+
+
+@pytest.mark.parametrize(
+    "estimator, n, on, rows",
+    [
+        (SVC(), 2_000, "sample", 40),
+        (make_pipeline(StandardScaler(), SVC()), 2_000, "sample", 40),
+        (SVC(), 80, "all", 80),
+        (LogisticRegression(), 2_000, "sample", 200),
+    ],
+    ids=["svc", "pipeline-svc", "svc-small", "logistic"],
+)
+def test_kernel_machines_are_scored_on_a_fiftieth_of_their_rows(estimator, n, on, rows):
+    # an RBF SVC predicts a row in about what its fit spends on one: the score on every
+    # 10th row cost 11% of its fit, on every 50th row it costs 2%
+    Xl = np.random.default_rng(4).normal(size=(n, 3))
+    yl = (Xl[:, 0] * Xl[:, 1] > 0).astype(int)
+    report = fit_partition(
+        FitSpec(estimator, Vote(), classifier=True), 0, None, (2,), Xl, yl
+    ).reports[0]
+    assert (report["train_score_on"], report["train_score_rows"]) == (on, rows)
+    step = n // rows
+    model = clone(estimator).fit(Xl, yl)
+    assert report["train_score"] == pytest.approx(np.mean(model.predict(Xl[::step]) == yl[::step]))
