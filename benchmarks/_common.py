@@ -32,7 +32,8 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster, wait
+from dask.array.core import concatenate3
+from distributed import Client, LocalCluster, futures_of, wait
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -102,8 +103,26 @@ def persist_and_gather(client: Any, X: da.Array, y: da.Array) -> tuple[Any, Any,
     """
     X, y = client.persist([X, y])
     wait([X, y])
-    X_np, y_np = (as_local(a) for a in client.gather(client.compute([X, y])))
+    X_np, y_np = (as_local(gather_blocks(client, a)) for a in (X, y))
     return X, y, X_np, y_np
+
+
+def gather_blocks(client: Any, a: da.Array) -> np.ndarray:
+    """The persisted dask array ``a`` as one NumPy array, its blocks sent to the driver.
+
+    ``client.compute(a)`` would first concatenate the blocks in a task on one worker,
+    which then keeps a copy of every block: the scheduler runs every later task on
+    that worker (the other one idles), and half of them on copies that
+    ``distributed`` delivered unaligned (see :func:`as_local`), which each fit task
+    then copies again.
+    """
+    futures = {f.key: f for f in futures_of(a)}
+    blocks = client.gather(_nested(a.__dask_keys__(), futures))
+    return concatenate3(blocks)
+
+
+def _nested(keys: Any, futures: dict[Any, Any]) -> Any:
+    return [_nested(k, futures) for k in keys] if isinstance(keys, list) else futures[keys]
 
 
 def as_local(a: Any) -> np.ndarray:

@@ -10,6 +10,7 @@ The estimator-family knowledge that generic code needs lives here too:
 :func:`stamp_inputs` (the fit-wide input facts on a fused model),
 :func:`accepts_objects` (which estimators take string and categorical columns),
 :func:`fitted_train_score` (k-means knows its score on its own rows),
+:func:`predicts_at_fit_cost` (kernel machines' predictions cost as much as their fit),
 :func:`max_iter_reached` (whether an iterative solver ran out of iterations),
 :func:`updates_per_partition` (the SGD schedule's step count over rounds) and
 :meth:`MLPAdapter.warn_unshared_init` (averaging networks needs one initialisation).
@@ -40,6 +41,7 @@ __all__ = [
     "linear_estimator_names",
     "max_iter_reached",
     "parameter_change",
+    "predicts_at_fit_cost",
     "stamp_inputs",
     "updates_per_partition",
 ]
@@ -99,6 +101,22 @@ def fitted_train_score(estimator, X, y):
         if labels is not None and inertia is not None and len(labels) == len(X):
             return -float(inertia)
     return None
+
+
+#: libsvm's kernel machines: a prediction evaluates the kernel against every support
+#: vector (an RBF ``SVC`` predicts a row in about what its fit spends on one)
+_KERNEL_MACHINES = (svm.SVC, svm.NuSVC, svm.SVR, svm.NuSVR, svm.OneClassSVM)
+
+
+def predicts_at_fit_cost(estimator):
+    """Whether predicting a row costs ``estimator`` about what its fit spends on one.
+
+    True for libsvm's kernel machines (also as a Pipeline's last step), whose
+    training score is then taken on a sparser sample of the partition's rows.
+    """
+    if isinstance(estimator, Pipeline) and estimator.steps:
+        estimator = estimator.steps[-1][1]
+    return isinstance(estimator, _KERNEL_MACHINES)
 
 
 def max_iter_reached(estimator):

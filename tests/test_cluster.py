@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import io
 import pickle
+import tracemalloc
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
 from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans, MiniBatchKMeans
 from sklearn.datasets import make_blobs
 
 from daskfuse import FusedClusterer, FusionError
-from daskfuse.fusion.cluster import Recluster
+from daskfuse.fusion.cluster import SPLIT_ROWS, Recluster, _cluster_summary
 
 K = 8
 
@@ -22,9 +24,7 @@ K = 8
 @pytest.fixture
 def blobs():
     """Eight overlapping blobs: local k-means runs do get stuck in poor optima."""
-    X, blob = make_blobs(
-        n_samples=6000, centers=K, n_features=4, cluster_std=1.5, random_state=0
-    )
+    X, blob = make_blobs(n_samples=6000, centers=K, n_features=4, cluster_std=1.5, random_state=0)
     return X, blob
 
 
@@ -267,3 +267,102 @@ def test_sampled_seeding_keeps_the_inertia_within_one_percent(init_sample):
     assert_array_equal(
         models[0].fused_estimator_.cluster_centers_, models[1].fused_estimator_.cluster_centers_
     )
+
+
+# ------------------------------------------------- the partition summary (issue 17)
+def _direct(X, labels, k, weights=None):
+    """Sizes, means and within-cluster sum of squares summed row by row."""
+    w = np.ones(len(X)) if weights is None else weights
+    sizes = np.array([w[labels == j].sum() for j in range(k)])
+    means = np.array([w[labels == j] @ X[labels == j] / sizes[j] for j in range(k)])
+    within = sum(w[labels == j] @ ((X[labels == j] - means[j]) ** 2).sum(axis=1) for j in range(k))
+    return sizes, means, within
+
+
+def _info(weights=None):
+    return {
+        "index": 0,
+        "n_rows": None,
+        "holdout_score": None,
+        "classes": None,
+        "seed": None,
+        "sample_weight": weights,
+    }
+
+
+@pytest.mark.parametrize(
+    "estimator, stops",
+    [
+        (KMeans(K, n_init=1, random_state=0), "converged"),
+        (KMeans(K, n_init=1, max_iter=2, random_state=0), "max_iter"),
+        (KMeans(K, n_init=1, tol=0.5, random_state=0), "tol"),
+        (KMeans(K, n_init=1, max_iter=1, algorithm="elkan", random_state=0), "max_iter"),
+        (MiniBatchKMeans(K, n_init=1, random_state=0), "mini-batch"),
+        (MiniBatchKMeans(K, n_init=1, compute_labels=False, random_state=0), "mini-batch"),
+    ],
+    ids=["converged", "max_iter", "tol", "elkan-max_iter", "minibatch", "minibatch-no-labels"],
+)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_summary_from_the_fits_inertia_equals_the_direct_sums(blobs, estimator, stops, weighted):
+    X, _ = blobs
+    weights = np.random.default_rng(1).integers(0, 4, len(X)).astype(float) if weighted else None
+    fitted = clone(estimator).fit(X, sample_weight=weights)
+    if stops == "max_iter":
+        assert fitted.n_iter_ == estimator.max_iter
+    part = Recluster().summarize(fitted, X, None, _info(weights)).parts[0]
+    labels = fitted.predict(X)
+    sizes, means, within = _direct(X, labels, K, weights)
+    assert_array_equal(part.sizes, sizes)
+    assert_allclose(part.means, means, rtol=1e-12)
+    if stops != "converged":
+        # the centres are not the means: the inertia carries n_j |m_j - c_j|^2 too
+        assert fitted.inertia_ > within * (1 + 1e-6)
+    assert part.within == pytest.approx(within, rel=1e-10)
+
+
+def test_summary_of_a_float32_fit_sums_the_squares_itself(blobs):
+    # a float32 fit sums its inertia in float32: the summary does not use it
+    X = blobs[0].astype(np.float32)
+    fitted = KMeans(K, n_init=1, max_iter=2, random_state=0).fit(X)
+    part = Recluster().summarize(fitted, X, None, _info()).parts[0]
+    sizes, means, within = _direct(X.astype(float), fitted.labels_, K)
+    assert part.within == pytest.approx(within, rel=1e-10)
+    assert abs(fitted.inertia_ - within) / within > 1e-9  # the fit's figure is off
+
+
+def test_split_points_of_a_large_cluster_come_from_evenly_spaced_rows():
+    rng = np.random.default_rng(2)
+    n = 3 * SPLIT_ROWS + 5
+    X = rng.normal(size=(n, 3)) * [3.0, 1.0, 0.5] + 10.0
+    labels = np.zeros(n, dtype=np.int32)
+    labels[::7] = 1  # a second cluster, of fewer than SPLIT_ROWS rows: all of them
+    sizes, means, _, points, halves = _cluster_summary(X, labels, np.zeros((2, 3)), True)
+    large = X[labels == 0]
+    step = -(-len(large) // SPLIT_ROWS)
+    assert step > 1
+    for j, rows in enumerate([large[::step], X[labels == 1]]):
+        assert len(rows) <= SPLIT_ROWS
+        centered = rows - means[j]
+        values, vectors = np.linalg.eigh(centered.T @ centered)
+        std, v = np.sqrt(values[-1] / len(rows)), vectors[:, -1]
+        assert_allclose(
+            np.sort(points[2 * j : 2 * j + 2], axis=0),
+            np.sort([means[j] - std * v, means[j] + std * v], axis=0),
+            rtol=1e-12,
+        )
+        assert_array_equal(halves[2 * j : 2 * j + 2], [sizes[j] / 2] * 2)
+    # the first cluster's main axis is the first column
+    assert abs(points[1] - points[0])[0] > 5
+
+
+def test_summary_makes_no_copy_of_the_partition():
+    # a dask worker maps every allocation of 128 KiB or more afresh from the system
+    X, _ = make_blobs(n_samples=40_000, centers=K, n_features=20, random_state=0)
+    fitted = KMeans(K, n_init=1, random_state=0).fit(X)
+    tracemalloc.start()
+    try:
+        Recluster().summarize(fitted, X, None, _info())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 20

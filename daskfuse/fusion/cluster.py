@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.cluster import KMeans, MiniBatchKMeans, kmeans_plusplus
@@ -73,7 +74,12 @@ class Centroids:
     report_weight: float | None = None
 
 
-def _labels_and_inertia(estimator, X, index):
+def _labels_and_inertia(estimator, X, index, sample_weight=None):
+    """The rows' clusters and their (weighted) sum of squared distances to their centres.
+
+    From the fit where it labelled these rows (``labels_``, ``inertia_``), else by
+    ``predict`` and ``score`` on ``X``.
+    """
     labels = getattr(estimator, "labels_", None)
     if labels is not None and (X is None or len(labels) == len(X)):
         return np.asarray(labels), float(estimator.inertia_)
@@ -84,7 +90,8 @@ def _labels_and_inertia(estimator, X, index):
             f"partition {index}: {type(estimator).__name__} has no labels_, so its "
             "cluster sizes are unknown; fit it with compute_labels=True"
         )
-    return np.asarray(estimator.predict(X)), -float(estimator.score(X))
+    inertia = -float(estimator.score(X, sample_weight=sample_weight))
+    return np.asarray(estimator.predict(X)), inertia
 
 
 def _principal_direction(centered):
@@ -105,84 +112,95 @@ def _principal_direction(centered):
     return v, float(np.mean((centered @ v) ** 2))
 
 
-def _cluster_summary(X, labels, centers, split):
+#: rows of one cluster, evenly spaced, whose principal direction and spread give its
+#: two split points (all the rows of a smaller cluster)
+SPLIT_ROWS = 256
+
+#: rows per block of the per-cluster sums. A dask worker's nanny sets glibc's
+#: ``MALLOC_TRIM_THRESHOLD_``, which leaves every allocation of 128 KiB or more to a
+#: fresh ``mmap``: its pages fault in one by one, at about 0.4 ms per MiB. Blocks of
+#: 8,192 rows keep every temporary of the summary under 64 KiB
+SUM_ROWS = 8192
+
+
+def _cluster_summary(X, labels, centers, split, sample_weight=None, inertia=None):
     """Sizes, row means, within-cluster sum of squares and reclustering points.
 
-    One pass that sorts the rows by cluster (a stable counting sort: one copy of
-    ``X``), so that each cluster's rows are one contiguous block: its mean, its
-    centred rows and, where ``split``, their principal direction come from that block
-    alone, rather than from a boolean mask over all rows per cluster.
+    The means are exact (:func:`_cluster_sums`: one pass over ``X`` in row order that
+    copies nothing). The within-cluster sum of squares follows from ``inertia``, the
+    fit's own (weighted) sum of the squared distances of these rows to ``centers``
+    under ``labels`` (:func:`_within`). Where ``split``, a cluster's principal
+    direction and its spread along it come from at most :data:`SPLIT_ROWS` of its
+    rows, evenly spaced (:func:`_split_points`).
 
     Returns
     -------
     sizes : ndarray of shape (k,)
+        Rows (total weight) in each cluster; a cluster of total weight 0 is empty.
     means : ndarray of shape (k, n_features)
         Mean of each cluster's rows (the model's centre for an empty cluster).
     within : float
-        Sum of the squared distances of the rows to their cluster's mean.
+        Sum of the (weighted) squared distances of the rows to their cluster's mean.
     points, weights : ndarray
         The weighted points that stand for the rows (see :func:`_split_points`).
     """
-    k = len(centers)
-    sizes = np.bincount(labels, minlength=k)
-    # small integer labels sort by radix sort; take() copies rows faster than X[order]
-    small = np.int16 if k <= np.iinfo(np.int16).max else labels.dtype
-    order = np.argsort(labels.astype(small, copy=False), kind="stable")
-    grouped = np.take(X, order, axis=0)
+    sizes, sums = _cluster_sums(X, labels, len(centers), sample_weight)
+    full = sizes > 0
     means = np.array(centers, dtype=float, copy=True)
-    within = 0.0
-    points, weights = [], []
-    stop = 0
-    for j, n in enumerate(sizes):
-        start, stop = stop, stop + n
-        if n == 0:
-            continue
-        # grouped is a copy: centre each cluster's rows in place
-        centered = grouped[start:stop]
-        mean = centered.mean(axis=0)
-        centered -= mean
-        means[j] = mean
-        within += float(np.einsum("ij,ij->", centered, centered))
-        if split:
-            pair, half = _split_points(centered, mean, n)
-            points += pair
-            weights += half
-    if not split:
-        return sizes.astype(float), means, within, means, sizes.astype(float)
-    return sizes.astype(float), means, within, np.asarray(points), np.asarray(weights, float)
-
-
-def _weighted_cluster_summary(X, labels, centers, split, sample_weight):
-    """:func:`_cluster_summary` of rows with sample weights: each cluster's size is its
-    total weight, its mean, sum of squares and principal direction are weighted (a
-    cluster of total weight 0 is empty). Integer weights give what repeated rows give.
-    """
-    k = len(centers)
-    sizes = np.bincount(labels, weights=sample_weight, minlength=k)
-    means = np.array(centers, dtype=float, copy=True)
-    within = 0.0
-    points, weights = [], []
-    for j in np.flatnonzero(sizes > 0):
-        rows = labels == j
-        w = sample_weight[rows]
-        mean = np.average(X[rows], axis=0, weights=w)
-        centered = X[rows] - mean
-        means[j] = mean
-        within += float(w @ np.einsum("ij,ij->i", centered, centered))
-        if split:
-            # the rows scaled by the root of their weight: the weighted variance along
-            # the principal direction is their sum of squares over the total weight
-            v, mean_square = _principal_direction(np.sqrt(w)[:, None] * centered)
-            std = np.sqrt(mean_square * len(w) / sizes[j])
-            points += [mean - std * v, mean + std * v]
-            weights += [sizes[j] / 2, sizes[j] / 2]
+    means[full] = sums[full] / sizes[full, None]
+    within = _within(X, labels, means, centers, sizes, inertia, sample_weight)
     if not split:
         return sizes, means, within, means, sizes
-    return sizes, means, within, np.asarray(points), np.asarray(weights, float)
+    points, halves = _split_points(X, labels, means, sizes, sample_weight)
+    return sizes, means, within, points, halves
 
 
-def _split_points(centered, mean, n):
-    """Two weighted points for one cluster, keeping its mean and its largest variance.
+def _cluster_sums(X, labels, k, sample_weight=None):
+    """Each cluster's rows (total weight) and (weighted) sum of the rows of ``X``.
+
+    ``(sizes, sums)`` of shapes ``(k,)`` and ``(k, n_features)``, from the product of
+    a sparse indicator matrix (cluster by row, the rows' weights as its values) with
+    the rows, :data:`SUM_ROWS` rows at a time: within a block, the rows of a cluster
+    are added in row order, as ``X[labels == j].sum(axis=0)`` adds them.
+    """
+    n = len(labels)
+    block = min(n, SUM_ROWS)
+    ones = np.ones(block)
+    indptr = np.arange(block + 1, dtype=labels.dtype)
+    sizes, sums = np.zeros(k), np.zeros((k, X.shape[1]))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = slice(start, stop)
+        values = ones[: stop - start] if sample_weight is None else sample_weight[rows]
+        indicator = sparse.csc_array(
+            (values, labels[rows], indptr[: stop - start + 1]), shape=(k, stop - start)
+        )
+        sizes += np.bincount(labels[rows], weights=values, minlength=k)
+        sums += indicator @ X[rows]
+    return sizes, sums
+
+
+def _within(X, labels, means, centers, sizes, inertia, sample_weight):
+    """Sum of the (weighted) squared distances of the rows to their cluster's mean.
+
+    For any labelling, ``sum_i w_i |x_i - c_j|^2 = sum_i w_i |x_i - m_j|^2 + n_j |m_j -
+    c_j|^2`` over the rows ``i`` of cluster ``j`` (mean ``m_j``, total weight ``n_j``,
+    centre ``c_j``): the fit's ``inertia`` (the left side summed over the clusters)
+    gives it without a pass over ``X``. Where ``inertia`` is None, or the centres lie
+    so far from the means that the difference would lose digits, it is summed
+    directly.
+    """
+    if inertia is not None:
+        moved = float(sizes @ ((means - centers) ** 2).sum(axis=1))
+        if moved <= inertia / 2:
+            return max(inertia - moved, 0.0)
+    diff = X - means[labels]
+    squares = np.einsum("ij,ij->i", diff, diff)
+    return float(squares.sum() if sample_weight is None else sample_weight @ squares)
+
+
+def _split_points(X, labels, means, sizes, sample_weight=None):
+    """Two weighted points per cluster, keeping its mean and its largest variance.
 
     A cluster stands in the reclustering for its rows. Its centroid alone loses how
     the rows spread: a local k-means stuck in a poor optimum may hold two blobs in
@@ -190,11 +208,29 @@ def _split_points(centered, mean, n):
     drags a fused centre off. The points ``mean +- std * v`` along the cluster's
     principal direction ``v``, each weighted by half its rows, have the same mean
     and the same variance along ``v``: for a compact cluster they stay together,
-    for two merged blobs they land on the blobs.
+    for two merged blobs they land on the blobs. ``v`` and ``std`` are those of at
+    most :data:`SPLIT_ROWS` of the cluster's rows, evenly spaced (with weights: of
+    its rows of positive weight, weighted), plenty to tell two blobs apart.
     """
-    v, variance = _principal_direction(centered)
-    std = np.sqrt(variance)
-    return [mean - std * v, mean + std * v], [n / 2, n / 2]
+    positive = None if sample_weight is None else sample_weight > 0
+    points, halves = [], []
+    for j in np.flatnonzero(sizes > 0):
+        rows = np.flatnonzero(labels == j if positive is None else (labels == j) & positive)
+        rows = rows[:: -(-len(rows) // SPLIT_ROWS)]
+        centered = np.take(X, rows, axis=0)
+        centered -= means[j]
+        if sample_weight is None:
+            v, mean_square = _principal_direction(centered)
+        else:
+            # the rows scaled by the root of their weight: the weighted variance along
+            # the principal direction is their sum of squares over their total weight
+            w = sample_weight[rows]
+            v, mean_square = _principal_direction(np.sqrt(w)[:, None] * centered)
+            mean_square *= len(w) / w.sum()
+        std = np.sqrt(mean_square)
+        points += [means[j] - std * v, means[j] + std * v]
+        halves += [sizes[j] / 2, sizes[j] / 2]
+    return np.asarray(points), np.asarray(halves, dtype=float)
 
 
 def _prime(template, centers):
@@ -253,14 +289,16 @@ class Recluster(Fuser):
     models), each local cluster is sent as two half-weight points along its
     principal direction rather than as its centroid (same mean, same largest
     variance), so that a partition whose k-means merged two blobs into one cluster
-    does not drag a fused centre between them.
+    does not drag a fused centre between them. The direction and the spread along it
+    are those of at most 256 of the cluster's rows, evenly spaced (``SPLIT_ROWS``);
+    the sizes, means and sums of squares are those of all its rows.
 
     Parameters
     ----------
     split : bool, default=True
         Send two points per local cluster (its mean plus and minus its standard
         deviation along its principal direction) instead of its centroid. This reads
-        the partition's rows once more.
+        at most 256 rows of each cluster once more.
     n_init : int, default=10
         Initialisations of the weighted k-means on the centroids (it is small:
         ``n_partitions * k`` points).
@@ -372,19 +410,26 @@ class Recluster(Fuser):
 
     def summarize(self, estimator, X, y, info):
         centers = np.asarray(estimator.cluster_centers_, dtype=float)
-        labels, inertia = _labels_and_inertia(estimator, X, info["index"])
-        sizes = np.bincount(labels, minlength=len(centers)).astype(float)
+        weights = info.get("sample_weight")
+        weights = None if weights is None else np.asarray(weights, dtype=float)
+        labels, inertia = _labels_and_inertia(estimator, X, info["index"], weights)
         if X is None:
+            sizes = np.bincount(labels, minlength=len(centers)).astype(float)
             means, within, points, weights = centers, inertia, centers, sizes
         else:
             # the rows' own means, not the model's centres: MiniBatchKMeans' centres
             # (and a KMeans stopped by tol) are not quite the means of the rows they
-            # label, and the inertia bound of finalize needs the means
-            summary = _cluster_summary
-            args = (np.asarray(X, dtype=float), labels, centers, self.split)
-            if info.get("sample_weight") is not None:
-                summary, args = _weighted_cluster_summary, (*args, info["sample_weight"])
-            sizes, means, within, points, weights = summary(*args)
+            # label, and the inertia bound of finalize needs the means. The fit's
+            # inertia is summed in the fit's precision: float64 only
+            exact = estimator.cluster_centers_.dtype == np.float64
+            sizes, means, within, points, weights = _cluster_summary(
+                np.asarray(X, dtype=float),
+                labels,
+                centers,
+                self.split,
+                weights,
+                inertia if exact else None,
+            )
         part = CentroidPart(
             info["index"],
             means,
