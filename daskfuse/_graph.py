@@ -965,23 +965,34 @@ def worker_groups(reports, nthreads):
     (:func:`build_fit_graph`'s ``groups``), or None to keep a task per partition.
 
     A worker's partitions (by the report's ``worker``) are dealt into as many groups as
-    it has threads (``nthreads``: ``{worker address: threads}``), in partition order,
-    so that one task per thread fits them where their rows are: a pass of many small
-    partitions then costs a few tasks' scheduling, not one per partition. None where
-    a worker is not in ``nthreads`` (not a ``distributed`` cluster) or where grouping
-    saves no task.
+    it has threads (``nthreads``: ``{worker address: threads}``), the largest first
+    into the group with the fewest rows so far, so that one task per thread fits them
+    where their rows are: a pass of many small partitions then costs a few tasks'
+    scheduling, not one per partition. None where a worker is not in ``nthreads`` (not
+    a ``distributed`` cluster) or where grouping saves no task.
     """
-    by_worker = {}
+    by_worker, rows = {}, {}
     for report in sorted(reports, key=lambda r: r["partition"]):
-        by_worker.setdefault(report["worker"], []).append(report["partition"])
+        by_worker.setdefault(report["worker"], []).append(int(report["partition"]))
+        rows[int(report["partition"])] = report.get("rows") or 0
     if not nthreads or any(w not in nthreads for w in by_worker):
         return None
     groups = [
-        [int(i) for i in part]
+        group
         for worker, held in by_worker.items()
-        for part in np.array_split(held, min(nthreads[worker], len(held)))
+        for group in _deal(held, rows, min(nthreads[worker], len(held)))
     ]
     return groups if len(groups) < len(reports) else None
+
+
+def _deal(held, rows, k):
+    """``held`` in ``k`` groups of about equal rows (each in partition order)."""
+    groups, loads = [[] for _ in range(k)], [0] * k
+    for i in sorted(held, key=lambda i: -rows[i]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(i)
+        loads[lightest] += rows[i]
+    return [sorted(group) for group in groups]
 
 
 def build_score_graph(partitions, model, token):

@@ -621,9 +621,11 @@ def test_a_local_model_that_overflows_its_link_starts_from_the_gradient():
 def test_worker_groups_deal_each_workers_partitions_over_its_threads():
     from daskfuse._graph import worker_groups
 
-    reports = [{"partition": i, "worker": "a" if i % 3 else "b"} for i in range(9)]
-    # b: 0 3 6 in one task; a: partitions 1 2 4 5 7 8 over 2 threads
-    assert worker_groups(reports, {"a": 2, "b": 1}) == [[0, 3, 6], [1, 2, 4], [5, 7, 8]]
+    reports = [{"partition": i, "worker": "a" if i % 3 else "b", "rows": 10} for i in range(9)]
+    # b: 0 3 6 in one task; a: partitions 1 2 4 5 7 8 over 2 threads, by rows
+    assert worker_groups(reports, {"a": 2, "b": 1}) == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    reports[1]["rows"] = 50  # as many rows as a's other partitions together
+    assert worker_groups(reports, {"a": 2, "b": 1}) == [[0, 3, 6], [1], [2, 4, 5, 7, 8]]
     # not a distributed cluster, or a worker that is gone: a task per partition
     assert worker_groups(reports, None) is None
     assert worker_groups(reports, {"a": 2}) is None
