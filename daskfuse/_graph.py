@@ -482,7 +482,8 @@ def _fit_partition(spec, index, previous, pieces, secret, start, checked=False):
         # a later pass stops after local_epochs on purpose: not a convergence failure
         "max_iter_reached": max_iter_reached(estimator) if previous is None else None,
         # None where no partition model is fitted (a strategy that summarises rows);
-        # with the fits a strategy makes while summarising (Stack's cross fit)
+        # with the fitting a strategy does while summarising (Stack's cross fit and
+        # its out-of-fold outputs)
         "fit_seconds": None
         if estimator is None
         else fit_seconds + (getattr(summary, "report_fit_seconds", None) or 0.0),

@@ -218,8 +218,9 @@ def test_no_partition_model_has_no_fit_seconds(client):
 # ------------------------------------------------------------------ task seconds
 def test_stack_counts_its_cross_fit_as_fitting():
     # Stack fits a clone on the rows it does not hold out (the meta-learner needs
-    # the member's output on rows it has not seen): that second fit is fitting, and
-    # the partition's fit_seconds counts it, so task seconds / fit seconds stays near 1
+    # the member's output on rows it has not seen): that second fit and those outputs
+    # are fitting (StackingClassifier.fit spends its cross_val_predict so), and the
+    # partition's fit_seconds counts them, so task seconds / fit seconds stays near 1
     spec = FitSpec(LogisticRegression(), Stack(), classifier=True)
     node = fit_partition(spec, 0, None, (2,), X, Y_CLASS)
     cross = node.summary.report_fit_seconds

@@ -84,9 +84,10 @@ class Members:
     """The summary of the ensemble fusers: the members of the partitions covered.
 
     A leaf's ``report_weight`` is its partition's weight for the report (None once
-    combined); ``report_fit_seconds``, the seconds of the fits the strategy made
-    while summarising (:class:`Stack`'s cross-fitted clone), which the report counts
-    in the partition's ``fit_seconds``.
+    combined); ``report_fit_seconds``, the seconds of the fitting the strategy did
+    while summarising (:class:`Stack`'s cross-fitted clone and its outputs on the
+    held-out rows, the meta-learner's training rows), which the report counts in the
+    partition's ``fit_seconds``.
     """
 
     members: list
@@ -419,16 +420,19 @@ stack_method='auto')
                 f"{self.holdout_fraction:.0%} for the meta-learner",
             )
         # a clone of the fitted model keeps its parameters, the partition's seed too;
-        # stacking needs this second fit, so the report counts it as fitting
+        # stacking needs this second fit and its outputs on the held-out rows (the
+        # meta-learner's training rows), so the report counts both as fitting, as
+        # scikit-learn's StackingClassifier.fit spends its cross_val_predict
         start = time.perf_counter()
         cross = _fit_quietly(clone(estimator), X[fit_rows], y[fit_rows])
-        cross_seconds = time.perf_counter() - start
         method = resolve_stack_method(estimator, self.stack_method, classifier)
+        raw = member_output(cross, method, X[held])
+        cross_seconds = time.perf_counter() - start
         extra = {
             "X": X[held],
             "y": y[held],
             "method": method,
-            "raw": member_output(cross, method, X[held]),
+            "raw": raw,
             "raw_classes": getattr(cross, "classes_", None) if classifier else None,
         }
         classes = getattr(estimator, "classes_", None) if classifier else None
