@@ -384,6 +384,9 @@ class FitTimes:
     warnings: list[str] = field(default_factory=list)
     #: the largest :meth:`PeakMemory.result` over the repeats (None with ``memory=False``)
     memory: dict[str, Any] | None = None
+    #: per fit of a daskfuse model: (its partitions' task seconds, their fit seconds),
+    #: summed over its ``partition_report_`` after the timed fit
+    partition_seconds: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -444,6 +447,11 @@ def time_fits(
             times.finished = finished
         times.returned_none = times.returned_none or returned is None
         model = est if returned is None else returned
+        report = getattr(model, "partition_report_", None)
+        if report is not None and "task_seconds" in report:
+            times.partition_seconds.append(
+                (float(report["task_seconds"].sum()), float(report["fit_seconds"].sum()))
+            )
     return model, times
 
 
