@@ -119,7 +119,7 @@ def prepare(dataset: str, rows: int, test_rows: int, chunk: int, seed: int, clie
     grid = X.rechunk({1: BLOCK})
     X, grid, y = client.persist([X, grid, y])
     common.wait([X, grid, y])
-    X_np, y_np = (common.as_local(a) for a in client.gather(client.compute([X, y])))
+    X_np, y_np = (common.as_local(common.gather_blocks(client, a)) for a in (X, y))
     test = np.vstack(
         [
             _block(min(chunk, test_rows - i), 10_000 + i // chunk, dataset=dataset, seed=seed)

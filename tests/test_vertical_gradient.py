@@ -210,3 +210,31 @@ def test_any_grouping_of_the_columns_gives_the_central_model(labels, logistic, c
         model = fused(estimator, partition=Columns(groups=groups)).fit(X, target)
     assert model.partition_.groups == sorted(groups)
     assert _rel(model.fused_estimator_.coef_, central.coef_) < 1e-6
+
+
+def test_a_line_search_along_a_nearly_flat_line_ends_in_a_few_evaluations(monkeypatch):
+    # the last passes search along very short directions: the summed log-loss over
+    # many rows cannot tell their steps' values apart (equal values taken as lower
+    # kept such a search going for hundreds of evaluations, most of a fit's time);
+    # the slope still can, and Newton's method on it ends in a few
+    from daskfuse.vertical import _gradient
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50_000, 6))
+    y = (X @ rng.normal(size=6) + rng.logistic(size=len(X)) > 0).astype(float)
+    ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=1000).fit(X, y)
+    away = 1e-8 * rng.normal(size=6)  # a point a short step from the optimum
+    z = (X @ (ref.coef_[0] + away) + ref.intercept_[0])[:, None]
+    state = {"kind": "logistic", "target": y[:, None], "weights": None, "total": float(len(y))}
+    state["z"] = z
+    u = -(X @ away)[:, None]  # the direction back toward it
+    line = {"penalty": (0.0, 0.0, 0.0), "d_intercept": np.zeros(1)}
+    calls = []
+    terms = _gradient._terms
+    monkeypatch.setattr(_gradient, "_terms", lambda *a: calls.append(1) or terms(*a))
+    _, residual, info = _gradient.line_search(state, u, line)
+    assert len(calls) <= 10
+    # the minimum along the line is found: its slope is a thousandth of the start's
+    _, at_zero, _ = terms("logistic", z, y[:, None], None)  # not yet over the rows
+    assert abs(np.sum(residual * u)) * len(y) <= 1e-3 * abs(np.sum(at_zero * u))
+    assert 0.5 < info["t"] < 1.5

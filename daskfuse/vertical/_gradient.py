@@ -109,7 +109,13 @@ def line_search(state, u, line):
         # a change of t below LINE_RTOL of it moves no coefficient by a relevant amount
         while not moved and abs(step) > LINE_RTOL * max(abs(t), 1.0):
             candidate = at(t + step)
-            moved = candidate[0] <= value
+            # a step is taken where it lowers the loss, or where the slope shrinks: on
+            # a nearly flat line (the last passes' short directions) the summed loss
+            # cannot tell a lower value from rounding, while the slope still can (and
+            # equal values taken as lower kept such a search going for hundreds of
+            # evaluations); the function is convex, so its slope shrinks toward the
+            # minimum along the line
+            moved = candidate[0] < value or abs(candidate[1]) < abs(slope)
             if moved:
                 t, current = t + step, candidate
             step /= 2
