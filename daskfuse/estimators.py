@@ -742,9 +742,10 @@ _ATTRS_DOC = """
           before converging (linear models, SVMs, MLPs; ``fit`` then raises one
           ``ConvergenceWarning`` that counts these partitions), False where it
           converged, None where it does not apply (other families, later rounds);
-        - ``fit_seconds`` (the estimator's ``fit``, with the fits the strategy
-          needs while summarising: ``Stack``'s clone fitted on the rows it does not
-          hold out; None where no partition model is fitted), ``task_seconds``
+        - ``fit_seconds`` (the estimator's ``fit``, with the fitting the strategy
+          does while summarising: ``Stack``'s clone fitted on the rows it does not
+          hold out and its outputs on the held-out rows, the meta-learner's
+          training rows; None where no partition model is fitted), ``task_seconds``
           (the whole fit task: rows gathered, checked, fitted, scored and
           summarised);
         - ``worker``: the address of the worker that ran it;
