@@ -903,11 +903,7 @@ def build_fit_graph(
     fit = delayed(fit_partition, pure=True)
     for i, pieces in enumerate(partitions):
         sizes, args = _flatten(pieces)
-        # the spec travels inside each task (as a shared dependency it would make the
-        # scheduler weigh a second worker for every fit, against locality), with
-        # only its own partition's seed rather than all n of them
-        own = spec if spec.seeds is None else replace(spec, seeds={start + i: spec.seeds[i]})
-        own = Sealed(own)
+        own = Sealed(_seeded_for(spec, [i], start))
         leaves.append(
             fit(
                 own,
@@ -935,6 +931,16 @@ def build_fit_graph(
     return delayed(with_root_summary, pure=True)(final, root) if with_summary else final
 
 
+def _seeded_for(spec, indices, start=0):
+    """The fit spec that the task of the partitions ``indices`` takes: it travels inside
+    the task (as a shared dependency it would make the scheduler weigh a second worker
+    for every fit, against locality), with only their own seeds (numbered from
+    ``start``, a continued fit's first new partition) rather than all n of them."""
+    if spec.seeds is None:
+        return spec
+    return replace(spec, seeds={start + i: spec.seeds[i] for i in indices})
+
+
 def _group_leaves(partitions, spec, previous, groups, checked, name):
     """One :func:`fit_partitions` task per group of partitions (a later pass)."""
     fit = delayed(fit_partitions, pure=True)
@@ -945,11 +951,10 @@ def _group_leaves(partitions, spec, previous, groups, checked, name):
             sizes, own_args = _flatten(partitions[i])
             layout.append(sizes)
             args += own_args
-        own = spec if spec.seeds is None else replace(spec, seeds={i: spec.seeds[i] for i in group})
         done = tuple(i in checked for i in group)
         leaves.append(
             fit(
-                Sealed(own),
+                Sealed(_seeded_for(spec, group)),
                 tuple(group),
                 previous,
                 layout,

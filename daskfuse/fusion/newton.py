@@ -358,7 +358,8 @@ def _pass_summary(template, state, X, y, classes, sample_rows, sample_weight=Non
     )
     # the previous pass's fused model is the one at state.w: its accuracy on these
     # rows comes from the margins at hand, not from a predict over them again
-    start = _correct(raw, y, classes)
+    # (where the pass evaluated that point alone, its count is the pass's own)
+    start = sums["correct"] if raws[0] is raw else _correct(raw, y, classes)
     sums.report_start_score = None if start is None else start / len(X)
     return sums
 
