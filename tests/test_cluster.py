@@ -16,7 +16,15 @@ from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans, Mi
 from sklearn.datasets import make_blobs
 
 from daskfuse import FusedClusterer, FusionError
-from daskfuse.fusion.cluster import SPLIT_ROWS, Recluster, _cluster_summary
+from daskfuse.fusion.cluster import (
+    RUN_ROWS,
+    SAMPLE_ROWS,
+    SPLIT_ROWS,
+    Recluster,
+    _cluster_summary,
+    _principal_directions,
+    _split_rows,
+)
 
 K = 8
 
@@ -366,3 +374,132 @@ def test_summary_makes_no_copy_of_the_partition():
     finally:
         tracemalloc.stop()
     assert peak < X.nbytes / 20
+
+
+def _rows_for(case, rng, d=20, n=300):
+    """Centred rows of one cluster of the given shape."""
+    if case == "anisotropic":
+        rows = rng.normal(size=(n, d)) * np.linspace(3.0, 0.5, d)
+    elif case == "two-blobs":
+        axis = rng.normal(size=d)
+        rows = rng.normal(size=(n, d)) + np.where(np.arange(n) % 2, 5.0, -5.0)[:, None] * axis
+    elif case == "axis-aligned":
+        # all the spread on one feature: the other eigenvalues are 16 orders smaller
+        rows = rng.normal(size=(n, d)) * np.r_[10.0, np.full(d - 1, 1e-8)]
+    elif case == "near-tie":
+        rows = rng.normal(size=(n, d)) * np.r_[1.0, 0.999, np.full(d - 2, 0.5)]
+    elif case == "tie":
+        # equal spread along the first two features, none elsewhere
+        rows = np.zeros((4, d))
+        rows[[0, 1], 0], rows[[2, 3], 1] = (1.0, -1.0), (1.0, -1.0)
+    elif case == "equal-rows":
+        rows = np.zeros((5, d))
+    elif case == "one-row":
+        rows = np.zeros((1, d))
+    else:  # one feature
+        rows = rng.normal(size=(n, 1))
+    return rows - rows.mean(axis=0)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "anisotropic",
+        "two-blobs",
+        "axis-aligned",
+        "near-tie",
+        "tie",
+        "equal-rows",
+        "one-row",
+        "one-feature",
+    ],
+)
+def test_principal_directions_by_squaring_are_the_top_eigenpairs(case):
+    rng = np.random.default_rng(4)
+    first = _rows_for(case, rng)
+    # a second cluster in the same stack: each is worked out on its own
+    clusters = [first, _rows_for("anisotropic", rng, d=first.shape[1])]
+    scatter = np.stack([r.T @ r for r in clusters])
+    counts = np.array([len(r) for r in clusters], dtype=float)
+    vectors, mean_square = _principal_directions(scatter, counts)
+    values, eigvectors = np.linalg.eigh(scatter)
+    assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-14)
+    for j, rows in enumerate(clusters):
+        top = values[j, -1] / counts[j]
+        # the mean square is that of the rows' projections on the direction found
+        projected = np.mean((rows @ vectors[j]) ** 2)
+        assert mean_square[j] == pytest.approx(projected, rel=1e-12, abs=1e-300)
+        if case in ("equal-rows", "one-row") and j == 0:
+            assert mean_square[j] == 0.0
+            continue
+        # the largest mean square of any direction: to rounding where the top
+        # eigenvalue stands apart, within 1e-4 where the next is 0.2 % below it
+        assert mean_square[j] == pytest.approx(top, rel=1e-4 if case == "near-tie" else 1e-12)
+        if case not in ("near-tie", "tie") or j == 1:
+            assert abs(vectors[j] @ eigvectors[j, :, -1]) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_features", [80, 300])
+def test_split_points_with_many_features_keep_the_principal_direction(n_features):
+    # above 64 features each cluster is decomposed on its own; above 256 its
+    # direction comes from power iteration on its rows
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(600, n_features)) * np.r_[6.0, np.ones(n_features - 1)]
+    labels = np.repeat(np.arange(2, dtype=np.int32), 300)
+    X[300:] += 50.0
+    sizes, means, _, points, halves = _cluster_summary(X, labels, np.zeros((2, n_features)), True)
+    for j in range(2):
+        rows = X[labels == j][:: -(-300 // SPLIT_ROWS)] - means[j]
+        values, vectors = np.linalg.eigh(rows.T @ rows)
+        step = (points[2 * j + 1] - points[2 * j]) / 2
+        std = np.linalg.norm(step)
+        assert std == pytest.approx(np.sqrt(values[-1] / len(rows)), rel=1e-9)
+        assert abs(step / std @ vectors[:, -1]) == pytest.approx(1.0, abs=1e-9)
+        assert_allclose((points[2 * j] + points[2 * j + 1]) / 2, means[j], rtol=1e-12)
+        assert_array_equal(halves[2 * j : 2 * j + 2], [sizes[j] / 2] * 2)
+
+
+def _runs(n, n_clusters):
+    """The rows that _split_rows reads first for ``n_clusters`` non-empty clusters."""
+    runs = max(2, min(2 * SPLIT_ROWS * n_clusters, SAMPLE_ROWS) // RUN_ROWS)
+    starts = np.arange(runs) * (n - RUN_ROWS) // (runs - 1)
+    return np.unique((starts[:, None] + np.arange(RUN_ROWS)).ravel())
+
+
+def test_split_rows_of_a_large_partition_come_from_runs_spread_over_it():
+    n = 40_000
+    rng = np.random.default_rng(6)
+    labels = rng.choice(2, size=n, p=[0.6, 0.4]).astype(np.int32)
+    sampled = _runs(n, 4)
+    outside = np.setdiff1d(np.arange(n), sampled)
+    # cluster 2: 40 rows, too few to find in the runs; cluster 3: 1,000 rows that
+    # no run reads
+    labels[rng.choice(n, 40, replace=False)] = 2
+    labels[rng.choice(outside, 1000, replace=False)] = 3
+    found = list(_split_rows(labels, 4, np.arange(4)))
+    for j in (0, 1):
+        rows = found[j]
+        assert 0 < len(rows) <= SPLIT_ROWS
+        assert np.all(labels[rows] == j) and np.all(np.diff(rows) > 0)
+        assert np.isin(rows, sampled).all()
+        # spread over the whole partition, not its first rows
+        assert rows[0] < n / 20 and rows[-1] > n - n / 20
+        inside = sampled[labels[sampled] == j]
+        assert_array_equal(rows, inside[:: -(-len(inside) // SPLIT_ROWS)])
+    # the others are read on all their rows, evenly spaced
+    assert_array_equal(found[2], np.flatnonzero(labels == 2))
+    assert_array_equal(found[3], np.flatnonzero(labels == 3)[:: -(-1000 // SPLIT_ROWS)])
+
+
+def test_split_rows_with_labels_that_repeat_and_with_weights():
+    n = 30_000
+    labels = (np.arange(n) % 3).astype(np.int32)  # a pattern no sample falls in step with
+    found = list(_split_rows(labels, 3, np.arange(3)))
+    for j, rows in enumerate(found):
+        assert SPLIT_ROWS / 2 <= len(rows) <= SPLIT_ROWS
+        assert np.all(labels[rows] == j)
+        assert rows[0] < n / 20 and rows[-1] > n - n / 20
+    weights = np.where(np.arange(n) % 2 == 0, 0.0, 1.5)
+    for j, rows in enumerate(_split_rows(labels, 3, np.arange(3), weights)):
+        assert len(rows) >= SPLIT_ROWS / 2
+        assert np.all(labels[rows] == j) and np.all(weights[rows] > 0)
