@@ -121,6 +121,28 @@ def test_splitting_clusters_repairs_partitions_stuck_in_poor_optima(blobs):
     assert fused_inertia(split=True) < 1.002
 
 
+def test_split_points_from_runs_of_rows_repair_large_partitions(scheduler):
+    # partitions of 20,000 rows: each cluster's split rows come from the runs of rows
+    # spread over the partition (_split_rows), not from a scan of all its rows
+    X, _ = make_blobs(n_samples=80_000, centers=K, n_features=4, cluster_std=1.5, random_state=0)
+    assert len(X) // 4 >= 4 * min(2 * SPLIT_ROWS * K, SAMPLE_ROWS)
+    reference = KMeans(n_clusters=K, random_state=0).fit(X).inertia_
+
+    def fused_inertia(split):
+        model = FusedClusterer(
+            KMeans(K),
+            fusion=Recluster(split=split),
+            n_partitions=4,
+            partition="random",
+            random_state=0,
+        ).fit(X)
+        return -model.score(X) / reference
+
+    # a partition merges two blobs here too: 1.022 without the split points
+    assert fused_inertia(split=False) > 1.01
+    assert fused_inertia(split=True) < 1.002
+
+
 @pytest.mark.parametrize(
     "estimator", [KMeans(K, random_state=1), MiniBatchKMeans(K, random_state=1)]
 )
