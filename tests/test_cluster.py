@@ -101,11 +101,12 @@ def test_recluster_finds_every_blob_despite_label_permutation(blobs):
     assert len(set(distance.argmin(axis=1))) == K
 
 
-def test_splitting_clusters_repairs_partitions_stuck_in_poor_optima(blobs):
-    X, _ = blobs
+def _fused_inertia_ratios(X):
+    """Inertia on ``X`` of the fusion of 4 random partitions' KMeans, without and with
+    split points, over that of one KMeans on all rows."""
     reference = KMeans(n_clusters=K, random_state=0).fit(X).inertia_
-
-    def fused_inertia(split):
+    ratios = []
+    for split in (False, True):
         model = FusedClusterer(
             KMeans(K),
             fusion=Recluster(split=split),
@@ -113,12 +114,17 @@ def test_splitting_clusters_repairs_partitions_stuck_in_poor_optima(blobs):
             partition="random",
             random_state=0,
         ).fit(X)
-        return -model.score(X) / reference
+        ratios.append(-model.score(X) / reference)
+    return ratios
 
+
+def test_splitting_clusters_repairs_partitions_stuck_in_poor_optima(blobs):
+    X, _ = blobs
+    without, with_split = _fused_inertia_ratios(X)
     # with these seeds two of the four partitions merge two blobs into one cluster;
     # their centroids alone drag a fused centre between the blobs
-    assert fused_inertia(split=False) > 1.03
-    assert fused_inertia(split=True) < 1.002
+    assert without > 1.03
+    assert with_split < 1.002
 
 
 def test_split_points_from_runs_of_rows_repair_large_partitions(scheduler):
@@ -126,21 +132,11 @@ def test_split_points_from_runs_of_rows_repair_large_partitions(scheduler):
     # spread over the partition (_split_rows), not from a scan of all its rows
     X, _ = make_blobs(n_samples=80_000, centers=K, n_features=4, cluster_std=1.5, random_state=0)
     assert len(X) // 4 >= 4 * min(2 * SPLIT_ROWS * K, SAMPLE_ROWS)
-    reference = KMeans(n_clusters=K, random_state=0).fit(X).inertia_
-
-    def fused_inertia(split):
-        model = FusedClusterer(
-            KMeans(K),
-            fusion=Recluster(split=split),
-            n_partitions=4,
-            partition="random",
-            random_state=0,
-        ).fit(X)
-        return -model.score(X) / reference
 
     # a partition merges two blobs here too: 1.022 without the split points
-    assert fused_inertia(split=False) > 1.01
-    assert fused_inertia(split=True) < 1.002
+    without, with_split = _fused_inertia_ratios(X)
+    assert without > 1.01
+    assert with_split < 1.002
 
 
 @pytest.mark.parametrize(

@@ -305,8 +305,10 @@ def _split_points(X, labels, means, sizes, sample_weight=None):
     d = X.shape[1]
     counts = np.empty(len(full))
     # each cluster's rows are dropped once read: one cluster's at a time in memory
-    scatter = np.empty((len(full), d, d)) if d <= SQUARE_FEATURES else None
-    vectors, mean_square = np.empty((len(full), d)), np.empty(len(full))
+    if d <= SQUARE_FEATURES:
+        scatter = np.empty((len(full), d, d))
+    else:
+        scatter, vectors, mean_square = None, np.empty((len(full), d)), np.empty(len(full))
     for i, rows in enumerate(_split_rows(labels, len(sizes), full, sample_weight)):
         centered = np.take(X, rows, axis=0)
         centered -= means[full[i]]
@@ -325,7 +327,7 @@ def _split_points(X, labels, means, sizes, sample_weight=None):
     if scatter is not None:
         vectors, mean_square = _principal_directions(scatter, counts)
     step = np.sqrt(mean_square)[:, None] * vectors
-    points = np.empty((2 * len(full), X.shape[1]))
+    points = np.empty((2 * len(full), d))
     points[0::2] = means[full] - step
     points[1::2] = means[full] + step
     return points, np.repeat(sizes[full] / 2, 2)
